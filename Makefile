@@ -1,0 +1,53 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each installs what it needs first: Debian packages (as root, only when
+# missing) and a virtualenv with osbuilder in editable mode.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+# Debian packages the tools and tests need.
+APT_PACKAGES := python3 python3-venv
+
+.PHONY: demo test deps apt venv lint typecheck pytest docs bench clean
+
+demo: deps
+	$(BIN)/osbuilder validate examples/*.yml
+	$(BIN)/osbuilder validate tests/data/linuxkit/*.yml
+
+test: deps lint typecheck pytest
+
+deps: apt venv
+
+apt:
+	@scripts/ensure-apt $(APT_PACKAGES)
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check osbuilder tests bench
+	$(BIN)/ruff format --check osbuilder tests bench
+
+typecheck: venv
+	$(BIN)/mypy --strict osbuilder
+
+pytest: venv
+	$(BIN)/pytest
+
+# Regenerate the spec reference from the models (a unit test checks it is current).
+docs: venv
+	$(BIN)/osbuilder schema --format markdown > docs/spec.md
+
+bench: venv
+	$(BIN)/python bench/validate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find output -mindepth 1 ! -name .gitkeep -delete

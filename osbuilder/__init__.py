@@ -1,0 +1,3 @@
+"""osbuilder: build small, immutable Linux systems from OCI container images."""
+
+__version__ = "0.1.0"

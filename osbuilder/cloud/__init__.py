@@ -1,0 +1,1 @@
+"""Uploading built images to clouds (OpenStack first)."""

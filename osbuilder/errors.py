@@ -1,0 +1,34 @@
+"""The error types the CLI turns into one clean line and an exit code.
+
+Every failure a user can act on is an `OsbuilderError`; anything else reaching
+the CLI is a bug and gets a traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    USER = 1  # the spec, a file or an argument the user gave is wrong
+    USAGE = 2  # the command line itself is malformed (argparse's convention)
+    EXTERNAL = 3  # something outside osbuilder failed: a registry, qemu, a tool
+
+
+class OsbuilderError(Exception):
+    """A failure with a message meant for the user."""
+
+    exit_code: ExitCode = ExitCode.USER
+
+
+class UserError(OsbuilderError):
+    """The input is wrong; the message says what to fix."""
+
+    exit_code = ExitCode.USER
+
+
+class ExternalError(OsbuilderError):
+    """A program, registry or service that osbuilder depends on failed."""
+
+    exit_code = ExitCode.EXTERNAL

@@ -1,0 +1,1 @@
+"""Output writers: one module per output family (kernel+initrd, tar, iso, raw, qcow2)."""

@@ -1,0 +1,1 @@
+"""Building package and kernel images without a container daemon."""

@@ -1,0 +1,18 @@
+"""The spec: YAML with locations, pydantic models, validation and merging."""
+
+from osbuilder.spec.loader import LoadedSpec, SpecInvalid, check_sources, check_specs, load_spec
+from osbuilder.spec.model import Container, ImageConfig, Spec
+from osbuilder.spec.source import Diagnostic, Location
+
+__all__ = [
+    "Container",
+    "Diagnostic",
+    "ImageConfig",
+    "LoadedSpec",
+    "Location",
+    "Spec",
+    "SpecInvalid",
+    "check_sources",
+    "check_specs",
+    "load_spec",
+]

@@ -1,0 +1,102 @@
+"""Loading specs: parse, validate each file, merge, check across entries.
+
+`load_spec` is what every command uses; it reports all problems of all files
+at once, each at FILE:LINE:COL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from osbuilder.errors import UserError
+from osbuilder.spec.checks import cross_checks
+from osbuilder.spec.diagnostics import diagnostics_from
+from osbuilder.spec.merge import merge_documents
+from osbuilder.spec.model import Spec
+from osbuilder.spec.source import Diagnostic, Document, SpecSyntaxError, load_document
+
+
+class SpecInvalid(UserError):
+    """One or more spec files have errors; `diagnostics` holds every one."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(str(d) for d in diagnostics))
+
+
+@dataclass
+class LoadedSpec:
+    """A valid spec with the locations of its values, and any warnings."""
+
+    spec: Spec
+    document: Document
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+Checked = tuple["LoadedSpec | None", list[Diagnostic]]
+
+
+def check_specs(paths: Sequence[Path | str]) -> Checked:
+    """Validate and merge spec files; return the spec (if valid) and all diagnostics."""
+    sources: list[tuple[str, str | None]] = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such spec file")
+        sources.append((str(path), None))
+    return check_sources(sources)
+
+
+def check_sources(sources: Sequence[tuple[str, str | None]]) -> Checked:
+    """Like check_specs for (name, text) pairs; a text of None is read from the file `name`."""
+    if not sources:
+        raise UserError("no spec file given")
+    paths = [name for name, _ in sources]
+    documents: list[Document] = []
+    diagnostics: list[Diagnostic] = []
+    for name, text in sources:
+        try:
+            document = load_document(name, text)
+        except SpecSyntaxError as exc:
+            diagnostics.append(exc.diagnostic)
+            continue
+        except OSError as exc:
+            raise UserError(f"{name}: cannot read spec: {exc.strerror or exc}") from None
+        if document.data is None:  # an empty file is an empty spec
+            document.data = {}
+        diagnostics += _schema_errors(document)
+        if isinstance(document.data, dict):
+            documents.append(document)
+
+    merged = merge_documents(documents) if documents else None
+    if merged is not None:
+        diagnostics += cross_checks(merged)
+    order = {p: i for i, p in enumerate(paths)}
+    diagnostics.sort(
+        key=lambda d: (order.get(d.location.file, len(order)), d.location.line, d.location.column)
+    )
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if errors or merged is None:
+        return None, diagnostics
+    spec = Spec.model_validate(merged.data)
+    warnings = [d for d in diagnostics if d.severity == "warning"]
+    return LoadedSpec(spec, merged, warnings), diagnostics
+
+
+def load_spec(paths: Sequence[Path | str]) -> LoadedSpec:
+    """Like check_specs, but raise SpecInvalid listing every error."""
+    loaded, diagnostics = check_specs(paths)
+    if loaded is None:
+        raise SpecInvalid([d for d in diagnostics if d.severity == "error"])
+    return loaded
+
+
+def _schema_errors(document: Document) -> list[Diagnostic]:
+    try:
+        Spec.model_validate(document.data)
+    except ValidationError as exc:
+        return diagnostics_from(exc, document, Spec)
+    return []

@@ -1,0 +1,294 @@
+"""YAML documents that remember where every node came from.
+
+PyYAML's composer gives a node graph with marks; we build plain Python data
+from it ourselves so that every value (and every mapping key) has a
+`Location`. Errors found later are reported at FILE:LINE:COL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+try:  # libyaml's parser is ~10x faster; the pure-Python one gives the same nodes
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+# Bound on nodes built from one document, so that alias bombs ("billion laughs")
+# fail cleanly instead of eating memory.
+MAX_NODES = 1_000_000
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+#: A path into the data: mapping keys and list indices, e.g. ("services", 1, "env", 0).
+DataPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem in a spec: where, which field, and what is wrong."""
+
+    location: Location
+    path: DataPath
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        parts = [str(self.location)]
+        if self.path:
+            parts.append(format_path(self.path))
+        if self.severity == "warning":
+            parts.append("warning")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.location.file,
+            "line": self.location.line,
+            "column": self.location.column,
+            "path": format_path(self.path),
+            "severity": self.severity,
+            "message": self.message,
+        }
+
+
+def format_path(path: DataPath) -> str:
+    """`("services", 1, "env")` -> `services[1].env`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+@dataclass
+class Document:
+    """Data parsed from YAML, with the location of each value and each key."""
+
+    data: Any
+    origin: Location
+    values: dict[DataPath, Location] = field(default_factory=dict)
+    keys: dict[DataPath, Location] = field(default_factory=dict)
+
+    def value_location(self, path: DataPath) -> Location:
+        """Where the value at `path` starts (or the nearest enclosing node)."""
+        return self._nearest(self.values, path)
+
+    def key_location(self, path: DataPath) -> Location:
+        """Where the key naming `path` starts; the value's location for list items."""
+        if path in self.keys:
+            return self.keys[path]
+        return self._nearest(self.values, path)
+
+    def _nearest(self, table: dict[DataPath, Location], path: DataPath) -> Location:
+        for end in range(len(path), -1, -1):
+            found = table.get(path[:end])
+            if found is not None:
+                return found
+        return self.origin
+
+
+class SpecSyntaxError(Exception):
+    """The text is not YAML we accept; carries one located diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(str(diagnostic))
+        self.diagnostic = diagnostic
+
+
+def load_document(path: Path | str, text: str | None = None) -> Document:
+    """Parse one YAML spec file; raise SpecSyntaxError with FILE:LINE:COL on bad YAML."""
+    name = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise _error(name, 1, 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join((exc.problem or exc.context or "invalid YAML").split())
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        if mark is not None and text[mark.index : mark.index + 1] == "\t":
+            problem = "a tab cannot indent YAML; use spaces"
+        raise _error(name, line, column, f"YAML syntax error: {problem}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        position = exc.position if isinstance(exc.character, str) else 0
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        raise _error(
+            name, line, column, f"character {exc.character!r} is not allowed in YAML text"
+        ) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - every other YAMLError is marked
+        raise _error(name, 1, 1, "YAML error: " + " ".join(str(exc).split())) from None
+
+    if len(nodes) > 1:
+        second = nodes[1].start_mark
+        raise _error(
+            name,
+            second.line + 1,
+            second.column + 1,
+            "a spec file holds one YAML document; split multiple specs into files",
+        )
+    origin = Location(name, 1, 1)
+    document = Document(data=None, origin=origin)
+    if nodes:
+        builder = _Builder(name, document)
+        document.data = builder.build(nodes[0], ())
+    return document
+
+
+def _error(file: str, line: int, column: int, message: str) -> SpecSyntaxError:
+    return SpecSyntaxError(Diagnostic(Location(file, line, column), (), message))
+
+
+class _Builder:
+    """Turns a composed node graph into Python data, recording locations."""
+
+    def __init__(self, file: str, document: Document) -> None:
+        self._file = file
+        self._document = document
+        self._constructor = SafeConstructor()
+        self._active: set[int] = set()  # node ids on the current path, to catch recursive aliases
+        self._count = 0
+
+    def _location(self, node: Node) -> Location:
+        mark = node.start_mark
+        return Location(self._file, mark.line + 1, mark.column + 1)
+
+    def build(self, node: Node, path: DataPath) -> Any:
+        self._count += 1
+        if self._count > MAX_NODES:
+            loc = self._location(node)
+            raise _error(
+                self._file,
+                loc.line,
+                loc.column,
+                f"document expands to more than {MAX_NODES} nodes (alias bomb?)",
+            )
+        self._document.values.setdefault(path, self._location(node))
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
+        if id(node) in self._active:
+            loc = self._location(node)
+            raise _error(self._file, loc.line, loc.column, "recursive YAML alias")
+        self._active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                return self._mapping(node, path)
+        finally:
+            self._active.discard(id(node))
+        loc = self._location(node)  # pragma: no cover - the composer makes no other nodes
+        raise _error(self._file, loc.line, loc.column, "unsupported YAML node")
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except ConstructorError as exc:
+            loc = self._location(node)
+            raise _error(self._file, loc.line, loc.column, f"YAML error: {exc.problem}") from None
+        except ValueError as exc:  # e.g. a timestamp with an impossible date
+            loc = self._location(node)
+            raise _error(self._file, loc.line, loc.column, f"invalid value: {exc}") from None
+
+    def _mapping(self, node: MappingNode, path: DataPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_seen: dict[str, Location] = {}
+        for key_node, value_node in self._entries(node):
+            key_loc = self._location(key_node)
+            if not isinstance(key_node, ScalarNode):
+                raise _error(
+                    self._file, key_loc.line, key_loc.column, "mapping keys must be strings"
+                )
+            key = self._scalar(key_node)
+            if not isinstance(key, str):
+                raise _error(
+                    self._file,
+                    key_loc.line,
+                    key_loc.column,
+                    f"mapping keys must be strings, got {describe(key)} {key_node.value!r}",
+                )
+            if key in first_seen:
+                first = first_seen[key]
+                raise _error(
+                    self._file,
+                    key_loc.line,
+                    key_loc.column,
+                    f"duplicate key {key!r} (first at line {first.line})",
+                )
+            first_seen[key] = key_loc
+            self._document.keys[(*path, key)] = key_loc
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def _entries(self, node: MappingNode) -> Iterator[tuple[Node, Node]]:
+        """The mapping's own entries, then those brought in by `<<` merge keys."""
+        own: set[str] = set()
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                if isinstance(key_node, ScalarNode):
+                    own.add(key_node.value)
+                yield key_node, value_node
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                continue
+            sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, MappingNode):
+                    loc = self._location(source)
+                    raise _error(self._file, loc.line, loc.column, "'<<' merges only mappings")
+                if id(source) in self._active:
+                    loc = self._location(source)
+                    raise _error(self._file, loc.line, loc.column, "recursive YAML alias")
+                self._active.add(id(source))
+                try:
+                    for k, v in self._entries(source):
+                        if isinstance(k, ScalarNode) and k.value not in own:
+                            own.add(k.value)
+                            yield k, v
+                finally:
+                    self._active.discard(id(source))
+
+
+def describe(value: Any) -> str:
+    """How a YAML value reads to a user: 'a string', 'an integer', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, bytes):
+        return "binary data"
+    return "a date" if hasattr(value, "isoformat") else type(value).__name__

@@ -1,0 +1,1 @@
+"""Running built systems under QEMU: command line, QMP control, readiness."""

@@ -1,0 +1,154 @@
+"""The command line: exit codes, clean one-line errors, JSON output, help, schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from osbuilder import __version__
+from osbuilder.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.yml"))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse exits for --help, --version and usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_validate_examples_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "validate", *EXAMPLES)
+    assert code == 0, err
+    assert out.count(": valid (") == len(EXAMPLES)
+
+
+def test_validate_invalid_exits_1_with_one_line_per_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write(
+        tmp_path,
+        "bad.yml",
+        "services:\n  - name: a\n    image: a\n    nett: host\n  - name: a\n    image: a\n",
+    )
+    code, out, err = run(capsys, "validate", spec)
+    assert code == 1
+    assert out == ""
+    assert err.splitlines() == [
+        f"{spec}:4:5: services[0]: unknown field 'nett' (did you mean 'net'?)",
+        f"{spec}:5:11: services[1].name: duplicate service name 'a' (first at {spec}:2:11)",
+        f"{spec}: invalid, 2 errors",
+    ]
+    assert "Traceback" not in err
+
+
+def test_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write(tmp_path, "bad.yml", "init: [Bad]\ntrust: {org: [x]}\n")
+    code, out, _ = run(capsys, "validate", "--json", spec)
+    assert code == 1
+    result = json.loads(out)
+    assert result["valid"] is False
+    assert result["errors"] == [
+        {
+            "file": spec,
+            "line": 1,
+            "column": 8,
+            "path": "init[0]",
+            "severity": "error",
+            "message": "image reference 'Bad' has an invalid repository component 'Bad' "
+            "(lowercase letters, digits and single '.', '_' or '-' separators)",
+        }
+    ]
+    assert [w["path"] for w in result["warnings"]] == ["trust"]
+    code, out, _ = run(capsys, "validate", "--json", *EXAMPLES)
+    assert code == 0
+    assert json.loads(out) == {"valid": True, "files": EXAMPLES, "errors": [], "warnings": []}
+
+
+def test_validate_merge_checks_the_files_as_one_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = write(tmp_path, "a.yml", "services:\n  - name: getty\n    image: getty\n")
+    b = write(tmp_path, "b.yml", "services:\n  - name: getty\n    image: getty\n")
+    assert run(capsys, "validate", a, b)[0] == 0
+    code, _, err = run(capsys, "validate", "--merge", a, b)
+    assert code == 1
+    assert f"{b}:2:11: services[1].name: duplicate service name 'getty'" in err
+
+
+def test_missing_file_is_one_clean_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "validate", "/nonexistent/spec.yml")
+    assert code == 1
+    assert err == "osbuilder: /nonexistent/spec.yml: no such spec file\n"
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "validate")[0] == 2
+    assert run(capsys, "frobnicate")[0] == 2
+    assert run(capsys)[0] == 2
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert code == 0
+    assert out.strip() == f"osbuilder {__version__}"
+
+
+@pytest.mark.parametrize("command", [[], ["validate"], ["schema"]])
+def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, *command, "--help")
+    assert code == 0
+    assert out.startswith("usage: osbuilder")
+
+
+def test_schema_is_a_json_schema_that_accepts_specs_and_rejects_typos(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "schema")
+    assert code == 0
+    schema = json.loads(out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in EXAMPLES + sorted(str(p) for p in (REPO / "tests/data/linuxkit").glob("*.yml")):
+        data = yaml.safe_load(Path(path).read_text())
+        assert list(validator.iter_errors(data)) == [], path
+    typo = {"services": [{"name": "a", "image": "a", "capabilites": []}]}
+    assert not validator.is_valid(typo)
+
+
+def test_docs_spec_reference_is_generated_from_the_models(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "schema", "--format", "markdown")
+    assert code == 0
+    assert (REPO / "docs/spec.md").read_text() == out, "run `make docs` to regenerate"
+    assert "| `capabilities.add` |" in out
+
+
+def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
+    spec = write(tmp_path, "bad.yml", "kernel: [\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "osbuilder", "validate", spec],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0].startswith(f"{spec}:2:1: YAML syntax error:")
+    assert "Traceback" not in result.stderr
