@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-# Debian packages the tools and tests need.
-APT_PACKAGES := python3 python3-venv
+# Debian packages the tools and tests need: the registry, skopeo and htpasswd are real
+# peers of the integration tests.
+APT_PACKAGES := python3 python3-venv docker-registry skopeo apache2-utils
 
 .PHONY: demo test deps apt venv lint typecheck pytest docs bench clean
 
@@ -28,7 +29,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	touch $@
 
 lint: venv
@@ -45,8 +46,9 @@ pytest: venv
 docs: venv
 	$(BIN)/osbuilder schema --format markdown > docs/spec.md
 
-bench: venv
+bench: deps
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/pull.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

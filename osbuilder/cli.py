@@ -8,18 +8,13 @@ no traceback unless --debug.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from osbuilder import __version__
+from osbuilder.commands import images, spec
 from osbuilder.errors import ExitCode, OsbuilderError
-
-if TYPE_CHECKING:
-    from osbuilder.spec import Spec
 
 log = logging.getLogger("osbuilder")
 
@@ -81,94 +76,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.set_defaults(debug=False, verbose=False)
     parser.add_argument("--version", action="version", version=f"osbuilder {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-
-    validate = sub.add_parser(
-        "validate",
-        parents=[common],
-        help="check spec files and report every error",
-        description="Validate spec files and print every error as FILE:LINE:COL: path: message. "
-        "Each file is a spec of its own unless --merge is given. Exit 0 when all are valid, "
-        "1 when not.",
-    )
-    validate.add_argument("files", nargs="+", type=Path, metavar="FILE", help="spec files")
-    validate.add_argument(
-        "--merge",
-        action="store_true",
-        help="validate the files as one spec, merged in order as `build` merges them",
-    )
-    validate.add_argument("--json", action="store_true", help="print the result as JSON")
-    validate.set_defaults(handler=_validate)
-
-    schema = sub.add_parser(
-        "schema",
-        parents=[common],
-        help="print the JSON Schema of specs",
-        description="Print the JSON Schema generated from osbuilder's spec models, or the "
-        "Markdown spec reference.",
-    )
-    schema.add_argument("--format", choices=("json", "markdown"), default="json")
-    schema.set_defaults(handler=_schema)
+    spec.register(sub, common)
+    images.register(sub, common)
     return parser
-
-
-def _validate(args: argparse.Namespace) -> int:
-    from osbuilder.spec import check_specs
-
-    groups: list[list[Path]] = [args.files] if args.merge else [[f] for f in args.files]
-    results = [(group, *check_specs(group)) for group in groups]
-    valid = all(loaded is not None for _, loaded, _ in results)
-    if args.json:
-        every = [d for _, _, diagnostics in results for d in diagnostics]
-        print(
-            json.dumps(
-                {
-                    "valid": valid,
-                    "files": [str(f) for f in args.files],
-                    "errors": [d.as_json() for d in every if d.severity == "error"],
-                    "warnings": [d.as_json() for d in every if d.severity == "warning"],
-                },
-                indent=2,
-            )
-        )
-        return ExitCode.OK if valid else ExitCode.USER
-    for group, loaded, diagnostics in results:
-        for diagnostic in diagnostics:
-            print(diagnostic, file=sys.stderr)
-        name = " + ".join(str(f) for f in group)
-        if loaded is None:
-            errors = sum(d.severity == "error" for d in diagnostics)
-            print(f"{name}: invalid, {errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
-        else:
-            print(f"{name}: valid ({_summary(loaded.spec)})")
-    return ExitCode.OK if valid else ExitCode.USER
-
-
-def _summary(spec: Spec) -> str:
-    counts = [
-        f"{len(items)} {name}"
-        for name, items in (
-            ("init", spec.init),
-            ("onboot", spec.onboot),
-            ("onshutdown", spec.onshutdown),
-            ("services", spec.services),
-            ("files", spec.files),
-            ("volumes", spec.volumes),
-        )
-        if items
-    ]
-    return ", ".join(counts) or "empty"
-
-
-def _schema(args: argparse.Namespace) -> int:
-    if args.format == "markdown":
-        from osbuilder.spec.reference import render_markdown
-
-        sys.stdout.write(render_markdown())
-        return ExitCode.OK
-    from osbuilder.spec.model import Spec
-
-    schema = Spec.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "osbuilder spec"
-    print(json.dumps(schema, indent=2, sort_keys=True))
-    return ExitCode.OK

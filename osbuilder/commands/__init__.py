@@ -1,0 +1,1 @@
+"""Subcommands of the `osbuilder` command line, one module per group."""

@@ -1,0 +1,111 @@
+"""Options several commands share, and building the objects they describe.
+
+Heavy modules are imported inside the functions: `osbuilder pull` should not
+pay for the spec models, nor any command for what it does not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from osbuilder.oci.platform import TargetPlatform
+    from osbuilder.oci.progress import Progress
+    from osbuilder.oci.registry import RegistryClient
+    from osbuilder.oci.store import ContentStore
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="content store (default: $OSBUILDER_CACHE or $XDG_CACHE_HOME/osbuilder)",
+    )
+
+
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registry options")
+    group.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow plain HTTP to this registry (localhost and 127.0.0.0/8 always may)",
+    )
+    group.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="REGISTRY=URL",
+        help="pull REGISTRY's images from URL first, e.g. docker.io=http://127.0.0.1:5000",
+    )
+    group.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="retries of a failed request, with exponential backoff (default 5)",
+    )
+    group.add_argument(
+        "--jobs", type=int, default=6, metavar="N", help="blobs transferred in parallel (default 6)"
+    )
+
+
+def add_platform_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--arch",
+        metavar="ARCH",
+        help="target architecture: amd64 or arm64 (default: this machine's)",
+    )
+
+
+def open_store(args: argparse.Namespace) -> ContentStore:
+    from osbuilder.oci.store import ContentStore, default_store_root
+
+    return ContentStore(args.cache or default_store_root())
+
+
+def registry_client(args: argparse.Namespace) -> RegistryClient:
+    from osbuilder.oci.registry import RegistryClient, RegistryOptions, parse_mirror
+
+    mirrors: dict[str, list[str]] = {}
+    for text in args.registry_mirror:
+        registry, url = parse_mirror(text)
+        mirrors.setdefault(registry, []).append(url)
+    options = RegistryOptions(
+        insecure_registries=frozenset(args.insecure_registry),
+        mirrors={k: tuple(v) for k, v in mirrors.items()},
+        retries=max(0, args.retries),
+    )
+    return RegistryClient(options)
+
+
+def target_platform(args: argparse.Namespace) -> TargetPlatform:
+    from osbuilder.oci.platform import host_target, parse_platform
+
+    return parse_platform(args.arch) if args.arch else host_target()
+
+
+@contextlib.contextmanager
+def progress_for(args: argparse.Namespace) -> Iterator[Progress]:
+    """A live display on a terminal, a line per transfer otherwise, nothing with --json."""
+    from osbuilder.oci.progress import LineProgress, NullProgress, RichProgress
+
+    if getattr(args, "json", False):
+        yield NullProgress()
+    elif sys.stderr.isatty():
+        with RichProgress() as progress:
+            yield progress
+    else:
+        yield LineProgress()
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))

@@ -1,0 +1,206 @@
+"""`osbuilder pull`, `osbuilder push` and `osbuilder cache ...`: images and the content store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from osbuilder.commands.common import (
+    add_platform_option,
+    add_registry_options,
+    add_store_options,
+    open_store,
+    print_json,
+    progress_for,
+    registry_client,
+    target_platform,
+)
+from osbuilder.errors import ExitCode, UserError
+from osbuilder.oci.progress import human_size
+from osbuilder.oci.reference import parse_reference
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    pull = sub.add_parser(
+        "pull",
+        parents=[common],
+        help="pull images into the content store",
+        description="Resolve each reference to a digest and fetch its manifest, config and "
+        "layers for the target platform into the content store, verifying every digest.",
+    )
+    pull.add_argument("refs", nargs="+", metavar="REF", help="image references")
+    pull.add_argument(
+        "--offline",
+        action="store_true",
+        help="use only the content store; never contact a registry",
+    )
+    pull.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_platform_option(pull)
+    add_store_options(pull)
+    add_registry_options(pull)
+    pull.set_defaults(handler=_pull)
+
+    push_cmd = sub.add_parser(
+        "push",
+        parents=[common],
+        help="push an image from the content store to a registry",
+        description="Upload an image of the content store: blobs the registry lacks (mounted "
+        "from another repository of the same registry when possible), then its manifest.",
+    )
+    push_cmd.add_argument("ref", metavar="REF", help="image in the content store")
+    push_cmd.add_argument("--to", metavar="DEST", help="destination reference (default: REF)")
+    push_cmd.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_store_options(push_cmd)
+    add_registry_options(push_cmd)
+    push_cmd.set_defaults(handler=_push)
+
+    cache = sub.add_parser(
+        "cache",
+        parents=[common],
+        help="inspect and manage the content store",
+        description="The content store is an OCI image layout; these commands list, remove, "
+        "garbage-collect, export and import its images.",
+    )
+    cache_sub = cache.add_subparsers(title="cache commands", metavar="COMMAND")
+    ls = cache_sub.add_parser("ls", parents=[common], help="list the images in the store")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(handler=_cache_ls)
+    rm = cache_sub.add_parser("rm", parents=[common], help="remove image names from the store")
+    rm.add_argument("refs", nargs="+", metavar="REF")
+    rm.set_defaults(handler=_cache_rm)
+    gc = cache_sub.add_parser("gc", parents=[common], help="delete blobs no image name reaches")
+    gc.set_defaults(handler=_cache_gc)
+    export = cache_sub.add_parser(
+        "export", parents=[common], help="write an image as an OCI archive"
+    )
+    export.add_argument("ref", metavar="REF")
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.tar")
+    export.set_defaults(handler=_cache_export)
+    imp = cache_sub.add_parser(
+        "import", parents=[common], help="add the images of an OCI archive to the store"
+    )
+    imp.add_argument("archive", type=Path, metavar="FILE.tar")
+    imp.set_defaults(handler=_cache_import)
+    for parser in (ls, rm, gc, export, imp):
+        add_store_options(parser)
+    cache.set_defaults(handler=lambda args: _usage(cache))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return ExitCode.USAGE
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from osbuilder.oci.pull import Puller
+
+    refs = [parse_reference(text) for text in args.refs]
+    store = open_store(args)
+    summary: list[dict[str, str | int]] = []
+    with progress_for(args) as progress:
+        client = None if args.offline else registry_client(args)
+        try:
+            puller = Puller(store, client, target_platform(args), jobs=args.jobs, progress=progress)
+            for ref in refs:
+                result = puller.pull(ref)
+                image = result.image
+                summary.append(
+                    {
+                        "reference": str(ref),
+                        "digest": image.digest,
+                        "manifest": image.manifest_descriptor.digest,
+                        "platform": f"{image.config.os}/{image.config.architecture}",
+                        "size": sum(layer.size for layer in image.manifest.layers),
+                        "transferred": result.transferred,
+                    }
+                )
+        finally:
+            if client is not None:
+                client.close()
+    if args.json:
+        print_json(summary)
+    else:
+        for item in summary:
+            print(
+                f"{item['reference']}@{item['digest']} ({item['platform']}, "
+                f"{human_size(int(item['size']))}, {human_size(int(item['transferred']))} "
+                "transferred)"
+            )
+    return ExitCode.OK
+
+
+def _push(args: argparse.Namespace) -> int:
+    from osbuilder.oci.push import push
+
+    store = open_store(args)
+    destination = parse_reference(args.to) if args.to else None
+    with progress_for(args) as progress, registry_client(args) as client:
+        result = push(store, client, args.ref, destination, progress)
+    if args.json:
+        print_json(
+            {
+                "destination": str(result.destination),
+                "digest": result.digest,
+                "uploaded": result.uploaded,
+                "mounted": result.mounted,
+                "present": result.present,
+            }
+        )
+    else:
+        print(
+            f"{result.destination}@{result.digest} ({len(result.uploaded)} uploaded, "
+            f"{len(result.mounted)} mounted, {len(result.present)} already there)"
+        )
+    return ExitCode.OK
+
+
+def _cache_ls(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    references = store.references()
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": r.name,
+                    "digest": r.descriptor.digest,
+                    "mediaType": r.descriptor.media_type,
+                }
+                for r in references
+            ]
+        )
+    else:
+        for ref in references:
+            print(f"{ref.name}\t{ref.descriptor.digest}")
+    return ExitCode.OK
+
+
+def _cache_rm(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    missing = [text for text in args.refs if not store.untag(str(parse_reference(text)))]
+    if missing:
+        raise UserError(f"not in the content store: {', '.join(missing)}")
+    return ExitCode.OK
+
+
+def _cache_gc(args: argparse.Namespace) -> int:
+    count, size = open_store(args).gc()
+    print(f"removed {count} blobs, {human_size(size)}")
+    return ExitCode.OK
+
+
+def _cache_export(args: argparse.Namespace) -> int:
+    from osbuilder.oci.archive import export_archive
+
+    blobs = export_archive(open_store(args), args.ref, args.output)
+    print(f"{args.output}: {blobs} blobs")
+    return ExitCode.OK
+
+
+def _cache_import(args: argparse.Namespace) -> int:
+    from osbuilder.oci.archive import import_archive
+
+    for name in import_archive(open_store(args), args.archive):
+        print(name)
+    return ExitCode.OK

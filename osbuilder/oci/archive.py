@@ -1,0 +1,130 @@
+"""OCI archives: an image layout in a tar file, for moving images without a registry.
+
+Export writes `oci-layout`, `index.json` naming the image, and the blobs it
+reaches; the result reads with `skopeo inspect oci-archive:FILE`. Import
+accepts only those members, verifies every blob against its name while
+copying it into the store, and then adds the names of index.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+
+from osbuilder.errors import UserError
+from osbuilder.oci import mediatypes
+from osbuilder.oci.model import Index, parse_json
+from osbuilder.oci.reference import InvalidReference, parse_reference
+from osbuilder.oci.store import ContentStore, DigestMismatch, write_atomic_stream
+
+_BLOB_MEMBER = re.compile(r"(?:\./)?blobs/sha256/([0-9a-f]{64})")
+_CHUNK = 1024 * 1024
+
+
+def export_archive(store: ContentStore, name: str, output: Path) -> int:
+    """Write the image `name` as an OCI archive at `output`; returns the number of blobs."""
+    ref = parse_reference(name)
+    with store.using():
+        descriptor = store.lookup(str(ref))
+        if descriptor is None:
+            raise UserError(f"{ref.familiar()} is not in the content store")
+        blobs = {d.digest: d for d in store.reachable(descriptor)}
+        entry = descriptor.replace(annotations={mediatypes.REF_NAME_ANNOTATION: str(ref)})
+        index = {
+            "schemaVersion": 2,
+            "mediaType": mediatypes.OCI_INDEX,
+            "manifests": [entry.as_json()],
+        }
+        with (
+            write_atomic_stream(output) as stream,
+            tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+            _add_bytes(tar, "index.json", json.dumps(index, indent=2).encode())
+            for digest in sorted(blobs):
+                path = store.blob_path(digest)
+                info = _info(f"blobs/sha256/{digest.removeprefix('sha256:')}", path.stat().st_size)
+                with path.open("rb") as blob:
+                    tar.addfile(info, blob)
+        return len(blobs)
+
+
+def import_archive(store: ContentStore, archive: Path) -> list[str]:
+    """Copy an OCI archive's blobs into the store and name its images; returns the names."""
+    try:
+        # Opened outside the `with` below so that a bad file is one clean error.
+        tar = tarfile.open(archive, mode="r:*")  # noqa: SIM115
+    except (OSError, tarfile.TarError) as exc:
+        raise UserError(f"{archive}: not a readable tar archive: {exc}") from None
+    index_data: bytes | None = None
+    with tar, store.using():
+        for member in tar:
+            name = member.name
+            if member.isdir() or name in ("oci-layout", "./oci-layout"):
+                continue
+            if name in ("index.json", "./index.json") and member.isfile():
+                index_data = _read_member(tar, member, archive)
+                continue
+            match = _BLOB_MEMBER.fullmatch(name)
+            if match is None or not member.isfile():
+                raise UserError(f"{archive}: unexpected member {name!r}; not an OCI archive")
+            digest = "sha256:" + match.group(1)
+            with store.blob_lock(digest):
+                if store.has_blob(digest):
+                    continue
+                partial = store.partial(digest, member.size)
+                partial.open()
+                partial.restart()
+                source = tar.extractfile(member)
+                assert source is not None
+                try:
+                    while chunk := source.read(_CHUNK):
+                        partial.write(chunk)
+                    partial.commit()
+                except DigestMismatch:
+                    raise UserError(f"{archive}: {name} does not match its digest") from None
+                finally:
+                    partial.close()
+        if index_data is None:
+            raise UserError(f"{archive}: no index.json; not an OCI archive")
+        index = parse_json(Index, index_data, f"{archive}: index.json")
+        names = []
+        for entry in index.manifests:
+            if not store.has_blob(entry.digest):
+                raise UserError(f"{archive}: index.json names {entry.digest}, which it lacks")
+            ref_name = (entry.annotations or {}).get(mediatypes.REF_NAME_ANNOTATION)
+            if not ref_name:
+                continue
+            try:
+                canonical = str(parse_reference(ref_name))
+            except InvalidReference:
+                raise UserError(
+                    f"{archive}: image name {ref_name!r} is not a full reference"
+                ) from None
+            store.tag(canonical, entry.replace(annotations=None))
+            names.append(canonical)
+        return names
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    info.mtime = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    tar.addfile(_info(name, len(data)), io.BytesIO(data))
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: Path) -> bytes:
+    if member.size > 8 * 1024 * 1024:
+        raise UserError(f"{archive}: {member.name} is too large")
+    source = tar.extractfile(member)
+    assert source is not None
+    return source.read()

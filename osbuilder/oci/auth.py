@@ -1,0 +1,290 @@
+"""Registry credentials and the authentication flows registries use.
+
+Credentials come from $REGISTRY_AUTH_FILE, then Docker's config.json
+($DOCKER_CONFIG/config.json or ~/.docker/config.json): `auths` entries with
+base64 `auth`, `credHelpers` per registry and `credsStore` for all, the
+latter two through `docker-credential-NAME get`. Secrets never reach logs or
+error messages.
+
+`RegistryAuth` answers 401 challenges: Basic, and the Bearer token flow of
+the distribution spec (realm, service, scope), caching tokens per scope.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from osbuilder.errors import ExternalError, UserError
+from osbuilder.runner import run
+
+log = logging.getLogger(__name__)
+
+_DOCKER_HUB_KEYS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+_HUB_SERVER_URL = "https://index.docker.io/v1/"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = ""
+    identity_token: str | None = None  # a refresh token from `docker login` with OAuth
+
+    def __repr__(self) -> str:  # never show secrets, even in tracebacks
+        return f"Credentials(username={self.username!r}, password=***)"
+
+
+class CredentialStore:
+    """Finds the credentials for a registry host, as Docker and podman would."""
+
+    def __init__(self, files: list[Path] | None = None) -> None:
+        self.files = files if files is not None else _default_auth_files()
+        self._cache: dict[str, Credentials | None] = {}
+        self._lock = threading.Lock()
+
+    def get(self, registry: str) -> Credentials | None:
+        with self._lock:
+            if registry not in self._cache:
+                self._cache[registry] = self._find(registry)
+            return self._cache[registry]
+
+    def _find(self, registry: str) -> Credentials | None:
+        keys = _DOCKER_HUB_KEYS if registry == "docker.io" else (registry,)
+        for path in self.files:
+            config = _read_config(path)
+            helpers = config.get("credHelpers") or {}
+            for key in keys:
+                if isinstance(helpers, dict) and key in helpers:
+                    return _from_helper(str(helpers[key]), registry)
+            auths = config.get("auths") or {}
+            if isinstance(auths, dict):
+                for raw_key, entry in auths.items():
+                    if _normalise_key(raw_key) in keys and isinstance(entry, dict):
+                        found = _from_auth_entry(entry, path, raw_key)
+                        if found is not None:
+                            return found
+            store = config.get("credsStore")
+            if isinstance(store, str) and store:
+                found = _from_helper(store, registry, missing_ok=True)
+                if found is not None:
+                    return found
+        return None
+
+
+def _default_auth_files() -> list[Path]:
+    files = []
+    if explicit := os.environ.get("REGISTRY_AUTH_FILE"):
+        files.append(Path(explicit))
+    docker_dir = os.environ.get("DOCKER_CONFIG")
+    files.append(
+        Path(docker_dir) / "config.json" if docker_dir else Path.home() / ".docker/config.json"
+    )
+    return files
+
+
+def _read_config(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read registry credentials: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: registry credentials file is not a JSON object")
+    return data
+
+
+def _normalise_key(key: str) -> str:
+    """`https://index.docker.io/v1/` -> `index.docker.io`; `host:5000` stays."""
+    if "://" in key:
+        key = urlsplit(key).netloc
+    return key.split("/", 1)[0]
+
+
+def _from_auth_entry(entry: dict[str, object], path: Path, key: str) -> Credentials | None:
+    token = entry.get("identitytoken")
+    auth = entry.get("auth")
+    if isinstance(auth, str) and auth:
+        try:
+            decoded = base64.b64decode(auth, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise UserError(f"{path}: the 'auth' of {key} is not base64 of user:password") from None
+        username, sep, password = decoded.partition(":")
+        if not sep:
+            raise UserError(f"{path}: the 'auth' of {key} is not base64 of user:password")
+        return Credentials(username, password, str(token) if isinstance(token, str) else None)
+    user, secret = entry.get("username"), entry.get("password")
+    if isinstance(user, str) and isinstance(secret, str):
+        return Credentials(user, secret)
+    return None
+
+
+def _from_helper(helper: str, registry: str, missing_ok: bool = False) -> Credentials | None:
+    server = _HUB_SERVER_URL if registry == "docker.io" else registry
+    result = run([f"docker-credential-{helper}", "get"], input=server.encode(), check=False)
+    if result.returncode != 0:
+        message = (result.stdout or result.stderr).decode(errors="replace").strip()
+        if missing_ok or "credentials not found" in message.lower():
+            return None
+        raise ExternalError(f"docker-credential-{helper} failed for {registry}: {message[:200]}")
+    try:
+        answer = json.loads(result.stdout)
+        username, secret = str(answer["Username"]), str(answer["Secret"])
+    except (ValueError, KeyError, TypeError):
+        raise ExternalError(
+            f"docker-credential-{helper} gave no usable answer for {registry}"
+        ) from None
+    if username == "<token>":
+        return Credentials("", "", identity_token=secret)
+    return Credentials(username, secret)
+
+
+# --- the HTTP side ----------------------------------------------------------------------------
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"|(\w+)=([^\s,]+)')
+_REPO_PATH = re.compile(r"^/v2/(?P<name>.+?)/(?:manifests|blobs|tags)/")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str
+    params: dict[str, str]
+
+
+def parse_challenge(header: str) -> Challenge | None:
+    scheme, _, rest = header.strip().partition(" ")
+    if not scheme:
+        return None
+    params = {}
+    for match in _CHALLENGE_PARAM.finditer(rest):
+        key = match.group(1) or match.group(3)
+        params[key.lower()] = match.group(2) if match.group(1) else match.group(4)
+    return Challenge(scheme.lower(), params)
+
+
+def request_scope(request: httpx.Request, extra: tuple[str, ...] = ()) -> list[str]:
+    """The token scopes a request needs: pull for reads, pull,push for writes."""
+    match = _REPO_PATH.match(request.url.path)
+    if match is None:
+        return list(extra)
+    actions = "pull" if request.method in ("GET", "HEAD") else "pull,push"
+    return [f"repository:{match['name']}:{actions}", *extra]
+
+
+class RegistryAuth(httpx.Auth):
+    """httpx auth for one registry: Basic or Bearer, decided by the registry's challenge."""
+
+    def __init__(self, credentials: Credentials | None) -> None:
+        self.credentials = credentials
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._basic = False
+        self._lock = threading.Lock()
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        key = _scope_key(request)
+        self._authorise_for(request, key)
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
+        if challenge is None:
+            return
+        if challenge.scheme == "basic":
+            if self.credentials is None:
+                return  # the caller turns the 401 into "log in first"
+            self._basic = True
+        elif challenge.scheme == "bearer":
+            wanted = tuple(sorted({*key, *challenge.params.get("scope", "").split()} - {""}))
+            token_response = yield self._token_request(challenge, wanted)
+            token_response.read()
+            self._store_token(token_response, challenge, key)
+        else:
+            return
+        self._authorise_for(request, key)
+        yield request
+
+    def authorise(self, request: httpx.Request) -> None:
+        """Add what this registry accepted before (a cached token or Basic), if anything."""
+        self._authorise_for(request, _scope_key(request))
+
+    def _authorise_for(self, request: httpx.Request, scopes: tuple[str, ...]) -> None:
+        with self._lock:
+            if self._basic and self.credentials is not None:
+                request.headers["Authorization"] = _basic_header(self.credentials)
+                return
+            token = self._tokens.get(scopes)
+            if token is not None and token[1] > time.monotonic():
+                request.headers["Authorization"] = f"Bearer {token[0]}"
+
+    def _token_request(self, challenge: Challenge, scopes: tuple[str, ...]) -> httpx.Request:
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise ExternalError("registry asked for a bearer token but named no realm")
+        params: list[tuple[str, str | int | float | bool | None]] = []
+        if service := challenge.params.get("service"):
+            params.append(("service", service))
+        params += [("scope", scope) for scope in scopes]
+        headers = {}
+        credentials = self.credentials
+        if credentials is not None and credentials.identity_token:
+            # OAuth refresh token: POST form, as Docker does.
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": credentials.identity_token,
+                "client_id": "osbuilder",
+                **dict(params[:1]),
+            }
+            if scopes:
+                form["scope"] = " ".join(scopes)
+            return httpx.Request("POST", realm, data=form)
+        if credentials is not None:
+            headers["Authorization"] = _basic_header(credentials)
+        return httpx.Request("GET", realm, params=params, headers=headers)
+
+    def _store_token(
+        self, response: httpx.Response, challenge: Challenge, scopes: tuple[str, ...]
+    ) -> None:
+        realm = challenge.params.get("realm", "")
+        if response.status_code in (401, 403):
+            hint = "check the credentials" if self.credentials else "log in first"
+            raise UserError(f"token server {realm} refused access ({response.status_code}): {hint}")
+        if response.status_code != 200:
+            raise ExternalError(f"token server {realm} answered {response.status_code}")
+        try:
+            body = response.json()
+            token = body.get("token") or body.get("access_token")
+            lifetime = float(body.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            raise ExternalError(f"token server {realm} sent no usable token") from None
+        if not isinstance(token, str) or not token:
+            raise ExternalError(f"token server {realm} sent no usable token")
+        with self._lock:  # renew 10 s early so a token never expires mid-request
+            self._tokens[scopes] = (token, time.monotonic() + max(lifetime - 10, 1))
+
+
+def _scope_key(request: httpx.Request) -> tuple[str, ...]:
+    """Tokens are cached per set of scopes a request needs."""
+    return tuple(sorted(request_scope(request, _extra_scopes(request))))
+
+
+def _extra_scopes(request: httpx.Request) -> tuple[str, ...]:
+    """A cross-repository mount needs pull on the source repository too."""
+    source = request.url.params.get("from")
+    return (f"repository:{source}:pull",) if source and request.method == "POST" else ()
+
+
+def _basic_header(credentials: Credentials) -> str:
+    raw = f"{credentials.username}:{credentials.password}".encode()
+    return "Basic " + base64.b64encode(raw).decode()

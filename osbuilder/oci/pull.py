@@ -1,0 +1,201 @@
+"""Pulling images into the content store.
+
+A reference resolves to a manifest (through an index, for the target
+platform), and its config and layers are fetched in parallel. A reference
+pinned by digest whose content is all in the store never touches the
+network; a tag is re-resolved (one HEAD request) unless offline.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from osbuilder.errors import ExternalError, UserError
+from osbuilder.oci.model import (
+    Descriptor,
+    ImageConfig,
+    Manifest,
+    detect_media_type,
+    is_index,
+    parse_json,
+)
+from osbuilder.oci.platform import TargetPlatform, select_manifest
+from osbuilder.oci.progress import NullProgress, Progress
+from osbuilder.oci.reference import ImageReference
+from osbuilder.oci.registry import Endpoint, FetchedManifest, RegistryClient
+from osbuilder.oci.store import ContentStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image in the store, resolved for one platform."""
+
+    reference: ImageReference
+    descriptor: Descriptor  # what the name points to: an index or a manifest
+    manifest_descriptor: Descriptor  # the manifest for the platform
+    manifest: Manifest
+    config: ImageConfig
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor.digest
+
+
+@dataclass(frozen=True)
+class PullResult:
+    image: Image
+    transferred: int  # bytes downloaded by this pull
+    network: bool  # whether the registry was contacted at all
+
+
+class Puller:
+    """Pulls images for one platform into one store."""
+
+    def __init__(
+        self,
+        store: ContentStore,
+        client: RegistryClient | None,
+        target: TargetPlatform,
+        *,
+        jobs: int = 6,
+        progress: Progress | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client  # None: offline
+        self.target = target
+        self.jobs = jobs
+        self.progress = progress or NullProgress()
+
+    def pull(self, ref: ImageReference) -> PullResult:
+        name = str(ref)
+        with self.store.using():
+            if ref.digest is not None:
+                pinned = self._descriptor_in_store(ref.digest)
+                if pinned is not None and self._complete(pinned, ref):
+                    return self._done(ref, pinned, 0, network=False)
+            if self.client is None:
+                return self._offline(ref, name)
+            known = self.store.lookup(name)
+            if ref.digest is None and known is not None and self._complete(known, ref):
+                current = self.client.head_manifest(ref)
+                if current == known.digest:
+                    return self._done(ref, known, 0, network=True)
+            return self._fetch(ref, self.client)
+
+    def _offline(self, ref: ImageReference, name: str) -> PullResult:
+        descriptor = self.store.lookup(name)
+        if descriptor is None and ref.digest is not None:
+            descriptor = self._descriptor_in_store(ref.digest)
+        if descriptor is None or not self._complete(descriptor, ref):
+            raise UserError(
+                f"{ref.familiar()} is not in the content store; pull it first (without --offline)"
+            )
+        return self._done(ref, descriptor, 0, network=False)
+
+    def _fetch(self, ref: ImageReference, client: RegistryClient) -> PullResult:
+        top = client.get_manifest(ref)
+        self.store.put_bytes(top.data, top.digest)
+        served = top  # blobs come from where the manifest came from
+        manifest_digest = top.digest
+        if is_index(top.media_type):
+            entry = select_manifest(self.store.index(top.digest), self.target, ref.familiar())
+            manifest_digest = entry.digest
+            if not self.store.has_blob(entry.digest):
+                served = client.get_manifest(ref, entry.digest)
+                self.store.put_bytes(served.data, entry.digest)
+        manifest = self.store.manifest(manifest_digest)
+        missing = [
+            b for b in (manifest.config, *manifest.layers) if not self.store.has_blob(b.digest)
+        ]
+        transferred = self._fetch_blobs(client, _endpoints(client, ref, served), ref, missing)
+        self.store.tag(str(ref), top.descriptor)
+        return self._done(ref, top.descriptor, transferred, network=True)
+
+    def _fetch_blobs(
+        self,
+        client: RegistryClient,
+        endpoints: list[Endpoint],
+        ref: ImageReference,
+        blobs: list[Descriptor],
+    ) -> int:
+        if not blobs:
+            return 0
+        with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(blobs)))) as pool:
+            futures = [
+                pool.submit(
+                    client.fetch_blob, endpoints, ref.repository, blob, self.store, self.progress
+                )
+                for blob in blobs
+            ]
+            # Wait for all (a failure cancels what has not started) and raise the first error.
+            errors = []
+            for future in futures:
+                try:
+                    future.result()
+                except (ExternalError, UserError) as exc:
+                    errors.append(exc)
+                    for other in futures:
+                        other.cancel()
+            if errors:
+                raise errors[0]
+            return sum(f.result() for f in futures)
+
+    def _descriptor_in_store(self, digest: str) -> Descriptor | None:
+        """A descriptor for a blob we hold, with its media type read from the document."""
+        if not self.store.has_blob(digest):
+            return None
+        data = self.store.read_blob(digest)
+        return Descriptor(media_type=detect_media_type(data, None), digest=digest, size=len(data))
+
+    def _manifest_digest(self, descriptor: Descriptor, ref: ImageReference) -> str:
+        if is_index(descriptor.media_type):
+            index = self.store.index(descriptor.digest)
+            return select_manifest(index, self.target, ref.familiar()).digest
+        return descriptor.digest
+
+    def _complete(self, descriptor: Descriptor, ref: ImageReference) -> bool:
+        try:
+            digest = self._manifest_digest(descriptor, ref)
+        except UserError:
+            return False
+        if not self.store.has_blob(digest):
+            return False
+        manifest = self.store.manifest(digest)
+        return all(self.store.has_blob(b.digest) for b in (manifest.config, *manifest.layers))
+
+    def _done(
+        self, ref: ImageReference, descriptor: Descriptor, transferred: int, *, network: bool
+    ) -> PullResult:
+        manifest_digest = self._manifest_digest(descriptor, ref)
+        manifest = self.store.manifest(manifest_digest)
+        config = parse_json(
+            ImageConfig, self.store.read_blob(manifest.config.digest), f"config of {ref.familiar()}"
+        )
+        if not is_index(descriptor.media_type) and (
+            config.os != self.target.os or config.architecture != self.target.architecture
+        ):
+            raise UserError(
+                f"{ref.familiar()} is a {config.os}/{config.architecture} image, not {self.target}"
+            )
+        manifest_descriptor = Descriptor(
+            media_type=manifest.media_type or descriptor.media_type,
+            digest=manifest_digest,
+            size=self.store.blob_path(manifest_digest).stat().st_size,
+        )
+        image = Image(ref, descriptor, manifest_descriptor, manifest, config)
+        return PullResult(image, transferred, network)
+
+
+def _endpoints(
+    client: RegistryClient, ref: ImageReference, served: FetchedManifest
+) -> list[Endpoint]:
+    """Blobs come from the endpoint that served the manifest, then the origin."""
+    endpoints = [served.endpoint]
+    origin = client.origin(ref.registry)
+    if served.endpoint != origin:
+        endpoints.append(origin)
+    return endpoints

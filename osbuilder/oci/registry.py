@@ -1,0 +1,377 @@
+"""A client of the OCI distribution API, on httpx.
+
+Manifests by tag or digest (OCI and Docker schema 2, indexes and single
+manifests), blobs streamed to the content store with their digest checked
+while streaming and resumed with HTTP Range after a broken connection, and
+the upload side for push. Connection errors, 5xx and 429 are retried with
+exponential backoff, honouring Retry-After.
+
+Transport: HTTPS, except plain HTTP for localhost, 127.0.0.0/8 and hosts
+named insecure. Mirrors serve pulls of a registry and fall back to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from osbuilder import __version__
+from osbuilder.errors import ExternalError, UserError
+from osbuilder.oci import mediatypes
+from osbuilder.oci.auth import CredentialStore, RegistryAuth
+from osbuilder.oci.download import download_blob, proxies_configured
+from osbuilder.oci.model import Descriptor, detect_media_type, sha256_digest
+from osbuilder.oci.progress import Progress
+from osbuilder.oci.reference import DEFAULT_REGISTRY, ImageReference
+from osbuilder.oci.retry import parse_retry_after, pause
+from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore, DigestMismatch
+from osbuilder.oci.upload import upload_blob
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach registries: which may use plain HTTP, mirrors, retry policy."""
+
+    insecure_registries: frozenset[str] = frozenset()
+    mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    retries: int = 5
+    backoff: float = 0.25  # first retry delay, doubled each time
+    timeout: float = 60.0
+    chunk_size: int = 64 * 1024 * 1024  # uploads larger than this go in chunks
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A base URL serving a registry's API: the registry itself or a mirror of it."""
+
+    registry: str  # the registry whose content this serves (for names and messages)
+    host: str  # whose credentials apply
+    base_url: str
+    mirror: bool = False
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/v2/{path}"
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    endpoint: Endpoint
+    data: bytes
+    media_type: str
+    digest: str
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(media_type=self.media_type, digest=self.digest, size=len(self.data))
+
+
+def parse_mirror(text: str) -> tuple[str, str]:
+    """`docker.io=http://127.0.0.1:5000` -> ("docker.io", "http://127.0.0.1:5000")."""
+    registry, sep, url = text.partition("=")
+    if not sep or not registry or not url.startswith(("http://", "https://")):
+        raise UserError(
+            f"registry mirror {text!r} must be REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000"
+        )
+    return registry, url.rstrip("/")
+
+
+def is_local(host: str) -> bool:
+    """localhost and 127.0.0.0/8 (with or without a port) speak plain HTTP."""
+    if host.startswith("["):  # [v6]:port
+        name = host[1 : host.find("]")]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class RegistryClient:
+    """Talks to registries; one instance is shared by all threads of a command."""
+
+    def __init__(
+        self,
+        options: RegistryOptions | None = None,
+        credentials: CredentialStore | None = None,
+    ) -> None:
+        self.options = options or RegistryOptions()
+        self.credentials = credentials or CredentialStore()
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(self.options.timeout, connect=10.0),
+            follow_redirects=True,
+            headers={"User-Agent": f"osbuilder/{__version__}"},
+            # httpx reads proxies from the environment only with its own transport.
+            transport=None if proxies_configured() else _LazyTransport(limits=limits),
+        )
+        self._auths: dict[str, RegistryAuth] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- endpoints ---------------------------------------------------------------------------
+
+    def origin(self, registry: str) -> Endpoint:
+        host = "registry-1.docker.io" if registry == DEFAULT_REGISTRY else registry
+        insecure = is_local(registry) or registry in self.options.insecure_registries
+        return Endpoint(registry, registry, f"{'http' if insecure else 'https'}://{host}")
+
+    def pull_endpoints(self, registry: str) -> list[Endpoint]:
+        mirrors = [
+            Endpoint(registry, httpx.URL(url).netloc.decode(), url, mirror=True)
+            for url in self.options.mirrors.get(registry, ())
+        ]
+        return [*mirrors, self.origin(registry)]
+
+    @property
+    def http(self) -> httpx.Client:
+        return self._http
+
+    def auth_headers(self, endpoint: Endpoint, method: str, url: str) -> dict[str, str]:
+        """The Authorization header a request would carry now (cached token or Basic)."""
+        request = httpx.Request(method, url)
+        self.auth_for(endpoint).authorise(request)
+        value = request.headers.get("authorization")
+        return {"Authorization": value} if value else {}
+
+    def pause(self, attempt: int, requested: float | None, what: str, why: str) -> None:
+        pause(attempt, self.options.backoff, requested, what, why)
+
+    def auth_for(self, endpoint: Endpoint) -> RegistryAuth:
+        with self._lock:
+            if endpoint.host not in self._auths:
+                self._auths[endpoint.host] = RegistryAuth(self.credentials.get(endpoint.host))
+            return self._auths[endpoint.host]
+
+    # --- requests with retries -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def send(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        endpoint: Endpoint,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: Callable[[], bytes | Iterator[bytes]] | None = None,
+        what: str,
+        retries: int | None = None,
+    ) -> Iterator[httpx.Response]:
+        """Send with retries on connection errors, 5xx and 429; yield the streaming response.
+
+        `body` is a factory so that a retry sends the whole body again.
+        """
+        retries = self.options.retries if retries is None else retries
+        attempt = 0
+        while True:
+            request = self._http.build_request(
+                method, url, headers=headers, content=body() if body else None
+            )
+            try:
+                response = self._http.send(request, auth=self.auth_for(endpoint), stream=True)
+            except httpx.TransportError as exc:
+                if attempt >= retries:
+                    raise ExternalError(f"{what}: {describe_transport_error(exc)}") from None
+                self.pause(attempt, None, what, describe_transport_error(exc))
+                attempt += 1
+                continue
+            if response.status_code in _RETRY_STATUS and attempt < retries:
+                response.close()
+                requested = parse_retry_after(response.headers.get("retry-after"))
+                self.pause(attempt, requested, what, f"HTTP {response.status_code}")
+                attempt += 1
+                continue
+            try:
+                _raise_for_auth(response, endpoint, what)
+                yield response
+            finally:
+                response.close()
+            return
+
+    # --- manifests ----------------------------------------------------------------------------
+
+    def get_manifest(self, ref: ImageReference, reference: str | None = None) -> FetchedManifest:
+        """GET the manifest or index that `reference` (default: the ref's digest or tag) names."""
+        reference = reference or ref.digest or ref.tag or "latest"
+        last_error: Exception | None = None
+        for endpoint in self.pull_endpoints(ref.registry):
+            try:
+                return self._get_manifest(endpoint, ref, reference)
+            except (ExternalError, UserError) as exc:
+                if not endpoint.mirror:
+                    raise
+                log.info(
+                    "mirror %s cannot serve %s (%s); trying the next", endpoint.base_url, ref, exc
+                )
+                last_error = exc
+        raise ExternalError(f"{ref}: no endpoint could serve it: {last_error}")  # pragma: no cover
+
+    def _get_manifest(
+        self, endpoint: Endpoint, ref: ImageReference, reference: str
+    ) -> FetchedManifest:
+        what = f"manifest {ref.repository}:{reference} from {endpoint.base_url}"
+        url = endpoint.url(f"{ref.repository}/manifests/{reference}")
+        headers = {"Accept": mediatypes.MANIFEST_ACCEPT}
+        with self.send("GET", url, endpoint, headers=headers, what=what) as response:
+            if response.status_code == 404:
+                raise UserError(
+                    f"{ref.familiar()}: image not found in {endpoint.registry}"
+                    + (f" (mirror {endpoint.base_url})" if endpoint.mirror else "")
+                )
+            raise_for_status(response, what)
+            data = _read_limited(response, MAX_DOCUMENT_SIZE, what)
+            declared = response.headers.get("content-type", "").split(";")[0].strip()
+        digest = sha256_digest(data)
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatch(f"{what}: content does not match its digest (got {digest})")
+        return FetchedManifest(endpoint, data, detect_media_type(data, declared), digest)
+
+    def head_manifest(self, ref: ImageReference) -> str | None:
+        """The digest a tag points to now, or None when the registry does not say."""
+        endpoint = self.origin(ref.registry)
+        reference = ref.digest or ref.tag or "latest"
+        url = endpoint.url(f"{ref.repository}/manifests/{reference}")
+        what = f"manifest {ref.repository}:{reference} from {endpoint.base_url}"
+        headers = {"Accept": mediatypes.MANIFEST_ACCEPT}
+        with self.send("HEAD", url, endpoint, headers=headers, what=what) as response:
+            if response.status_code != 200:
+                return None
+            digest = response.headers.get("docker-content-digest")
+            return digest if digest and digest.startswith("sha256:") else None
+
+    def put_manifest(
+        self, ref: ImageReference, reference: str, data: bytes, media_type: str
+    ) -> str:
+        endpoint = self.origin(ref.registry)
+        what = f"push manifest {ref.repository}:{reference} to {endpoint.base_url}"
+        url = endpoint.url(f"{ref.repository}/manifests/{reference}")
+        headers = {"Content-Type": media_type}
+        with self.send(
+            "PUT", url, endpoint, headers=headers, body=lambda: data, what=what
+        ) as response:
+            raise_for_status(response, what, expected=(200, 201, 202))
+        return sha256_digest(data)
+
+    # --- blobs ---------------------------------------------------------------------------------
+
+    def fetch_blob(
+        self,
+        endpoints: list[Endpoint],
+        repository: str,
+        blob: Descriptor,
+        store: ContentStore,
+        progress: Progress | None = None,
+    ) -> int:
+        """Download `blob` into the store unless present (see download.py)."""
+        return download_blob(self, endpoints, repository, blob, store, progress)
+
+    def upload_blob(
+        self,
+        ref: ImageReference,
+        blob: Descriptor,
+        path: Path,
+        *,
+        mount_from: str | None = None,
+        progress: Progress | None = None,
+    ) -> str:
+        """Upload `blob` from `path` (see upload.py): 'mounted' or 'uploaded'."""
+        return upload_blob(self, ref, blob, path, mount_from=mount_from, progress=progress)
+
+    def blob_exists(self, ref: ImageReference, digest: str) -> bool:
+        endpoint = self.origin(ref.registry)
+        what = f"blob {digest[:19]} in {ref.repository} at {endpoint.base_url}"
+        url = endpoint.url(f"{ref.repository}/blobs/{digest}")
+        with self.send("HEAD", url, endpoint, what=what) as response:
+            if response.status_code == 404:
+                return False
+            raise_for_status(response, what)
+            return True
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def describe_transport_error(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"connection broke off ({exc})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _raise_for_auth(response: httpx.Response, endpoint: Endpoint, what: str) -> None:
+    if response.status_code == 401:
+        raise UserError(
+            f"{what}: authentication required; log in to {endpoint.host} "
+            "(docker login, or credentials in $REGISTRY_AUTH_FILE)"
+        )
+    if response.status_code == 403:
+        raise UserError(f"{what}: access denied by {endpoint.host}")
+
+
+def raise_for_status(
+    response: httpx.Response, what: str, expected: tuple[int, ...] = (200,)
+) -> None:
+    if response.status_code in expected:
+        return
+    detail = ""
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        response.read()
+        errors = response.json().get("errors") or []
+        detail = "; ".join(str(e.get("message") or e.get("code")) for e in errors[:3])
+    if response.status_code == 404:
+        raise UserError(f"{what}: not found" + (f" ({detail})" if detail else ""))
+    raise ExternalError(f"{what}: HTTP {response.status_code}" + (f" ({detail})" if detail else ""))
+
+
+def _read_limited(response: httpx.Response, limit: int, what: str) -> bytes:
+    chunks, size = [], 0
+    for chunk in response.iter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise ExternalError(f"{what}: larger than {limit} bytes; not a manifest")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _LazyTransport(httpx.BaseTransport):
+    """Creates its transport on first use: building a TLS context (reading the CA
+    bundle) costs ~20 ms that a pull from a plain-HTTP local registry never needs."""
+
+    def __init__(self, **options: object) -> None:
+        self._options = options
+        self._transport: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            if self._transport is None:
+                self._transport = httpx.HTTPTransport(**self._options)  # type: ignore[arg-type]
+        return self._transport.handle_request(request)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()

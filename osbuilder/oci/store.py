@@ -1,0 +1,415 @@
+"""The content store: an OCI image layout on disk, shared safely between processes.
+
+    ROOT/oci-layout
+    ROOT/index.json        names -> descriptors (annotation org.opencontainers.image.ref.name)
+    ROOT/blobs/sha256/HEX  verified content only
+    ROOT/ingest/           downloads in progress (never read as content)
+    ROOT/lock              shared by users of the store, exclusive for gc
+
+A blob is written to ingest/, hashed while written, fsynced and renamed into
+blobs/ only when its digest matches, so blobs/ never holds unverified bytes.
+A per-digest lock makes concurrent pulls download each blob once; index.json
+is rewritten atomically under its own lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from osbuilder.errors import ExternalError, UserError
+from osbuilder.oci import mediatypes
+from osbuilder.oci.model import Descriptor, Index, Manifest, check_digest, is_index, parse_json
+
+#: Manifests and configs are read into memory; anything bigger is not one.
+MAX_DOCUMENT_SIZE = 8 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_WRITEBACK_EVERY = 8 * 1024 * 1024
+
+
+class DigestMismatch(ExternalError):
+    """Content did not hash to the digest that names it."""
+
+
+def default_store_root() -> Path:
+    """$OSBUILDER_CACHE, else $XDG_CACHE_HOME/osbuilder, else ~/.cache/osbuilder."""
+    if explicit := os.environ.get("OSBUILDER_CACHE"):
+        return Path(explicit)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "osbuilder"
+
+
+@dataclass(frozen=True)
+class StoredReference:
+    name: str
+    descriptor: Descriptor
+
+
+class ContentStore:
+    """Blobs by digest plus an index of names, in the OCI image layout format."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.ingest_dir = root / "ingest"
+        try:
+            self.blobs.mkdir(parents=True, exist_ok=True)
+            self.ingest_dir.mkdir(exist_ok=True)
+            layout = root / "oci-layout"
+            if not layout.exists():
+                _write_atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')
+            if not (root / "index.json").exists():
+                with self._index_lock():
+                    if not (root / "index.json").exists():
+                        self._write_index([])
+        except OSError as exc:
+            raise UserError(f"cannot use {root} as the content store: {exc.strerror}") from None
+
+    # --- locking ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def using(self) -> Iterator[None]:
+        """Hold the store shared while working with it, so `gc` waits for us."""
+        with _flock(self.root / "lock", fcntl.LOCK_SH):
+            yield
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with _flock(self.root / "lock", fcntl.LOCK_EX):
+            yield
+
+    def _index_lock(self) -> contextlib.AbstractContextManager[None]:
+        return _flock(self.root / "index.lock", fcntl.LOCK_EX)
+
+    @contextlib.contextmanager
+    def blob_lock(self, digest: str) -> Iterator[None]:
+        """Serialise writers of one blob: the second finds it present and skips the work."""
+        with _flock(self.ingest_dir / f"{_hex(digest)}.lock", fcntl.LOCK_EX):
+            yield
+
+    # --- blobs ----------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / _hex(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        try:
+            return self.blob_path(digest).open("rb")
+        except FileNotFoundError:
+            raise UserError(f"blob {digest} is not in the content store {self.root}") from None
+
+    def read_blob(self, digest: str) -> bytes:
+        """A small blob (manifest, config), re-verified since it is about to be trusted."""
+        path = self.blob_path(digest)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise UserError(f"blob {digest} is not in the content store {self.root}") from None
+        if size > MAX_DOCUMENT_SIZE:
+            raise ExternalError(f"blob {digest} is {size} bytes, too big for a JSON document")
+        data = path.read_bytes()
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise DigestMismatch(
+                f"blob {digest} in {self.root} is corrupt; run `osbuilder cache gc`"
+            )
+        return data
+
+    def partial(self, digest: str, size: int | None = None) -> PartialBlob:
+        """The resumable download of `digest` (hold `blob_lock(digest)` while using it)."""
+        return PartialBlob(self, digest, size)
+
+    def put_bytes(self, data: bytes, digest: str | None = None) -> str:
+        """Store `data`; verify it against `digest` when given. Returns the digest."""
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if digest is not None and actual != digest:
+            raise DigestMismatch(f"content does not match its digest {digest} (got {actual})")
+        if not self.has_blob(actual):
+            with self.writer() as blob:
+                blob.write(data)
+        return actual
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[BlobWriter]:
+        """Write a blob whose digest is known only at the end (`writer.digest` after the block).
+
+        The content is hashed as written and lands in blobs/ only when the block
+        ends without error.
+        """
+        fd, name = tempfile.mkstemp(dir=self.ingest_dir, prefix="write-")
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                blob = BlobWriter(raw)
+                yield blob
+                raw.flush()
+                os.fsync(raw.fileno())
+            blob.digest = "sha256:" + blob.hash.hexdigest()
+            os.replace(name, self.blob_path(blob.digest))
+            _fsync_dir(self.blobs)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
+    # --- documents --------------------------------------------------------------------------
+
+    def manifest(self, digest: str) -> Manifest:
+        return parse_json(Manifest, self.read_blob(digest), f"manifest {digest}")
+
+    def index(self, digest: str) -> Index:
+        return parse_json(Index, self.read_blob(digest), f"index {digest}")
+
+    def missing_blobs(self, descriptor: Descriptor) -> list[Descriptor]:
+        """Blobs an image needs that are not here (for an index: of the children we have)."""
+        if not self.has_blob(descriptor.digest):
+            return [descriptor]
+        if is_index(descriptor.media_type):
+            return [
+                missing
+                for child in self.index(descriptor.digest).manifests
+                if self.has_blob(child.digest)
+                for missing in self.missing_blobs(child)
+            ]
+        manifest = self.manifest(descriptor.digest)
+        return [d for d in (manifest.config, *manifest.layers) if not self.has_blob(d.digest)]
+
+    def reachable(self, descriptor: Descriptor) -> Iterator[Descriptor]:
+        """Every descriptor reachable from `descriptor` whose blob is present."""
+        if not self.has_blob(descriptor.digest):
+            return
+        yield descriptor
+        if is_index(descriptor.media_type):
+            for child in self.index(descriptor.digest).manifests:
+                yield from self.reachable(child)
+        elif descriptor.media_type in mediatypes.MANIFESTS:
+            manifest = self.manifest(descriptor.digest)
+            for blob in (manifest.config, *manifest.layers):
+                if self.has_blob(blob.digest):
+                    yield blob
+
+    # --- names ------------------------------------------------------------------------------
+
+    def references(self) -> list[StoredReference]:
+        found = []
+        for entry in self._read_index():
+            annotations = dict(entry.annotations or {})
+            name = annotations.pop(mediatypes.REF_NAME_ANNOTATION, None)
+            if name:
+                bare = entry.replace(annotations=annotations or None)
+                found.append(StoredReference(name, bare))
+        return found
+
+    def lookup(self, name: str) -> Descriptor | None:
+        for ref in self.references():
+            if ref.name == name:
+                return ref.descriptor
+        return None
+
+    def tag(self, name: str, descriptor: Descriptor) -> None:
+        """Point `name` at `descriptor` (replacing what it named before)."""
+        annotations = dict(descriptor.annotations or {})
+        annotations[mediatypes.REF_NAME_ANNOTATION] = name
+        entry = descriptor.replace(annotations=annotations)
+        with self._index_lock():
+            entries = [e for e in self._read_index() if _name(e) != name]
+            entries.append(entry)
+            entries.sort(key=lambda e: _name(e) or "")
+            self._write_index(entries)
+
+    def untag(self, name: str) -> bool:
+        with self._index_lock():
+            entries = self._read_index()
+            kept = [e for e in entries if _name(e) != name]
+            if len(kept) == len(entries):
+                return False
+            self._write_index(kept)
+            return True
+
+    def gc(self) -> tuple[int, int]:
+        """Delete blobs no name reaches, and stale ingest files. Returns (blobs, bytes)."""
+        with self.exclusive():
+            keep = {d.digest for ref in self.references() for d in self.reachable(ref.descriptor)}
+            count = size = 0
+            for path in self.blobs.iterdir():
+                if "sha256:" + path.name not in keep:
+                    size += path.stat().st_size
+                    path.unlink()
+                    count += 1
+            for path in self.ingest_dir.iterdir():
+                # No one holds the store (we are exclusive): nothing is being written.
+                size += path.stat().st_size
+                path.unlink()
+            return count, size
+
+    def _read_index(self) -> list[Descriptor]:
+        data = (self.root / "index.json").read_bytes()
+        return list(parse_json(Index, data, f"{self.root}/index.json").manifests)
+
+    def _write_index(self, entries: list[Descriptor]) -> None:
+        index: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": mediatypes.OCI_INDEX,
+            "manifests": [e.as_json() for e in entries],
+        }
+        _write_atomic(self.root / "index.json", json.dumps(index, indent=2).encode() + b"\n")
+
+
+class BlobWriter:
+    """Hashes what is written through it; `digest` is set once the blob is committed."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.digest: str | None = None
+
+    def write(self, data: bytes) -> None:
+        self.hash.update(data)
+        self.raw.write(data)
+        self.size += len(data)
+
+
+class PartialBlob:
+    """A download of a known digest kept in ingest/ so an interrupted one can resume.
+
+    `open()` hashes what an earlier attempt left and reports how many bytes are
+    there; `write` appends; `commit` moves the file into blobs/ only if the
+    whole content hashes to the digest.
+    """
+
+    def __init__(self, store: ContentStore, digest: str, size: int | None) -> None:
+        self.store = store
+        self.digest = digest
+        self.expected_size = size
+        self.path = store.ingest_dir / f"{_hex(digest)}.partial"
+        self.hash = hashlib.sha256()
+        self.offset = 0
+        self._written_back = 0
+        self._stream: IO[bytes] | None = None
+
+    def open(self) -> int:
+        """Open for appending; returns the number of bytes already there."""
+        self.close()
+        self.hash = hashlib.sha256()
+        self.offset = 0
+        stream = self.path.open("ab+", buffering=0)
+        stream.seek(0)
+        while chunk := stream.read(_CHUNK):
+            self.hash.update(chunk)
+            self.offset += len(chunk)
+        if self.expected_size is not None and self.offset > self.expected_size:
+            stream.truncate(0)
+            self.hash, self.offset = hashlib.sha256(), 0
+        self._written_back = self.offset
+        self._stream = stream
+        return self.offset
+
+    def restart(self) -> None:
+        """Drop what was written; the next write starts the blob again."""
+        if self._stream is None:
+            self.open()
+        assert self._stream is not None
+        self._stream.truncate(0)
+        self.hash, self.offset, self._written_back = hashlib.sha256(), 0, 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._stream is not None, "open() first"
+        if self.expected_size is not None and self.offset + len(data) > self.expected_size:
+            raise DigestMismatch(
+                f"blob {self.digest} is longer than the {self.expected_size} bytes announced"
+            )
+        self._stream.write(data)
+        self.hash.update(data)
+        self.offset += len(data)
+        if self.offset - self._written_back >= _WRITEBACK_EVERY:
+            # Start writing back now, so the fsync at commit has little left to wait for.
+            os.posix_fadvise(
+                self._stream.fileno(),
+                self._written_back,
+                self.offset - self._written_back,
+                os.POSIX_FADV_DONTNEED,
+            )
+            self._written_back = self.offset
+
+    def commit(self) -> None:
+        """Verify and publish; on a mismatch the partial file is deleted."""
+        actual = "sha256:" + self.hash.hexdigest()
+        if actual != self.digest or (
+            self.expected_size is not None and self.offset != self.expected_size
+        ):
+            self.discard()
+            raise DigestMismatch(
+                f"content does not match its digest {self.digest} "
+                f"(got {actual}, {self.offset} bytes)"
+            )
+        assert self._stream is not None
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
+        self.close()
+        os.replace(self.path, self.store.blob_path(self.digest))
+        _fsync_dir(self.store.blobs)
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+def _name(entry: Descriptor) -> str | None:
+    return (entry.annotations or {}).get(mediatypes.REF_NAME_ANNOTATION)
+
+
+def _hex(digest: str) -> str:
+    return check_digest(digest).removeprefix("sha256:")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    with write_atomic_stream(path) as stream:
+        stream.write(data)
+
+
+@contextlib.contextmanager
+def write_atomic_stream(path: Path) -> Iterator[IO[bytes]]:
+    """Write a file under a temporary name and rename it into place only on success."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(name, 0o644)
+        os.replace(name, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, mode: int) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -1,0 +1,140 @@
+"""Uploading blobs to a registry: cross-repository mount, monolithic or chunked PUT.
+
+The distribution spec's upload is a session: POST opens it (or mounts the
+blob from another repository of the same registry and is done), then either
+one PUT with the whole body, or PATCHes of chunks and a closing PUT naming
+the digest. A failed session is retried from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from osbuilder.errors import ExternalError, UserError
+from osbuilder.oci.model import Descriptor
+from osbuilder.oci.progress import NullProgress, Progress
+
+if TYPE_CHECKING:
+    from osbuilder.oci.reference import ImageReference
+    from osbuilder.oci.registry import Endpoint, RegistryClient
+
+_CHUNK = 1024 * 1024
+_SESSION_ATTEMPTS = 3
+
+
+def upload_blob(
+    client: RegistryClient,
+    ref: ImageReference,
+    blob: Descriptor,
+    path: Path,
+    *,
+    mount_from: str | None = None,
+    progress: Progress | None = None,
+) -> str:
+    """Upload the file at `path` as `blob` to `ref`'s repository: 'mounted' or 'uploaded'."""
+    from osbuilder.oci.registry import raise_for_status
+
+    progress = progress or NullProgress()
+    endpoint = client.origin(ref.registry)
+    what = f"upload {blob.digest[:19]} to {ref.repository} at {endpoint.base_url}"
+    start = endpoint.url(f"{ref.repository}/blobs/uploads/")
+    params = {"mount": blob.digest, "from": mount_from} if mount_from else {}
+    for attempt in range(_SESSION_ATTEMPTS):
+        with client.send("POST", httpx.URL(start, params=params), endpoint, what=what) as response:
+            if response.status_code == 201 and mount_from:
+                return "mounted"
+            raise_for_status(response, what, expected=(202,))
+            location = upload_location(response, endpoint)
+        progress.begin(blob.digest, f"{ref.repository}@{blob.digest[7:19]}", blob.size)
+        try:
+            if blob.size <= client.options.chunk_size:
+                _put_whole(client, endpoint, location, blob, path, what, progress)
+            else:
+                _put_chunks(client, endpoint, location, blob, path, what, progress)
+        except ExternalError:
+            progress.end(blob.digest, "failed")
+            if attempt + 1 == _SESSION_ATTEMPTS:
+                raise
+            continue
+        progress.end(blob.digest, "pushed")
+        return "uploaded"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _put_whole(
+    client: RegistryClient,
+    endpoint: Endpoint,
+    location: httpx.URL,
+    blob: Descriptor,
+    path: Path,
+    what: str,
+    progress: Progress,
+) -> None:
+    from osbuilder.oci.registry import raise_for_status
+
+    def body() -> Iterator[bytes]:
+        progress.restart(blob.digest, 0)
+        with path.open("rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                progress.advance(blob.digest, len(chunk))
+                yield chunk
+
+    url = location.copy_merge_params({"digest": blob.digest})
+    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)}
+    with client.send("PUT", url, endpoint, headers=headers, body=body, what=what) as response:
+        raise_for_status(response, what, expected=(201, 204))
+
+
+def _put_chunks(
+    client: RegistryClient,
+    endpoint: Endpoint,
+    location: httpx.URL,
+    blob: Descriptor,
+    path: Path,
+    what: str,
+    progress: Progress,
+) -> None:
+    from osbuilder.oci.registry import raise_for_status
+
+    size = client.options.chunk_size
+    with path.open("rb") as stream:
+        offset = 0
+        while chunk := stream.read(size):
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                "Content-Length": str(len(chunk)),
+            }
+            # A PATCH is not idempotent: a retried one would append twice, so no retries
+            # here; a failure restarts the whole session.
+            with client.send(
+                "PATCH",
+                location,
+                endpoint,
+                headers=headers,
+                body=_const(chunk),
+                what=what,
+                retries=0,
+            ) as response:
+                raise_for_status(response, what, expected=(202, 204))
+                location = upload_location(response, endpoint)
+            offset += len(chunk)
+            progress.advance(blob.digest, len(chunk))
+    url = location.copy_merge_params({"digest": blob.digest})
+    with client.send("PUT", url, endpoint, headers={"Content-Length": "0"}, what=what) as response:
+        raise_for_status(response, what, expected=(201, 204))
+
+
+def _const(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+def upload_location(response: httpx.Response, endpoint: Endpoint) -> httpx.URL:
+    location = response.headers.get("location")
+    if not location:
+        raise UserError(f"{endpoint.base_url}: upload answer has no Location header")
+    return httpx.URL(endpoint.base_url).join(location)

@@ -1,0 +1,82 @@
+"""Helpers for tests of osbuilder's OCI code against real registries."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from osbuilder.oci.auth import CredentialStore
+from osbuilder.oci.platform import TargetPlatform
+from osbuilder.oci.pull import Puller, PullResult
+from osbuilder.oci.reference import parse_reference
+from osbuilder.oci.registry import RegistryClient, RegistryOptions
+from osbuilder.oci.store import ContentStore
+
+AMD64 = TargetPlatform("amd64")
+ARM64 = TargetPlatform("arm64")
+FAST_RETRIES = RegistryOptions(retries=3, backoff=0.01)
+
+
+def auth_file(tmp_path: Path, host: str, creds: str) -> Path:
+    """A containers-auth.json (the format of $REGISTRY_AUTH_FILE) holding `creds` for `host`."""
+    path = tmp_path / "auth.json"
+    path.write_text(
+        json.dumps({"auths": {host: {"auth": base64.b64encode(creds.encode()).decode()}}})
+    )
+    return path
+
+
+def client(
+    options: RegistryOptions = FAST_RETRIES, credentials: CredentialStore | None = None
+) -> RegistryClient:
+    return RegistryClient(options, credentials or CredentialStore([]))
+
+
+def pull(
+    store: ContentStore,
+    reference: str,
+    *,
+    registry_client: RegistryClient | None = None,
+    target: TargetPlatform = AMD64,
+    offline: bool = False,
+) -> PullResult:
+    with registry_client or client() as used:
+        puller = Puller(store, None if offline else used, target)
+        return puller.pull(parse_reference(reference))
+
+
+def blob_files_are_valid(store: ContentStore) -> list[str]:
+    """Every file under blobs/ hashes to its name; returns the digests found."""
+    digests = []
+    for path in sorted(store.blobs.iterdir()):
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert actual == path.name, f"{path} holds content of sha256:{actual}"
+        digests.append("sha256:" + path.name)
+    return digests
+
+
+def partial_files(store: ContentStore) -> list[Path]:
+    return sorted(store.ingest_dir.glob("*.partial"))
+
+
+def osbuilder(
+    *args: str, env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the osbuilder command line, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "osbuilder", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env={
+            **os.environ,
+            "REGISTRY_AUTH_FILE": "/nonexistent/auth.json",
+            "DOCKER_CONFIG": "/nonexistent",
+            **(env or {}),
+        },
+    )

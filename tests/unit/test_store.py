@@ -1,0 +1,184 @@
+"""The content store: verified blobs only, atomic names, resumable partial downloads, gc."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from osbuilder.errors import UserError
+from osbuilder.oci import mediatypes
+from osbuilder.oci.model import Descriptor
+from osbuilder.oci.store import ContentStore, DigestMismatch, default_store_root
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def put_image(store: ContentStore, layers: list[bytes]) -> Descriptor:
+    layer_descriptors = []
+    for layer in layers:
+        layer_descriptors.append(
+            {
+                "mediaType": mediatypes.OCI_LAYER_GZIP,
+                "digest": store.put_bytes(layer),
+                "size": len(layer),
+            }
+        )
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mediatypes.OCI_MANIFEST,
+            "config": {
+                "mediaType": mediatypes.OCI_CONFIG,
+                "digest": store.put_bytes(config),
+                "size": len(config),
+            },
+            "layers": layer_descriptors,
+        }
+    ).encode()
+    return Descriptor(
+        media_type=mediatypes.OCI_MANIFEST, digest=store.put_bytes(manifest), size=len(manifest)
+    )
+
+
+def test_new_store_is_an_oci_layout(tmp_path: Path) -> None:
+    ContentStore(tmp_path / "s")
+    assert json.loads((tmp_path / "s/oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((tmp_path / "s/index.json").read_text())
+    assert index["schemaVersion"] == 2 and index["manifests"] == []
+
+
+def test_default_root_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("OSBUILDER_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_store_root() == tmp_path / "xdg/osbuilder"
+    monkeypatch.setenv("OSBUILDER_CACHE", str(tmp_path / "explicit"))
+    assert default_store_root() == tmp_path / "explicit"
+
+
+def test_put_bytes_verifies_the_digest(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    assert store.put_bytes(b"hello") == digest_of(b"hello")
+    with pytest.raises(DigestMismatch):
+        store.put_bytes(b"hello", digest_of(b"other"))
+    assert store.has_blob(digest_of(b"hello"))
+    assert not store.has_blob(digest_of(b"other"))
+
+
+def test_partial_download_resumes_and_only_verified_content_lands(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    data = bytes(range(256)) * 1000
+    digest = digest_of(data)
+    first = store.partial(digest, len(data))
+    assert first.open() == 0
+    first.write(data[:1000])
+    first.close()  # interrupted: the bytes stay in ingest/, not in blobs/
+    assert not store.has_blob(digest)
+    second = store.partial(digest, len(data))
+    assert second.open() == 1000
+    second.write(data[1000:])
+    second.commit()
+    assert store.blob_path(digest).read_bytes() == data
+    assert list(store.ingest_dir.glob("*.partial")) == []
+
+
+def test_corrupt_partial_is_deleted_on_commit(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    data = b"x" * 100
+    partial = store.partial(digest_of(data), len(data))
+    partial.open()
+    partial.write(b"y" * 100)
+    with pytest.raises(DigestMismatch):
+        partial.commit()
+    assert not store.has_blob(digest_of(data))
+    assert not partial.path.exists()
+
+
+def test_a_blob_longer_than_announced_is_refused(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    partial = store.partial(digest_of(b"abc"), 3)
+    partial.open()
+    with pytest.raises(DigestMismatch, match="longer than the 3 bytes"):
+        partial.write(b"abcd")
+    partial.discard()
+
+
+def test_writer_failure_leaves_nothing(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    with pytest.raises(RuntimeError), store.writer() as blob:
+        blob.write(b"half")
+        raise RuntimeError("interrupted")
+    assert list(store.blobs.iterdir()) == []
+    assert [p.name for p in store.ingest_dir.iterdir()] == []
+
+
+def test_tag_lookup_untag_and_gc(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    kept = put_image(store, [b"layer-a", b"shared"])
+    dropped = put_image(store, [b"layer-b", b"shared"])
+    store.tag("docker.io/library/a:1", kept)
+    store.tag("docker.io/library/b:1", dropped)
+    assert [r.name for r in store.references()] == [
+        "docker.io/library/a:1",
+        "docker.io/library/b:1",
+    ]
+    assert store.lookup("docker.io/library/a:1") == kept
+    assert store.untag("docker.io/library/b:1")
+    assert not store.untag("docker.io/library/b:1")
+    count, _ = store.gc()
+    assert count == 2  # b's manifest and its own layer; config and shared layer stay
+    assert store.has_blob(digest_of(b"shared"))
+    assert not store.has_blob(digest_of(b"layer-b"))
+    assert store.missing_blobs(kept) == []
+
+
+def test_retagging_replaces_the_name(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    first, second = put_image(store, [b"1"]), put_image(store, [b"2"])
+    store.tag("r/x:latest", first)
+    store.tag("r/x:latest", second)
+    assert [(r.name, r.descriptor.digest) for r in store.references()] == [
+        ("r/x:latest", second.digest)
+    ]
+
+
+def test_corrupted_blob_on_disk_is_detected_when_read(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    digest = store.put_bytes(b'{"a": 1}')
+    store.blob_path(digest).write_bytes(b'{"a": 2}')
+    with pytest.raises(DigestMismatch, match="corrupt"):
+        store.read_blob(digest)
+
+
+def test_missing_blob_is_a_clear_error(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    with pytest.raises(UserError, match="is not in the content store"):
+        store.read_blob(digest_of(b"nothing"))
+
+
+def _tag_many(root: str, worker: int) -> None:
+    store = ContentStore(Path(root))
+    for i in range(20):
+        descriptor = put_image(store, [f"{worker}-{i}".encode()])
+        store.tag(f"r/w{worker}:{i}", descriptor)
+
+
+def test_concurrent_processes_never_lose_a_name(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_tag_many, args=(str(tmp_path), w)) for w in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
+    assert len(ContentStore(tmp_path).references()) == 80
