@@ -30,7 +30,7 @@ def test_missing_program() -> None:
 
 
 def test_timeout() -> None:
-    with pytest.raises(ExternalError, match="did not finish within 0.2 s"):
+    with pytest.raises(ExternalError, match=r"did not finish within 0\.2 s"):
         run(["sleep", "5"], timeout=0.2)
 
 
