@@ -203,9 +203,18 @@ def test_terminal_gets_a_live_progress_display(
     pushed = push(small_image, registry, "tty/app", "v1")
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "osbuilder", "pull", "--cache", str(tmp_path / "s"),
-         pushed.reference],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal,
+        [
+            sys.executable,
+            "-m",
+            "osbuilder",
+            "pull",
+            "--cache",
+            str(tmp_path / "s"),
+            pushed.reference,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
         env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
     )
     os.close(terminal)
