@@ -7,15 +7,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-# Debian packages the tools and tests need: the registry, skopeo and htpasswd are real
-# peers of the integration tests.
-APT_PACKAGES := python3 python3-venv docker-registry skopeo apache2-utils
+# Debian packages the tools and tests need: mmdebstrap and kmod build packages and
+# kernels; the registry, skopeo and htpasswd are real peers of the integration tests;
+# QEMU, busybox and cpio boot what is built.
+APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apache2-utils \
+	qemu-system-x86 qemu-utils busybox-static cpio
 
-.PHONY: demo test deps apt venv lint typecheck pytest docs bench clean
+# The content store `make packages` and `make demo` use (the user's default store).
+OSBUILDER := $(BIN)/osbuilder
 
-demo: deps
-	$(BIN)/osbuilder validate examples/*.yml
-	$(BIN)/osbuilder validate tests/data/linuxkit/*.yml
+.PHONY: demo test deps apt venv lint typecheck pytest docs bench clean packages update-tags
+
+demo: deps packages
+	$(OSBUILDER) validate examples/*.yml
+	$(OSBUILDER) validate tests/data/linuxkit/*.yml
+
+# Every package and kernel image, into the content store (up-to-date ones are skipped).
+packages: deps
+	$(OSBUILDER) pkg build kernels/* pkg/*
+
+# Point the examples at the current package tags (a unit test checks they match).
+update-tags: venv
+	$(BIN)/python scripts/update-example-tags.py
 
 test: deps lint typecheck pytest
 
@@ -49,6 +62,7 @@ docs: venv
 bench: deps
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/pull.py
+	$(BIN)/python bench/pkg.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from osbuilder import __version__
-from osbuilder.commands import images, spec
+from osbuilder.commands import images, pkg, spec
 from osbuilder.errors import ExitCode, OsbuilderError
 
 log = logging.getLogger("osbuilder")
@@ -78,4 +78,5 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     spec.register(sub, common)
     images.register(sub, common)
+    pkg.register(sub, common)
     return parser

@@ -7,17 +7,32 @@ clear line and --debug shows the rest.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from osbuilder.errors import ExternalError
 
 log = logging.getLogger(__name__)
+
+
+class CommandFailed(ExternalError):
+    """A program exited non-zero; the message has its stderr's tail, `stderr` all of it."""
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str) -> None:
+        tail = " | ".join(stderr.splitlines()[-_STDERR_TAIL_LINES:]) or "no error output"
+        super().__init__(f"{shlex.join(argv)} failed (exit {returncode}): {tail}")
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+
 
 _STDERR_TAIL_LINES = 5
 
@@ -59,6 +74,71 @@ def run(
     if check and result.returncode != 0:
         stderr = result.stderr.decode(errors="replace").strip()
         log.debug("%s failed (exit %d); stderr:\n%s", program, result.returncode, stderr)
-        tail = " | ".join(stderr.splitlines()[-_STDERR_TAIL_LINES:]) or "no error output"
-        raise ExternalError(f"{shlex.join(argv)} failed (exit {result.returncode}): {tail}")
+        raise CommandFailed(argv, result.returncode, stderr)
     return result
+
+
+@contextlib.contextmanager
+def stream_stdout(
+    command: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[IO[bytes]]:
+    """Run `command` and yield its stdout to read while it runs.
+
+    stderr goes to a temporary file (a pipe could fill up and stall the
+    program); when the block ends the program must have exited 0, else an
+    ExternalError carries the tail of its stderr. If the block raises, the
+    program is killed.
+    """
+    argv = [str(part) for part in command]
+    program = argv[0]
+    if shutil.which(program) is None and not Path(program).is_file():
+        raise ExternalError(f"{program}: command not found (is its package installed?)")
+    log.debug("run: %s", shlex.join(argv))
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                env=None if env is None else {**os.environ, **env},
+                cwd=cwd,
+            )
+        except OSError as exc:
+            raise ExternalError(f"{program}: cannot run: {exc.strerror}") from None
+        assert process.stdout is not None
+        try:
+            yield process.stdout
+            while process.stdout.read(1024 * 1024):  # drain what the reader left, in bounded reads
+                pass
+        except Exception:
+            # A reader choking on truncated output is a symptom: if the program failed,
+            # its own error is the one to report.
+            process.stdout.close()
+            try:
+                failed = process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                failed = process.wait()
+            if failed > 0:
+                _raise_failure(argv, failed, stderr)
+            raise
+        except BaseException:  # interrupted: stop the program at once
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            process.stdout.close()
+        returncode = process.wait()
+        if returncode != 0:
+            _raise_failure(argv, returncode, stderr)
+
+
+def _raise_failure(argv: list[str], returncode: int, stderr: IO[bytes]) -> None:
+    stderr.seek(0)
+    text = stderr.read().decode(errors="replace").strip()
+    log.debug("%s failed (exit %d); stderr:\n%s", argv[0], returncode, text)
+    raise CommandFailed(argv, returncode, text) from None

@@ -154,6 +154,7 @@ class ContentStore:
                 raw.flush()
                 os.fsync(raw.fileno())
             blob.digest = "sha256:" + blob.hash.hexdigest()
+            os.chmod(name, 0o644)  # mkstemp made it private; blobs are content, not secrets
             os.replace(name, self.blob_path(blob.digest))
             _fsync_dir(self.blobs)
         finally:
@@ -272,10 +273,11 @@ class BlobWriter:
         self.size = 0
         self.digest: str | None = None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> int:
         self.hash.update(data)
         self.raw.write(data)
         self.size += len(data)
+        return len(data)
 
 
 class PartialBlob:
@@ -355,6 +357,7 @@ class PartialBlob:
         self._stream.flush()
         os.fsync(self._stream.fileno())
         self.close()
+        self.path.chmod(0o644)
         os.replace(self.path, self.store.blob_path(self.digest))
         _fsync_dir(self.store.blobs)
 

@@ -1,0 +1,102 @@
+"""`osbuilder pkg build`: a recipe directory to an image in the content store.
+
+Layers: the Debian root filesystem or the kernel, then the recipe's files.
+The image is named IMAGE:TAG with the content-derived tag; a name already in
+the store is not built again unless forced. Nothing is named before every
+blob of the image is verified and in place, so a failed build leaves at most
+unnamed blobs that `cache gc` removes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from osbuilder.oci.imagewriter import (
+    ImageSpec,
+    Layer,
+    canonical_json,
+    new_layer,
+    source_date_epoch,
+    write_image,
+)
+from osbuilder.oci.model import Descriptor
+from osbuilder.oci.reference import parse_reference
+from osbuilder.oci.store import ContentStore
+from osbuilder.pkg.debian import build_root_layer
+from osbuilder.pkg.kernel import build_kernel_layer
+from osbuilder.pkg.layers import add_files
+from osbuilder.pkg.recipe import IMAGE_CONFIG_KEYS, RECIPE_FILE, LoadedRecipe, PackageConfig
+from osbuilder.pkg.tag import package_reference
+
+log = logging.getLogger(__name__)
+
+LABEL = "org.mobyproject.config"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class BuiltPackage:
+    reference: str
+    descriptor: Descriptor
+    built: bool  # False: the store had it already
+
+
+def build_package(
+    store: ContentStore,
+    loaded: LoadedRecipe,
+    *,
+    architecture: str = "amd64",
+    image: str | None = None,
+    force: bool = False,
+) -> BuiltPackage:
+    reference = str(parse_reference(package_reference(loaded, image)))
+    what = str(loaded.directory / RECIPE_FILE)
+    recipe = loaded.recipe
+    with store.using():
+        existing = store.lookup(reference)
+        if existing is not None and not force and not store.missing_blobs(existing):
+            return BuiltPackage(reference, existing, built=False)
+        epoch = source_date_epoch()
+        layers: list[Layer] = []
+        if recipe.debian is not None:
+            log.info("%s: running mmdebstrap", what)
+            layers.append(build_root_layer(store, recipe.debian, architecture, epoch, what))
+        if recipe.kernel is not None:
+            log.info("%s: unpacking %s", what, recipe.kernel.package)
+            layers.append(build_kernel_layer(store, recipe.kernel, architecture, epoch, what))
+        if recipe.files:
+            with new_layer(store) as layer:
+                add_files(layer, loaded.directory, recipe.files, epoch)
+            assert layer.result is not None
+            layers.append(layer.result)
+        spec = image_spec(recipe.config, architecture, epoch, reference)
+        descriptor = write_image(store, layers, spec)
+        store.tag(reference, descriptor)
+        return BuiltPackage(reference, descriptor, built=True)
+
+
+def image_spec(
+    config: PackageConfig | None, architecture: str, epoch: int, reference: str
+) -> ImageSpec:
+    """The image config: entrypoint, cmd, env, workdir; LinuxKit's defaults in the label."""
+    labels = {"org.opencontainers.image.ref.name": reference}
+    if config is None:
+        return ImageSpec(
+            architecture=architecture, env=[DEFAULT_PATH], labels=labels, created=epoch
+        )
+    label = config.model_dump(by_alias=True, exclude_none=True, exclude=set(IMAGE_CONFIG_KEYS))
+    if label:
+        labels[LABEL] = canonical_json(label).decode()
+    env = list(config.env or [])
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, DEFAULT_PATH)
+    return ImageSpec(
+        architecture=architecture,
+        entrypoint=config.entrypoint,
+        cmd=config.cmd,
+        env=env,
+        working_dir=config.workdir,
+        labels=labels,
+        created=epoch,
+    )

@@ -1,0 +1,63 @@
+"""Root filesystems from Debian packages, made by mmdebstrap without any daemon.
+
+mmdebstrap writes a tar to its stdout; the entries stream straight into a
+layer of the content store as they come, so compressing the layer overlaps
+with mmdebstrap's own work and nothing is unpacked on the host.
+"""
+
+from __future__ import annotations
+
+from osbuilder.errors import ExternalError, UserError
+from osbuilder.oci.imagewriter import Layer, new_layer
+from osbuilder.oci.store import ContentStore
+from osbuilder.pkg.layers import Dropper, copy_stream, read_tar
+from osbuilder.pkg.recipe import DebianRoot
+from osbuilder.runner import CommandFailed, stream_stdout
+
+
+def mmdebstrap_command(root: DebianRoot, architecture: str, target: str = "-") -> list[str]:
+    command = [
+        "mmdebstrap",
+        f"--variant={root.variant}",
+        f"--architectures={architecture}",
+        "--format=tar",
+    ]
+    if root.packages:
+        command.append("--include=" + ",".join(root.packages))
+    command += [root.suite, target]
+    if root.mirror:
+        command.append(root.mirror)
+    return command
+
+
+def build_root_layer(
+    store: ContentStore, root: DebianRoot, architecture: str, epoch: int, what: str
+) -> Layer:
+    """Run mmdebstrap and write its root filesystem as one normalised layer."""
+    command = mmdebstrap_command(root, architecture)
+    try:
+        with (
+            new_layer(store) as layer,
+            stream_stdout(command, env={"SOURCE_DATE_EPOCH": str(epoch)}) as output,
+        ):
+            count = copy_stream(read_tar(output), layer, epoch, Dropper(root.drop), what)
+            if count == 0:
+                raise UserError(f"{what}: mmdebstrap produced an empty root filesystem")
+    except CommandFailed as exc:
+        raise ExternalError(f"{what}: {mmdebstrap_reason(exc)}") from None
+    assert layer.result is not None
+    return layer.result
+
+
+# mmdebstrap's closing lines say only that something before them failed.
+_GENERIC = ("E: apt download failed", "E: mmdebstrap failed", "E: apt-get ")
+
+
+def mmdebstrap_reason(failure: CommandFailed) -> str:
+    """The apt error lines ('E: Unable to locate package x') are what to act on."""
+    errors = [line.strip() for line in failure.stderr.splitlines() if line.startswith("E:")]
+    specific = [line for line in errors if not line.startswith(_GENERIC)]
+    reasons = specific or errors
+    if reasons:
+        return "mmdebstrap failed: " + "; ".join(dict.fromkeys(reasons))
+    return str(failure)

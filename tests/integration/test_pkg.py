@@ -1,0 +1,269 @@
+"""`osbuilder pkg build`: real mmdebstrap, read back by skopeo and by osbuilder's store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from osbuilder.oci.pull import Puller
+from osbuilder.oci.reference import parse_reference
+from osbuilder.oci.store import ContentStore
+from tests.conftest import REPO, Packages
+from tests.integration.helpers import AMD64, blob_files_are_valid, osbuilder
+from tests.integration.images import skopeo
+from tests.integration.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+TINY = REPO / "tests/data/pkg/tiny"
+
+
+def recipe_copy(tmp_path: Path, build_yml: str | None = None) -> Path:
+    directory = tmp_path / "tiny"
+    shutil.copytree(TINY, directory)
+    if build_yml is not None:
+        (directory / "build.yml").write_text(build_yml)
+    return directory
+
+
+def test_tiny_recipe_builds_and_reads_back(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    result = osbuilder("pkg", "build", "--json", "--cache", str(store), str(TINY))
+    assert result.returncode == 0, result.stderr
+    [built] = json.loads(result.stdout)
+    tag = osbuilder("pkg", "show-tag", str(TINY), check=True).stdout.strip()
+    assert built["reference"] == f"docker.io/{tag}" and built["built"] is True
+
+    config = json.loads(skopeo("inspect", "--config", f"oci:{store}:{built['reference']}").stdout)
+    runtime = config["config"]
+    assert runtime["Entrypoint"] == ["/usr/bin/hello"]
+    assert runtime["Cmd"] == ["world"]
+    assert runtime["Env"] == [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "GREETING=hello",
+    ]
+    assert runtime["WorkingDir"] == "/tmp"
+    label = json.loads(runtime["Labels"]["org.mobyproject.config"])
+    assert label == {
+        "net": "host",
+        "capabilities": ["CAP_NET_ADMIN"],
+        "binds.add": ["/var/log:/var/log"],
+    }
+    assert config["created"] == "2024-01-01T00:00:00Z"
+
+    # osbuilder's own store reads the same image, offline
+    image = Puller(ContentStore(store), None, AMD64).pull(parse_reference(tag)).image
+    assert image.config.config.labels is not None
+    assert json.loads(image.config.config.labels["org.mobyproject.config"]) == label
+    assert len(image.manifest.layers) == 2  # the Debian root, then the recipe's files
+    blob_files_are_valid(ContentStore(store))
+
+    again = osbuilder("pkg", "build", "--cache", str(store), str(TINY))
+    assert "(up to date," in again.stdout
+
+
+def test_layers_hold_the_files_with_their_modes(tmp_path: Path) -> None:
+    import tarfile
+
+    store = ContentStore(tmp_path / "store")
+    osbuilder("pkg", "build", "--cache", str(store.root), str(TINY), check=True)
+    [ref] = store.references()
+    manifest = store.manifest(ref.descriptor.digest)
+    with tarfile.open(store.blob_path(manifest.layers[1].digest)) as files:
+        entries = {m.name: m for m in files.getmembers()}
+    assert sorted(entries) == [
+        "bin",
+        "bin/sh",
+        "etc",
+        "etc/motd",
+        "usr",
+        "usr/bin",
+        "usr/bin/hello",
+    ]
+    assert entries["usr/bin/hello"].mode == 0o755
+    assert entries["etc/motd"].mode == 0o644
+    assert entries["bin/sh"].issym() and entries["bin/sh"].linkname == "busybox"
+    assert all(m.mtime == 1704067200 and m.uid == 0 for m in entries.values())
+    with tarfile.open(store.blob_path(manifest.layers[0].digest)) as root:
+        names = root.getnames()
+    assert "bin/busybox" in names
+    assert not any(n.startswith(("./", "usr/share/doc", "dev/")) for n in names)
+
+
+def test_two_builds_give_one_digest(tmp_path: Path) -> None:
+    digests = set()
+    for run in range(2):
+        result = osbuilder(
+            "pkg",
+            "build",
+            "--json",
+            "--force",
+            "--cache",
+            str(tmp_path / f"store-{run}"),
+            str(TINY),
+        )
+        assert result.returncode == 0, result.stderr
+        digests.add(json.loads(result.stdout)[0]["digest"])
+    assert len(digests) == 1
+
+
+def test_source_date_epoch_is_honoured(tmp_path: Path) -> None:
+    result = osbuilder(
+        "pkg",
+        "build",
+        "--json",
+        "--cache",
+        str(tmp_path / "s"),
+        str(TINY),
+        env={"SOURCE_DATE_EPOCH": "1600000000"},
+    )
+    reference = json.loads(result.stdout)[0]["reference"]
+    config = json.loads(skopeo("inspect", "--config", f"oci:{tmp_path / 's'}:{reference}").stdout)
+    assert config["created"] == "2020-09-13T12:26:40Z"
+
+
+def test_tag_follows_the_content(tmp_path: Path) -> None:
+    directory = recipe_copy(tmp_path)
+    first = osbuilder("pkg", "show-tag", str(directory), check=True).stdout
+    assert first == osbuilder("pkg", "show-tag", str(TINY), check=True).stdout
+    (directory / "hello.sh").write_text("#!/bin/sh\necho changed\n")
+    second = osbuilder("pkg", "show-tag", str(directory), check=True).stdout
+    assert first != second and second.startswith("osbuilder/tiny:")
+
+
+def test_missing_package_is_one_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
+    text = (
+        (TINY / "build.yml")
+        .read_text()
+        .replace("[busybox-static]", "[busybox-static, no-such-package-x]")
+    )
+    directory = recipe_copy(tmp_path, text)
+    store = tmp_path / "store"
+    result = osbuilder("pkg", "build", "--cache", str(store), str(directory))
+    assert result.returncode == 3
+    [line] = result.stderr.splitlines()
+    assert line == (
+        f"osbuilder: {directory}/build.yml: mmdebstrap failed: "
+        "E: Unable to locate package no-such-package-x"
+    )
+    assert list((store / "blobs/sha256").iterdir()) == []
+    assert [p for p in (store / "ingest").iterdir() if not p.name.endswith(".lock")] == []
+    assert json.loads((store / "index.json").read_text())["manifests"] == []
+
+
+def test_bad_suite_is_one_clear_error(tmp_path: Path) -> None:
+    text = (TINY / "build.yml").read_text().replace("debian:\n", "debian:\n  suite: nosuch\n")
+    directory = recipe_copy(tmp_path, text)
+    result = osbuilder("pkg", "build", "--cache", str(tmp_path / "store"), str(directory))
+    assert result.returncode == 3
+    assert result.stderr.startswith(f"osbuilder: {directory}/build.yml: mmdebstrap failed")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("build_yml", "message"),
+    [
+        (
+            "image: osbuilder/x\ndebian:\n  packages: [a]\n  packges: [b]\n",
+            "build.yml:4:3: debian: unknown field 'packges' (did you mean 'packages'?)",
+        ),
+        (
+            "image: osbuilder/x\nfiles:\n  - {path: /a, source: missing.txt}\n",
+            "build.yml:3:24: files[0].source: 'missing.txt' does not exist",
+        ),
+        (
+            "image: osbuilder/x:1.0\nfiles:\n  - {path: /a, contents: x}\n",
+            "build.yml:1:8: image: name the image without a tag",
+        ),
+        (
+            "image: osbuilder/x\n",
+            "build.yml:1:1: give 'debian' (a root filesystem), 'kernel', or at least 'files'",
+        ),
+        (
+            "image: osbuilder/x\nfiles:\n  - {path: relative, contents: x}\n",
+            "build.yml:3:12: files[0].path: must be an absolute path, got 'relative'",
+        ),
+        (
+            "image: osbuilder/x\nconfig:\n  net: hots\n  entrypoint: [/x]\nfiles:\n"
+            "  - {path: /x, contents: x}\n",
+            "build.yml:3:8: config.net: net must be",
+        ),
+        ("image: osbuilder/x\ndebian:\n  packages: [a\n", "build.yml:4:1: YAML syntax error"),
+    ],
+    ids=["typo", "missing-file", "tagged-name", "empty", "relative-path", "bad-label", "yaml"],
+)
+def test_invalid_recipe_is_a_located_error(tmp_path: Path, build_yml: str, message: str) -> None:
+    directory = tmp_path / "bad"
+    directory.mkdir()
+    (directory / "build.yml").write_text(build_yml)
+    store = tmp_path / "store"
+    result = osbuilder("pkg", "build", "--cache", str(store), str(directory))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"osbuilder: {directory}/{message}"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (store / "blobs").exists() or list((store / "blobs/sha256").iterdir()) == []
+
+
+def test_not_a_package_directory(tmp_path: Path) -> None:
+    result = osbuilder("pkg", "build", "--cache", str(tmp_path / "s"), str(tmp_path))
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"osbuilder: {tmp_path}: no build.yml; a package "
+        "directory needs one"
+    )
+
+
+def test_push_after_build(tmp_path: Path, registry: Registry) -> None:
+    image = f"{registry.host}/osbuilder/tiny"
+    result = osbuilder(
+        "pkg",
+        "build",
+        "--push",
+        "--json",
+        "--image",
+        image,
+        "--cache",
+        str(tmp_path / "store"),
+        str(TINY),
+    )
+    assert result.returncode == 0, result.stderr
+    [built] = json.loads(result.stdout)
+    tag = built["reference"].rsplit(":", 1)[1]
+    inspected = json.loads(
+        skopeo("inspect", "--tls-verify=false", f"docker://{image}:{tag}").stdout
+    )
+    assert inspected["Digest"] == built["digest"]
+    assert json.loads(inspected["Labels"]["org.mobyproject.config"])["net"] == "host"
+
+
+def test_repository_packages_build(packages: Packages) -> None:
+    """Every package of pkg/ and the kernel build (make packages does the same)."""
+    assert set(packages.references) == {
+        "osbuilder/kernel",
+        "osbuilder/init",
+        "osbuilder/crun",
+        "osbuilder/runc",
+        "osbuilder/dhcpcd",
+        "osbuilder/getty",
+        "osbuilder/sshd",
+        "osbuilder/redis",
+    }
+    store = packages.store
+    init = store.manifest(store.lookup(packages["osbuilder/init"]).digest)  # type: ignore[union-attr]
+    assert init.layers[0].size <= 20 * 1000 * 1000, "the init's root layer is at most 20 MB"
+    redis = Puller(store, None, AMD64).pull(parse_reference(packages["osbuilder/redis"])).image
+    assert redis.config.config.labels is not None
+    label = json.loads(redis.config.config.labels["org.mobyproject.config"])
+    assert label["net"] == "host"
+    assert sorted(label["capabilities"]) == sorted(
+        [
+            "CAP_NET_BIND_SERVICE",
+            "CAP_CHOWN",
+            "CAP_SETUID",
+            "CAP_SETGID",
+            "CAP_DAC_OVERRIDE",
+        ]
+    )

@@ -1,0 +1,111 @@
+"""Package-building pieces that need no mmdebstrap: tags, drops, module selection."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from osbuilder.errors import UserError
+from osbuilder.pkg.kernel import module_name, parse_modules_dep, select_modules
+from osbuilder.pkg.layers import Dropper, normalise
+from osbuilder.pkg.recipe import load_recipe
+from osbuilder.pkg.tag import package_tag
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = sorted([*REPO.glob("pkg/*/"), *REPO.glob("kernels/*/")])
+
+
+def test_examples_use_the_tags_the_recipes_build() -> None:
+    tags = {load_recipe(d).recipe.image: package_tag(load_recipe(d)) for d in RECIPES}
+    for example in sorted((REPO / "examples").glob("*.yml")):
+        for name, tag in re.findall(r"(osbuilder/[a-z0-9-]+):([\w.-]+)", example.read_text()):
+            assert tags[name] == tag, (
+                f"{example.name}: {name}:{tag} is stale; run `make update-tags`"
+            )
+
+
+def test_every_recipe_loads() -> None:
+    names = {load_recipe(d).recipe.image for d in RECIPES}
+    assert names == {
+        "osbuilder/init",
+        "osbuilder/crun",
+        "osbuilder/runc",
+        "osbuilder/dhcpcd",
+        "osbuilder/getty",
+        "osbuilder/sshd",
+        "osbuilder/redis",
+        "osbuilder/kernel",
+    }
+
+
+def test_init_tag_covers_the_guest_code(tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "pkg/init", copy / "pkg/init")
+    shutil.copytree(
+        REPO / "osbuilder/guest",
+        copy / "osbuilder/guest",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copy(REPO / "osbuilder/__init__.py", copy / "osbuilder/__init__.py")
+    before = package_tag(load_recipe(copy / "pkg/init"))
+    assert before == package_tag(load_recipe(REPO / "pkg/init"))
+    (copy / "osbuilder/guest/__init__.py").write_text("# changed\n")
+    assert package_tag(load_recipe(copy / "pkg/init")) != before
+
+
+@pytest.mark.parametrize(
+    ("name", "dropped"),
+    [
+        ("usr/share/doc", True),
+        ("usr/share/doc/x/copyright", True),
+        ("usr/share/docs", False),
+        ("usr/lib/python3.11/test", True),
+        ("usr/lib/python3.11/test/a.py", True),
+        ("usr/lib/python3.11/testing.py", False),
+        ("dev/null", True),
+        ("dev", False),
+    ],
+)
+def test_drop_globs(name: str, dropped: bool) -> None:
+    drop = Dropper(["usr/share/doc", "usr/lib/python3.11/test"])
+    assert drop(name) is dropped
+
+
+def test_normalise_entries() -> None:
+    member = tarfile.TarInfo("./usr/bin/x")
+    member.mtime = 2_000_000_000
+    member.pax_headers = {"atime": "1", "SCHILY.xattr.security.capability": "\x01"}
+    entry = normalise(member, 1_700_000_000)
+    assert entry is not None
+    assert (entry.name, entry.mtime) == ("usr/bin/x", 1_700_000_000)
+    assert entry.pax_headers == {"SCHILY.xattr.security.capability": "\x01"}
+    assert normalise(tarfile.TarInfo("./"), 0) is None
+
+
+MODULES_DEP = """\
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+kernel/fs/overlayfs/overlay.ko:
+kernel/drivers/gpu/drm/drm.ko:
+kernel/drivers/hid/hid-generic.ko:
+"""
+
+
+def test_module_selection_takes_dependencies() -> None:
+    table = parse_modules_dep(MODULES_DEP)
+    assert select_modules(table, ["virtio*", "overlay"]) == {
+        "kernel/drivers/net/virtio_net.ko",
+        "kernel/drivers/net/net_failover.ko",
+        "kernel/net/core/failover.ko",
+        "kernel/fs/overlayfs/overlay.ko",
+    }
+    assert module_name("kernel/drivers/hid/hid-generic.ko") == "hid_generic"
+    assert select_modules(table, ["hid-generic"]) == {"kernel/drivers/hid/hid-generic.ko"}
+    with pytest.raises(UserError, match="'ahci' matches no module"):
+        select_modules(table, ["ahci"])
