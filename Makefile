@@ -11,7 +11,8 @@ BIN := $(VENV)/bin
 # kernels; the registry, skopeo and htpasswd are real peers of the integration tests;
 # QEMU, busybox and cpio boot what is built.
 APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apache2-utils \
-	qemu-system-x86 qemu-utils busybox-static cpio
+	qemu-system-x86 qemu-utils busybox-static cpio zstd libarchive-tools runc crun \
+	golang-github-opencontainers-specs-dev
 
 # The content store `make packages` and `make demo` use (the user's default store).
 OSBUILDER := $(BIN)/osbuilder

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from osbuilder import __version__
-from osbuilder.commands import images, pkg, spec
+from osbuilder.commands import build, images, pkg, spec
 from osbuilder.errors import ExitCode, OsbuilderError
 
 log = logging.getLogger("osbuilder")
@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"osbuilder {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     spec.register(sub, common)
+    build.register(sub, common)
     images.register(sub, common)
     pkg.register(sub, common)
     return parser

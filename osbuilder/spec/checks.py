@@ -25,6 +25,7 @@ def cross_checks(document: Document) -> list[Diagnostic]:
     found += _user_names(document, data)
     found += _volume_binds(document, data)
     found += _file_kinds(document, data)
+    found += _restart_only_for_services(document, data)
     found += _deprecations(document, data)
     return found
 
@@ -173,6 +174,19 @@ def _file_kinds(document: Document, data: dict[str, Any]) -> list[Diagnostic]:
                 )
             )
     return found
+
+
+def _restart_only_for_services(document: Document, data: dict[str, Any]) -> list[Diagnostic]:
+    return [
+        Diagnostic(
+            document.key_location((section, index, "restart")),
+            (section, index),
+            "'restart' applies to services only (onboot and onshutdown containers run once)",
+        )
+        for section in ("onboot", "onshutdown")
+        for index, entry in _entries(data, section)
+        if "restart" in entry
+    ]
 
 
 def _deprecations(document: Document, data: dict[str, Any]) -> list[Diagnostic]:

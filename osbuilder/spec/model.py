@@ -293,6 +293,11 @@ class Container(ImageConfig):
 
     name: ContainerName = Field(description="Name of the container (unique among services).")
     image: ImageRef = Field(description="Image to run.")
+    restart: Literal["always", "on-failure", "never"] | None = Field(
+        None,
+        description="Services only (an osbuilder extension): restart when the service exits "
+        "(always), exits non-zero (on-failure, the default) or never.",
+    )
 
 
 # --- files, volumes, trust --------------------------------------------------------

@@ -1,0 +1,419 @@
+"""Assembling a spec into one root filesystem, in LinuxKit's order and layout.
+
+kernel -> init -> volumes -> onboot -> onshutdown -> services -> files:
+
+    boot/kernel, boot/cmdline, boot/ucode.cpio   from the kernel image
+    /                                           the kernel image's kernel.tar, the init images
+    containers/volumes/NAME/{lower,tmp,merged}  volumes
+    containers/onboot/NNN-NAME/                 config.json, runtime.json, rootfs/ or lower/
+    containers/onshutdown/NNN-NAME/
+    containers/services/NAME/
+    files                                       last, so they override
+
+An image used by several containers is unpacked once; the others' overlay
+(or bind) mounts point at the first copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from osbuilder.assemble.entry import Content, Entry, Kind
+from osbuilder.assemble.filters import adjust_image
+from osbuilder.assemble.images import ImageSource
+from osbuilder.assemble.layers import read_layer
+from osbuilder.assemble.runtime_config import (
+    allocate_ids,
+    load_label,
+    numeric_id,
+    runtime_config,
+)
+from osbuilder.assemble.tree import Tree
+from osbuilder.errors import UserError
+from osbuilder.oci.pull import Image
+from osbuilder.spec.model import Container, Spec
+
+log = logging.getLogger(__name__)
+
+CONTAINERS = "containers"
+FILES_SOURCE = "osbuilder.files"
+
+
+@dataclass
+class KernelParts:
+    """What the kernel+initrd writer takes besides the tree."""
+
+    kernel: Content | None = None
+    cmdline: str = ""
+    ucode: Content | None = None
+    config: str | None = None  # the kernel's .config, to choose the initrd's compression
+
+
+@dataclass
+class AssembledSystem:
+    tree: Tree
+    kernel: KernelParts = field(default_factory=KernelParts)
+    references: dict[str, str] = field(default_factory=dict)  # spec reference -> digest
+
+
+def assemble(spec: Spec, images: ImageSource, tree: Tree, epoch: int) -> AssembledSystem:
+    system = AssembledSystem(tree)
+    assembler = _Assembler(spec, images, system, epoch)
+    assembler.run()
+    return system
+
+
+class _Assembler:
+    def __init__(
+        self, spec: Spec, images: ImageSource, system: AssembledSystem, epoch: int
+    ) -> None:
+        self.spec = spec
+        self.images = images
+        self.system = system
+        self.tree = system.tree
+        self.epoch = epoch
+        self.ids = allocate_ids(spec)
+        self.unpacked: dict[str, str] = {}  # manifest digest -> where its filesystem is
+
+    def run(self) -> None:
+        self._kernel()
+        for index, reference in enumerate(self.spec.init or []):
+            image = self._image(reference)
+            self._unpack(image, "", f"init[{index}]")
+        if self.spec.init:
+            adjust_image(
+                self.tree,
+                "",
+                system_root=True,
+                source=self.spec.init[-1],
+                location="init",
+                epoch=self.epoch,
+            )
+        self._volumes()
+        for section in ("onboot", "onshutdown", "services"):
+            for index, container in enumerate(getattr(self.spec, section) or []):
+                name = container.name if section == "services" else f"{index:03d}-{container.name}"
+                self._bundle(container, f"{CONTAINERS}/{section}/{name}", f"{section}[{index}]")
+        self._files()
+
+    # --- images -------------------------------------------------------------------------------
+
+    def _image(self, reference: str) -> Image:
+        image = self.images.get(reference)
+        self.system.references[reference] = image.digest
+        return image
+
+    def _unpack(self, image: Image, base: str, location: str) -> None:
+        source = str(image.reference)
+        for layer in image.manifest.layers:
+            with self.images.store.open_blob(layer.digest) as blob:
+                read_layer(
+                    self.tree,
+                    blob,
+                    layer.media_type,
+                    base=base,
+                    source=source,
+                    location=location,
+                    what=f"image {source}, layer {layer.digest[:19]}",
+                )
+
+    def _generated(
+        self,
+        path: str,
+        kind: Kind,
+        mode: int,
+        source: str,
+        location: str,
+        data: bytes | None = None,
+    ) -> None:
+        entry = Entry(path, kind, mode, mtime=self.epoch, source=source, location=location)
+        if data is not None:
+            entry.content = self.tree.spool.write_bytes(data)
+        self.tree.put(entry)
+
+    # --- kernel -------------------------------------------------------------------------------
+
+    def _kernel(self) -> None:
+        kernel = self.spec.kernel
+        if kernel is None or kernel.image is None:
+            return
+        image = self._image(kernel.image)
+        source = str(image.reference)
+        # The kernel image's own files are read from a scratch tree; only what LinuxKit
+        # takes (kernel, kernel.tar, ucode) goes into the system.
+        scratch = Tree(self.tree.spool)
+        for layer in image.manifest.layers:
+            with self.images.store.open_blob(layer.digest) as blob:
+                read_layer(
+                    scratch,
+                    blob,
+                    layer.media_type,
+                    base="",
+                    source=source,
+                    location="kernel",
+                    what=f"kernel image {source}",
+                )
+        binary = scratch.get(kernel.binary or "kernel")
+        if binary is None or binary.content is None:
+            raise UserError(f"kernel image {source} has no file {kernel.binary or 'kernel'!r}")
+        parts = self.system.kernel
+        parts.kernel = binary.content
+        parts.cmdline = kernel.cmdline or ""
+        config = scratch.get("config")
+        if config is not None and config.content is not None:
+            parts.config = config.content.path.read_text(errors="replace")
+        self._generated("boot", Kind.DIRECTORY, 0o755, source, "kernel")
+        boot_kernel = Entry(
+            "boot/kernel",
+            Kind.FILE,
+            0o644,
+            mtime=self.epoch,
+            content=binary.content,
+            source=source,
+            location="kernel",
+        )
+        self.tree.put(boot_kernel)
+        self._generated("boot/cmdline", Kind.FILE, 0o644, source, "kernel", parts.cmdline.encode())
+        tar_name = kernel.tar if kernel.tar is not None else "kernel.tar"
+        if tar_name != "none":
+            modules = scratch.get(tar_name)
+            if modules is None or modules.content is None:
+                raise UserError(f"kernel image {source} has no {tar_name!r} (set tar: none?)")
+            with modules.content.path.open("rb") as blob:
+                read_layer(
+                    self.tree,
+                    blob,
+                    "application/x-tar",
+                    base="",
+                    source=source,
+                    location="kernel",
+                    what=f"kernel image {source}, {tar_name}",
+                )
+        if kernel.ucode:
+            ucode = scratch.get(kernel.ucode)
+            if ucode is None or ucode.content is None:
+                raise UserError(f"kernel image {source} has no ucode file {kernel.ucode!r}")
+            parts.ucode = ucode.content
+            self.tree.put(
+                Entry(
+                    "boot/ucode.cpio",
+                    Kind.FILE,
+                    0o644,
+                    mtime=self.epoch,
+                    content=ucode.content,
+                    source=source,
+                    location="kernel",
+                )
+            )
+
+    # --- volumes ------------------------------------------------------------------------------
+
+    def _volumes(self) -> None:
+        for index, volume in enumerate(self.spec.volumes or []):
+            location = f"volumes[{index}]"
+            base = f"{CONTAINERS}/volumes/{volume.name}"
+            source = volume.image or "osbuilder.volume"
+            for name in ("", "/lower", "/tmp", "/merged"):
+                self._generated(base + name, Kind.DIRECTORY, 0o755, source, location)
+            if volume.image is None:
+                continue
+            image = self._image(volume.image)
+            if volume.format == "oci":
+                self._oci_layout(image, f"{base}/lower", location)
+            else:
+                self._unpack(image, f"{base}/lower", location)
+                adjust_image(
+                    self.tree,
+                    f"{base}/lower",
+                    system_root=True,
+                    source=str(image.reference),
+                    location=location,
+                    epoch=self.epoch,
+                )
+
+    def _oci_layout(self, image: Image, base: str, location: str) -> None:
+        """The image itself (its blobs, index.json naming it) rather than its files."""
+        store = self.images.store
+        source = str(image.reference)
+        blobs = [image.manifest_descriptor, image.manifest.config, *image.manifest.layers]
+        for blob in blobs:
+            entry = Entry(
+                f"{base}/blobs/sha256/{blob.digest[7:]}",
+                Kind.FILE,
+                0o644,
+                mtime=self.epoch,
+                source=source,
+                location=location,
+            )
+            entry.content = self.tree.spool.copy_file(store.blob_path(blob.digest))
+            self.tree.put(entry)
+        index = {
+            "schemaVersion": 2,
+            "manifests": [
+                image.manifest_descriptor.replace(
+                    annotations={"org.opencontainers.image.ref.name": source}
+                ).as_json()
+            ],
+        }
+        self._generated(
+            f"{base}/index.json",
+            Kind.FILE,
+            0o644,
+            source,
+            location,
+            json.dumps(index, indent=2).encode(),
+        )
+        self._generated(
+            f"{base}/oci-layout",
+            Kind.FILE,
+            0o644,
+            source,
+            location,
+            b'{"imageLayoutVersion":"1.0.0"}',
+        )
+
+    # --- containers ---------------------------------------------------------------------------
+
+    def _bundle(self, container: Container, prefix: str, location: str) -> None:
+        image = self._image(container.image)
+        source = str(image.reference)
+        label = load_label(image.config, source)
+        config, runtime = runtime_config(
+            container, image.config, label, self.ids, volumes=self.spec.volumes or ()
+        )
+        readonly = bool(config.get("root", {}).get("readonly"))
+        self._generated(prefix, Kind.DIRECTORY, 0o755, source, location)
+        root = f"{prefix}/{'rootfs' if readonly else 'lower'}"
+        first = self.unpacked.get(image.manifest_descriptor.digest)
+        if first is None:
+            self._generated(root, Kind.DIRECTORY, 0o755, source, location)
+            self._unpack(image, root, location)
+            adjust_image(
+                self.tree,
+                root,
+                system_root=False,
+                source=source,
+                location=location,
+                epoch=self.epoch,
+            )
+            self.unpacked[image.manifest_descriptor.digest] = root
+            first = root
+        if not readonly:
+            tmp = f"{prefix}/tmp"
+            self._generated(tmp, Kind.DIRECTORY, 0o755, source, location)
+            self._generated(f"{prefix}/rootfs", Kind.DIRECTORY, 0o755, source, location)
+            mounts = [
+                {"source": "tmpfs", "type": "tmpfs", "destination": f"/{tmp}"},
+                # private: nothing else should see the container's temporary layers
+                {"destination": f"/{tmp}", "options": ["remount", "private"]},
+                {
+                    "source": "overlay",
+                    "type": "overlay",
+                    "destination": f"/{prefix}/rootfs",
+                    "options": [
+                        f"lowerdir=/{first}",
+                        f"upperdir=/{tmp}/upper",
+                        f"workdir=/{tmp}/work",
+                    ],
+                },
+            ]
+        else:
+            self._generated(f"{prefix}/rootfs", Kind.DIRECTORY, 0o755, source, location)
+            # bind, from the first copy or onto itself: runc wants the root to be a mount
+            mounts = [
+                {"source": f"/{first}", "destination": f"/{prefix}/rootfs", "options": ["bind"]}
+            ]
+        runtime["mounts"] = mounts + list(runtime.get("mounts") or [])
+        self._generated(f"{prefix}/config.json", Kind.FILE, 0o644, source, location, _json(config))
+        self._generated(
+            f"{prefix}/runtime.json", Kind.FILE, 0o644, source, location, _json(runtime)
+        )
+
+    # --- files --------------------------------------------------------------------------------
+
+    def _files(self) -> None:
+        for index, file in enumerate(self.spec.files or []):
+            location = f"files[{index}]"
+            path = self.tree.resolve(file.path)
+            if not path:
+                raise UserError(f"{location}: path {file.path!r} is the root")
+            mode = int(file.mode, 8) if file.mode else (0o700 if file.directory else 0o600)
+            uid, gid = self._id(file.uid, location), self._id(file.gid, location)
+            dir_mode = mode | ((mode & 0o444) >> 2)  # x wherever r: parents must be enterable
+            parent = posixpath.dirname(path)
+            missing = []
+            while parent and self.tree.get(parent) is None:
+                missing.append(parent)
+                parent = posixpath.dirname(parent)
+            for name in reversed(missing):
+                self.tree.put(
+                    Entry(
+                        name,
+                        Kind.DIRECTORY,
+                        dir_mode,
+                        uid,
+                        gid,
+                        self.epoch,
+                        source=FILES_SOURCE,
+                        location=location,
+                    )
+                )
+            entry = Entry(
+                path, Kind.FILE, mode, uid, gid, self.epoch, source=FILES_SOURCE, location=location
+            )
+            if file.directory:
+                entry.kind = Kind.DIRECTORY
+            elif file.symlink is not None:
+                entry.kind, entry.linkname = Kind.SYMLINK, file.symlink
+            elif file.contents is not None:
+                entry.content = self.tree.spool.write_bytes(file.contents.encode())
+            elif file.metadata is not None:
+                entry.content = self.tree.spool.write_bytes(self._metadata(file.metadata))
+            elif file.source is not None:
+                host = Path(file.source).expanduser()
+                if not host.is_file():
+                    if file.optional:
+                        log.info("%s: %s is missing; skipped (optional)", location, host)
+                        continue
+                    raise UserError(
+                        f"{location}: source file {host} does not exist "
+                        "(mark it optional: true to skip it when missing)"
+                    )
+                entry.content = self.tree.spool.copy_file(host)
+            self.tree.put(entry)
+
+    def _id(self, value: int | str | None, location: str) -> int:
+        try:
+            return numeric_id(value, self.ids)
+        except UserError as exc:
+            raise UserError(f"{location}: {exc}") from None
+
+    def _metadata(self, kind: str) -> bytes:
+        """The spec as built: images named with the digests used (LinuxKit's metadata file)."""
+        data: dict[str, Any] = self.spec.model_dump(by_alias=True, exclude_none=True)
+        resolved = self.system.references
+
+        def pin(reference: str) -> str:
+            digest = resolved.get(reference)
+            return f"{reference.split('@', maxsplit=1)[0]}@{digest}" if digest else reference
+
+        if "kernel" in data and "image" in data["kernel"]:
+            data["kernel"]["image"] = pin(data["kernel"]["image"])
+        data["init"] = [pin(r) for r in data.get("init", [])]
+        for section in ("onboot", "onshutdown", "services"):
+            for container in data.get(section, []):
+                container["image"] = pin(container["image"])
+        if kind == "json":
+            return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+        return yaml.safe_dump(data, sort_keys=True).encode()
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, indent=4, sort_keys=True).encode() + b"\n"

@@ -1,0 +1,155 @@
+"""The root filesystem being assembled: a tree of entries, contents spooled to disk.
+
+Paths are resolved inside the tree the way a chroot would: `..` never climbs
+above the root, absolute symlinks point into the tree, and a symlink in the
+middle of a path is followed within the tree (so kernel.tar's lib/modules
+lands in usr/lib/modules when lib is a symlink to usr/lib). Nothing is ever
+written to the host outside the spool directory, whose file names are
+counters, never names from an image.
+"""
+
+from __future__ import annotations
+
+import itertools
+import posixpath
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from osbuilder.assemble.entry import Content, Entry, Kind
+from osbuilder.errors import UserError
+
+MAX_SYMLINK_HOPS = 40
+MAX_PATH_BYTES = 4095  # PATH_MAX less the NUL: what the kernel can create
+_CHUNK = 1024 * 1024
+
+
+class TreeError(UserError):
+    """An image's content cannot be placed in the tree (names the image and member)."""
+
+
+class Spool:
+    """Regular files' contents, one spool file each, in a private directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._counter = itertools.count(1)
+
+    def write(self, source: IO[bytes], size: int) -> Content:
+        path = self.directory / f"{next(self._counter):08d}"
+        remaining = size
+        with path.open("wb") as target:
+            while remaining > 0:
+                chunk = source.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise TreeError(f"content ends {remaining} bytes early")
+                target.write(chunk)
+                remaining -= len(chunk)
+        return Content(path, size)
+
+    def write_bytes(self, data: bytes) -> Content:
+        path = self.directory / f"{next(self._counter):08d}"
+        path.write_bytes(data)
+        return Content(path, len(data))
+
+    def copy_file(self, source: Path) -> Content:
+        path = self.directory / f"{next(self._counter):08d}"
+        shutil.copyfile(source, path)
+        return Content(path, path.stat().st_size)
+
+
+class Tree:
+    """Entries by normalised path; the root ('') is an implicit directory."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.entries: dict[str, Entry] = {}
+
+    # --- path resolution -------------------------------------------------------------------
+
+    def resolve(self, name: str, *, base: str = "", follow_last: bool = False) -> str:
+        """The tree path `name` refers to inside the sub-root `base` (an image's own root),
+        following symlinks of its parents within that sub-root, as a chroot would."""
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        root = [p for p in base.split("/") if p]
+        resolved: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = "/".join([*root, *resolved, part])
+            entry = self.entries.get(candidate)
+            if entry is not None and entry.kind is Kind.SYMLINK and (parts or follow_last):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise TreeError(f"{name}: too many levels of symbolic links")
+                target = entry.linkname
+                if target.startswith("/"):
+                    resolved = []
+                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+                continue
+            resolved.append(part)
+        path = "/".join([*root, *resolved])
+        if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+            raise TreeError(f"{name[:80]}...: path longer than {MAX_PATH_BYTES} bytes")
+        return path
+
+    # --- changes ---------------------------------------------------------------------------------
+
+    def put(self, entry: Entry) -> None:
+        """Add or replace the entry at entry.path (already resolved), making parent dirs.
+
+        A non-directory replacing a directory removes what was below it.
+        """
+        path = entry.path
+        if not path:
+            return  # the root's own metadata is not an entry
+        self._make_parents(path, entry)
+        old = self.entries.get(path)
+        if old is not None and old.kind is Kind.DIRECTORY and entry.kind is not Kind.DIRECTORY:
+            self.remove_below(path)
+        self.entries[path] = entry
+
+    def remove(self, path: str) -> None:
+        """Whiteout: the path and everything below it disappear."""
+        self.entries.pop(path, None)
+        self.remove_below(path)
+
+    def remove_below(self, path: str) -> None:
+        prefix = path + "/" if path else ""
+        for name in [n for n in self.entries if n.startswith(prefix)]:
+            del self.entries[name]
+
+    def _make_parents(self, path: str, like: Entry) -> None:
+        parent = posixpath.dirname(path)
+        missing = []
+        while parent and parent not in self.entries:
+            missing.append(parent)
+            parent = posixpath.dirname(parent)
+        if parent and self.entries[parent].kind is not Kind.DIRECTORY:
+            # A resolved path's parents are never symlinks; a file there is replaced.
+            self.remove(parent)
+            missing.append(parent)
+        for name in reversed(missing):
+            self.entries[name] = Entry(
+                name,
+                Kind.DIRECTORY,
+                0o755,
+                mtime=like.mtime,
+                source=like.source,
+                location=like.location,
+            )
+
+    def get(self, path: str) -> Entry | None:
+        return self.entries.get(path)
+
+    # --- reading out ------------------------------------------------------------------------------
+
+    def walk(self) -> Iterator[Entry]:
+        """Every entry, parents before children, in byte order of the paths."""
+        for name in sorted(self.entries, key=lambda n: n.split("/")):
+            yield self.entries[name]

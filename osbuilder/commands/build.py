@@ -1,0 +1,106 @@
+"""`osbuilder build`: build a system image from spec files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from osbuilder.commands.common import (
+    add_platform_option,
+    add_registry_options,
+    add_store_options,
+    open_store,
+    print_json,
+    progress_for,
+    registry_client,
+    target_platform,
+)
+from osbuilder.errors import ExitCode
+
+DEFAULT_FORMAT = "kernel+initrd"
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    from osbuilder.formats import FORMAT_NAMES
+
+    build = sub.add_parser(
+        "build",
+        parents=[common],
+        help="build a system image from spec files",
+        description="Validate and merge the spec files, get every image (from the content "
+        "store, pulling what is missing), assemble one root filesystem and write it in each "
+        "format asked for. Images already complete in the store are used as they are "
+        "(--pull re-resolves their tags).",
+    )
+    build.add_argument("files", nargs="+", type=Path, metavar="FILE", help="spec files")
+    build.add_argument(
+        "-f",
+        "--format",
+        action="append",
+        dest="formats",
+        metavar="FORMAT",
+        choices=FORMAT_NAMES,
+        help=f"output format, repeatable: {', '.join(FORMAT_NAMES)} (default {DEFAULT_FORMAT})",
+    )
+    build.add_argument(
+        "-o",
+        "--dir",
+        type=Path,
+        default=Path("output"),
+        metavar="DIR",
+        help="output directory (default output/)",
+    )
+    build.add_argument("--name", help="output name (default: the first spec file's stem)")
+    build.add_argument(
+        "--compress",
+        choices=("gzip", "zstd", "none"),
+        help="initrd compression (default: zstd if the kernel has it, else gzip)",
+    )
+    build.add_argument(
+        "--offline",
+        action="store_true",
+        help="use only the content store; never contact a registry",
+    )
+    build.add_argument(
+        "--pull", action="store_true", help="re-resolve every tag even if the store has the image"
+    )
+    build.add_argument("--json", action="store_true", help="print the outputs as JSON")
+    add_platform_option(build)
+    add_store_options(build)
+    add_registry_options(build)
+    build.set_defaults(handler=_build)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from osbuilder.assemble.images import ImageSource
+    from osbuilder.build import build
+    from osbuilder.formats import WriteOptions
+    from osbuilder.oci.progress import human_size
+
+    name = args.name or args.files[0].stem
+    store = open_store(args)
+    with progress_for(args) as progress:
+        client = None if args.offline else registry_client(args)
+        try:
+            images = ImageSource(
+                store, client, target_platform(args), pull_always=args.pull, progress=progress
+            )
+            outputs = build(
+                args.files,
+                images,
+                formats=args.formats or [DEFAULT_FORMAT],
+                output_dir=args.dir,
+                name=name,
+                options=WriteOptions(compression=args.compress),
+            )
+        finally:
+            if client is not None:
+                client.close()
+    if args.json:
+        print_json([output.as_json() for output in outputs])
+    else:
+        for output in outputs:
+            print(f"{output.path} ({human_size(output.size)}, sha256:{output.sha256[:16]})")
+    return ExitCode.OK

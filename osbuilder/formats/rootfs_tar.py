@@ -1,0 +1,20 @@
+"""The `tar` format: NAME.tar, the whole root filesystem as a PAX tar whose entries
+say where they came from (OSBUILDER.source, OSBUILDER.location), as LinuxKit's do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from osbuilder.formats.output import atomic_output
+from osbuilder.formats.tarball import write_tar
+
+if TYPE_CHECKING:
+    from osbuilder.assemble.system import AssembledSystem
+
+
+def write_rootfs_tar(system: AssembledSystem, directory: Path, name: str) -> list[Path]:
+    path = directory / f"{name}.tar"
+    with atomic_output(path) as out:
+        write_tar(system.tree.walk(), out)
+    return [path]

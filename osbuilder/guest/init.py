@@ -1,0 +1,162 @@
+"""PID 1 from start to power-off: early setup, volumes, onboot, services, then waiting for
+a shutdown request and carrying it out. Each phase is guarded: an error is reported on
+the console and the boot goes on to the next phase.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from osbuilder import __version__
+from osbuilder.guest import bundle, signals, syscalls
+from osbuilder.guest.cmdline import BootOptions, parse_cmdline
+from osbuilder.guest.commands import ControlCommands
+from osbuilder.guest.console import Console, seconds_since_boot
+from osbuilder.guest.container import OciLauncher
+from osbuilder.guest.control import ControlServer
+from osbuilder.guest.early import early_setup
+from osbuilder.guest.paths import GuestPaths
+from osbuilder.guest.power import PowerButtonWatcher, power_button_devices
+from osbuilder.guest.prepare import BundlePreparer, SyscallMounter
+from osbuilder.guest.reaper import Reaper
+from osbuilder.guest.runtime import OciRuntime, choose_runtime
+from osbuilder.guest.sequence import run_sequence
+from osbuilder.guest.shutdown import (
+    ShutdownSteps,
+    ShutdownSwitch,
+    kill_remaining,
+    shut_down,
+    unmount_all,
+)
+from osbuilder.guest.spawn import CommandRunner
+from osbuilder.guest.supervisor import Supervisor
+from osbuilder.guest.volumes import mount_volumes
+
+
+def banner() -> str:
+    return f"osbuilder {__version__} (Python {sys.version.split()[0]}, kernel {os.uname().release})"
+
+
+def resident_memory() -> str:
+    """This process's VmRSS, e.g. '14236 kB' (the benchmark watches it)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def read_boot_options() -> BootOptions:
+    return parse_cmdline(Path("/proc/cmdline").read_text())
+
+
+class Init:
+    def __init__(self, console: Console, paths: GuestPaths | None = None) -> None:
+        self.console = console
+        self.paths = paths or GuestPaths()
+        self.reaper = Reaper()
+        self.switch = ShutdownSwitch()
+        self.options = BootOptions()
+        self.launcher: OciLauncher | None = None
+        self.supervisor: Supervisor | None = None
+        self.reaping = False  # the signal thread runs, reaping every child
+
+    def guard(self, what: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:
+            self.console.error(f"{what} failed:\n{traceback.format_exc().rstrip()}")
+
+    def run(self) -> None:
+        """Boot, serve, shut down; returns only if reboot(2) failed. Whatever goes wrong
+        while booting, the init still waits for a shutdown request and carries it out."""
+        signals.block_handled_signals()
+        signals.SignalLoop(self.reaper, self.switch.request, self.console).start()
+        self.reaping = True
+        self.guard("boot", self._boot)
+        action = None
+        while action is None:
+            action = self.switch.wait(None)
+        steps = ShutdownSteps(
+            run_onshutdown=lambda: self._run_kind("onshutdown", self.options.shutdown_timeout),
+            stop_services=self._stop_services,
+            kill_remaining=kill_remaining,
+            sync=os.sync,
+            unmount_all=unmount_all,
+            reboot=syscalls.reboot,
+        )
+        shut_down(action, steps, self.console, self.options.shutdown_timeout)
+
+    def _boot(self) -> None:
+        self.options = early_setup(read_boot_options, self.console, banner())
+        runner = CommandRunner(self.reaper)
+        binary = choose_runtime(self.options.runtime)
+        if binary is None:
+            self.console.error("no OCI runtime (crun or runc) in the image: containers cannot run")
+        runtime = OciRuntime(binary or "/usr/bin/crun", runner, no_pivot=self.options.no_pivot)
+        preparer = BundlePreparer(SyscallMounter(), runner.run, self.paths.cgroup)
+        self.launcher = OciLauncher(
+            runtime, self.reaper, preparer, self.paths.run_dir / "containers", self.console
+        )
+        self.supervisor = Supervisor(self.launcher, self.console, self.paths.log_dir)
+        commands = ControlCommands(
+            self.supervisor, self.switch.request, self.options.shutdown_timeout
+        )
+        control = ControlServer(self.paths.control_socket, commands, self.console)
+        self.guard("control socket", control.start)
+        self.guard("power button", self._watch_power_button)
+        self.guard(
+            "volumes", lambda: mount_volumes(self.paths.volumes, SyscallMounter(), self.console)
+        )
+        self.guard("onboot", lambda: self._run_kind("onboot", None))
+        if not self.switch.requested:
+            self.guard("services", lambda: self._start_services(runtime.name))
+
+    def _run_kind(self, kind: str, timeout: float | None) -> None:
+        """Run the onboot or onshutdown containers in order."""
+        if self.launcher is None:
+            return
+        bundles, problems = bundle.discover(self.paths.containers, kind)
+        for problem in problems:
+            self.console.error(f"{kind}: {problem}")
+
+        def stop() -> bool:  # a shutdown request skips the rest of onboot
+            return kind == "onboot" and self.switch.requested
+
+        run_sequence(
+            bundles,
+            self.launcher,
+            self.console,
+            self.paths.log_dir,
+            timeout=timeout,
+            should_stop=stop,
+        )
+
+    def _start_services(self, runtime_name: str) -> None:
+        assert self.supervisor is not None
+        bundles, problems = bundle.discover(self.paths.containers, "services")
+        for problem in problems:
+            self.console.error(f"services: {problem}")
+        self.supervisor.start_all(bundles)
+        self.console.info(
+            f"boot done at {seconds_since_boot():.2f} s: {len(bundles)} service(s) starting"
+            f" with {runtime_name}; init RSS {resident_memory()}"
+        )
+
+    def _stop_services(self, timeout: float) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop_all(timeout)
+
+    def _watch_power_button(self) -> None:
+        devices = power_button_devices(self.paths.sysfs, self.paths.root / "dev")
+        watcher = PowerButtonWatcher(devices, lambda: self.switch.request("poweroff"), self.console)
+        watcher.start()
+        if not watcher.watching:
+            self.console.info("no power button found (ACPI power off will not work)")

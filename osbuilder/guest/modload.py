@@ -1,0 +1,181 @@
+"""Load the kernel modules this machine's devices need, plus a fixed few (overlay).
+
+Loading a bus driver makes new devices appear (virtio_pci brings the virtio devices
+that want virtio_net, virtio_blk ...), so devices are scanned again after each round
+until a round finds nothing new. Modules go in with finit_module(2), straight from the
+file; an xz or gzip module the kernel cannot decompress itself is inflated here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from osbuilder.guest import syscalls
+from osbuilder.guest.console import Console
+from osbuilder.guest.kmod import ModuleIndex, bus_of, normalize
+
+ALWAYS_LOADED = ("overlay",)
+# CPU feature aliases pull in crypto and KVM modules a small VM does not need; skipping
+# the bus saves boot time. osbuilder.modules= can still name any of them.
+SKIPPED_BUSES = frozenset({"cpu"})
+_MAX_ROUNDS = 5
+# "No such device": the module found nothing to drive; normal for alias matches.
+_QUIET_ERRORS = frozenset({errno.ENODEV, errno.ENOENT})
+
+
+class LoadReport:
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.seconds = 0.0
+        self.timings: dict[str, float] = {}  # module -> seconds to load
+
+
+def load_module_file(path: Path) -> None:
+    """finit_module, or init_module on an image inflated here when the kernel cannot."""
+    with open(path, "rb") as file:
+        if path.suffix == ".ko":
+            syscalls.finit_module(file.fileno())
+            return
+        try:
+            syscalls.finit_module(file.fileno(), flags=syscalls.MODULE_INIT_COMPRESSED_FILE)
+            return
+        except OSError as error:
+            if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+        data = file.read()
+    if path.suffix == ".xz":
+        import lzma
+
+        syscalls.init_module(lzma.decompress(data))
+    elif path.suffix == ".gz":
+        import gzip
+
+        syscalls.init_module(gzip.decompress(data))
+    else:
+        raise OSError(errno.EOPNOTSUPP, f"cannot decompress {path.name}")
+
+
+class ModuleLoader:
+    def __init__(
+        self,
+        modules_dir: Path,
+        sysfs: Path,
+        console: Console,
+        load_file: Callable[[Path], None] = load_module_file,
+        workers: int = 4,
+    ) -> None:
+        self._workers = max(1, workers)
+        self._modules_dir = modules_dir
+        self._sysfs = sysfs
+        self._console = console
+        self._load_file = load_file
+
+    def device_modaliases(self) -> set[str]:
+        found: set[str] = set()
+        for pattern in ("bus/*/devices/*/modalias", "class/input/*/modalias"):
+            for path in self._sysfs.glob(pattern):
+                try:
+                    alias = path.read_text().strip()
+                except OSError:
+                    continue
+                if alias and bus_of(alias) not in SKIPPED_BUSES:
+                    found.add(alias)
+        return found
+
+    def already_loaded(self) -> set[str]:
+        try:
+            return {normalize(name) for name in os.listdir(self._sysfs / "module")}
+        except OSError:
+            return set()
+
+    def load(self, extra: Iterable[str] = (), skip: Iterable[str] = ()) -> LoadReport:
+        started = time.monotonic()
+        report = LoadReport()
+        index = ModuleIndex()
+        try:
+            index.add_dependencies((self._modules_dir / "modules.dep").read_text())
+            aliases = (self._modules_dir / "modules.alias").read_text()
+        except OSError as error:
+            report.failed["modules.dep"] = str(error)
+            return report
+        seen_devices: set[str] = set()
+        indexed_buses: set[str] = set()
+        extra = list(extra)
+        skipped = {normalize(name) for name in skip}
+        wanted = [*ALWAYS_LOADED, *extra]
+        for _ in range(_MAX_ROUNDS):
+            devices = self.device_modaliases() - seen_devices
+            seen_devices |= devices
+            new_buses = {bus_of(alias) for alias in devices} - indexed_buses
+            index.add_aliases(aliases, new_buses)
+            indexed_buses |= new_buses
+            for alias in sorted(devices):
+                wanted.extend(index.modules_for(alias))
+            done = self.already_loaded() | set(report.loaded) | set(report.failed) | skipped
+            batch = [name for name in index.load_order(wanted) if name not in done]
+            wanted = []
+            if not batch:
+                break
+            self._load_batch(index, batch, report)
+        unknown = [name for name in extra if normalize(name) not in index.files]
+        for name in unknown:
+            report.failed[name] = "no such module in modules.dep"
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _load_batch(self, index: ModuleIndex, batch: list[str], report: LoadReport) -> None:
+        """Load on a few threads: a module waits only for its own dependencies, so a slow
+        probe (a disk controller resetting its ports) does not hold up the network driver."""
+        done = {name: threading.Event() for name in batch}
+        pending = iter(batch)  # in dependency order: a dependency is always taken first
+        taking = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with taking:
+                    name = next(pending, None)
+                if name is None:
+                    return
+                for dependency in index.dependencies.get(name, ()):
+                    if dependency in done:
+                        done[dependency].wait()
+                try:
+                    self._load_one(index, name, report)
+                except Exception as error:  # a worker must not die with its event unset
+                    report.failed[name] = repr(error)
+                finally:
+                    done[name].set()
+
+        workers = [
+            threading.Thread(target=work, name="modules", daemon=True)
+            for _ in range(min(self._workers, len(batch)))
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    def _load_one(self, index: ModuleIndex, name: str, report: LoadReport) -> None:
+        missing = [dep for dep in index.dependencies.get(name, ()) if dep in report.failed]
+        if missing:
+            report.failed[name] = f"needs {', '.join(missing)}, which failed"
+            return
+        started = time.monotonic()
+        try:
+            self._load_file(self._modules_dir / index.files[name])
+        except OSError as error:
+            if error.errno == errno.EEXIST:
+                return
+            report.failed[name] = error.strerror or str(error)
+            if error.errno not in _QUIET_ERRORS:
+                self._console.info(f"module {name}: {error.strerror}")
+            return
+        finally:
+            report.timings[name] = time.monotonic() - started
+        report.loaded.append(name)

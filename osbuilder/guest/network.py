@@ -1,0 +1,44 @@
+"""The little networking PID 1 does itself: loopback up, and a MAC for the hostname.
+
+Bringing lo up makes the kernel give it 127.0.0.1/8 and ::1 by itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+from pathlib import Path
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_IFREQ = struct.Struct("16sh22x")  # struct ifreq: name, then the flags of the union
+
+
+def interface_up(name: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = _IFREQ.pack(name.encode(), 0)
+        _, flags = _IFREQ.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ.pack(name.encode(), flags | _IFF_UP))
+
+
+def first_mac(sysfs: Path = Path("/sys")) -> str | None:
+    """The address of the first network interface that has one (not lo), as aa:bb:..."""
+    for interface in sorted((sysfs / "class/net").glob("*")):
+        if interface.name == "lo":
+            continue
+        try:
+            address = (interface / "address").read_text().strip()
+        except OSError:
+            continue
+        if address and address.strip("0:"):
+            return address
+    return None
+
+
+def default_hostname(mac: str | None) -> str:
+    """osbuilder-<last three bytes of the MAC>, like LinuxKit's linuxkit-<mac>."""
+    if not mac:
+        return "osbuilder"
+    return "osbuilder-" + "".join(mac.split(":")[-3:]).lower()

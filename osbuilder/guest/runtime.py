@@ -1,0 +1,97 @@
+"""The OCI runtime (crun by default, runc when asked or when it is the only one), driven
+through its command line like containerd's shim does: create, start, kill, delete.
+
+Its own error messages also go to a --log file per container, so a failure to start is
+reported with the runtime's reason even though its stderr belongs to the container.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at boot
+
+if TYPE_CHECKING:
+    from osbuilder.guest.protocols import CommandRunnerLike
+    from osbuilder.guest.spawn import CommandResult
+
+CANDIDATES = {
+    "crun": ("/usr/bin/crun", "/usr/sbin/crun", "/usr/local/bin/crun"),
+    "runc": ("/usr/bin/runc", "/usr/sbin/runc", "/usr/local/sbin/runc", "/usr/local/bin/runc"),
+}
+_RUNC_MESSAGE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+_REASON_LINES = 3
+
+
+def choose_runtime(preference: str, exists: Callable[[str], bool] = os.path.exists) -> str | None:
+    """The runtime's path: the preferred one if installed, else crun, else runc."""
+    order = [preference] if preference else []
+    order += [name for name in ("crun", "runc") if name not in order]
+    for name in order:
+        for path in CANDIDATES[name]:
+            if exists(path):
+                return path
+    return None
+
+
+def reason_from_log(text: str) -> str:
+    """The last messages of a runtime's --log file, runc's logfmt reduced to its msg."""
+    messages: list[str] = []
+    for raw in text.splitlines():
+        match = _RUNC_MESSAGE.search(raw)
+        message = raw.strip()
+        if match:
+            message = match.group(1).replace('\\"', '"').replace("\\\\", "\\")
+        if message:
+            messages.append(message)
+    return " | ".join(messages[-_REASON_LINES:])
+
+
+class OciRuntime:
+    def __init__(
+        self,
+        binary: str,
+        runner: CommandRunnerLike,
+        *,
+        global_args: Sequence[str] = (),
+        no_pivot: bool = False,
+        timeout: float = 120.0,
+    ) -> None:
+        self.binary = binary
+        self._runner = runner
+        self._global_args = tuple(global_args)
+        self.no_pivot = no_pivot
+        self._timeout = timeout
+
+    @property
+    def name(self) -> str:
+        return Path(self.binary).name
+
+    def _run(
+        self, args: Sequence[str], log_file: Path | None = None, output_fd: int | None = None
+    ) -> CommandResult:
+        argv = [self.binary, *self._global_args]
+        if log_file is not None:
+            argv.append(f"--log={log_file}")
+        return self._runner.run([*argv, *args], timeout=self._timeout, output_fd=output_fd)
+
+    def create(
+        self, container_id: str, bundle: Path, pid_file: Path, log_file: Path, output_fd: int
+    ) -> CommandResult:
+        """The container's stdout and stderr are output_fd (the runtime hands its own on)."""
+        args = ["create", f"--bundle={bundle}", f"--pid-file={pid_file}"]
+        if self.no_pivot:
+            args.append("--no-pivot")
+        return self._run([*args, container_id], log_file, output_fd)
+
+    def start(self, container_id: str, log_file: Path) -> CommandResult:
+        return self._run(["start", container_id], log_file)
+
+    def kill(self, container_id: str, signal_name: str) -> CommandResult:
+        return self._run(["kill", container_id, signal_name])
+
+    def delete(self, container_id: str, *, force: bool = False) -> CommandResult:
+        return self._run(["delete", *(["--force"] if force else []), container_id])

@@ -1,0 +1,215 @@
+"""`osbuilder build`: the repository's packages assembled into real outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, Packages
+from tests.integration.helpers import osbuilder
+
+pytestmark = pytest.mark.integration
+
+REDIS = REPO / "examples/redis.yml"
+
+
+def build(
+    packages: Packages,
+    tmp_path: Path,
+    *args: str,
+    out: str = "out",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return osbuilder(
+        "build",
+        "--offline",
+        "--cache",
+        str(packages.store.root),
+        "-o",
+        str(tmp_path / out),
+        *args,
+        env=env,
+    )
+
+
+def unpack_initrd(initrd: Path, into: Path) -> list[str]:
+    into.mkdir()
+    decompressed = subprocess.run(
+        ["zstd", "-dc", str(initrd)], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["cpio", "-idm", "--quiet"], cwd=into, input=decompressed, check=True)
+    listing = subprocess.run(
+        ["cpio", "-t", "--quiet"], input=decompressed, capture_output=True, check=True
+    ).stdout.decode()
+    return listing.splitlines()
+
+
+def test_redis_example_builds_kernel_initrd_reproducibly(
+    packages: Packages, tmp_path: Path
+) -> None:
+    first = build(packages, tmp_path, "--json", str(REDIS))
+    assert first.returncode == 0, first.stderr
+    outputs = json.loads(first.stdout)
+    names = sorted(Path(o["path"]).name for o in outputs)
+    assert names == ["redis-cmdline", "redis-initrd.img", "redis-kernel"]
+    second = build(packages, tmp_path, "--json", str(REDIS), out="again")
+    assert [o["sha256"] for o in json.loads(second.stdout)] == [o["sha256"] for o in outputs]
+    out = tmp_path / "out"
+    assert (out / "redis-cmdline").read_text() == "console=tty0 console=ttyS0 console=ttyAMA0"
+    assert (out / "redis-kernel").read_bytes()[0x202:0x206] == b"HdrS"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no spool or temp left
+
+    names = unpack_initrd(out / "redis-initrd.img", tmp_path / "root")
+    root = tmp_path / "root"
+    assert "init" in names and "boot/kernel" not in names
+    assert (root / "init").stat().st_mode & 0o111
+    assert (root / "usr/bin/crun").exists()
+    assert any(n.startswith("lib/modules/") and n.endswith("modules.dep") for n in names)
+    assert (root / "etc/resolv.conf").is_symlink()
+    assert os.readlink(root / "etc/resolv.conf") == "/run/resolvconf/resolv.conf"
+    redis = root / "containers/services/redis"
+    assert (redis / "lower/usr/bin/redis-server").exists()
+    assert (redis / "rootfs").is_dir() and (redis / "tmp").is_dir()
+    config = json.loads((redis / "config.json").read_text())
+    assert sorted(config["process"]["capabilities"]["effective"]) == sorted(
+        [
+            "CAP_NET_BIND_SERVICE",
+            "CAP_CHOWN",
+            "CAP_SETUID",
+            "CAP_SETGID",
+            "CAP_DAC_OVERRIDE",
+        ]
+    )
+    assert config["process"]["args"] == ["/usr/bin/redis-server", "/etc/redis/osbuilder.conf"]
+    assert "network" not in [ns["type"] for ns in config["linux"]["namespaces"]]  # net: host
+    runtime = json.loads((redis / "runtime.json").read_text())
+    overlay = [m for m in runtime["mounts"] if m.get("type") == "overlay"]
+    assert overlay[0]["options"][0] == "lowerdir=/containers/services/redis/lower"
+    dhcpcd = root / "containers/onboot/000-dhcpcd"
+    assert json.loads((dhcpcd / "config.json").read_text())["process"]["args"] == [
+        "/sbin/dhcpcd",
+        "--nobackground",
+        "-f",
+        "/dhcpcd.conf",
+        "-1",
+    ]
+
+
+def test_tar_format_annotates_every_entry(packages: Packages, tmp_path: Path) -> None:
+    result = build(packages, tmp_path, "-f", "tar", "--name", "sys", str(REDIS))
+    assert result.returncode == 0, result.stderr
+    archive = tmp_path / "out/sys.tar"
+    listing = subprocess.run(
+        ["bsdtar", "-tf", str(archive)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert "containers/services/redis/config.json" in listing
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+    assert all(
+        "OSBUILDER.source" in m.pax_headers and "OSBUILDER.location" in m.pax_headers
+        for m in members
+    )
+    locations = {m.pax_headers["OSBUILDER.location"] for m in members}
+    assert {"kernel", "init[0]", "init[1]", "onboot[0]", "services[0]", "services[1]"} <= locations
+    again = build(packages, tmp_path, "-f", "tar", "--name", "sys", str(REDIS), out="again")
+    assert again.returncode == 0
+    assert (tmp_path / "again/sys.tar").read_bytes() == archive.read_bytes()
+
+
+def test_source_date_epoch_changes_generated_times(packages: Packages, tmp_path: Path) -> None:
+    build(packages, tmp_path, "-f", "tar", str(REDIS), env={"SOURCE_DATE_EPOCH": "1600000000"})
+    with tarfile.open(tmp_path / "out/redis.tar") as tar:
+        config = tar.getmember("containers/services/redis/config.json")
+    assert config.mtime == 1600000000
+
+
+def spec(tmp_path: Path, packages: Packages, text: str) -> Path:
+    path = tmp_path / "spec.yml"
+    short = {name.split("/")[-1]: ref for name, ref in packages.references.items()}
+    path.write_text(text.format(**short))
+    return path
+
+
+def extract_configs(tmp_path: Path, packages: Packages, path: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+    result = build(packages, tmp_path, "-f", "tar", "--name", "t", str(path))
+    assert result.returncode == 0, result.stderr
+    configs = {}
+    with tarfile.open(tmp_path / "out/t.tar") as tar:
+        for member in tar.getmembers():
+            if member.name.endswith("/config.json"):
+                data = tar.extractfile(member)
+                assert data is not None
+                configs[member.name.split("/")[2]] = json.loads(data.read())
+    return configs
+
+
+def test_label_binds_kept_with_binds_add_and_caps_override(
+    packages: Packages, tmp_path: Path
+) -> None:
+    path = spec(
+        tmp_path,
+        packages,
+        """
+init: [{init}, {crun}]
+services:
+  - name: getty
+    image: {getty}
+    binds.add: [/var/tmp:/var/tmp]
+  - name: dhcpcd
+    image: {dhcpcd}
+    capabilities: [CAP_NET_ADMIN]
+    uid: getty
+""",
+    )
+    configs = extract_configs(tmp_path, packages, path)
+    getty_binds = {m["destination"] for m in configs["getty"]["mounts"] if m["type"] == "bind"}
+    assert {"/hostroot", "/dev", "/run", "/var/tmp"} <= getty_binds  # label binds + binds.add
+    dhcpcd = configs["dhcpcd"]["process"]
+    assert dhcpcd["capabilities"]["effective"] == [
+        "CAP_NET_ADMIN"
+    ]  # the spec's replace the label's
+    assert dhcpcd["user"]["uid"] >= 100  # getty's allocated id
+
+
+def test_read_write_bind_of_a_read_only_volume_fails(packages: Packages, tmp_path: Path) -> None:
+    path = spec(
+        tmp_path,
+        packages,
+        """
+init: [{init}]
+volumes:
+  - name: vola
+    readonly: true
+onboot:
+  - name: writer
+    image: {getty}
+    binds: [vola:/vola]
+""",
+    )
+    result = build(packages, tmp_path, str(path))
+    assert result.returncode == 1
+    assert "volume 'vola' is read-only: bind it with the 'ro' option" in result.stderr
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_missing_image_offline_is_a_clean_error(packages: Packages, tmp_path: Path) -> None:
+    path = spec(tmp_path, packages, "init: [osbuilder/nothing:1]\n")
+    result = build(packages, tmp_path, str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "osbuilder: osbuilder/nothing:1 is not in the content store; pull it first "
+        "(without --offline)"
+    )
+
+
+def test_no_kernel_is_a_clean_error_for_kernel_initrd(packages: Packages, tmp_path: Path) -> None:
+    path = spec(tmp_path, packages, "init: [{init}]\n")
+    result = build(packages, tmp_path, str(path))
+    assert result.returncode == 1
+    assert "needs a kernel" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []

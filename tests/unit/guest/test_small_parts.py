@@ -1,0 +1,189 @@
+"""Command line, power button events, runtime choice and errors, hostname, the reaper."""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from osbuilder.guest.cmdline import BootOptions, parse_cmdline
+from osbuilder.guest.logpump import OutputPump
+from osbuilder.guest.network import default_hostname, first_mac
+from osbuilder.guest.power import KEY_POWER, has_bit, power_button_devices, power_presses
+from osbuilder.guest.reaper import Reaper, ReaperThread, describe_exit
+from osbuilder.guest.runtime import OciRuntime, choose_runtime, reason_from_log
+from osbuilder.guest.spawn import CommandResult, CommandRunner
+
+from .fakes import RecordingConsole
+
+
+def test_cmdline_options() -> None:
+    options = parse_cmdline(
+        "console=ttyS0 osbuilder.runtime=runc osbuilder.shutdown_timeout=2.5 "
+        "osbuilder.debug osbuilder.modules=wireguard,dm_crypt osbuilder.modules_skip=sr_mod quiet"
+    )
+    assert options == BootOptions(
+        runtime="runc",
+        shutdown_timeout=2.5,
+        debug=True,
+        extra_modules=("wireguard", "dm_crypt"),
+        skipped_modules=("sr_mod",),
+    )
+    assert parse_cmdline("console=ttyS0") == BootOptions()
+
+
+def test_bad_cmdline_values_are_reported_not_fatal() -> None:
+    options = parse_cmdline(
+        "osbuilder.runtime=docker osbuilder.shutdown_timeout=soon osbuilder.colour=1"
+    )
+    assert options.runtime == "" and options.shutdown_timeout == 10.0
+    assert options.problems == (
+        "osbuilder.runtime=docker: expected crun or runc",
+        "osbuilder.shutdown_timeout=soon: expected seconds",
+        "osbuilder.colour: unknown option",
+    )
+
+
+def test_power_button_capability_bits_and_events(tmp_path: Path) -> None:
+    # A real "Power Button" device: key bitmap "10000000000000 0" has bit 116 set.
+    assert has_bit("10000000000000 0", KEY_POWER)
+    assert not has_bit("0", KEY_POWER)
+    for name, keys in (("event0", "10000000000000 0"), ("event1", "402000000 3803078f800d001")):
+        (tmp_path / "sys/class/input" / name / "device/capabilities").mkdir(parents=True)
+        (tmp_path / "sys/class/input" / name / "device/capabilities/key").write_text(keys + "\n")
+    assert power_button_devices(tmp_path / "sys", Path("/dev")) == [Path("/dev/input/event0")]
+    event = struct.Struct("@llHHi")
+    press = event.pack(1, 0, 1, KEY_POWER, 1) + event.pack(1, 0, 0, 0, 0)
+    release = event.pack(1, 0, 1, KEY_POWER, 0)
+    assert power_presses(press + release) == 1
+    assert power_presses(release) == 0
+
+
+def test_runtime_choice() -> None:
+    both = {"/usr/bin/crun", "/usr/sbin/runc"}.__contains__
+    assert choose_runtime("", both) == "/usr/bin/crun"
+    assert choose_runtime("runc", both) == "/usr/sbin/runc"
+    assert choose_runtime("crun", {"/usr/bin/runc"}.__contains__) == "/usr/bin/runc"
+    assert choose_runtime("", lambda path: False) is None
+
+
+def test_runtime_reasons_from_logs() -> None:
+    runc = (
+        'time="2026-01-01T00:00:00Z" level=error msg="runc create failed: unable to start '
+        'container process: exec: \\"/bin/nope\\": stat /bin/nope: no such file or directory"\n'
+    )
+    assert reason_from_log(runc) == (
+        'runc create failed: unable to start container process: exec: "/bin/nope": '
+        "stat /bin/nope: no such file or directory"
+    )
+    assert reason_from_log("executable file `/bin/nope` not found in $PATH: No such file\n") == (
+        "executable file `/bin/nope` not found in $PATH: No such file"
+    )
+
+
+class RecordingRunner:
+    def __init__(self) -> None:
+        self.argvs: list[list[str]] = []
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float = 60.0, output_fd: int | None = None
+    ) -> CommandResult:
+        self.argvs.append(list(argv))
+        return CommandResult(tuple(argv), 0, "", "")
+
+
+def test_runtime_command_lines() -> None:
+    runner = RecordingRunner()
+    runtime = OciRuntime("/usr/bin/crun", runner, global_args=["--root=/run/x"], no_pivot=True)
+    runtime.create("redis", Path("/b"), Path("/p"), Path("/l"), 5)
+    runtime.start("redis", Path("/l"))
+    runtime.kill("redis", "TERM")
+    runtime.delete("redis", force=True)
+    assert runner.argvs == [
+        [
+            "/usr/bin/crun",
+            "--root=/run/x",
+            "--log=/l",
+            "create",
+            "--bundle=/b",
+            "--pid-file=/p",
+            "--no-pivot",
+            "redis",
+        ],
+        ["/usr/bin/crun", "--root=/run/x", "--log=/l", "start", "redis"],
+        ["/usr/bin/crun", "--root=/run/x", "kill", "redis", "TERM"],
+        ["/usr/bin/crun", "--root=/run/x", "delete", "--force", "redis"],
+    ]
+
+
+def test_hostname_from_the_mac(tmp_path: Path) -> None:
+    for name, mac in (("lo", "00:00:00:00:00:00"), ("eth0", "52:54:00:12:AB:56")):
+        (tmp_path / "class/net" / name).mkdir(parents=True)
+        (tmp_path / "class/net" / name / "address").write_text(mac + "\n")
+    assert first_mac(tmp_path) == "52:54:00:12:AB:56"
+    assert default_hostname(first_mac(tmp_path)) == "osbuilder-12ab56"
+    assert default_hostname(None) == "osbuilder"
+
+
+def test_exit_descriptions() -> None:
+    assert describe_exit(0) == "exit code 0"
+    assert describe_exit(-15) == "killed by SIGTERM"
+    assert describe_exit(None) == "still running"
+
+
+def test_reaper_keeps_an_exit_that_came_before_the_watch() -> None:
+    statuses = [(4242, 3 << 8), (0, 0)]
+    reaper = Reaper(lambda pid, flags: statuses.pop(0) if statuses else (0, 0))
+    assert reaper.reap() == 1
+    reaper.watch(4242)
+    assert reaper.wait(4242, 0) == 3
+
+
+@pytest.fixture
+def reaper() -> Iterator[Reaper]:
+    reaping = Reaper()
+    thread = ReaperThread(reaping, interval=0.005)
+    thread.start()
+    yield reaping
+    thread.stop()
+
+
+def test_command_runner_captures_output_and_exit_code(reaper: Reaper) -> None:
+    runner = CommandRunner(reaper)
+    result = runner.run(["/bin/sh", "-c", "echo out; echo err >&2; exit 4"])
+    assert (result.exit_code, result.stdout, result.stderr) == (4, "out\n", "err\n")
+    started = time.monotonic()
+    slow = runner.run(["/bin/sleep", "5"], timeout=0.1)
+    assert slow.exit_code is None and time.monotonic() - started < 2
+
+
+def test_children_start_with_default_signals(reaper: Reaper) -> None:
+    import signal
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+    try:
+        result = CommandRunner(reaper).run(
+            ["/bin/sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status"]
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    blocked = int(result.stdout.split("SigBlk:")[1].split()[0], 16)
+    ignored = int(result.stdout.split("SigIgn:")[1].split()[0], 16)
+    assert blocked == 0
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+
+
+def test_output_pump_shows_a_partial_line_after_a_pause(tmp_path: Path) -> None:
+    console = RecordingConsole()
+    pump = OutputPump("getty", tmp_path / "getty.log", console)
+    os.write(pump.write_fd, b"login: ")
+    console.wait_for("getty: login: ", timeout=2)
+    os.write(pump.write_fd, b"root\r\nbye\n")
+    pump.close_writer()
+    assert pump.join(2)
+    assert console.lines == ["getty: login: ", "getty: root", "getty: bye"]
+    assert (tmp_path / "getty.log").read_bytes() == b"login: root\r\nbye\n"
