@@ -12,16 +12,23 @@ BIN := $(VENV)/bin
 # QEMU, busybox and cpio boot what is built.
 APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apache2-utils \
 	qemu-system-x86 qemu-utils busybox-static cpio zstd libarchive-tools runc crun \
-	golang-github-opencontainers-specs-dev
+	golang-github-opencontainers-specs-dev redis-tools
 
 # The content store `make packages` and `make demo` use (the user's default store).
 OSBUILDER := $(BIN)/osbuilder
 
 .PHONY: demo test deps apt venv lint typecheck pytest docs bench clean packages update-tags
 
+# The Redis OS: build it, boot it in the background with 6379 published, ask it PING.
+DEMO_PORT ?= 6379
+
 demo: deps packages
 	$(OSBUILDER) validate examples/*.yml
-	$(OSBUILDER) validate tests/data/linuxkit/*.yml
+	$(OSBUILDER) build examples/redis.yml
+	$(OSBUILDER) run --detach --net restricted --publish $(DEMO_PORT):6379 \
+		--wait-tcp 6379 --timeout 300 output/redis
+	redis-cli -p $(DEMO_PORT) ping; status=$$?; \
+		$(OSBUILDER) stop output/redis; exit $$status
 
 # Every package and kernel image, into the content store (up-to-date ones are skipped).
 packages: deps
@@ -64,6 +71,8 @@ bench: deps
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/pull.py
 	$(BIN)/python bench/pkg.py
+	$(BIN)/python bench/build.py
+	$(BIN)/python bench/boot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

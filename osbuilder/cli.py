@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from osbuilder import __version__
-from osbuilder.commands import build, images, pkg, spec
+from osbuilder.commands import build, images, pkg, spec, vm
 from osbuilder.errors import ExitCode, OsbuilderError
 
 log = logging.getLogger("osbuilder")
@@ -80,4 +80,5 @@ def _parser() -> argparse.ArgumentParser:
     build.register(sub, common)
     images.register(sub, common)
     pkg.register(sub, common)
+    vm.register(sub, common)
     return parser

@@ -1,0 +1,153 @@
+"""`osbuilder run`, `osbuilder stop`, `osbuilder ps`: built systems under QEMU."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from osbuilder.commands.common import print_json
+from osbuilder.errors import ExitCode
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="boot a built system under QEMU",
+        description="Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline (the "
+        "kernel+initrd format) under QEMU, the serial console on the terminal. The exit "
+        "status is 0 when the guest powers off cleanly, non-zero after a kernel panic or a "
+        "timeout.",
+    )
+    run.add_argument("prefix", type=Path, metavar="PREFIX", help="e.g. output/redis")
+    run.add_argument(
+        "--accel",
+        choices=("auto", "kvm", "tcg"),
+        help="accelerator (default auto: KVM if present and fast, else TCG; "
+        "or $OSBUILDER_QEMU_ACCEL)",
+    )
+    run.add_argument("--mem", default="1024", help="memory in MB (default 1024)")
+    run.add_argument("--cpus", type=int, default=1, help="virtual CPUs (default 1)")
+    run.add_argument(
+        "--publish",
+        "-p",
+        action="append",
+        default=[],
+        metavar="HOST:GUEST",
+        help="forward 127.0.0.1:HOST to the guest's port (repeatable; /udp)",
+    )
+    run.add_argument(
+        "--net",
+        choices=("user", "restricted", "none"),
+        default="user",
+        help="user networking (default), restricted (only the published ports), or none",
+    )
+    run.add_argument(
+        "--state",
+        type=Path,
+        metavar="DIR",
+        help="state directory: pid, QMP socket, console.log (default PREFIX-state)",
+    )
+    run.add_argument(
+        "--append", default="", metavar="WORDS", help="extra kernel command line words"
+    )
+    run.add_argument(
+        "--detach", "-d", action="store_true", help="start the VM in the background and return"
+    )
+    run.add_argument(
+        "--wait-tcp",
+        type=int,
+        metavar="PORT",
+        help="with --detach: return once the guest's (published) PORT answers",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop the VM after this long (foreground: exit status 124; "
+        "with --wait-tcp: how long to wait, default 120)",
+    )
+    run.set_defaults(handler=_run)
+
+    stop = sub.add_parser(
+        "stop",
+        parents=[common],
+        help="power off a running VM",
+        description="ACPI powerdown through QMP; quit after a timeout.",
+    )
+    stop.add_argument("state", type=Path, metavar="DIR", help="state directory, or PREFIX")
+    stop.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the guest's own shutdown (default 30)",
+    )
+    stop.set_defaults(handler=_stop)
+
+    ps = sub.add_parser("ps", parents=[common], help="list running VMs")
+    ps.add_argument("--json", action="store_true", help="print JSON")
+    ps.set_defaults(handler=_ps)
+
+
+def _cache() -> Path:
+    from osbuilder.oci.store import default_store_root
+
+    return default_store_root()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from osbuilder.errors import UserError
+    from osbuilder.vm.accel import choose_accel
+    from osbuilder.vm.qemu import KernelBoot, VmConfig, parse_publish
+    from osbuilder.vm.run import run_detached, run_foreground
+
+    boot = KernelBoot.from_prefix(args.prefix)
+    if args.wait_tcp is not None and not args.detach:
+        raise UserError("--wait-tcp goes with --detach")
+    config = VmConfig(
+        boot=boot,
+        state=args.state or Path(f"{args.prefix}-state"),
+        accel=choose_accel(args.accel, boot.kernel, _cache()),
+        memory=args.mem,
+        cpus=args.cpus,
+        network=args.net,
+        publish=[parse_publish(text) for text in args.publish],
+        append=args.append,
+        detach=args.detach,
+    )
+    if args.detach:
+        run_detached(config, _cache(), args.wait_tcp, args.timeout or 120.0)
+        print(f"{config.state} (stop it with: osbuilder stop {config.state})")
+        return ExitCode.OK
+    return run_foreground(config, _cache(), args.timeout)
+
+
+def _state_dir(path: Path) -> Path:
+    if (path / "qemu.pid").exists() or not Path(f"{path}-state").is_dir():
+        return path
+    return Path(f"{path}-state")
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from osbuilder.vm.control import stop
+
+    state = _state_dir(args.state)
+    print(f"{state}: {stop(state, args.timeout)}")
+    return ExitCode.OK
+
+
+def _ps(args: argparse.Namespace) -> int:
+    from osbuilder.vm.control import running
+
+    vms = running(_cache())
+    if args.json:
+        print_json([{"state": str(vm.state), "pid": vm.pid, **vm.record} for vm in vms])
+        return ExitCode.OK
+    for vm in vms:
+        uptime = time.time() - float(vm.record.get("started", time.time()))
+        ports = ",".join(vm.record.get("publish", [])) or "-"
+        print(f"{vm.state}\tpid {vm.pid}\tup {uptime:.0f} s\t{ports}")
+    return ExitCode.OK

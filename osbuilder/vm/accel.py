@@ -1,0 +1,84 @@
+"""Choosing QEMU's accelerator: KVM when it is there AND fast, else TCG.
+
+/dev/kvm can exist and still be unusable: under nested virtualisation KVM
+may be far slower than TCG. `auto` therefore boots the kernel about to run
+under KVM until it panics for want of a root filesystem, and keeps KVM only
+if that takes under a second (a healthy KVM needs a fraction of it; TCG
+several). The answer is remembered for a day. OSBUILDER_QEMU_ACCEL or
+--accel decide without probing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from osbuilder.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ACCELERATORS = ("auto", "kvm", "tcg")
+PROBE_LIMIT = 1.0  # seconds for KVM to boot a kernel to its "no root" panic
+_REMEMBER = 24 * 3600
+
+
+def choose_accel(requested: str | None, kernel: Path | None, cache: Path) -> str:
+    choice = requested or os.environ.get("OSBUILDER_QEMU_ACCEL") or "auto"
+    if choice not in ACCELERATORS:
+        raise UserError(f"accelerator {choice!r}: use one of {', '.join(ACCELERATORS)}")
+    if choice != "auto":
+        return choice
+    if not _kvm_device_usable():
+        return "tcg"
+    record = cache / "accel.json"
+    try:
+        known = json.loads(record.read_text())
+        if time.time() - known["when"] < _REMEMBER:
+            return str(known["accel"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    accel = "kvm" if kernel is not None and _kvm_is_fast(kernel) else "tcg"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"accel": accel, "when": time.time()}))
+    except OSError:
+        pass
+    return accel
+
+
+def _kvm_device_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def _kvm_is_fast(kernel: Path) -> bool:
+    command = [
+        "qemu-system-x86_64",
+        "-machine",
+        "q35,accel=kvm",
+        "-m",
+        "256",
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+        "-kernel",
+        str(kernel),
+        "-append",
+        "console=ttyS0 panic=-1 root=/dev/nonexistent",
+    ]
+    started = time.monotonic()
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=PROBE_LIMIT, check=False)
+    except subprocess.TimeoutExpired:
+        log.info("KVM is present but slow (no panic within %.1f s): using TCG", PROBE_LIMIT)
+        return False
+    except OSError:
+        return False
+    elapsed = time.monotonic() - started
+    ok = b"Kernel panic" in result.stdout
+    log.info("KVM probe: %s in %.2f s", "fast" if ok else "failed", elapsed)
+    return ok

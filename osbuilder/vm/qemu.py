@@ -1,0 +1,140 @@
+"""QEMU command lines for built systems.
+
+kernel+initrd outputs (PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline) boot
+with -kernel/-initrd/-append. Every VM gets virtio-rng (Python's start does
+not wait for entropy), virtio-net user networking with published ports on
+127.0.0.1, a QMP socket, a pid file and its serial console logged to
+STATE/console.log; a guest kernel panic makes QEMU exit with a failure
+(pvpanic). `--net restricted` keeps the guest off every network but the
+published ports, as the tests use it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from osbuilder.errors import UserError
+
+NETWORKS = ("user", "restricted", "none")
+_PUBLISH = re.compile(r"(?P<host>\d{1,5}):(?P<guest>\d{1,5})(?:/(?P<proto>tcp|udp))?")
+
+
+@dataclass(frozen=True)
+class Publish:
+    host: int
+    guest: int
+    protocol: str = "tcp"
+
+    def hostfwd(self) -> str:
+        return f"hostfwd={self.protocol}:127.0.0.1:{self.host}-:{self.guest}"
+
+
+def parse_publish(text: str) -> Publish:
+    match = _PUBLISH.fullmatch(text)
+    if match is None:
+        raise UserError(f"--publish {text!r}: use HOST:GUEST or HOST:GUEST/udp, e.g. 6379:6379")
+    host, guest = int(match["host"]), int(match["guest"])
+    if not (0 < host < 65536 and 0 < guest < 65536):
+        raise UserError(f"--publish {text!r}: ports are 1 to 65535")
+    return Publish(host, guest, match["proto"] or "tcp")
+
+
+@dataclass(frozen=True)
+class KernelBoot:
+    kernel: Path
+    initrd: Path
+    cmdline: str
+
+    @classmethod
+    def from_prefix(cls, prefix: Path) -> KernelBoot:
+        kernel = Path(f"{prefix}-kernel")
+        initrd = Path(f"{prefix}-initrd.img")
+        cmdline = Path(f"{prefix}-cmdline")
+        missing = [p.name for p in (kernel, initrd) if not p.is_file()]
+        if missing:
+            raise UserError(
+                f"{prefix}: no {' or '.join(missing)}; build it first "
+                "(osbuilder build FILE.yml, format kernel+initrd)"
+            )
+        text = cmdline.read_text().strip() if cmdline.is_file() else "console=ttyS0"
+        return cls(kernel, initrd, text)
+
+
+@dataclass
+class VmConfig:
+    boot: KernelBoot
+    state: Path
+    accel: str = "tcg"
+    memory: str = "1024"
+    cpus: int = 1
+    network: str = "user"
+    publish: list[Publish] = field(default_factory=list)
+    append: str = ""  # extra kernel command line words
+    detach: bool = False
+
+    @property
+    def console_log(self) -> Path:
+        return self.state / "console.log"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.state / "qmp.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / "qemu.pid"
+
+
+def qemu_command(config: VmConfig) -> list[str]:
+    boot = config.boot
+    cmdline = " ".join(p for p in (boot.cmdline, config.append) if p)
+    command = [
+        "qemu-system-x86_64",
+        "-machine",
+        f"q35,accel={config.accel}",
+        "-m",
+        config.memory,
+        "-smp",
+        str(config.cpus),
+        "-kernel",
+        str(boot.kernel),
+        "-initrd",
+        str(boot.initrd),
+        "-append",
+        cmdline,
+        "-device",
+        "virtio-rng-pci",
+        "-device",
+        "pvpanic",
+        "-action",
+        "panic=exit-failure",
+        "-no-reboot",
+        "-display",
+        "none",
+        "-qmp",
+        f"unix:{config.qmp_socket},server=on,wait=off",
+        "-pidfile",
+        str(config.pid_file),
+    ]
+    if config.network == "none":
+        command += ["-nic", "none"]
+    else:
+        options = ["user", "model=virtio-net-pci"]
+        if config.network == "restricted":
+            options.append("restrict=on")
+        options += [p.hostfwd() for p in config.publish]
+        command += ["-nic", ",".join(options)]
+    # The serial console: the terminal in the foreground, nothing when detached; logged
+    # to console.log either way.
+    backend = "null" if config.detach else "stdio,signal=off"
+    command += [
+        "-chardev",
+        f"{backend},id=console,logfile={config.console_log}",
+        "-serial",
+        "chardev:console",
+    ]
+    if config.detach:
+        command.append("-daemonize")
+    return command

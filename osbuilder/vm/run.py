@@ -1,0 +1,143 @@
+"""Running a VM: in the foreground on the terminal, or detached in the background.
+
+The exit status tells how the guest ended: 0 for a clean poweroff; non-zero
+for a kernel panic (QEMU exits with a failure through pvpanic, and the
+console log is checked too), a QEMU failure, or a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from osbuilder.errors import ExternalError, UserError
+from osbuilder.runner import run
+from osbuilder.vm.control import alive, read_pid, register
+from osbuilder.vm.qemu import VmConfig, qemu_command
+
+log = logging.getLogger(__name__)
+
+PANIC = b"Kernel panic - not syncing"
+TIMEOUT_EXIT = 124
+
+
+def prepare_state(config: VmConfig) -> None:
+    if alive(read_pid(config.state)):
+        raise UserError(
+            f"{config.state}: a VM is already running there; "
+            f"stop it first (osbuilder stop {config.state})"
+        )
+    config.state.mkdir(parents=True, exist_ok=True)
+    for stale in (config.console_log, config.qmp_socket, config.pid_file):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+
+
+def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
+    if shutil.which("qemu-system-x86_64") is None:
+        raise ExternalError(
+            "qemu-system-x86_64: command not found (apt-get install qemu-system-x86)"
+        )
+    prepare_state(config)
+    command = qemu_command(config)
+    log.debug("run: %s", " ".join(command))
+    process = subprocess.Popen(command)
+    register(cache, config.state, _record(config, process.pid))
+    try:
+        code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+        process.kill()
+        process.wait()
+        print(f"\nosbuilder: the VM did not power off within {timeout:g} s; stopped it", flush=True)
+        return TIMEOUT_EXIT
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 130
+    if _panicked(config):
+        return code or 1
+    return code
+
+
+def run_detached(config: VmConfig, cache: Path, wait_tcp: int | None, wait_timeout: float) -> None:
+    prepare_state(config)
+    run(qemu_command(config))  # -daemonize: returns once the VM runs
+    pid = read_pid(config.state)
+    register(cache, config.state, _record(config, pid))
+    if wait_tcp is None:
+        return
+    published = [p for p in config.publish if p.guest == wait_tcp and p.protocol == "tcp"]
+    if not published:
+        raise UserError(f"--wait-tcp {wait_tcp}: publish that port (--publish HOST:{wait_tcp})")
+    host_port = published[0].host
+    deadline = time.monotonic() + wait_timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            raise ExternalError(
+                f"the VM stopped before port {wait_tcp} answered:\n"
+                + console_tail(config.console_log)
+            )
+        if port_answers(host_port):
+            return
+        time.sleep(0.2)
+    raise ExternalError(
+        f"port {wait_tcp} did not answer within {wait_timeout:g} s "
+        f"(the VM runs on; see {config.console_log})"
+    )
+
+
+def port_answers(port: int) -> bool:
+    """Whether a guest service answers on the forwarded port.
+
+    QEMU's user network accepts every connection to a forwarded port and closes
+    it if the guest refuses, so a connection that stays open is the sign.
+    """
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
+            connection.settimeout(0.5)
+            try:
+                return connection.recv(1) != b""  # data: a talking service
+            except TimeoutError:
+                return True  # still open, waiting for us: a listening service
+    except OSError:
+        return False
+
+
+def console_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no console log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _panicked(config: VmConfig) -> bool:
+    try:
+        return PANIC in config.console_log.read_bytes()
+    except OSError:
+        return False
+
+
+def _record(config: VmConfig, pid: int | None) -> dict[str, object]:
+    return {
+        "kernel": str(config.boot.kernel),
+        "initrd": str(config.boot.initrd),
+        "pid": pid,
+        "accel": config.accel,
+        "memory": config.memory,
+        "cpus": config.cpus,
+        "publish": [f"{p.host}:{p.guest}/{p.protocol}" for p in config.publish],
+        "detached": config.detach,
+        "started": time.time(),
+        "user": os.getuid(),
+    }

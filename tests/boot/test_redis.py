@@ -1,0 +1,71 @@
+"""The Redis OS of examples/redis.yml answers a real redis client through a published port."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.boot.conftest import build_system, free_port
+from tests.conftest import REPO, Packages
+
+pytestmark = pytest.mark.boot
+
+
+def osbuilder(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "osbuilder", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def redis_cli(port: int, *command: str) -> str:
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), *command],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+
+
+def test_redis_os_answers_ping_and_set_get(packages: Packages, tmp_path: Path) -> None:
+    prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out")
+    port = free_port()
+    started = osbuilder(
+        "run",
+        "--detach",
+        "--accel",
+        "tcg",
+        "--net",
+        "restricted",
+        "--publish",
+        f"{port}:6379",
+        "--wait-tcp",
+        "6379",
+        "--timeout",
+        "240",
+        str(prefix),
+    )
+    assert started.returncode == 0, started.stderr
+    state = Path(f"{prefix}-state")
+    try:
+        assert redis_cli(port, "ping") == "PONG"
+        assert redis_cli(port, "set", "osbuilder", "works") == "OK"
+        assert redis_cli(port, "get", "osbuilder") == "works"
+        listed = osbuilder("ps")
+        assert str(state) in listed.stdout and f"{port}:6379/tcp" in listed.stdout
+    finally:
+        stopped = osbuilder("stop", str(state))
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"{state}: powered off"
+    console = (state / "console.log").read_text(errors="replace")
+    assert "init: osbuilder " in console  # the banner
+    assert "onboot dhcpcd: exit code 0" in console
+    assert "reboot: Power down" in console
+    assert str(state) not in osbuilder("ps").stdout

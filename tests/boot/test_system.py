@@ -1,0 +1,156 @@
+"""One booted system, driven through its serial console, shows the init's behaviour:
+onboot order and failures, capabilities, a read-only root, restarts, the getty shell
+with osbuilder-ctl, and a clean poweroff running the onshutdown containers.
+
+The VM boots once (module fixture) and the tests read its console in order; the
+last one powers it off.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.boot.conftest import build_system, spec_text
+from tests.conftest import Packages
+
+pytestmark = pytest.mark.boot
+
+SPEC = """
+kernel:
+  image: {kernel}
+  cmdline: "console=ttyS0"
+init: [{init}, {crun}]
+onboot:
+  - name: first
+    image: {getty}
+    command: [/bin/busybox, sh, -c, "echo first >> /results/order"]
+    binds: [/var/results:/results]
+    runtime: {{mkdir: [/var/results]}}
+  - name: second
+    image: {getty}
+    command: [/bin/busybox, sh, -c, "echo second >> /results/order"]
+    binds: [/var/results:/results]
+  - name: failing
+    image: {getty}
+    command: [/bin/busybox, sh, -c, "echo about to fail; exit 3"]
+  - name: third
+    image: {getty}
+    command: [/bin/busybox, sh, -c, "echo third >> /results/order"]
+    binds: [/var/results:/results]
+services:
+  - name: printer
+    image: {getty}
+    readonly: true
+    capabilities: [CAP_NET_ADMIN, CAP_CHOWN]
+    binds: [/var/results:/results]
+    command:
+      - /bin/busybox
+      - sh
+      - -c
+      - >-
+        echo "order=$(/bin/busybox tr '\\n' , < /results/order)";
+        /bin/busybox grep CapEff /proc/self/status;
+        if /bin/busybox touch /probe 2>/dev/null; then echo root=writable;
+        else echo root=readonly; fi;
+        exec /bin/busybox sleep 100000
+  - name: crasher
+    image: {getty}
+    command: [/bin/busybox, sh, -c, "echo crashing now; exit 1"]
+  - name: getty
+    image: {getty}
+    env: [INSECURE=true]
+onshutdown:
+  - name: goodbye
+    image: {getty}
+    command: [/bin/busybox, sh, -c, "echo onshutdown-marker-7f3a"]
+"""
+
+BOOT_TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def console(
+    packages: Packages, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[pexpect.spawn]:
+    work = tmp_path_factory.mktemp("system")
+    spec = work / "system.yml"
+    spec.write_text(spec_text(packages, SPEC))
+    prefix = build_system(packages, spec, work / "out")
+    child = pexpect.spawn(
+        sys.executable,
+        [
+            "-m",
+            "osbuilder",
+            "run",
+            "--accel",
+            "tcg",
+            "--net",
+            "restricted",
+            "--timeout",
+            "600",
+            str(prefix),
+        ],
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=BOOT_TIMEOUT,
+        dimensions=(50, 200),
+    )
+    child.logfile_read = (work / "console.txt").open("w")
+    yield child
+    if child.isalive():
+        child.terminate(force=True)
+
+
+def test_onboot_containers_run_in_order(console: pexpect.spawn) -> None:
+    console.expect(r"order=first,second,third,")
+
+
+def test_service_has_exactly_its_capabilities_and_a_read_only_root(
+    console: pexpect.spawn,
+) -> None:
+    console.expect(r"CapEff:\s+([0-9a-f]{16})")
+    effective = int(console.match.group(1), 16)
+    assert effective == (1 << 12) | (1 << 0)  # CAP_NET_ADMIN (12), CAP_CHOWN (0)
+    console.expect(r"root=(readonly|writable)")
+    assert console.match.group(1) == "readonly"
+
+
+def test_onboot_failure_is_reported_and_boot_goes_on(console: pexpect.spawn) -> None:
+    text = _seen(console)
+    assert "onboot/failing: about to fail" in text or "failing: about to fail" in text
+    assert re.search(r"\*\*\* onboot failing FAILED: exit code 3 \*\*\*", text), text[-3000:]
+    assert "onboot third: exit code 0" in text
+
+
+def test_failing_service_is_restarted(console: pexpect.spawn) -> None:
+    console.expect(r"service crasher: restarting in")
+    console.expect(r"crasher: crashing now")  # it ran again
+
+
+def test_getty_gives_a_root_shell_with_osbuilder_ctl(console: pexpect.spawn) -> None:
+    assert "service getty: started" in _seen(console)
+    console.sendline("")
+    console.expect(r"# ", timeout=60)
+    console.sendline("osbuilder-ctl ps")
+    console.expect(r"NAME\s+STATE\s+PID\s+RESTARTS", timeout=60)
+    console.expect(r"printer\s+running", timeout=30)
+
+
+def test_poweroff_runs_onshutdown_and_exits_zero(console: pexpect.spawn) -> None:
+    console.sendline("osbuilder-ctl poweroff")
+    console.expect(r"onshutdown-marker-7f3a", timeout=120)
+    console.expect(pexpect.EOF, timeout=120)
+    console.close()
+    assert console.exitstatus == 0
+
+
+def _seen(console: pexpect.spawn) -> str:
+    """Everything the console printed so far (the log pexpect keeps)."""
+    console.logfile_read.flush()
+    return Path(console.logfile_read.name).read_text(errors="replace")

@@ -1,0 +1,94 @@
+"""QEMU command lines, published ports, accelerator choice, readiness of a port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from osbuilder.errors import UserError
+from osbuilder.vm.accel import choose_accel
+from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, parse_publish, qemu_command
+from osbuilder.vm.run import port_answers
+
+
+def boot(tmp_path: Path) -> KernelBoot:
+    for suffix, text in (("kernel", "k"), ("initrd.img", "i"), ("cmdline", "console=ttyS0\n")):
+        (tmp_path / f"sys-{suffix}").write_text(text)
+    return KernelBoot.from_prefix(tmp_path / "sys")
+
+
+def test_publish_forms() -> None:
+    assert parse_publish("6379:6379") == Publish(6379, 6379, "tcp")
+    assert parse_publish("5353:53/udp") == Publish(5353, 53, "udp")
+    assert Publish(8080, 80).hostfwd() == "hostfwd=tcp:127.0.0.1:8080-:80"
+    for bad in ("6379", "a:b", "0:80", "70000:80", "80:80/sctp"):
+        with pytest.raises(UserError, match="--publish"):
+            parse_publish(bad)
+
+
+def test_kernel_initrd_prefix(tmp_path: Path) -> None:
+    loaded = boot(tmp_path)
+    assert loaded.cmdline == "console=ttyS0"
+    with pytest.raises(UserError, match=r"no missing-initrd\.img; build it first"):
+        (tmp_path / "missing-kernel").write_text("k")
+        KernelBoot.from_prefix(tmp_path / "missing")
+
+
+def test_command_line(tmp_path: Path) -> None:
+    config = VmConfig(
+        boot(tmp_path),
+        tmp_path / "state",
+        accel="tcg",
+        memory="512",
+        cpus=2,
+        network="restricted",
+        publish=[Publish(16379, 6379)],
+        append="quiet",
+    )
+    command = qemu_command(config)
+    joined = " ".join(command)
+    assert command[0] == "qemu-system-x86_64"
+    assert "-machine q35,accel=tcg -m 512 -smp 2" in joined
+    assert "-append console=ttyS0 quiet" in joined
+    assert "-nic user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:16379-:6379" in joined
+    assert "-device virtio-rng-pci" in joined and "-action panic=exit-failure" in joined
+    assert f"-chardev stdio,signal=off,id=console,logfile={tmp_path}/state/console.log" in joined
+    assert f"-qmp unix:{tmp_path}/state/qmp.sock,server=on,wait=off" in joined
+    assert "-daemonize" not in command
+    config.detach, config.network = True, "none"
+    detached = " ".join(qemu_command(config))
+    assert "-chardev null,id=console" in detached and "-daemonize" in detached
+    assert "-nic none" in detached
+
+
+def test_accelerator_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("OSBUILDER_QEMU_ACCEL", raising=False)
+    assert choose_accel("tcg", None, tmp_path) == "tcg"
+    monkeypatch.setenv("OSBUILDER_QEMU_ACCEL", "kvm")
+    assert choose_accel(None, None, tmp_path) == "kvm"
+    with pytest.raises(UserError, match="accelerator 'hvf'"):
+        choose_accel("hvf", None, tmp_path)
+    monkeypatch.delenv("OSBUILDER_QEMU_ACCEL")
+    monkeypatch.setattr("osbuilder.vm.accel._kvm_device_usable", lambda: False)
+    assert choose_accel("auto", None, tmp_path) == "tcg"
+
+
+def test_port_answers_only_when_a_service_keeps_the_connection() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        accepted.append(connection)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    assert port_answers(port)  # accepted and kept open, as a listening redis does
+    thread.join()
+    accepted[0].close()
+    listener.close()
+    assert not port_answers(port)  # nothing listens
