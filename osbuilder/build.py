@@ -63,8 +63,13 @@ def build(
         images.store.using(),
         tempfile.TemporaryDirectory(dir=output_dir, prefix=".osbuilder-spool-") as spool,
     ):
-        system = assemble(loaded.spec, images, Tree(Spool(Path(spool))), epoch)
-        paths = _write(system, formats, output_dir, name, options)
+        contents = Spool(Path(spool))
+        try:
+            system = assemble(loaded.spec, images, Tree(contents), epoch)
+            contents.flush()
+            paths = _write(system, formats, output_dir, name, options)
+        finally:
+            contents.close()
     return [_describe(path) for path in paths]
 
 

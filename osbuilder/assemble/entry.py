@@ -8,8 +8,10 @@ content lives in a spool file on disk, never in memory.
 from __future__ import annotations
 
 import enum
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 
 class Kind(enum.Enum):
@@ -23,13 +25,50 @@ class Kind(enum.Enum):
 
 @dataclass(frozen=True)
 class Content:
-    """The bytes of a regular file: `size` bytes in the spool file at `path`.
+    """The bytes of a regular file: `size` bytes at `offset` in the spool file `path`.
 
     Entries that share one Content object are hard links to one another.
     """
 
     path: Path
     size: int
+    offset: int = 0
+
+    def open(self) -> IO[bytes]:
+        """A reader of exactly these bytes."""
+        stream = self.path.open("rb")
+        stream.seek(self.offset)
+        return io.BufferedReader(_Slice(stream, self.size), 1024 * 1024)
+
+    def read_bytes(self) -> bytes:
+        with self.open() as stream:
+            return stream.read()
+
+
+class _Slice(io.RawIOBase):
+    """Reads at most `size` bytes from `stream`, then reports the end."""
+
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: self._left]
+        count = self._stream.readinto(view)  # type: ignore[attr-defined]
+        if not count:
+            raise EOFError(f"spool file {self._stream.name} ends early")
+        self._left -= count
+        return int(count)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
 
 
 @dataclass

@@ -168,7 +168,8 @@ class _Assembler:
         parts.cmdline = kernel.cmdline or ""
         config = scratch.get("config")
         if config is not None and config.content is not None:
-            parts.config = config.content.path.read_text(errors="replace")
+            self.tree.spool.flush()
+            parts.config = config.content.read_bytes().decode(errors="replace")
         self._generated("boot", Kind.DIRECTORY, 0o755, source, "kernel")
         boot_kernel = Entry(
             "boot/kernel",
@@ -186,7 +187,8 @@ class _Assembler:
             modules = scratch.get(tar_name)
             if modules is None or modules.content is None:
                 raise UserError(f"kernel image {source} has no {tar_name!r} (set tar: none?)")
-            with modules.content.path.open("rb") as blob:
+            self.tree.spool.flush()
+            with modules.content.open() as blob:
                 read_layer(
                     self.tree,
                     blob,

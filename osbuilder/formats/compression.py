@@ -25,7 +25,8 @@ GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
 # zstd compresses on worker threads, in parallel with the writer reading files. Streaming
 # multithreaded output is the same for any number of workers (zstd issues #2238, #2327),
-# so builds stay reproducible across machines; each worker costs ~20 MiB, hence only two.
+# so builds stay reproducible across machines. Two workers, with small jobs (below) so
+# that their buffers stay small.
 ZSTD_WORKERS = 2
 
 BUFFER_SIZE = 1 << 20  # small writes (cpio headers) are gathered before compressing
@@ -72,9 +73,12 @@ def _compressor(compression: Compression) -> _Compressor:
         # wbits 31 asks zlib for the gzip wrapper, whose header it writes without a file
         # name and with mtime 0 (unlike the gzip module, which records both).
         return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-    return zstandard.ZstdCompressor(
-        level=ZSTD_LEVEL, threads=ZSTD_WORKERS, write_checksum=True
-    ).compressobj()
+    # Each worker buffers a whole job; the default job size grows with the level's window
+    # (tens of MB each). 1 MiB jobs keep memory flat for any image at no cost in speed.
+    parameters = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, threads=ZSTD_WORKERS, job_size=1 << 20, write_checksum=True
+    )
+    return zstandard.ZstdCompressor(compression_params=parameters).compressobj()
 
 
 class _CompressingSink(io.RawIOBase):

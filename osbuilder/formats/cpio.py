@@ -163,6 +163,7 @@ def _write_record(out: BinaryIO, header: bytes, name: bytes) -> None:
 
 def _copy_content(content: Content, out: BinaryIO) -> None:
     with open(content.path, "rb", buffering=0) as spool:
+        spool.seek(content.offset)
         left = content.size
         while left:
             chunk = spool.read(min(CHUNK_SIZE, left))

@@ -37,11 +37,11 @@ def write_kernel_initrd(
     kernel, initrd, cmdline = (
         directory / f"{name}-{suffix}" for suffix in ("kernel", "initrd.img", "cmdline")
     )
-    with atomic_output(kernel) as out, parts.kernel.path.open("rb") as source:
+    with atomic_output(kernel) as out, parts.kernel.open() as source:
         shutil.copyfileobj(source, out, 1024 * 1024)
     with atomic_output(initrd) as out:
         if parts.ucode is not None:
-            with parts.ucode.path.open("rb") as source:
+            with parts.ucode.open() as source:
                 shutil.copyfileobj(source, out, 1024 * 1024)
         with compressed_writer(out, chosen) as stream:  # type: ignore[arg-type]
             write_cpio((e for e in system.tree.walk() if e.path not in SPLIT_OUT), stream)

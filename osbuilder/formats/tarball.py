@@ -59,7 +59,7 @@ def write_tar(entries: Iterable[Entry], out: BinaryIO) -> None:
             else:
                 data_paths[id(content)] = (entry.path, content)
                 member.size = content.size
-                with open(content.path, "rb") as data:
+                with content.open() as data:
                     archive.addfile(member, data)
 
 

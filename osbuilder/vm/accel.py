@@ -3,7 +3,7 @@
 /dev/kvm can exist and still be unusable: under nested virtualisation KVM
 may be far slower than TCG. `auto` therefore boots the kernel about to run
 under KVM until it panics for want of a root filesystem, and keeps KVM only
-if that takes under a second (a healthy KVM needs a fraction of it; TCG
+if that takes under 1.5 s (a healthy KVM needs a fraction of it; TCG
 several). The answer is remembered for a day. OSBUILDER_QEMU_ACCEL or
 --accel decide without probing.
 """
@@ -22,7 +22,7 @@ from osbuilder.errors import UserError
 log = logging.getLogger(__name__)
 
 ACCELERATORS = ("auto", "kvm", "tcg")
-PROBE_LIMIT = 1.0  # seconds for KVM to boot a kernel to its "no root" panic
+PROBE_LIMIT = 1.5  # seconds for KVM to boot a kernel to its "no root" panic (TCG: ~3 s)
 _REMEMBER = 24 * 3600
 
 

@@ -50,8 +50,10 @@ def test_output_is_deterministic(compression: Compression) -> None:
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_zstd_output_does_not_depend_on_the_number_of_workers(workers: int) -> None:
-    other = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=workers, write_checksum=True)
-    compressor = other.compressobj()
+    parameters = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, threads=workers, job_size=1 << 20, write_checksum=True
+    )
+    compressor = zstandard.ZstdCompressor(compression_params=parameters).compressobj()
     expected = compressor.compress(DATA) + compressor.flush()
 
     assert compress(DATA, "zstd") == expected
