@@ -107,14 +107,22 @@ def stop(state: Path, timeout: float = 30.0) -> str:
     return "killed"
 
 
-async def _qmp(socket_path: Path, command: str) -> None:
+def user_network_state(state: Path) -> str:
+    """QEMU's table of user-network connections (`info usernet`)."""
+    answer = asyncio.run(
+        _qmp(state / "qmp.sock", "human-monitor-command", {"command-line": "info usernet"})
+    )
+    return str(answer)
+
+
+async def _qmp(socket_path: Path, command: str, arguments: dict[str, Any] | None = None) -> Any:
     from qemu.qmp import QMPClient
     from qemu.qmp.error import QMPError
 
     client = QMPClient("osbuilder")
     try:
         await client.connect(str(socket_path))
-        await client.execute(command)
+        return await client.execute(command, arguments)
     except (QMPError, OSError, EOFError) as exc:
         raise ExternalError(f"QMP {command} on {socket_path}: {exc}") from None
     finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.runner import run
-from osbuilder.vm.control import alive, read_pid, register
+from osbuilder.vm.control import alive, read_pid, register, user_network_state
 from osbuilder.vm.qemu import VmConfig, qemu_command
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def run_detached(config: VmConfig, cache: Path, wait_tcp: int | None, wait_timeo
                 f"the VM stopped before port {wait_tcp} answered:\n"
                 + console_tail(config.console_log)
             )
-        if port_answers(host_port):
+        if guest_port_answers(config.state, host_port, wait_tcp):
             return
         time.sleep(0.2)
     raise ExternalError(
@@ -96,21 +96,31 @@ def run_detached(config: VmConfig, cache: Path, wait_tcp: int | None, wait_timeo
     )
 
 
-def port_answers(port: int) -> bool:
-    """Whether a guest service answers on the forwarded port.
+def guest_port_answers(state: Path, host_port: int, guest_port: int) -> bool:
+    """Whether the guest accepted a connection forwarded to its port.
 
-    QEMU's user network accepts every connection to a forwarded port and closes
-    it if the guest refuses, so a connection that stays open is the sign.
+    QEMU's user network accepts every connection on the host side at once and
+    holds it while it tries the guest, so only QEMU's own table tells: a
+    connection to the guest port in state ESTABLISHED means the guest answered.
     """
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
-            connection.settimeout(0.5)
-            try:
-                return connection.recv(1) != b""  # data: a talking service
-            except TimeoutError:
-                return True  # still open, waiting for us: a listening service
-    except OSError:
+        with socket.create_connection(("127.0.0.1", host_port), timeout=1.0) as connection:
+            connection.settimeout(0.3)
+            with contextlib.suppress(OSError):
+                connection.recv(1)  # give the guest a moment to complete the handshake
+            table = user_network_state(state)
+    except (OSError, ExternalError):
         return False
+    return established(table, guest_port)
+
+
+def established(usernet_table: str, guest_port: int) -> bool:
+    """In `info usernet` output: a TCP connection to `guest_port` the guest accepted."""
+    for line in usernet_table.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[0] == "TCP[ESTABLISHED]" and fields[5] == str(guest_port):
+            return True
+    return False
 
 
 def console_tail(path: Path, lines: int = 15) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from osbuilder.errors import UserError
 from osbuilder.vm.accel import choose_accel
 from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, parse_publish, qemu_command
-from osbuilder.vm.run import port_answers
+from osbuilder.vm.run import established
 
 
 def boot(tmp_path: Path) -> KernelBoot:
@@ -76,19 +74,19 @@ def test_accelerator_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert choose_accel("auto", None, tmp_path) == "tcg"
 
 
-def test_port_answers_only_when_a_service_keeps_the_connection() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    accepted: list[socket.socket] = []
+USERNET = """\
+Hub -1 (#net072):
+  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ
+  TCP[SYN_SENT]      33       127.0.0.1 16379       10.0.2.15  6379     0     0
+  TCP[ESTABLISHED]   21       127.0.0.1 16379       10.0.2.15  6380     0     0
+  TCP[HOST_FORWARD]  11       127.0.0.1 16379       10.0.2.15  6379     0     0
+"""
 
-    def serve() -> None:
-        connection, _ = listener.accept()
-        accepted.append(connection)
 
-    thread = threading.Thread(target=serve)
-    thread.start()
-    assert port_answers(port)  # accepted and kept open, as a listening redis does
-    thread.join()
-    accepted[0].close()
-    listener.close()
-    assert not port_answers(port)  # nothing listens
+def test_a_guest_port_answers_only_when_qemu_saw_the_guest_accept() -> None:
+    # QEMU holds host connections open while it tries the guest (SYN_SENT): not an answer.
+    assert not established(USERNET, 6379)
+    assert established(USERNET, 6380)
+    assert not established(
+        USERNET.replace("6380", "6379").replace("ESTABLISHED", "TIME_WAIT"), 6379
+    )
