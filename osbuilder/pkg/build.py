@@ -23,6 +23,7 @@ from osbuilder.oci.imagewriter import (
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
+from osbuilder.pkg.bytecode import Bytecode
 from osbuilder.pkg.debian import build_root_layer
 from osbuilder.pkg.kernel import build_kernel_layer
 from osbuilder.pkg.layers import add_files
@@ -59,15 +60,18 @@ def build_package(
             return BuiltPackage(reference, existing, built=False)
         epoch = source_date_epoch()
         layers: list[Layer] = []
+        bytecode = Bytecode(recipe.bytecode, epoch, what) if recipe.bytecode else None
         if recipe.debian is not None:
             log.info("%s: running mmdebstrap", what)
-            layers.append(build_root_layer(store, recipe.debian, architecture, epoch, what))
+            layers.append(
+                build_root_layer(store, recipe.debian, architecture, epoch, what, bytecode)
+            )
         if recipe.kernel is not None:
             log.info("%s: unpacking %s", what, recipe.kernel.package)
             layers.append(build_kernel_layer(store, recipe.kernel, architecture, epoch, what))
         if recipe.files:
             with new_layer(store) as layer:
-                add_files(layer, loaded.directory, recipe.files, epoch)
+                add_files(layer, loaded.directory, recipe.files, epoch, bytecode)
             assert layer.result is not None
             layers.append(layer.result)
         spec = image_spec(recipe.config, architecture, epoch, reference)

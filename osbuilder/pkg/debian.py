@@ -10,6 +10,7 @@ from __future__ import annotations
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci.imagewriter import Layer, new_layer
 from osbuilder.oci.store import ContentStore
+from osbuilder.pkg.bytecode import Bytecode
 from osbuilder.pkg.layers import Dropper, copy_stream, read_tar
 from osbuilder.pkg.recipe import DebianRoot
 from osbuilder.runner import CommandFailed, stream_stdout
@@ -31,7 +32,12 @@ def mmdebstrap_command(root: DebianRoot, architecture: str, target: str = "-") -
 
 
 def build_root_layer(
-    store: ContentStore, root: DebianRoot, architecture: str, epoch: int, what: str
+    store: ContentStore,
+    root: DebianRoot,
+    architecture: str,
+    epoch: int,
+    what: str,
+    bytecode: Bytecode | None = None,
 ) -> Layer:
     """Run mmdebstrap and write its root filesystem as one normalised layer."""
     command = mmdebstrap_command(root, architecture)
@@ -40,7 +46,7 @@ def build_root_layer(
             new_layer(store) as layer,
             stream_stdout(command, env={"SOURCE_DATE_EPOCH": str(epoch)}) as output,
         ):
-            count = copy_stream(read_tar(output), layer, epoch, Dropper(root.drop), what)
+            count = copy_stream(read_tar(output), layer, epoch, Dropper(root.drop), what, bytecode)
             if count == 0:
                 raise UserError(f"{what}: mmdebstrap produced an empty root filesystem")
     except CommandFailed as exc:

@@ -20,6 +20,7 @@ from typing import IO
 
 from osbuilder.errors import UserError
 from osbuilder.oci.imagewriter import LayerWriter, dir_info, file_info
+from osbuilder.pkg.bytecode import Bytecode
 from osbuilder.pkg.recipe import FileEntry
 
 # Device nodes come from devtmpfs at boot: an image carries none.
@@ -56,7 +57,12 @@ def normalise(member: tarfile.TarInfo, epoch: int) -> tarfile.TarInfo | None:
 
 
 def copy_stream(
-    source: tarfile.TarFile, layer: LayerWriter, epoch: int, dropped: Dropper, what: str
+    source: tarfile.TarFile,
+    layer: LayerWriter,
+    epoch: int,
+    dropped: Dropper,
+    what: str,
+    bytecode: Bytecode | None = None,
 ) -> int:
     """Copy a tar stream into `layer`, normalised; returns the number of entries written."""
     gone: set[str] = set()
@@ -74,12 +80,22 @@ def copy_stream(
                 "to it; drop both or neither"
             )
         data = source.extractfile(member) if entry.isfile() else None
+        if bytecode is not None:
+            data = bytecode.take(entry, data)
         layer.add(entry, data)
         count += 1
+    if bytecode is not None:
+        bytecode.finish(layer)
     return count
 
 
-def add_files(layer: LayerWriter, directory: Path, entries: list[FileEntry], epoch: int) -> None:
+def add_files(
+    layer: LayerWriter,
+    directory: Path,
+    entries: list[FileEntry],
+    epoch: int,
+    bytecode: Bytecode | None = None,
+) -> None:
     """The recipe's `files`, with their parent directories, in sorted order."""
     items: dict[str, tarfile.TarInfo] = {}
     sources: dict[str, Path | bytes] = {}  # what a file entry holds: a host file or bytes
@@ -125,7 +141,9 @@ def add_files(layer: LayerWriter, directory: Path, entries: list[FileEntry], epo
             layer.add(info, io.BytesIO(content))
         else:
             with content.open("rb") as stream:
-                layer.add(info, stream)
+                layer.add(info, bytecode.take(info, stream) if bytecode else stream)
+    if bytecode is not None:
+        bytecode.finish(layer)
 
 
 def _add_path(

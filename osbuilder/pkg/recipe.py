@@ -109,6 +109,9 @@ class Recipe(SpecModel):
     kernel: KernelSource | None = None
     files: list[FileEntry] = Field(default_factory=list)
     config: PackageConfig | None = None
+    bytecode: str | None = Field(
+        None, description="Python version (e.g. 3.11) to precompile the image's modules for."
+    )
 
 
 @dataclass(frozen=True)

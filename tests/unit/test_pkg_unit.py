@@ -109,3 +109,30 @@ def test_module_selection_takes_dependencies() -> None:
     assert select_modules(table, ["hid-generic"]) == {"kernel/drivers/hid/hid-generic.ko"}
     with pytest.raises(UserError, match="'ahci' matches no module"):
         select_modules(table, ["ahci"])
+
+
+def test_bytecode_compiles_modules_to_unchecked_hash_pycs() -> None:
+    import io
+    import marshal
+    import sys
+
+    from osbuilder.pkg.bytecode import Bytecode
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    bytecode = Bytecode(version, 0, "t/build.yml")
+    source = b"ANSWER = 42\n"
+    info = tarfile.TarInfo("usr/lib/python3/dist-packages/m.py")
+    info.size = len(source)
+    passed = bytecode.take(info, io.BytesIO(source))
+    assert passed is not None and passed.read() == source
+    broken = tarfile.TarInfo("usr/share/x/template.py")
+    bytecode.take(broken, io.BytesIO(b"def (:\n"))  # not Python: skipped, as compileall does
+    [(name, pyc)] = bytecode.compiled.items()
+    assert name == f"usr/lib/python3/dist-packages/__pycache__/m.{sys.implementation.cache_tag}.pyc"
+    flags = int.from_bytes(pyc[4:8], "little")
+    assert flags == 0b01  # hash-based, unchecked: never compared with the source again
+    namespace: dict[str, object] = {}
+    exec(marshal.loads(pyc[16:]), namespace)
+    assert namespace["ANSWER"] == 42
+    with pytest.raises(UserError, match=r"bytecode for Python 2\.7 needs osbuilder to run on"):
+        Bytecode("2.7", 0, "t/build.yml")
