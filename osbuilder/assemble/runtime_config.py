@@ -32,6 +32,7 @@ from osbuilder.errors import UserError
 from osbuilder.oci.model import ImageConfig as OciImageConfig
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES, SPECIAL_CAPABILITY_SETS
 from osbuilder.spec.diagnostics import diagnostics_from
+from osbuilder.spec.fieldtypes import RLIMITS
 from osbuilder.spec.model import (
     BlockIoResources,
     Container,
@@ -61,26 +62,7 @@ FIRST_ID = 100
 #: "unlimited" in an rlimit: RLIM_INFINITY as the uint64 OCI field holds it.
 RLIM_INFINITY = 2**64 - 1
 
-_RLIMITS = frozenset(
-    {
-        "RLIMIT_CPU",
-        "RLIMIT_FSIZE",
-        "RLIMIT_DATA",
-        "RLIMIT_STACK",
-        "RLIMIT_CORE",
-        "RLIMIT_RSS",
-        "RLIMIT_NPROC",
-        "RLIMIT_NOFILE",
-        "RLIMIT_MEMLOCK",
-        "RLIMIT_AS",
-        "RLIMIT_LOCKS",
-        "RLIMIT_SIGPENDING",
-        "RLIMIT_MSGQUEUE",
-        "RLIMIT_NICE",
-        "RLIMIT_RTPRIO",
-        "RLIMIT_RTTIME",
-    }
-)
+_RLIMITS = frozenset(RLIMITS)  # the names the spec already checked
 
 # Mount types whose source names the type, and their usual mount point (LinuxKit's
 # defaultMountpoint); /dev without a type is a tmpfs.
