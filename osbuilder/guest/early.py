@@ -228,6 +228,7 @@ def early_setup(
     steps.run("raising limits", raise_limits)
     steps.run("loading kernel modules", lambda: load_modules(options, console))
     steps.run("bringing up lo", lambda: network.interface_up("lo"))
+    steps.run("bringing up the network links", network.links_up)
     steps.run("setting the hostname", lambda: set_hostname(console))
     return options
 

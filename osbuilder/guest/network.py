@@ -23,6 +23,21 @@ def interface_up(name: str) -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ.pack(name.encode(), flags | _IFF_UP))
 
 
+def links_up(sysfs: Path = Path("/sys")) -> list[str]:
+    """Set every network link up, so that their carrier is there by the time a DHCP
+    client asks (a virtio link takes about a second); configuring them is not ours."""
+    raised = []
+    for interface in sorted((sysfs / "class/net").glob("*")):
+        if interface.name == "lo":
+            continue
+        try:
+            interface_up(interface.name)
+            raised.append(interface.name)
+        except OSError:
+            continue  # a link that will not come up is the DHCP client's to report
+    return raised
+
+
 def first_mac(sysfs: Path = Path("/sys")) -> str | None:
     """The address of the first network interface that has one (not lo), as aa:bb:..."""
     for interface in sorted((sysfs / "class/net").glob("*")):
