@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from osbuilder.formats.compression import ZSTD_LEVEL  # noqa: E402
+from osbuilder.vm.control import alive  # noqa: E402
 from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, qemu_command  # noqa: E402
 
 SPEC = REPO / "examples/redis.yml"
@@ -322,22 +323,6 @@ def wait_pong(redis_cli: str, port: int, start: float, alive: Callable[[], bool]
                 process.stdout.close()
 
 
-def pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not running
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def qemu_pid(state: Path) -> int | None:
     try:
         return int((state / "qemu.pid").read_text().strip())
@@ -382,7 +367,7 @@ def boot_osbuilder(prefix: Path, state: Path, port: int, redis_cli: str) -> Boot
             raise BenchError(f"osbuilder run failed ({started.returncode}):\n{started.stderr}")
         pid = qemu_pid(state)
         try:
-            seconds = wait_pong(redis_cli, port, start, lambda: pid_alive(pid))
+            seconds = wait_pong(redis_cli, port, start, lambda: alive(pid))
         except BenchError as error:
             console = tail(read_console(state / "console.log"))
             raise BenchError(f"osbuilder: {error}; the console ends:\n{console}") from None
@@ -393,7 +378,7 @@ def boot_osbuilder(prefix: Path, state: Path, port: int, redis_cli: str) -> Boot
 
 def stop_osbuilder(state: Path) -> None:
     pid = qemu_pid(state)
-    if not pid_alive(pid):
+    if not alive(pid):
         return
     with contextlib.suppress(subprocess.TimeoutExpired):
         subprocess.run(
@@ -402,11 +387,11 @@ def stop_osbuilder(state: Path) -> None:
             check=False,
             timeout=40,
         )
-    if pid is not None and pid_alive(pid):
+    if pid is not None and alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while pid_alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
 

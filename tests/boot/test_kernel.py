@@ -28,6 +28,37 @@ def kernel_files(store: ContentStore, reference: str, into: Path) -> dict[str, P
     return {name: into / name for name in names}
 
 
+def boot_initrd(kernel: Path, initrd: Path) -> str:
+    """Boot `kernel` with `initrd` under QEMU (TCG, no network); the console, once it
+    powered off cleanly."""
+    result = subprocess.run(
+        [
+            "qemu-system-x86_64",
+            "-machine",
+            "q35,accel=tcg",
+            "-m",
+            "256",
+            "-nographic",
+            "-no-reboot",
+            "-nic",
+            "none",
+            "-kernel",
+            str(kernel),
+            "-initrd",
+            str(initrd),
+            "-append",
+            "console=ttyS0 panic=-1 quiet",
+        ],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    return result.stdout
+
+
 def test_kernel_image_layout_and_modules(packages: Packages, tmp_path: Path) -> None:
     files = kernel_files(packages.store, packages["osbuilder/kernel"], tmp_path)
     assert files["kernel"].read_bytes()[0x202:0x206] == b"HdrS"  # the bzImage boot header
@@ -70,28 +101,5 @@ def test_kernel_boots_to_userspace(packages: Packages, tmp_path: Path) -> None:
             stdout=output,
             check=True,
         )
-    result = subprocess.run(
-        [
-            "qemu-system-x86_64",
-            "-machine",
-            "q35,accel=tcg",
-            "-m",
-            "256",
-            "-nographic",
-            "-no-reboot",
-            "-nic",
-            "none",
-            "-kernel",
-            str(files["kernel"]),
-            "-initrd",
-            str(initrd),
-            "-append",
-            "console=ttyS0 panic=-1 quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert MARKER in result.stdout, result.stdout[-2000:]
-    assert result.returncode == 0
+    console = boot_initrd(files["kernel"], initrd)
+    assert MARKER in console, console[-2000:]

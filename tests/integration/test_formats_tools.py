@@ -6,7 +6,6 @@ GNU cpio and libarchive are checked in tests/unit/formats; this is the reader th
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.formats.compression import Compression, compressed_writer, default_compression
 from osbuilder.formats.cpio import write_cpio
 from osbuilder.formats.output import atomic_output
-from tests.boot.test_kernel import kernel_files
+from tests.boot.test_kernel import boot_initrd, kernel_files
 from tests.conftest import Packages
 
 pytestmark = pytest.mark.boot
@@ -73,7 +72,7 @@ def test_the_kernel_unpacks_the_initrd(packages: Packages, tmp_path: Path, choic
     with atomic_output(initrd) as out, compressed_writer(out, compression) as writer:
         write_cpio(initrd_entries(tmp_path), writer)
 
-    console = boot(kernel["kernel"], initrd)
+    console = boot_initrd(kernel["kernel"], initrd)
 
     size = Path("/bin/busybox").stat().st_size
     assert f"LINKS 3:{size}:755 3:{size}:755 3:{size}:755 " in console
@@ -84,32 +83,3 @@ def test_the_kernel_unpacks_the_initrd(packages: Packages, tmp_path: Path, choic
     assert "DATA spool:1234567890" in console
     assert "NODES character special file:1:3:666 fifo:0:0:600" in console
     assert "NAMES " + b"/etc/caf\xe9 /etc/data\n".hex() in console
-
-
-def boot(kernel: Path, initrd: Path) -> str:
-    result = subprocess.run(
-        [
-            "qemu-system-x86_64",
-            "-machine",
-            "q35,accel=tcg",
-            "-m",
-            "256",
-            "-nographic",
-            "-no-reboot",
-            "-nic",
-            "none",
-            "-kernel",
-            str(kernel),
-            "-initrd",
-            str(initrd),
-            "-append",
-            "console=ttyS0 panic=-1 quiet",
-        ],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:]
-    return result.stdout
