@@ -48,6 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import byte_compile  # noqa: E402
 from osbuilder.formats.compression import ZSTD_LEVEL  # noqa: E402
 from osbuilder.vm.control import alive  # noqa: E402
 from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, qemu_command  # noqa: E402
@@ -516,6 +517,7 @@ def run(store: Path, runs: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    byte_compile()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--cache",

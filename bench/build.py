@@ -58,6 +58,7 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import byte_compile  # noqa: E402
 from osbuilder.formats.compression import GZIP_LEVEL, ZSTD_LEVEL, ZSTD_WORKERS  # noqa: E402
 from osbuilder.oci.imagewriter import (  # noqa: E402
     ImageSpec,
@@ -313,6 +314,7 @@ def max_rss(values: Sequence[Measured]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    byte_compile()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
         "--cache",

@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import byte_compile  # noqa: E402
 from tests.integration.images import build_image, push, random_layers  # noqa: E402
 from tests.integration.registry import running_registry  # noqa: E402
 
@@ -54,6 +55,7 @@ def build_and_push(layout: Path, host: str) -> None:
 
 
 def main() -> int:
+    byte_compile()
     with tempfile.TemporaryDirectory(prefix="bench-pull-") as tmp_name:
         tmp = Path(tmp_name)
         with running_registry(tmp / "registry") as registry:

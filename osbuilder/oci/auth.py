@@ -6,8 +6,9 @@ base64 `auth`, `credHelpers` per registry and `credsStore` for all, the
 latter two through `docker-credential-NAME get`. Secrets never reach logs or
 error messages.
 
-`RegistryAuth` answers 401 challenges: Basic, and the Bearer token flow of
-the distribution spec (realm, service, scope), caching tokens per scope.
+`RegistryAuth` keeps what 401 challenges taught (Basic, or the Bearer tokens
+of the distribution spec's token flow, per scope); httpx_support runs the
+flow itself.
 """
 
 from __future__ import annotations
@@ -20,15 +21,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import httpx
+from urllib.parse import parse_qs, urlsplit
 
 from osbuilder.errors import ExternalError, UserError
-from osbuilder.runner import run
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +129,8 @@ def _from_auth_entry(entry: dict[str, object], path: Path, key: str) -> Credenti
 
 
 def _from_helper(helper: str, registry: str, missing_ok: bool = False) -> Credentials | None:
+    from osbuilder.runner import run
+
     server = _HUB_SERVER_URL if registry == "docker.io" else registry
     result = run([f"docker-credential-{helper}", "get"], input=server.encode(), check=False)
     if result.returncode != 0:
@@ -174,17 +173,21 @@ def parse_challenge(header: str) -> Challenge | None:
     return Challenge(scheme.lower(), params)
 
 
-def request_scope(request: httpx.Request, extra: tuple[str, ...] = ()) -> list[str]:
+def request_scope(method: str, url: str, extra: tuple[str, ...] = ()) -> list[str]:
     """The token scopes a request needs: pull for reads, pull,push for writes."""
-    match = _REPO_PATH.match(request.url.path)
+    match = _REPO_PATH.match(urlsplit(url).path)
     if match is None:
         return list(extra)
-    actions = "pull" if request.method in ("GET", "HEAD") else "pull,push"
+    actions = "pull" if method in ("GET", "HEAD") else "pull,push"
     return [f"repository:{match['name']}:{actions}", *extra]
 
 
-class RegistryAuth(httpx.Auth):
-    """httpx auth for one registry: Basic or Bearer, decided by the registry's challenge."""
+class RegistryAuth:
+    """What a registry accepted: Basic, or Bearer tokens per set of scopes.
+
+    The challenge flow that learns it runs in httpx (httpx_support.HttpxAuth);
+    requests that skip httpx ask `header` for what to send.
+    """
 
     def __init__(self, credentials: Credentials | None) -> None:
         self.credentials = credentials
@@ -192,99 +195,43 @@ class RegistryAuth(httpx.Auth):
         self._basic = False
         self._lock = threading.Lock()
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        key = _scope_key(request)
-        self._authorise_for(request, key)
-        response = yield request
-        if response.status_code != 401:
-            return
-        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
-        if challenge is None:
-            return
-        if challenge.scheme == "basic":
-            if self.credentials is None:
-                return  # the caller turns the 401 into "log in first"
-            self._basic = True
-        elif challenge.scheme == "bearer":
-            wanted = tuple(sorted({*key, *challenge.params.get("scope", "").split()} - {""}))
-            token_response = yield self._token_request(challenge, wanted)
-            token_response.read()
-            self._store_token(token_response, challenge, key)
-        else:
-            return
-        self._authorise_for(request, key)
-        yield request
+    def header(self, method: str, url: str) -> str | None:
+        """The Authorization header for a request, from what was accepted before, if any."""
+        return self.header_for(self.scope_key(method, url))
 
-    def authorise(self, request: httpx.Request) -> None:
-        """Add what this registry accepted before (a cached token or Basic), if anything."""
-        self._authorise_for(request, _scope_key(request))
-
-    def _authorise_for(self, request: httpx.Request, scopes: tuple[str, ...]) -> None:
+    def header_for(self, scopes: tuple[str, ...]) -> str | None:
         with self._lock:
             if self._basic and self.credentials is not None:
-                request.headers["Authorization"] = _basic_header(self.credentials)
-                return
+                return basic_header(self.credentials)
             token = self._tokens.get(scopes)
             if token is not None and token[1] > time.monotonic():
-                request.headers["Authorization"] = f"Bearer {token[0]}"
+                return f"Bearer {token[0]}"
+            return None
 
-    def _token_request(self, challenge: Challenge, scopes: tuple[str, ...]) -> httpx.Request:
-        realm = challenge.params.get("realm")
-        if not realm:
-            raise ExternalError("registry asked for a bearer token but named no realm")
-        params: list[tuple[str, str | int | float | bool | None]] = []
-        if service := challenge.params.get("service"):
-            params.append(("service", service))
-        params += [("scope", scope) for scope in scopes]
-        headers = {}
-        credentials = self.credentials
-        if credentials is not None and credentials.identity_token:
-            # OAuth refresh token: POST form, as Docker does.
-            form = {
-                "grant_type": "refresh_token",
-                "refresh_token": credentials.identity_token,
-                "client_id": "osbuilder",
-                **dict(params[:1]),
-            }
-            if scopes:
-                form["scope"] = " ".join(scopes)
-            return httpx.Request("POST", realm, data=form)
-        if credentials is not None:
-            headers["Authorization"] = _basic_header(credentials)
-        return httpx.Request("GET", realm, params=params, headers=headers)
+    def use_basic(self) -> bool:
+        """The registry asked for Basic: use it from now on, if there are credentials."""
+        with self._lock:
+            self._basic = self.credentials is not None
+            return self._basic
 
-    def _store_token(
-        self, response: httpx.Response, challenge: Challenge, scopes: tuple[str, ...]
-    ) -> None:
-        realm = challenge.params.get("realm", "")
-        if response.status_code in (401, 403):
-            hint = "check the credentials" if self.credentials else "log in first"
-            raise UserError(f"token server {realm} refused access ({response.status_code}): {hint}")
-        if response.status_code != 200:
-            raise ExternalError(f"token server {realm} answered {response.status_code}")
-        try:
-            body = response.json()
-            token = body.get("token") or body.get("access_token")
-            lifetime = float(body.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError):
-            raise ExternalError(f"token server {realm} sent no usable token") from None
-        if not isinstance(token, str) or not token:
-            raise ExternalError(f"token server {realm} sent no usable token")
+    def remember_token(self, scopes: tuple[str, ...], token: str, lifetime: float) -> None:
         with self._lock:  # renew 10 s early so a token never expires mid-request
             self._tokens[scopes] = (token, time.monotonic() + max(lifetime - 10, 1))
 
+    @staticmethod
+    def scope_key(method: str, url: str) -> tuple[str, ...]:
+        """Tokens are cached per set of scopes a request needs."""
+        return tuple(sorted(request_scope(method, url, _extra_scopes(method, url))))
 
-def _scope_key(request: httpx.Request) -> tuple[str, ...]:
-    """Tokens are cached per set of scopes a request needs."""
-    return tuple(sorted(request_scope(request, _extra_scopes(request))))
 
-
-def _extra_scopes(request: httpx.Request) -> tuple[str, ...]:
+def _extra_scopes(method: str, url: str) -> tuple[str, ...]:
     """A cross-repository mount needs pull on the source repository too."""
-    source = request.url.params.get("from")
-    return (f"repository:{source}:pull",) if source and request.method == "POST" else ()
+    if method != "POST":
+        return ()
+    source = parse_qs(urlsplit(url).query).get("from")
+    return (f"repository:{source[0]}:pull",) if source else ()
 
 
-def _basic_header(credentials: Credentials) -> str:
+def basic_header(credentials: Credentials) -> str:
     raw = f"{credentials.username}:{credentials.password}".encode()
     return "Basic " + base64.b64encode(raw).decode()

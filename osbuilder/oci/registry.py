@@ -1,4 +1,4 @@
-"""A client of the OCI distribution API, on httpx.
+"""A client of the OCI distribution API.
 
 Manifests by tag or digest (OCI and Docker schema 2, indexes and single
 manifests), blobs streamed to the content store with their digest checked
@@ -8,6 +8,7 @@ exponential backoff, honouring Retry-After.
 
 Transport: HTTPS, except plain HTTP for localhost, 127.0.0.0/8 and hosts
 named insecure. Mirrors serve pulls of a registry and fall back to it.
+Reads go through http.client, the rest through httpx (see transport.py).
 """
 
 from __future__ import annotations
@@ -19,20 +20,29 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-import httpx
-
-from osbuilder import __version__
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci import mediatypes
 from osbuilder.oci.auth import CredentialStore, RegistryAuth
-from osbuilder.oci.download import download_blob, proxies_configured
+from osbuilder.oci.download import download_blob
 from osbuilder.oci.model import Descriptor, detect_media_type, sha256_digest
 from osbuilder.oci.progress import Progress
 from osbuilder.oci.reference import DEFAULT_REGISTRY, ImageReference
 from osbuilder.oci.retry import parse_retry_after, pause
 from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore, DigestMismatch
-from osbuilder.oci.upload import upload_blob
+from osbuilder.oci.transport import (
+    ConnectionFailed,
+    Response,
+    direct_request,
+    error_detail,
+    proxies_configured,
+    read_body,
+)
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +120,9 @@ class RegistryClient:
     ) -> None:
         self.options = options or RegistryOptions()
         self.credentials = credentials or CredentialStore()
-        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(self.options.timeout, connect=10.0),
-            follow_redirects=True,
-            headers={"User-Agent": f"osbuilder/{__version__}"},
-            # httpx reads proxies from the environment only with its own transport.
-            transport=None if proxies_configured() else _LazyTransport(limits=limits),
-        )
+        # http.client knows no proxies: with one configured, httpx does every request.
+        self.direct = not proxies_configured()
+        self._http: httpx.Client | None = None
         self._auths: dict[str, RegistryAuth] = {}
         self._lock = threading.Lock()
 
@@ -128,7 +133,8 @@ class RegistryClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
     # --- endpoints ---------------------------------------------------------------------------
 
@@ -139,21 +145,20 @@ class RegistryClient:
 
     def pull_endpoints(self, registry: str) -> list[Endpoint]:
         mirrors = [
-            Endpoint(registry, httpx.URL(url).netloc.decode(), url, mirror=True)
+            Endpoint(registry, urlsplit(url).netloc, url, mirror=True)
             for url in self.options.mirrors.get(registry, ())
         ]
         return [*mirrors, self.origin(registry)]
 
     @property
     def http(self) -> httpx.Client:
-        return self._http
+        """The httpx client, made on first use (importing httpx is not free)."""
+        with self._lock:
+            if self._http is None:
+                from osbuilder.oci.httpx_support import new_client
 
-    def auth_headers(self, endpoint: Endpoint, method: str, url: str) -> dict[str, str]:
-        """The Authorization header a request would carry now (cached token or Basic)."""
-        request = httpx.Request(method, url)
-        self.auth_for(endpoint).authorise(request)
-        value = request.headers.get("authorization")
-        return {"Authorization": value} if value else {}
+                self._http = new_client(self.options.timeout)
+            return self._http
 
     def pause(self, attempt: int, requested: float | None, what: str, why: str) -> None:
         pause(attempt, self.options.backoff, requested, what, why)
@@ -178,18 +183,23 @@ class RegistryClient:
         what: str,
         retries: int | None = None,
     ) -> Iterator[httpx.Response]:
-        """Send with retries on connection errors, 5xx and 429; yield the streaming response.
-
-        `body` is a factory so that a retry sends the whole body again.
+        """Send through httpx with retries on connection errors, 5xx and 429; yield the
+        streaming response. `body` is a factory so that a retry sends the whole body again.
         """
+        import httpx
+
+        from osbuilder.oci.httpx_support import HttpxAuth, describe_transport_error
+
         retries = self.options.retries if retries is None else retries
         attempt = 0
         while True:
-            request = self._http.build_request(
+            request = self.http.build_request(
                 method, url, headers=headers, content=body() if body else None
             )
             try:
-                response = self._http.send(request, auth=self.auth_for(endpoint), stream=True)
+                response = self.http.send(
+                    request, auth=HttpxAuth(self.auth_for(endpoint)), stream=True
+                )
             except httpx.TransportError as exc:
                 if attempt >= retries:
                     raise ExternalError(f"{what}: {describe_transport_error(exc)}") from None
@@ -203,7 +213,60 @@ class RegistryClient:
                 attempt += 1
                 continue
             try:
-                _raise_for_auth(response, endpoint, what)
+                _raise_for_auth(response.status_code, endpoint, what)
+                yield response
+            finally:
+                response.close()
+            return
+
+    def open(
+        self,
+        method: str,
+        url: str,
+        endpoint: Endpoint,
+        headers: Mapping[str, str],
+        *,
+        direct: bool = True,
+    ) -> Response:
+        """One body-less request, no retries: through http.client with the credentials the
+        registry accepted before when `direct`, else through httpx, which answers a
+        challenge. Raises ConnectionFailed."""
+        auth = self.auth_for(endpoint)
+        if direct and self.direct:
+            value = auth.header(method, url)
+            sent = {**headers, "Authorization": value} if value else dict(headers)
+            return direct_request(method, url, sent, self.options.timeout)
+        from osbuilder.oci.httpx_support import send_streaming
+
+        return send_streaming(self.http, method, url, dict(headers), auth)
+
+    @contextlib.contextmanager
+    def read(
+        self, method: str, url: str, endpoint: Endpoint, *, headers: Mapping[str, str], what: str
+    ) -> Iterator[Response]:
+        """A GET or HEAD with retries on connection errors, 5xx and 429."""
+        retries, attempt, direct = self.options.retries, 0, True
+        while True:
+            try:
+                response = self.open(method, url, endpoint, headers, direct=direct)
+            except ConnectionFailed as exc:
+                if attempt >= retries:
+                    raise ExternalError(f"{what}: {exc}") from None
+                self.pause(attempt, None, what, str(exc))
+                attempt += 1
+                continue
+            if response.status == 401 and direct and self.direct:
+                response.close()
+                direct = False  # httpx answers the challenge; later reads reuse the token
+                continue
+            if response.status in _RETRY_STATUS and attempt < retries:
+                response.close()
+                requested = parse_retry_after(response.header("retry-after"))
+                self.pause(attempt, requested, what, f"HTTP {response.status}")
+                attempt += 1
+                continue
+            try:
+                _raise_for_auth(response.status, endpoint, what)
                 yield response
             finally:
                 response.close()
@@ -233,15 +296,16 @@ class RegistryClient:
         what = f"manifest {ref.repository}:{reference} from {endpoint.base_url}"
         url = endpoint.url(f"{ref.repository}/manifests/{reference}")
         headers = {"Accept": mediatypes.MANIFEST_ACCEPT}
-        with self.send("GET", url, endpoint, headers=headers, what=what) as response:
-            if response.status_code == 404:
+        with self.read("GET", url, endpoint, headers=headers, what=what) as response:
+            if response.status == 404:
                 raise UserError(
                     f"{ref.familiar()}: image not found in {endpoint.registry}"
                     + (f" (mirror {endpoint.base_url})" if endpoint.mirror else "")
                 )
-            raise_for_status(response, what)
-            data = _read_limited(response, MAX_DOCUMENT_SIZE, what)
-            declared = response.headers.get("content-type", "").split(";")[0].strip()
+            if response.status != 200:
+                raise ExternalError(f"{what}: HTTP {response.status}{_detail(response)}")
+            data = read_body(response, MAX_DOCUMENT_SIZE, what)
+            declared = (response.header("content-type") or "").split(";")[0].strip()
         digest = sha256_digest(data)
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"{what}: content does not match its digest (got {digest})")
@@ -254,15 +318,17 @@ class RegistryClient:
         url = endpoint.url(f"{ref.repository}/manifests/{reference}")
         what = f"manifest {ref.repository}:{reference} from {endpoint.base_url}"
         headers = {"Accept": mediatypes.MANIFEST_ACCEPT}
-        with self.send("HEAD", url, endpoint, headers=headers, what=what) as response:
-            if response.status_code != 200:
+        with self.read("HEAD", url, endpoint, headers=headers, what=what) as response:
+            if response.status != 200:
                 return None
-            digest = response.headers.get("docker-content-digest")
+            digest = response.header("docker-content-digest")
             return digest if digest and digest.startswith("sha256:") else None
 
     def put_manifest(
         self, ref: ImageReference, reference: str, data: bytes, media_type: str
     ) -> str:
+        from osbuilder.oci.httpx_support import raise_for_status
+
         endpoint = self.origin(ref.registry)
         what = f"push manifest {ref.repository}:{reference} to {endpoint.base_url}"
         url = endpoint.url(f"{ref.repository}/manifests/{reference}")
@@ -296,82 +362,41 @@ class RegistryClient:
         progress: Progress | None = None,
     ) -> str:
         """Upload `blob` from `path` (see upload.py): 'mounted' or 'uploaded'."""
+        from osbuilder.oci.upload import upload_blob
+
         return upload_blob(self, ref, blob, path, mount_from=mount_from, progress=progress)
 
     def blob_exists(self, ref: ImageReference, digest: str) -> bool:
         endpoint = self.origin(ref.registry)
         what = f"blob {digest[:19]} in {ref.repository} at {endpoint.base_url}"
         url = endpoint.url(f"{ref.repository}/blobs/{digest}")
-        with self.send("HEAD", url, endpoint, what=what) as response:
-            if response.status_code == 404:
+        with self.read("HEAD", url, endpoint, headers={}, what=what) as response:
+            if response.status == 404:
                 return False
-            raise_for_status(response, what)
+            if response.status != 200:
+                raise ExternalError(f"{what}: HTTP {response.status}")
             return True
 
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def describe_transport_error(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect ({exc})"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return f"connection broke off ({exc})"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _raise_for_auth(response: httpx.Response, endpoint: Endpoint, what: str) -> None:
-    if response.status_code == 401:
+def _raise_for_auth(status: int, endpoint: Endpoint, what: str) -> None:
+    if status == 401:
         raise UserError(
             f"{what}: authentication required; log in to {endpoint.host} "
             "(docker login, or credentials in $REGISTRY_AUTH_FILE)"
         )
-    if response.status_code == 403:
+    if status == 403:
         raise UserError(f"{what}: access denied by {endpoint.host}")
 
 
-def raise_for_status(
-    response: httpx.Response, what: str, expected: tuple[int, ...] = (200,)
-) -> None:
-    if response.status_code in expected:
-        return
-    detail = ""
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        response.read()
-        errors = response.json().get("errors") or []
-        detail = "; ".join(str(e.get("message") or e.get("code")) for e in errors[:3])
-    if response.status_code == 404:
-        raise UserError(f"{what}: not found" + (f" ({detail})" if detail else ""))
-    raise ExternalError(f"{what}: HTTP {response.status_code}" + (f" ({detail})" if detail else ""))
+def _detail(response: Response) -> str:
+    """(the registry's error messages), when its answer says why."""
+    import json
 
-
-def _read_limited(response: httpx.Response, limit: int, what: str) -> bytes:
-    chunks, size = [], 0
-    for chunk in response.iter_raw():
-        size += len(chunk)
-        if size > limit:
-            raise ExternalError(f"{what}: larger than {limit} bytes; not a manifest")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class _LazyTransport(httpx.BaseTransport):
-    """Creates its transport on first use: building a TLS context (reading the CA
-    bundle) costs ~20 ms that a pull from a plain-HTTP local registry never needs."""
-
-    def __init__(self, **options: object) -> None:
-        self._options = options
-        self._transport: httpx.HTTPTransport | None = None
-        self._lock = threading.Lock()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            if self._transport is None:
-                self._transport = httpx.HTTPTransport(**self._options)  # type: ignore[arg-type]
-        return self._transport.handle_request(request)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+    try:
+        detail = error_detail(json.loads(read_body(response, 64 * 1024, "error")))
+    except (ValueError, ExternalError, ConnectionFailed):
+        return ""
+    return f" ({detail})" if detail else ""

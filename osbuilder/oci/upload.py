@@ -36,7 +36,7 @@ def upload_blob(
     progress: Progress | None = None,
 ) -> str:
     """Upload the file at `path` as `blob` to `ref`'s repository: 'mounted' or 'uploaded'."""
-    from osbuilder.oci.registry import raise_for_status
+    from osbuilder.oci.httpx_support import raise_for_status
 
     progress = progress or NullProgress()
     endpoint = client.origin(ref.registry)
@@ -74,7 +74,7 @@ def _put_whole(
     what: str,
     progress: Progress,
 ) -> None:
-    from osbuilder.oci.registry import raise_for_status
+    from osbuilder.oci.httpx_support import raise_for_status
 
     def body() -> Iterator[bytes]:
         progress.restart(blob.digest, 0)
@@ -98,7 +98,7 @@ def _put_chunks(
     what: str,
     progress: Progress,
 ) -> None:
-    from osbuilder.oci.registry import raise_for_status
+    from osbuilder.oci.httpx_support import raise_for_status
 
     size = client.options.chunk_size
     with path.open("rb") as stream:

@@ -109,6 +109,29 @@ def test_tag_is_re_resolved_with_one_head_request(
     ]
 
 
+def test_a_configured_http_proxy_carries_every_request(
+    registry: Registry,
+    small_image: OciImage,
+    fault_proxy: StartFaultProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fault proxy forwards the absolute-form targets a client sends to a proxy
+    # (the registry accepts them), so here it serves as the forward proxy.
+    pushed = push(small_image, registry, "proxied/app", "v1")
+    proxy = fault_proxy(registry)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    store = ContentStore(tmp_path / "store")
+    assert pull(store, pushed.reference).image.digest == small_image.digest
+    prefix = f"http://{registry.host}/v2/proxied/app/"
+    targets = [r.target for r in proxy.requests]
+    assert f"{prefix}manifests/v1" in targets
+    assert all(f"{prefix}blobs/{layer.descriptor.digest}" in targets for layer in small_image.layers)
+    assert all(target.startswith(prefix) for target in targets)
+
+
 def test_tag_moved_to_new_content_is_pulled_again(
     registry: Registry, small_image: OciImage, multiarch_image: OciIndex, tmp_path: Path
 ) -> None:

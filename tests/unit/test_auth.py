@@ -8,13 +8,13 @@ import os
 import stat
 from pathlib import Path
 
-import httpx
 import pytest
 
 from osbuilder.errors import UserError
 from osbuilder.oci.auth import (
     Credentials,
     CredentialStore,
+    RegistryAuth,
     parse_challenge,
     request_scope,
 )
@@ -136,13 +136,16 @@ def test_challenges() -> None:
 
 
 def test_request_scopes() -> None:
-    get = httpx.Request("GET", "http://r/v2/library/redis/manifests/7")
-    put = httpx.Request("PUT", "http://r/v2/a/b/c/manifests/v1")
-    mount = httpx.Request("POST", "http://r/v2/dst/blobs/uploads/?mount=sha256:x&from=src")
-    assert request_scope(get) == ["repository:library/redis:pull"]
-    assert request_scope(put) == ["repository:a/b/c:pull,push"]
-    assert request_scope(mount, ("repository:src:pull",)) == [
+    get = ("GET", "http://r/v2/library/redis/manifests/7")
+    put = ("PUT", "http://r/v2/a/b/c/manifests/v1")
+    mount = ("POST", "http://r/v2/dst/blobs/uploads/?mount=sha256:x&from=src")
+    assert request_scope(*get) == ["repository:library/redis:pull"]
+    assert request_scope(*put) == ["repository:a/b/c:pull,push"]
+    assert request_scope(*mount, ("repository:src:pull",)) == [
         "repository:dst:pull,push",
         "repository:src:pull",
     ]
-    assert request_scope(httpx.Request("GET", "http://r/v2/")) == []
+    assert request_scope("GET", "http://r/v2/") == []
+    # A cross-repository mount asks for pull on the source too; other requests do not.
+    assert RegistryAuth.scope_key(*mount) == ("repository:dst:pull,push", "repository:src:pull")
+    assert RegistryAuth.scope_key(*get) == ("repository:library/redis:pull",)
