@@ -9,7 +9,6 @@ import contextlib
 import os
 import sys
 import time
-import traceback
 
 from osbuilder.guest.console import Console
 
@@ -43,6 +42,8 @@ def main() -> None:
         finally:
             reaping = init.reaping
     except BaseException:
+        import traceback  # only when something failed: it imports a lot
+
         console.error("the init failed:\n" + traceback.format_exc())
     idle_forever(reap=not reaping)
 

@@ -1,6 +1,7 @@
 """One container's life through the OCI runtime: prepare, create, after-create, start,
-wait, delete. The supervisor and the onboot sequence see only `Launcher` and
-`ContainerHandle`, so tests can give them fakes.
+wait, delete; create and start are one `run --detach` when there is nothing to do after
+create (no interfaces to move in, no namespaces to bind). The supervisor and the onboot
+sequence see only `Launcher` and `ContainerHandle`, so tests can give them fakes.
 """
 
 from __future__ import annotations
@@ -84,21 +85,25 @@ class OciLauncher:
 
     def launch(self, bundle: Bundle, output_fd: int) -> ContainerHandle:
         pid_file, log_file = self._files(bundle)
+        in_one_step = not self.preparer.has_after_create(bundle)
+        step = "run" if in_one_step else "create"
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             pid_file.unlink(missing_ok=True)
             log_file.write_bytes(b"")
             self.preparer.prepare(bundle)
-            created = self._create(bundle, pid_file, log_file, output_fd)
+            created = self._create(bundle, pid_file, log_file, output_fd, start=in_one_step)
             if not created.ok:
-                raise StartError(self._reason(created, log_file, "create"))
+                raise StartError(self._reason(created, log_file, step))
             pid = int(pid_file.read_text().strip())
         except PrepareError as error:
             raise StartError(f"runtime.json: {error}") from None
         except (OSError, ValueError) as error:
             self.remove(bundle, force=True)
-            raise StartError(f"{self.runtime.name} create: {error}") from None
+            raise StartError(f"{self.runtime.name} {step}: {error}") from None
         self.reaper.watch(pid)
+        if in_one_step:
+            return OciContainer(self, bundle, pid)
         try:
             self.preparer.after_create(bundle, pid)
         except PrepareError as error:
@@ -111,11 +116,11 @@ class OciLauncher:
         return OciContainer(self, bundle, pid)
 
     def _create(
-        self, bundle: Bundle, pid_file: Path, log_file: Path, output_fd: int
+        self, bundle: Bundle, pid_file: Path, log_file: Path, output_fd: int, *, start: bool
     ) -> CommandResult:
-        result = self.runtime.create(
-            bundle.container_id, bundle.path, pid_file, log_file, output_fd
-        )
+        """create, or with `start` run --detach; retried once after clearing what blocks it."""
+        create = self.runtime.run_detached if start else self.runtime.create
+        result = create(bundle.container_id, bundle.path, pid_file, log_file, output_fd)
         reason = "" if result.ok else self._reason(result, log_file, "create")
         if "pivot_root" in reason and not self.runtime.no_pivot:
             # Still on a root pivot_root refuses (rootmove failed?): the runtime can cope.
@@ -127,7 +132,7 @@ class OciLauncher:
         # Left behind by an earlier attempt that failed half-way: clear it and retry.
         self.runtime.delete(bundle.container_id, force=True)
         log_file.write_bytes(b"")
-        return self.runtime.create(bundle.container_id, bundle.path, pid_file, log_file, output_fd)
+        return create(bundle.container_id, bundle.path, pid_file, log_file, output_fd)
 
     def _reason(self, result: CommandResult, log_file: Path, step: str) -> str:
         try:

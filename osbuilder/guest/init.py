@@ -1,30 +1,27 @@
 """PID 1 from start to power-off: early setup, volumes, onboot, services, then waiting for
 a shutdown request and carrying it out. Each phase is guarded: an error is reported on
 the console and the boot goes on to the next phase.
+
+Only what the early setup needs is imported up front; the code that runs containers is
+imported after it, once the kernel modules are loading (under emulation every import
+costs milliseconds, and the network driver's link is ready only a second after it is
+loaded: see modload).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from osbuilder import __version__
-from osbuilder.guest import bundle, signals, syscalls
+from osbuilder.guest import signals, syscalls
 from osbuilder.guest.cmdline import BootOptions, parse_cmdline
-from osbuilder.guest.commands import ControlCommands
 from osbuilder.guest.console import Console, seconds_since_boot
-from osbuilder.guest.container import OciLauncher
-from osbuilder.guest.control import ControlServer
 from osbuilder.guest.early import early_setup
 from osbuilder.guest.paths import GuestPaths
-from osbuilder.guest.power import PowerButtonWatcher, power_button_devices
-from osbuilder.guest.prepare import BundlePreparer, SyscallMounter
 from osbuilder.guest.reaper import Reaper
-from osbuilder.guest.runtime import OciRuntime, choose_runtime
-from osbuilder.guest.sequence import run_sequence
 from osbuilder.guest.shutdown import (
     ShutdownSteps,
     ShutdownSwitch,
@@ -32,9 +29,12 @@ from osbuilder.guest.shutdown import (
     shut_down,
     unmount_all,
 )
-from osbuilder.guest.spawn import CommandRunner
-from osbuilder.guest.supervisor import Supervisor
-from osbuilder.guest.volumes import mount_volumes
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at boot
+
+if TYPE_CHECKING:
+    from osbuilder.guest.container import OciLauncher
+    from osbuilder.guest.supervisor import Supervisor
 
 
 def banner() -> str:
@@ -72,6 +72,8 @@ class Init:
         try:
             step()
         except Exception:
+            import traceback  # only when something failed: it imports a lot
+
             self.console.error(f"{what} failed:\n{traceback.format_exc().rstrip()}")
 
     def run(self) -> None:
@@ -96,6 +98,15 @@ class Init:
 
     def _boot(self) -> None:
         self.options = early_setup(read_boot_options, self.console, banner())
+        from osbuilder.guest.commands import ControlCommands
+        from osbuilder.guest.container import OciLauncher
+        from osbuilder.guest.control import ControlServer
+        from osbuilder.guest.prepare import BundlePreparer, SyscallMounter
+        from osbuilder.guest.runtime import OciRuntime, choose_runtime
+        from osbuilder.guest.spawn import CommandRunner
+        from osbuilder.guest.supervisor import Supervisor
+        from osbuilder.guest.volumes import mount_volumes
+
         runner = CommandRunner(self.reaper)
         binary = choose_runtime(self.options.runtime)
         if binary is None:
@@ -123,6 +134,9 @@ class Init:
         """Run the onboot or onshutdown containers in order."""
         if self.launcher is None:
             return
+        from osbuilder.guest import bundle
+        from osbuilder.guest.sequence import run_sequence
+
         bundles, problems = bundle.discover(self.paths.containers, kind)
         for problem in problems:
             self.console.error(f"{kind}: {problem}")
@@ -141,6 +155,8 @@ class Init:
 
     def _start_services(self, runtime_name: str) -> None:
         assert self.supervisor is not None
+        from osbuilder.guest import bundle
+
         bundles, problems = bundle.discover(self.paths.containers, "services")
         for problem in problems:
             self.console.error(f"services: {problem}")
@@ -155,6 +171,8 @@ class Init:
             self.supervisor.stop_all(timeout)
 
     def _watch_power_button(self) -> None:
+        from osbuilder.guest.power import PowerButtonWatcher, power_button_devices
+
         devices = power_button_devices(self.paths.sysfs, self.paths.root / "dev")
         watcher = PowerButtonWatcher(devices, lambda: self.switch.request("poweroff"), self.console)
         watcher.start()

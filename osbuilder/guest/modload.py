@@ -2,8 +2,12 @@
 
 Loading a bus driver makes new devices appear (virtio_pci brings the virtio devices
 that want virtio_net, virtio_blk ...), so devices are scanned again after each round
-until a round finds nothing new. Modules go in with finit_module(2), straight from the
-file; an xz or gzip module the kernel cannot decompress itself is inflated here.
+until a round finds nothing new. The drivers of the PCI and virtio devices go first, in
+rounds of their own, and everything else after them: the network driver then probes as
+early as it can, which matters because the kernel reports a new link's carrier about a
+second after the probe (linkwatch's rate limit; measured under QEMU), and the DHCP
+client waits for it. Modules go in with finit_module(2), straight from the file; an xz
+or gzip module the kernel cannot decompress itself is inflated here.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ ALWAYS_LOADED = ("overlay",)
 # CPU feature aliases pull in crypto and KVM modules a small VM does not need; skipping
 # the bus saves boot time. osbuilder.modules= can still name any of them.
 SKIPPED_BUSES = frozenset({"cpu"})
-_MAX_ROUNDS = 5
+FIRST_BUSES = frozenset({"pci", "virtio"})
+_MAX_ROUNDS = 8
 # "No such device": the module found nothing to drive; normal for alias matches.
 _QUIET_ERRORS = frozenset({errno.ENODEV, errno.ENOENT})
 
@@ -108,20 +113,23 @@ class ModuleLoader:
         indexed_buses: set[str] = set()
         extra = list(extra)
         skipped = {normalize(name) for name in skip}
-        wanted = [*ALWAYS_LOADED, *extra]
+        later = [*ALWAYS_LOADED, *extra]  # after the PCI and virtio drivers
         for _ in range(_MAX_ROUNDS):
             devices = self.device_modaliases() - seen_devices
             seen_devices |= devices
             new_buses = {bus_of(alias) for alias in devices} - indexed_buses
             index.add_aliases(aliases, new_buses)
             indexed_buses |= new_buses
+            first: list[str] = []
             for alias in sorted(devices):
-                wanted.extend(index.modules_for(alias))
+                (first if bus_of(alias) in FIRST_BUSES else later).extend(index.modules_for(alias))
             done = self.already_loaded() | set(report.loaded) | set(report.failed) | skipped
-            batch = [name for name in index.load_order(wanted) if name not in done]
-            wanted = []
+            batch = [name for name in index.load_order(first) if name not in done]
             if not batch:
-                break
+                batch = [name for name in index.load_order(later) if name not in done]
+                later = []
+                if not batch:
+                    break
             self._load_batch(index, batch, report)
         unknown = [name for name in extra if normalize(name) not in index.files]
         for name in unknown:

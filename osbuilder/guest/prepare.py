@@ -177,6 +177,10 @@ class BundlePreparer:
             what = step.fstype or step.source or "remount"
             raise PrepareError(f"mount {what} on {step.target}: {error.strerror}") from None
 
+    def has_after_create(self, bundle: Bundle) -> bool:
+        """Whether after_create has work: then the runtime must create and start apart."""
+        return bool(bundle.extras.interfaces or bundle.extras.bind_ns)
+
     def after_create(self, bundle: Bundle, pid: int) -> None:
         for interface in bundle.extras.interfaces:
             self._interface(interface, pid)

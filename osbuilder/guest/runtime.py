@@ -1,5 +1,7 @@
 """The OCI runtime (crun by default, runc when asked or when it is the only one), driven
-through its command line like containerd's shim does: create, start, kill, delete.
+through its command line like containerd's shim does: create, start, kill, delete; or
+`run --detach`, create and start in one invocation, for a container with nothing to do
+between the two (each start of the runtime costs about 0.15 s under emulation).
 
 Its own error messages also go to a --log file per container, so a failure to start is
 reported with the runtime's reason even though its stderr belongs to the container.
@@ -83,6 +85,15 @@ class OciRuntime:
     ) -> CommandResult:
         """The container's stdout and stderr are output_fd (the runtime hands its own on)."""
         args = ["create", f"--bundle={bundle}", f"--pid-file={pid_file}"]
+        if self.no_pivot:
+            args.append("--no-pivot")
+        return self._run([*args, container_id], log_file, output_fd)
+
+    def run_detached(
+        self, container_id: str, bundle: Path, pid_file: Path, log_file: Path, output_fd: int
+    ) -> CommandResult:
+        """create and start in one go; the container keeps running when this returns."""
+        args = ["run", "--detach", f"--bundle={bundle}", f"--pid-file={pid_file}"]
         if self.no_pivot:
             args.append("--no-pivot")
         return self._run([*args, container_id], log_file, output_fd)

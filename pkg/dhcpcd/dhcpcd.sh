@@ -1,8 +1,7 @@
 #!/bin/busybox sh
-# The hook scripts run mkdir, cat, rm, chmod ...: busybox provides them.
-[ -e /bin/mkdir ] || /bin/busybox --install -s 2>/dev/null
-# With -1 dhcpcd gives up at once on a link without carrier, and a virtio NIC just
-# brought up has none for a moment: bring the links up and wait (at most 3 s) for one.
+# dhcpcd waits for a link's operational state, which the kernel raises about a second
+# after a driver's probe (its link watch runs at most once a second), while the carrier
+# itself is there at once: bring the links up and wait (at most 3 s) for a carrier.
 links=""
 for link in /sys/class/net/*; do
     [ "${link##*/}" = lo ] && continue
@@ -11,8 +10,16 @@ for link in /sys/class/net/*; do
 done
 for _ in $(/bin/busybox seq 30); do
     for link in $links; do
-        [ "$(/bin/busybox cat "$link/operstate" 2>/dev/null)" = up ] && break 2
+        [ "$(/bin/busybox cat "$link/carrier" 2>/dev/null)" = 1 ] && break 2
     done
     /bin/busybox usleep 100000
+done
+# Run once (-1, as in onboot), dhcpcd need not watch the link (-K): the carrier is
+# there. Run as a service, it keeps watching, to configure the link again when it
+# comes back after a loss.
+for argument in "$@"; do
+    case "$argument" in
+        -1|--oneshot) exec /usr/sbin/dhcpcd --nolink "$@" ;;
+    esac
 done
 exec /usr/sbin/dhcpcd "$@"

@@ -1,6 +1,7 @@
 """One booted system, driven through its serial console, shows the init's behaviour:
 onboot order and failures, capabilities, a read-only root, restarts, the getty shell
-with osbuilder-ctl, and a clean poweroff running the onshutdown containers.
+with osbuilder-ctl, what the dhcpcd package configures, and a clean poweroff running
+the onshutdown containers.
 
 The VM boots once (module fixture) and the tests read its console in order; the
 last one powers it off.
@@ -27,6 +28,9 @@ kernel:
   cmdline: "console=ttyS0"
 init: [{init}, {crun}]
 onboot:
+  - name: dhcpcd
+    image: {dhcpcd}
+    command: ["/sbin/dhcpcd", "--nobackground", "-f", "/dhcpcd.conf", "-1"]
   - name: first
     image: {getty}
     command: [/bin/busybox, sh, -c, "echo first >> /results/order"]
@@ -140,6 +144,14 @@ def test_getty_gives_a_root_shell_with_osbuilder_ctl(console: pexpect.spawn) -> 
     console.sendline("osbuilder-ctl ps")
     console.expect(r"NAME\s+STATE\s+PID\s+RESTARTS", timeout=60)
     console.expect(r"printer\s+running", timeout=30)
+
+
+def test_dhcpcd_configures_the_link_from_qemus_dhcp(console: pexpect.spawn) -> None:
+    # QEMU's restricted user network (tests reach nothing outside loopback) leases
+    # 10.0.2.15/24 but offers no gateway and no DNS server: so a subnet route only.
+    console.sendline("/bin/busybox ip -4 addr show eth0; /bin/busybox ip route")
+    console.expect(r"inet 10\.0\.2\.15/24", timeout=60)
+    console.expect(r"10\.0\.2\.0/24 dev eth0", timeout=30)
 
 
 def test_poweroff_runs_onshutdown_and_exits_zero(console: pexpect.spawn) -> None:

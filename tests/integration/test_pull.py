@@ -128,7 +128,9 @@ def test_a_configured_http_proxy_carries_every_request(
     prefix = f"http://{registry.host}/v2/proxied/app/"
     targets = [r.target for r in proxy.requests]
     assert f"{prefix}manifests/v1" in targets
-    assert all(f"{prefix}blobs/{layer.descriptor.digest}" in targets for layer in small_image.layers)
+    assert all(
+        f"{prefix}blobs/{layer.descriptor.digest}" in targets for layer in small_image.layers
+    )
     assert all(target.startswith(prefix) for target in targets)
 
 

@@ -101,6 +101,7 @@ def test_runtime_command_lines() -> None:
     runtime = OciRuntime("/usr/bin/crun", runner, global_args=["--root=/run/x"], no_pivot=True)
     runtime.create("redis", Path("/b"), Path("/p"), Path("/l"), 5)
     runtime.start("redis", Path("/l"))
+    runtime.run_detached("getty", Path("/g"), Path("/q"), Path("/m"), 6)
     runtime.kill("redis", "TERM")
     runtime.delete("redis", force=True)
     assert runner.argvs == [
@@ -115,6 +116,17 @@ def test_runtime_command_lines() -> None:
             "redis",
         ],
         ["/usr/bin/crun", "--root=/run/x", "--log=/l", "start", "redis"],
+        [
+            "/usr/bin/crun",
+            "--root=/run/x",
+            "--log=/m",
+            "run",
+            "--detach",
+            "--bundle=/g",
+            "--pid-file=/q",
+            "--no-pivot",
+            "getty",
+        ],
         ["/usr/bin/crun", "--root=/run/x", "kill", "redis", "TERM"],
         ["/usr/bin/crun", "--root=/run/x", "delete", "--force", "redis"],
     ]
