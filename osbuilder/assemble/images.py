@@ -9,14 +9,17 @@ never touches the network.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from osbuilder.errors import UserError
 from osbuilder.oci.platform import TargetPlatform
 from osbuilder.oci.progress import NullProgress, Progress
 from osbuilder.oci.pull import Image, Puller
 from osbuilder.oci.reference import parse_reference
-from osbuilder.oci.registry import RegistryClient
 from osbuilder.oci.store import ContentStore
+
+if TYPE_CHECKING:
+    from osbuilder.oci.registry import RegistryClient
 
 
 @dataclass

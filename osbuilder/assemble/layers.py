@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from osbuilder.assemble.entry import Entry, Kind
+from osbuilder.assemble.inflate import decompressed
 from osbuilder.assemble.tree import Tree, TreeError
 from osbuilder.oci import mediatypes
 
@@ -51,25 +52,16 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return super()._proc_member(tar)  # type: ignore[misc,no-any-return]
 
 
-def open_layer(blob: IO[bytes], media_type: str) -> tarfile.TarFile:
-    """A streaming reader of a layer blob, decompressed as its media type says."""
+def layer_compression(media_type: str) -> str:
+    """'gzip', 'zstd' or '' (an uncompressed tar), from a layer's media type."""
     if media_type.endswith("+zstd"):
-        import zstandard
-
-        return tarfile.open(
-            fileobj=zstandard.ZstdDecompressor().stream_reader(blob),
-            mode="r|",
-            tarinfo=_BoundedTarInfo,
-        )
-    compressed = media_type.endswith(("gzip", "+gzip")) or media_type in (
+        return "zstd"
+    if media_type.endswith(("gzip", "+gzip")) or media_type in (
         mediatypes.OCI_LAYER_GZIP,
         mediatypes.DOCKER_LAYER_GZIP,
-    )
-    return tarfile.open(
-        fileobj=blob,
-        mode="r|gz" if compressed else "r|",
-        tarinfo=_BoundedTarInfo,
-    )
+    ):
+        return "gzip"
+    return ""
 
 
 def read_layer(
@@ -83,12 +75,24 @@ def read_layer(
     what: str,
 ) -> None:
     """Decompress and apply one layer blob; any failure is one TreeError naming `what`."""
+    with decompressed(blob, layer_compression(media_type)) as stream:
+        read_tar(tree, stream, base=base, source=source, location=location, what=what)
+
+
+def read_tar(
+    tree: Tree, stream: IO[bytes], *, base: str, source: str, location: str, what: str
+) -> None:
+    """Apply one layer, given as its uncompressed tar stream."""
     try:
-        reader = open_layer(blob, media_type)
+        reader = _tar_stream(stream)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise TreeError(f"{what}: corrupt layer ({exc})") from None
     with reader:
         apply_layer(tree, reader, base=base, source=source, location=location, what=what)
+
+
+def _tar_stream(stream: IO[bytes]) -> tarfile.TarFile:
+    return tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)
 
 
 def apply_layer(

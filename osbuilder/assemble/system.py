@@ -28,7 +28,8 @@ import yaml
 from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
-from osbuilder.assemble.layers import read_layer
+from osbuilder.assemble.inflate import LayerStreams
+from osbuilder.assemble.layers import layer_compression, read_layer, read_tar
 from osbuilder.assemble.runtime_config import (
     allocate_ids,
     load_label,
@@ -81,8 +82,30 @@ class _Assembler:
         self.epoch = epoch
         self.ids = allocate_ids(spec)
         self.unpacked: dict[str, str] = {}  # manifest digest -> where its filesystem is
+        self.layers = LayerStreams(images.store.open_blob, [])
 
     def run(self) -> None:
+        self.layers = LayerStreams(self.images.store.open_blob, self._plan())
+        try:
+            self._run()
+        finally:
+            self.layers.close()
+
+    def _plan(self) -> list[tuple[str, str]]:
+        """Every layer, in the order _run reads them: LayerStreams inflates each ahead."""
+        spec = self.spec
+        references = [spec.kernel.image] if spec.kernel and spec.kernel.image else []
+        references += spec.init or []
+        references += [v.image for v in spec.volumes or () if v.image and v.format != "oci"]
+        for section in ("onboot", "onshutdown", "services"):
+            references += [c.image for c in getattr(spec, section) or []]
+        plan: dict[str, str] = {}
+        for reference in references:
+            for layer in self._image(reference).manifest.layers:
+                plan.setdefault(layer.digest, layer_compression(layer.media_type))
+        return list(plan.items())
+
+    def _run(self) -> None:
         self._kernel()
         for index, reference in enumerate(self.spec.init or []):
             image = self._image(reference)
@@ -113,11 +136,10 @@ class _Assembler:
     def _unpack(self, image: Image, base: str, location: str) -> None:
         source = str(image.reference)
         for layer in image.manifest.layers:
-            with self.images.store.open_blob(layer.digest) as blob:
-                read_layer(
+            with self.layers.open(layer.digest, layer_compression(layer.media_type)) as stream:
+                read_tar(
                     self.tree,
-                    blob,
-                    layer.media_type,
+                    stream,
                     base=base,
                     source=source,
                     location=location,
@@ -150,11 +172,10 @@ class _Assembler:
         # takes (kernel, kernel.tar, ucode) goes into the system.
         scratch = Tree(self.tree.spool)
         for layer in image.manifest.layers:
-            with self.images.store.open_blob(layer.digest) as blob:
-                read_layer(
+            with self.layers.open(layer.digest, layer_compression(layer.media_type)) as stream:
+                read_tar(
                     scratch,
-                    blob,
-                    layer.media_type,
+                    stream,
                     base="",
                     source=source,
                     location="kernel",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci.model import (
@@ -24,8 +25,10 @@ from osbuilder.oci.model import (
 from osbuilder.oci.platform import TargetPlatform, select_manifest
 from osbuilder.oci.progress import NullProgress, Progress
 from osbuilder.oci.reference import ImageReference
-from osbuilder.oci.registry import Endpoint, FetchedManifest, RegistryClient
 from osbuilder.oci.store import ContentStore
+
+if TYPE_CHECKING:  # a build from the store alone never loads the HTTP side
+    from osbuilder.oci.registry import Endpoint, FetchedManifest, RegistryClient
 
 log = logging.getLogger(__name__)
 
