@@ -56,12 +56,21 @@ class OciContainer:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._pid, signum)
 
-    def finish(self, release: bool = False) -> None:
+    def finish(self, release: bool = False, later: bool = False) -> None:
         with self._lock:
             if self._finished:
                 return
             self._finished = True
-        self._launcher.remove(self._bundle, force=self._code is None, release=release)
+        force = self._code is None
+        if later:
+            threading.Thread(
+                target=self._launcher.remove_niced,
+                args=(self._bundle, force, release),
+                name=f"remove {self._bundle.name}",
+                daemon=True,
+            ).start()
+        else:
+            self._launcher.remove(self._bundle, force=force, release=release)
 
 
 class OciLauncher:
@@ -143,6 +152,17 @@ class OciLauncher:
         if result.exit_code is None:
             return f"{self.runtime.name} {step} did not finish"
         return reason or f"{self.runtime.name} {step} failed with exit code {result.exit_code}"
+
+    def remove_niced(self, bundle: Bundle, force: bool, release: bool) -> None:
+        """remove() at the lowest priority: it then takes only CPU time nothing else wants
+        (the runtime it starts inherits this thread's niceness)."""
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        try:
+            self.remove(bundle, force=force, release=release)
+        except Exception as error:  # a thread of PID 1 must not die with a traceback
+            if self._console is not None:
+                self._console.error(f"{bundle.kind} {bundle.name}: cleaning up: {error!r}")
 
     def remove(self, bundle: Bundle, *, force: bool, release: bool = False) -> None:
         """Delete the container (killing what is left of it) and forget its files."""

@@ -151,6 +151,8 @@ class Init:
             self.paths.log_dir,
             timeout=timeout,
             should_stop=stop,
+            # onshutdown containers are cleaned up before the unmounting that follows
+            cleanup_later=kind == "onboot",
         )
 
     def _start_services(self, runtime_name: str) -> None:

@@ -21,8 +21,9 @@ class ContainerHandle(Protocol):
 
     def signal(self, signum: int) -> None: ...
 
-    def finish(self, release: bool = False) -> None:
-        """Delete it from the runtime; with release, also undo the bundle's mounts."""
+    def finish(self, release: bool = False, later: bool = False) -> None:
+        """Delete it from the runtime; with release, also undo the bundle's mounts; with
+        later, on a low-priority thread, after this returns."""
 
 
 class Launcher(Protocol):

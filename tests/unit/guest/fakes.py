@@ -81,6 +81,7 @@ class FakeContainer:
         self._code: int | None = script.exit_code
         self.signals: list[int] = []
         self.finished_with: bool | None = None
+        self.finished_later: bool | None = None
 
     @property
     def pid(self) -> int:
@@ -107,8 +108,9 @@ class FakeContainer:
                 self._code = -signum
                 self._exited.notify_all()
 
-    def finish(self, release: bool = False) -> None:
+    def finish(self, release: bool = False, later: bool = False) -> None:
         self.finished_with = release
+        self.finished_later = later
         self._launcher.events.append(f"finish {self._bundle.name}")
 
 

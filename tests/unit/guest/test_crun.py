@@ -156,6 +156,24 @@ def test_writable_container_gets_an_overlay_root_that_is_undone(host: Host) -> N
     assert str(path / "rootfs") not in Path("/proc/self/mounts").read_text()
 
 
+def test_an_onboot_container_cleaned_up_later_is_gone_soon_after(host: Host) -> None:
+    path = host.bundle("onboot", "003-quick", "echo done", readonly=False)
+    result = run_to_completion(
+        load_bundle("onboot", path),
+        host.launcher,
+        host.console,
+        host.root / "log",
+        cleanup_later=True,
+    )
+    assert result.ok, host.console.text
+    deadline = time.monotonic() + 20
+    while str(path / "rootfs") in Path("/proc/self/mounts").read_text() or any(
+        (host.root / "state").glob("*quick*")
+    ):
+        assert time.monotonic() < deadline, "the container was not cleaned up"
+        time.sleep(0.05)
+
+
 def test_a_container_that_cannot_start_reports_the_runtimes_reason(host: Host) -> None:
     path = host.bundle("onboot", "002-broken", "true")
     config = json.loads((path / "config.json").read_text())

@@ -43,6 +43,11 @@ def test_onboot_runs_in_order_and_goes_on_after_failures(tmp_path: Path) -> None
     assert text.index("onboot/fails: no lease") < text.index("onboot fails FAILED")
     assert (tmp_path / "log/onboot.002-fails.log").read_text() == "no lease\n"
     assert all(c.finished_with is True for c in launcher.containers)  # mounts released
+    assert all(c.finished_later is False for c in launcher.containers)
+    # Asked to, the sequence leaves the cleaning up of each to the background.
+    launcher = FakeLauncher({"sysctl": [Script(exit_code=0)]})
+    run_sequence(bundles[:1], launcher, console, tmp_path / "log", cleanup_later=True)
+    assert [c.finished_later for c in launcher.containers] == [True]
 
 
 def test_a_container_past_its_timeout_is_killed(tmp_path: Path) -> None:
