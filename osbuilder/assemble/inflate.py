@@ -141,14 +141,15 @@ def decompressed(blob: IO[bytes], compression: str) -> IO[bytes]:
 class LayerStreams:
     """Decompressed layer blobs, each started before it is needed.
 
-    `plan` is the order the layers will probably be asked for; while one is
-    read, the next of the plan is already inflating on its own thread. Asked
-    for something else, the guess is dropped and the layer opened then.
+    `plan` is the order the layers will probably be asked for, as (digest,
+    compression); while one is read, the next of the plan is already inflating
+    on its own thread. Asked for something else, the guess is dropped and the
+    layer opened then.
     """
 
-    def __init__(self, open_blob: Callable[[str], IO[bytes]], plan: list[tuple[str, str]]) -> None:
+    def __init__(self, open_blob: Callable[[str], IO[bytes]]) -> None:
         self._open_blob = open_blob
-        self._plan = plan  # (digest, compression) in the expected order
+        self.plan: list[tuple[str, str]] = []
         self._next: tuple[str, IO[bytes], IO[bytes]] | None = None  # digest, blob, stream
 
     @contextlib.contextmanager
@@ -168,10 +169,10 @@ class LayerStreams:
             blob.close()
 
     def _start_after(self, digest: str) -> None:
-        following = [i + 1 for i, (d, _) in enumerate(self._plan) if d == digest]
-        if not following or following[0] >= len(self._plan):
+        following = [i + 1 for i, (d, _) in enumerate(self.plan) if d == digest]
+        if not following or following[0] >= len(self.plan):
             return
-        upcoming, compression = self._plan[following[0]]
+        upcoming, compression = self.plan[following[0]]
         blob = self._open_blob(upcoming)
         self._next = (upcoming, blob, decompressed(blob, compression))
 

@@ -82,10 +82,10 @@ class _Assembler:
         self.epoch = epoch
         self.ids = allocate_ids(spec)
         self.unpacked: dict[str, str] = {}  # manifest digest -> where its filesystem is
-        self.layers = LayerStreams(images.store.open_blob, [])
+        self.layers = LayerStreams(images.store.open_blob)
 
     def run(self) -> None:
-        self.layers = LayerStreams(self.images.store.open_blob, self._plan())
+        self.layers.plan = self._plan()
         try:
             self._run()
         finally:

@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from osbuilder.atomicfile import atomic_output
 from osbuilder.errors import UserError
 from osbuilder.formats.compression import compressed_writer, default_compression
 from osbuilder.formats.cpio import write_cpio
-from osbuilder.formats.output import atomic_output
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem

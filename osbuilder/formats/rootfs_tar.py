@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.formats.output import atomic_output
+from osbuilder.atomicfile import atomic_output
 from osbuilder.formats.tarball import write_tar
 
 if TYPE_CHECKING:

@@ -14,11 +14,12 @@ import re
 import tarfile
 from pathlib import Path
 
+from osbuilder.atomicfile import atomic_output
 from osbuilder.errors import UserError
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Index, parse_json
 from osbuilder.oci.reference import InvalidReference, parse_reference
-from osbuilder.oci.store import ContentStore, DigestMismatch, write_atomic_stream
+from osbuilder.oci.store import ContentStore, DigestMismatch
 
 _BLOB_MEMBER = re.compile(r"(?:\./)?blobs/sha256/([0-9a-f]{64})")
 _CHUNK = 1024 * 1024
@@ -39,7 +40,7 @@ def export_archive(store: ContentStore, name: str, output: Path) -> int:
             "manifests": [entry.as_json()],
         }
         with (
-            write_atomic_stream(output) as stream,
+            atomic_output(output) as stream,
             tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
             _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')

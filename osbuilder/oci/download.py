@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.progress import NullProgress, Progress
-from osbuilder.oci.retry import parse_retry_after
+from osbuilder.oci.retry import RETRY_STATUS, parse_retry_after
 from osbuilder.oci.store import ContentStore, DigestMismatch, PartialBlob
 from osbuilder.oci.transport import ConnectionFailed, Response
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _BUFFER = 1024 * 1024
-_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class _Retryable(Exception):
@@ -135,7 +134,7 @@ class _Download:
                 self.direct = False
                 body.close()
                 return self._attempt(partial, offset, buffer)
-            if body.status in _RETRY_STATUS:
+            if body.status in RETRY_STATUS:
                 raise _Retryable(
                     f"HTTP {body.status}", parse_retry_after(body.header("retry-after"))
                 )

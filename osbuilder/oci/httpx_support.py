@@ -35,10 +35,15 @@ def new_client(timeout: float) -> httpx.Client:
 
 
 def send_streaming(
-    client: httpx.Client, method: str, url: str, headers: dict[str, str], auth: RegistryAuth
+    client: httpx.Client,
+    method: str,
+    url: str | httpx.URL,
+    headers: dict[str, str],
+    auth: RegistryAuth,
+    content: bytes | Iterator[bytes] | None = None,
 ) -> HttpxResponse:
-    """One body-less request through httpx, answering auth challenges on the way."""
-    request = client.build_request(method, url, headers=headers)
+    """One request through httpx, answering auth challenges on the way."""
+    request = client.build_request(method, url, headers=headers, content=content)
     try:
         return HttpxResponse(client.send(request, auth=HttpxAuth(auth), stream=True))
     except httpx.TransportError as exc:

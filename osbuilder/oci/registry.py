@@ -30,7 +30,7 @@ from osbuilder.oci.download import download_blob
 from osbuilder.oci.model import Descriptor, detect_media_type, sha256_digest
 from osbuilder.oci.progress import Progress
 from osbuilder.oci.reference import DEFAULT_REGISTRY, ImageReference
-from osbuilder.oci.retry import parse_retry_after, pause
+from osbuilder.oci.retry import RETRY_STATUS, parse_retry_after, pause
 from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore, DigestMismatch
 from osbuilder.oci.transport import (
     ConnectionFailed,
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
     import httpx
 
 log = logging.getLogger(__name__)
-
-_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -186,38 +184,17 @@ class RegistryClient:
         """Send through httpx with retries on connection errors, 5xx and 429; yield the
         streaming response. `body` is a factory so that a retry sends the whole body again.
         """
-        import httpx
+        from osbuilder.oci.httpx_support import HttpxResponse, send_streaming
 
-        from osbuilder.oci.httpx_support import HttpxAuth, describe_transport_error
+        auth = self.auth_for(endpoint)
 
-        retries = self.options.retries if retries is None else retries
-        attempt = 0
-        while True:
-            request = self.http.build_request(
-                method, url, headers=headers, content=body() if body else None
-            )
-            try:
-                response = self.http.send(
-                    request, auth=HttpxAuth(self.auth_for(endpoint)), stream=True
-                )
-            except httpx.TransportError as exc:
-                if attempt >= retries:
-                    raise ExternalError(f"{what}: {describe_transport_error(exc)}") from None
-                self.pause(attempt, None, what, describe_transport_error(exc))
-                attempt += 1
-                continue
-            if response.status_code in _RETRY_STATUS and attempt < retries:
-                response.close()
-                requested = parse_retry_after(response.headers.get("retry-after"))
-                self.pause(attempt, requested, what, f"HTTP {response.status_code}")
-                attempt += 1
-                continue
-            try:
-                _raise_for_auth(response.status_code, endpoint, what)
-                yield response
-            finally:
-                response.close()
-            return
+        def attempt(direct: bool) -> Response:
+            content = body() if body else None
+            return send_streaming(self.http, method, url, dict(headers or {}), auth, content)
+
+        with self._retrying(attempt, endpoint, what, retries, direct=False) as response:
+            assert isinstance(response, HttpxResponse)
+            yield response.response
 
     def open(
         self,
@@ -245,25 +222,46 @@ class RegistryClient:
         self, method: str, url: str, endpoint: Endpoint, *, headers: Mapping[str, str], what: str
     ) -> Iterator[Response]:
         """A GET or HEAD with retries on connection errors, 5xx and 429."""
-        retries, attempt, direct = self.options.retries, 0, True
+
+        def attempt(direct: bool) -> Response:
+            return self.open(method, url, endpoint, headers, direct=direct)
+
+        with self._retrying(attempt, endpoint, what, None, direct=self.direct) as response:
+            yield response
+
+    @contextlib.contextmanager
+    def _retrying(
+        self,
+        attempt: Callable[[bool], Response],
+        endpoint: Endpoint,
+        what: str,
+        retries: int | None,
+        *,
+        direct: bool,
+    ) -> Iterator[Response]:
+        """Call attempt(direct) until it answers, retrying connection errors, 5xx and 429
+        with backoff; a 401 to a direct request is asked again through httpx, which
+        answers the challenge (later direct requests reuse what it learnt)."""
+        retries = self.options.retries if retries is None else retries
+        tries = 0
         while True:
             try:
-                response = self.open(method, url, endpoint, headers, direct=direct)
+                response = attempt(direct)
             except ConnectionFailed as exc:
-                if attempt >= retries:
+                if tries >= retries:
                     raise ExternalError(f"{what}: {exc}") from None
-                self.pause(attempt, None, what, str(exc))
-                attempt += 1
+                self.pause(tries, None, what, str(exc))
+                tries += 1
                 continue
-            if response.status == 401 and direct and self.direct:
+            if response.status == 401 and direct:
                 response.close()
-                direct = False  # httpx answers the challenge; later reads reuse the token
+                direct = False
                 continue
-            if response.status in _RETRY_STATUS and attempt < retries:
+            if response.status in RETRY_STATUS and tries < retries:
                 response.close()
                 requested = parse_retry_after(response.header("retry-after"))
-                self.pause(attempt, requested, what, f"HTTP {response.status}")
-                attempt += 1
+                self.pause(tries, requested, what, f"HTTP {response.status}")
+                tries += 1
                 continue
             try:
                 _raise_for_auth(response.status, endpoint, what)
@@ -374,7 +372,7 @@ class RegistryClient:
             if response.status == 404:
                 return False
             if response.status != 200:
-                raise ExternalError(f"{what}: HTTP {response.status}")
+                raise ExternalError(f"{what}: HTTP {response.status}{_detail(response)}")
             return True
 
 

@@ -10,6 +10,8 @@ log = logging.getLogger(__name__)
 
 #: A server asking for a longer pause than this gets this.
 MAX_DELAY = 60.0
+#: Answers worth another try: timeout, too many requests, and the server's own failures.
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from osbuilder.atomicfile import atomic_output, fsync_directory
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor, Index, Manifest, check_digest, is_index, parse_json
@@ -156,7 +157,7 @@ class ContentStore:
             blob.digest = "sha256:" + blob.hash.hexdigest()
             os.chmod(name, 0o644)  # mkstemp made it private; blobs are content, not secrets
             os.replace(name, self.blob_path(blob.digest))
-            _fsync_dir(self.blobs)
+            fsync_directory(self.blobs)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
@@ -359,7 +360,7 @@ class PartialBlob:
         self.close()
         self.path.chmod(0o644)
         os.replace(self.path, self.store.blob_path(self.digest))
-        _fsync_dir(self.store.blobs)
+        fsync_directory(self.store.blobs)
 
     def discard(self) -> None:
         self.close()
@@ -380,32 +381,8 @@ def _hex(digest: str) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    with write_atomic_stream(path) as stream:
+    with atomic_output(path, mode=0o644) as stream:
         stream.write(data)
-
-
-@contextlib.contextmanager
-def write_atomic_stream(path: Path) -> Iterator[IO[bytes]]:
-    """Write a file under a temporary name and rename it into place only on success."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            yield stream
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(name, 0o644)
-        os.replace(name, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from osbuilder.assemble.entry import Content, Entry, Kind
+from osbuilder.atomicfile import atomic_output
 from osbuilder.formats.compression import Compression, compressed_writer, default_compression
 from osbuilder.formats.cpio import write_cpio
-from osbuilder.formats.output import atomic_output
 from tests.boot.test_kernel import boot_initrd, kernel_files
 from tests.conftest import Packages
 

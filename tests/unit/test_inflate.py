@@ -66,7 +66,8 @@ class Blobs:
 def test_layer_streams_start_the_next_layer_of_the_plan_ahead() -> None:
     layers = {name: gzip.compress(name.encode() * 1000) for name in ("a", "b", "c")}
     blobs = Blobs(layers)
-    streams = LayerStreams(blobs.open, [(name, "gzip") for name in ("a", "b", "c")])
+    streams = LayerStreams(blobs.open)
+    streams.plan = [(name, "gzip") for name in ("a", "b", "c")]
     with streams.open("a", "gzip") as stream:
         assert blobs.opened == ["a", "b"]  # b is inflating while a is read
         assert stream.read() == b"a" * 1000

@@ -11,6 +11,7 @@ import pytest
 import zstandard
 
 from osbuilder.assemble.entry import Entry
+from osbuilder.atomicfile import atomic_output
 from osbuilder.formats.compression import (
     BUFFER_SIZE,
     ZSTD_LEVEL,
@@ -19,7 +20,6 @@ from osbuilder.formats.compression import (
     default_compression,
 )
 from osbuilder.formats.cpio import write_cpio
-from osbuilder.formats.output import atomic_output
 from tests.unit.formats.helpers import run_tool
 
 DECOMPRESS = {"gzip": ("gzip", "-dc"), "zstd": ("zstd", "-dcq")}

@@ -1,4 +1,4 @@
-"""Output files appear complete or not at all."""
+"""Files (outputs, the store's files) appear complete or not at all."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.formats.output import atomic_output
+from osbuilder.atomicfile import atomic_output
 
 
 def test_the_file_appears_when_complete(tmp_path: Path) -> None:
@@ -51,3 +51,14 @@ def test_a_success_replaces_the_previous_file(tmp_path: Path) -> None:
         out.write(b"new build")
 
     assert target.read_bytes() == b"new build"
+
+
+def test_an_explicit_mode_holds_whatever_the_umask(tmp_path: Path) -> None:
+    target = tmp_path / "index.json"
+    umask = os.umask(0o077)
+    try:
+        with atomic_output(target, mode=0o644) as out:
+            out.write(b"{}")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644

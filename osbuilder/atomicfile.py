@@ -1,8 +1,8 @@
-"""Output files that appear only when complete.
+"""Files that appear only when complete: build outputs, the content store's files.
 
-An output is written under a hidden temporary name in its destination directory, flushed
+A file is written under a hidden temporary name in its destination directory, flushed
 to disk, and renamed into place only when writing succeeded, so an interrupted or failed
-build never leaves a file that looks finished (and never truncates a previous one).
+write never leaves a file that looks finished (and never truncates a previous one).
 """
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ from typing import BinaryIO
 
 
 @contextmanager
-def atomic_output(path: Path) -> Iterator[BinaryIO]:
+def atomic_output(path: Path, mode: int | None = None) -> Iterator[BinaryIO]:
     """Open `path` for writing; it is created or replaced only if the block ends without error.
 
-    The file gets the usual permissions (0666 less the umask), as if opened directly.
+    The file gets `mode`, or else the usual permissions (0666 less the umask), as if
+    opened directly.
     """
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as file:
             yield file
             file.flush()
@@ -32,10 +35,11 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)  # make the rename itself durable
+    fsync_directory(path.parent)  # make the rename itself durable
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
+    """Make the entries of a directory (a rename into it) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
