@@ -3,8 +3,9 @@
 
 The build: `python -m osbuilder build --offline` of examples/redis.yml to kernel+initrd,
 every image already in the content store (the packages are built into it first when they
-are missing). Its unavoidable work is writing the initrd: the root tree as a cpio,
-compressed.
+are missing), their layers unpacked into the store's snapshots by the warm-up build, as
+any earlier build of those images leaves them. Its unavoidable work is writing the
+initrd: the root tree as a cpio, compressed.
 
 The floor: the same uncompressed cpio (the built initrd, decompressed once) compressed by
 a fresh Python process with osbuilder's own `compressed_writer`, the very code and
@@ -20,8 +21,9 @@ Five interleaved runs each (order alternating); prints both medians, the ratio b
 (target <= 1.3) and the build's peak RSS (target <= 150 MB). Then a second spec adds a
 service whose image holds 1 GiB of random bytes (written with osbuilder's image writer
 into a throwaway copy of the store made of hard links, so the real store is untouched);
-it is built once the same way and once with --compress none (which leaves osbuilder's own
-work: layers to the spool, the spool to the cpio), and their peak RSS is printed next to
+it is built once the same way (which also unpacks that layer into a snapshot: a cold
+build of it) and once with --compress none (which leaves osbuilder's own work: the
+snapshot to the cpio), and their peak RSS is printed next to
 the small one's: the target is the same bound, since contents are streamed, never held in
 memory. Every big file is removed at the end.
 
@@ -267,8 +269,8 @@ class BigBuilds:
 def big_builds(store_root: Path, tmp: Path, size: int) -> BigBuilds:
     """Build redis.yml plus a service whose image holds `size` random bytes.
 
-    Once as the small build (the kernel's compression, zstd) and once with --compress none,
-    which leaves only osbuilder's own work: layers to the spool, the spool to the cpio.
+    Once as the small build (the kernel's compression, zstd; the new layer is unpacked then)
+    and once with --compress none, which leaves only osbuilder's own work: the cpio.
     """
     # Next to the store, so that its blobs can be hard links.
     with tempfile.TemporaryDirectory(

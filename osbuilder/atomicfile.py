@@ -16,18 +16,22 @@ from typing import BinaryIO
 
 
 @contextmanager
-def atomic_output(path: Path, mode: int | None = None) -> Iterator[BinaryIO]:
+def atomic_output(
+    path: Path, mode: int | None = None, *, readable: bool = False
+) -> Iterator[BinaryIO]:
     """Open `path` for writing; it is created or replaced only if the block ends without error.
 
     The file gets `mode`, or else the usual permissions (0666 less the umask), as if
-    opened directly.
+    opened directly. `readable` opens it for reading too, to check what was written
+    before it is committed.
     """
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    access = os.O_RDWR if readable else os.O_WRONLY
+    fd = os.open(temporary, access | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         if mode is not None:
             os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as file:
+        with os.fdopen(fd, "w+b" if readable else "wb") as file:
             yield file
             file.flush()
             os.fsync(file.fileno())

@@ -1,7 +1,8 @@
 """`osbuilder build`: spec files to output files, the whole pipeline.
 
-spec (validated, merged) -> images (store, pulled when missing) -> one
-assembled tree (contents spooled next to the outputs) -> each requested
+spec (validated, merged) -> images (store, pulled when missing) -> their
+layers unpacked (once: the store keeps them, see assemble/snapshots.py) -> one
+assembled tree (generated contents spooled next to the outputs) -> each requested
 format, written atomically. SOURCE_DATE_EPOCH sets the time of everything
 osbuilder generates; with the same spec and store contents the outputs are
 bit-identical.
@@ -9,32 +10,22 @@ bit-identical.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from osbuilder.assemble.images import ImageSource
+from osbuilder.assemble.snapshots import Snapshots
 from osbuilder.assemble.system import AssembledSystem, assemble
 from osbuilder.assemble.tree import Spool, Tree
 from osbuilder.errors import UserError
 from osbuilder.formats import FORMATS, WriteOptions
+from osbuilder.formats.outputfile import Output
 from osbuilder.oci.imagewriter import source_date_epoch
 from osbuilder.spec import load_spec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Output:
-    path: Path
-    size: int
-    sha256: str
-
-    def as_json(self) -> dict[str, str | int]:
-        return {"path": str(self.path), "size": self.size, "sha256": self.sha256}
 
 
 def build(
@@ -65,12 +56,27 @@ def build(
     ):
         contents = Spool(Path(spool))
         try:
-            system = assemble(loaded.spec, images, Tree(contents), epoch)
+            snapshots = _snapshots(images, Path(spool))
+            system = assemble(loaded.spec, images, Tree(contents), epoch, snapshots)
             contents.flush()
-            paths = _write(system, formats, output_dir, name, options)
+            return _write(system, formats, output_dir, name, options)
         finally:
             contents.close()
-    return [_describe(path) for path in paths]
+
+
+def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:
+    """The store's snapshots; where they cannot be kept (a read-only store), throwaway
+    ones in `scratch`."""
+    store = images.store
+    try:
+        return Snapshots(store.snapshots, store.open_blob)
+    except OSError as exc:
+        log.warning(
+            "%s: cannot keep unpacked layers there (%s); every build will unpack them again",
+            store.snapshots,
+            exc.strerror or exc,
+        )
+        return Snapshots(scratch / "snapshots", store.open_blob)
 
 
 def _write(
@@ -79,17 +85,9 @@ def _write(
     output_dir: Path,
     name: str,
     options: WriteOptions,
-) -> list[Path]:
-    written: list[Path] = []
+) -> list[Output]:
+    written: list[Output] = []
     for format_name in dict.fromkeys(formats):
         log.info("writing %s", format_name)
         written += FORMATS[format_name](system, output_dir, name, options)
     return written
-
-
-def _describe(path: Path) -> Output:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1024 * 1024):
-            digest.update(chunk)
-    return Output(path, path.stat().st_size, digest.hexdigest())

@@ -2,13 +2,15 @@
 
 The assembler resolves layers, whiteouts, overrides and links into a tree of
 these; writers (cpio, tar, disk images) walk it in order. Regular file
-content lives in a spool file on disk, never in memory.
+content stays on disk, never in memory: in a layer's snapshot (its
+uncompressed tar) or in the build's spool file.
 """
 
 from __future__ import annotations
 
 import enum
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +27,7 @@ class Kind(enum.Enum):
 
 @dataclass(frozen=True)
 class Content:
-    """The bytes of a regular file: `size` bytes at `offset` in the spool file `path`.
+    """The bytes of a regular file: `size` bytes at `offset` in the file `path`.
 
     Entries that share one Content object are hard links to one another.
     """
@@ -45,6 +47,42 @@ class Content:
             return stream.read()
 
 
+class ContentReader:
+    """Copies contents out for a writer, keeping each file open from one entry to the next.
+
+    Contents live in a handful of files (layer snapshots, the spool), so opening the file
+    anew for each of thousands of entries would be most of the cost of small ones.
+    """
+
+    def __init__(self, chunk_size: int = 1024 * 1024) -> None:
+        self._chunk_size = chunk_size
+        self._files: dict[Path, int] = {}
+
+    def copy(self, content: Content, out: IO[bytes]) -> None:
+        fd = self._files.get(content.path)
+        if fd is None:
+            fd = self._files[content.path] = os.open(content.path, os.O_RDONLY | os.O_CLOEXEC)
+        offset, left = content.offset, content.size
+        while left:
+            chunk = os.pread(fd, min(self._chunk_size, left), offset)
+            if not chunk:
+                raise EOFError(f"{content.path} ends {left} bytes early")
+            out.write(chunk)
+            offset += len(chunk)
+            left -= len(chunk)
+
+    def close(self) -> None:
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
+
+    def __enter__(self) -> ContentReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 class _Slice(io.RawIOBase):
     """Reads at most `size` bytes from `stream`, then reports the end."""
 
@@ -62,7 +100,7 @@ class _Slice(io.RawIOBase):
         view = memoryview(buffer)[: self._left]
         count = self._stream.readinto(view)  # type: ignore[attr-defined]
         if not count:
-            raise EOFError(f"spool file {self._stream.name} ends early")
+            raise EOFError(f"{self._stream.name} ends early")
         self._left -= count
         return int(count)
 

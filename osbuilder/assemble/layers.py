@@ -1,22 +1,25 @@
 """Applying OCI image layers to the tree: whiteouts, links, and hostile input.
 
-Member names are normalised (leading '/' and './' dropped); a name with a
-'..' component is rejected. Parent paths are resolved within the image's
-own root, so a symlink can never lead a later member outside it; hard links
-must point at a regular file already in the image. Extended headers larger
-than MAX_HEADER are refused before tarfile would read them into memory.
-Every error names the image and the member.
+A layer arrives as the index of an uncompressed tar kept in a file (see
+snapshots.py): its members' headers, each with the offset of its data in that
+file, so file contents are never copied, only referred to. Indexing refuses
+extended headers larger than MAX_HEADER before tarfile would read them into
+memory, and data that runs past the tar's end. Applying normalises member
+names (leading '/' and './' dropped) and rejects a name with a '..'
+component; parent paths are resolved within the image's own root, so a
+symlink can never lead a later member outside it; hard links must point at a
+regular file already in the image. Every error names the image and the member.
 """
 
 from __future__ import annotations
 
+import io
 import posixpath
 import tarfile
-from collections.abc import Iterator
-from typing import IO
+from pathlib import Path
+from typing import IO, Any, NamedTuple
 
-from osbuilder.assemble.entry import Entry, Kind
-from osbuilder.assemble.inflate import decompressed
+from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.tree import Tree, TreeError
 from osbuilder.oci import mediatypes
 
@@ -34,6 +37,8 @@ _KINDS = {
     tarfile.BLKTYPE: Kind.BLOCK,
     tarfile.FIFOTYPE: Kind.FIFO,
 }
+_KIND_OF_TYPE = {kind.decode(): value for kind, value in _KINDS.items()}
+_HARDLINK = tarfile.LNKTYPE.decode()
 _EXTENDED = (
     tarfile.XHDTYPE,
     tarfile.XGLTYPE,
@@ -41,6 +46,24 @@ _EXTENDED = (
     tarfile.GNUTYPE_LONGNAME,
     tarfile.GNUTYPE_LONGLINK,
 )
+_XATTR = "SCHILY.xattr."
+
+
+class Member(NamedTuple):
+    """One tar member's header; `offset` is where its data starts in the tar's file."""
+
+    name: str
+    type: str  # the tar type flag, e.g. "0" (file), "5" (directory)
+    mode: int
+    uid: int
+    gid: int
+    mtime: int
+    size: int
+    offset: int
+    linkname: str
+    devmajor: int
+    devminor: int
+    xattrs: dict[str, str]  # as in the PAX header (values decoded with surrogateescape)
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
@@ -64,57 +87,99 @@ def layer_compression(media_type: str) -> str:
     return ""
 
 
-def read_layer(
+# --- indexing ------------------------------------------------------------------------------
+
+
+def index_tar(file: IO[bytes], offset: int, size: int, what: str) -> list[Member]:
+    """The members of the tar stored in `file` at `offset` (`size` bytes), headers only.
+
+    Raises TreeError ("WHAT: corrupt layer (...)") for a tar that cannot be read, and for
+    a member whose data runs past the end.
+    """
+    members: list[Member] = []
+    try:
+        window = io.BufferedReader(_Window(file, offset, size), 64 * 1024)
+        with tarfile.open(fileobj=window, mode="r:", tarinfo=_BoundedTarInfo) as tar:
+            while (info := tar.next()) is not None:
+                members.append(_member(info, offset))
+                if info.isreg() and info.offset_data + info.size > size:
+                    missing = info.offset_data + info.size - size
+                    raise TreeError(f"member {info.name!r}: content ends {missing} bytes early")
+    except TreeError as exc:
+        raise TreeError(f"{what}: {exc}") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise TreeError(f"{what}: corrupt layer ({exc})") from None
+    return members
+
+
+def _member(info: tarfile.TarInfo, offset: int) -> Member:
+    return Member(
+        info.name,
+        info.type.decode("latin-1"),
+        info.mode & 0o7777,
+        info.uid,
+        info.gid,
+        int(info.mtime),
+        info.size if info.isreg() else 0,
+        offset + info.offset_data,
+        info.linkname,
+        info.devmajor,
+        info.devminor,
+        {k[len(_XATTR) :]: v for k, v in info.pax_headers.items() if k.startswith(_XATTR)},
+    )
+
+
+class _Window(io.RawIOBase):
+    """`size` bytes of `raw` from `offset`, as a seekable file of its own."""
+
+    def __init__(self, raw: IO[bytes], offset: int, size: int) -> None:
+        super().__init__()
+        self._raw, self._offset, self._size, self._position = raw, offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + position)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")[: max(0, self._size - self._position)]
+        if not view:
+            return 0
+        self._raw.seek(self._offset + self._position)
+        count = int(self._raw.readinto(view) or 0)  # type: ignore[attr-defined]
+        self._position += count
+        return count
+
+
+# --- applying ------------------------------------------------------------------------------
+
+
+def apply_layer(
     tree: Tree,
-    blob: IO[bytes],
-    media_type: str,
+    members: list[Member],
+    data: Path,
     *,
     base: str,
     source: str,
     location: str,
     what: str,
 ) -> None:
-    """Decompress and apply one layer blob; any failure is one TreeError naming `what`."""
-    with decompressed(blob, layer_compression(media_type)) as stream:
-        read_tar(tree, stream, base=base, source=source, location=location, what=what)
-
-
-def read_tar(
-    tree: Tree, stream: IO[bytes], *, base: str, source: str, location: str, what: str
-) -> None:
-    """Apply one layer, given as its uncompressed tar stream."""
-    try:
-        reader = _tar_stream(stream)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise TreeError(f"{what}: corrupt layer ({exc})") from None
-    with reader:
-        apply_layer(tree, reader, base=base, source=source, location=location, what=what)
-
-
-def _tar_stream(stream: IO[bytes]) -> tarfile.TarFile:
-    return tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)
-
-
-def apply_layer(
-    tree: Tree, layer: tarfile.TarFile, *, base: str, source: str, location: str, what: str
-) -> None:
-    """Apply one layer to the image rooted at `base` in the tree."""
+    """Apply one layer, whose file contents are in `data`, to the image rooted at `base`."""
     added: set[str] = set()  # paths this layer wrote: its own whiteouts spare them
     try:
-        for member in _members(layer):
-            _apply(tree, layer, member, base, source, location, added)
+        for member in members:
+            _apply(tree, member, data, base, source, location, added)
     except TreeError as exc:
         raise TreeError(f"{what}: {exc}") from None
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise TreeError(f"{what}: corrupt layer ({exc})") from None
-
-
-def _members(layer: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    while True:
-        member = layer.next()
-        if member is None:
-            return
-        yield member
 
 
 def member_name(raw: str) -> str:
@@ -127,8 +192,8 @@ def member_name(raw: str) -> str:
 
 def _apply(
     tree: Tree,
-    layer: tarfile.TarFile,
-    member: tarfile.TarInfo,
+    member: Member,
+    data: Path,
     base: str,
     source: str,
     location: str,
@@ -138,8 +203,8 @@ def _apply(
     if not name:
         return
     directory, leaf = posixpath.split(name)
+    parent = tree.resolve(directory, base=base, follow_last=True) if directory else base
     if leaf.startswith(WHITEOUT):
-        parent = tree.resolve(directory, base=base, follow_last=True) if directory else base
         if leaf == OPAQUE:
             for path in [p for p in tree.entries if p.startswith(parent + "/") and p not in added]:
                 tree.entries.pop(path, None)
@@ -151,47 +216,35 @@ def _apply(
             if hidden_path not in added:
                 tree.remove(hidden_path)
         return
-    kind = _KINDS.get(member.type)
-    if kind is None and not member.islnk():
+    hardlink = member.type == _HARDLINK
+    kind = _KIND_OF_TYPE.get(member.type)
+    if kind is None and not hardlink:
         raise TreeError(f"member {member.name!r} has an unsupported type {member.type!r}")
-    parent = tree.resolve(directory, base=base, follow_last=True) if directory else base
     path = f"{parent}/{leaf}" if parent else leaf
     entry = Entry(
         path=path,
         kind=kind or Kind.FILE,
-        mode=member.mode & 0o7777,
+        mode=member.mode,
         uid=member.uid,
         gid=member.gid,
-        mtime=int(member.mtime),
+        mtime=member.mtime,
         devmajor=member.devmajor,
         devminor=member.devminor,
-        xattrs=_xattrs(member),
+        xattrs={k: v.encode("utf-8", "surrogateescape") for k, v in member.xattrs.items()},
         source=source,
         location=location,
     )
-    if member.islnk():
+    if hardlink:
         target = tree.get(tree.resolve(member_name(member.linkname), base=base))
         if target is None or target.kind is not Kind.FILE or target.content is None:
             raise TreeError(
                 f"member {member.name!r} is a hard link to {member.linkname!r}, which is not a "
                 "regular file of the image"
             )
-        entry.kind, entry.content = Kind.FILE, target.content
+        entry.content = target.content
     elif entry.kind is Kind.SYMLINK:
         entry.linkname = member.linkname
     elif entry.kind is Kind.FILE:
-        data = layer.extractfile(member)
-        if data is None:  # pragma: no cover - tarfile gives a reader for every file
-            raise TreeError(f"member {member.name!r} has no data")
-        entry.content = tree.spool.write(data, member.size)
+        entry.content = Content(data, member.size, member.offset)
     tree.put(entry)  # over a directory, a directory keeps what is below it
     added.add(path)
-
-
-def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
-    prefix = "SCHILY.xattr."
-    return {
-        key[len(prefix) :]: value.encode("utf-8", "surrogateescape")
-        for key, value in member.pax_headers.items()
-        if key.startswith(prefix)
-    }

@@ -28,14 +28,14 @@ import yaml
 from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
-from osbuilder.assemble.inflate import LayerStreams
-from osbuilder.assemble.layers import layer_compression, read_layer, read_tar
+from osbuilder.assemble.layers import apply_layer, layer_compression
 from osbuilder.assemble.runtime_config import (
     allocate_ids,
     load_label,
     numeric_id,
     runtime_config,
 )
+from osbuilder.assemble.snapshots import LayerRef, Snapshot, Snapshots
 from osbuilder.assemble.tree import Tree
 from osbuilder.errors import UserError
 from osbuilder.oci.pull import Image
@@ -64,16 +64,24 @@ class AssembledSystem:
     references: dict[str, str] = field(default_factory=dict)  # spec reference -> digest
 
 
-def assemble(spec: Spec, images: ImageSource, tree: Tree, epoch: int) -> AssembledSystem:
+def assemble(
+    spec: Spec, images: ImageSource, tree: Tree, epoch: int, snapshots: Snapshots
+) -> AssembledSystem:
+    """Assemble the spec into `tree`, unpacking layers into (or reusing them from) `snapshots`."""
     system = AssembledSystem(tree)
-    assembler = _Assembler(spec, images, system, epoch)
+    assembler = _Assembler(spec, images, system, epoch, snapshots)
     assembler.run()
     return system
 
 
 class _Assembler:
     def __init__(
-        self, spec: Spec, images: ImageSource, system: AssembledSystem, epoch: int
+        self,
+        spec: Spec,
+        images: ImageSource,
+        system: AssembledSystem,
+        epoch: int,
+        snapshots: Snapshots,
     ) -> None:
         self.spec = spec
         self.images = images
@@ -82,28 +90,36 @@ class _Assembler:
         self.epoch = epoch
         self.ids = allocate_ids(spec)
         self.unpacked: dict[str, str] = {}  # manifest digest -> where its filesystem is
-        self.layers = LayerStreams(images.store.open_blob)
+        self.snapshots = snapshots
 
     def run(self) -> None:
-        self.layers.plan = self._plan()
-        try:
-            self._run()
-        finally:
-            self.layers.close()
+        self.snapshots.prepare(self._plan())
+        self._run()
 
-    def _plan(self) -> list[tuple[str, str]]:
-        """Every layer, in the order _run reads them: LayerStreams inflates each ahead."""
+    def _plan(self) -> list[LayerRef]:
+        """Every layer the spec's images have, in the order _run applies them."""
         spec = self.spec
         references = [spec.kernel.image] if spec.kernel and spec.kernel.image else []
         references += spec.init or []
         references += [v.image for v in spec.volumes or () if v.image and v.format != "oci"]
         for section in ("onboot", "onshutdown", "services"):
             references += [c.image for c in getattr(spec, section) or []]
-        plan: dict[str, str] = {}
-        for reference in references:
-            for layer in self._image(reference).manifest.layers:
-                plan.setdefault(layer.digest, layer_compression(layer.media_type))
-        return list(plan.items())
+        return [ref for reference in references for ref in self._layers(self._image(reference))]
+
+    def _layers(self, image: Image) -> list[LayerRef]:
+        layers = image.manifest.layers
+        diff_ids = image.config.diff_ids
+        source = str(image.reference)
+        return [
+            LayerRef(
+                layer.digest,
+                layer_compression(layer.media_type),
+                # Without one diff_id per layer the config says nothing checkable.
+                diff_ids[index] if len(diff_ids) == len(layers) else None,
+                f"image {source}, layer {layer.digest[:19]}",
+            )
+            for index, layer in enumerate(layers)
+        ]
 
     def _run(self) -> None:
         self._kernel()
@@ -133,18 +149,20 @@ class _Assembler:
         self.system.references[reference] = image.digest
         return image
 
-    def _unpack(self, image: Image, base: str, location: str) -> None:
-        source = str(image.reference)
-        for layer in image.manifest.layers:
-            with self.layers.open(layer.digest, layer_compression(layer.media_type)) as stream:
-                read_tar(
-                    self.tree,
-                    stream,
-                    base=base,
-                    source=source,
-                    location=location,
-                    what=f"image {source}, layer {layer.digest[:19]}",
-                )
+    def _unpack(self, image: Image, base: str, location: str, tree: Tree | None = None) -> None:
+        for snapshot, ref in self._snapshots(image):
+            apply_layer(
+                self.tree if tree is None else tree,
+                snapshot.members,
+                snapshot.path,
+                base=base,
+                source=str(image.reference),
+                location=location,
+                what=ref.what,
+            )
+
+    def _snapshots(self, image: Image) -> list[tuple[Snapshot, LayerRef]]:
+        return [(self.snapshots.layer(ref), ref) for ref in self._layers(image)]
 
     def _generated(
         self,
@@ -171,16 +189,7 @@ class _Assembler:
         # The kernel image's own files are read from a scratch tree; only what LinuxKit
         # takes (kernel, kernel.tar, ucode) goes into the system.
         scratch = Tree(self.tree.spool)
-        for layer in image.manifest.layers:
-            with self.layers.open(layer.digest, layer_compression(layer.media_type)) as stream:
-                read_tar(
-                    scratch,
-                    stream,
-                    base="",
-                    source=source,
-                    location="kernel",
-                    what=f"kernel image {source}",
-                )
+        self._unpack(image, "", "kernel", scratch)
         binary = scratch.get(kernel.binary or "kernel")
         if binary is None or binary.content is None:
             raise UserError(f"kernel image {source} has no file {kernel.binary or 'kernel'!r}")
@@ -189,7 +198,6 @@ class _Assembler:
         parts.cmdline = kernel.cmdline or ""
         config = scratch.get("config")
         if config is not None and config.content is not None:
-            self.tree.spool.flush()
             parts.config = config.content.read_bytes().decode(errors="replace")
         self._generated("boot", Kind.DIRECTORY, 0o755, source, "kernel")
         boot_kernel = Entry(
@@ -208,17 +216,17 @@ class _Assembler:
             modules = scratch.get(tar_name)
             if modules is None or modules.content is None:
                 raise UserError(f"kernel image {source} has no {tar_name!r} (set tar: none?)")
-            self.tree.spool.flush()
-            with modules.content.open() as blob:
-                read_layer(
-                    self.tree,
-                    blob,
-                    "application/x-tar",
-                    base="",
-                    source=source,
-                    location="kernel",
-                    what=f"kernel image {source}, {tar_name}",
-                )
+            what = f"kernel image {source}, {tar_name}"
+            snapshot = next(s for s, _ in self._snapshots(image) if s.path == modules.content.path)
+            apply_layer(
+                self.tree,
+                self.snapshots.nested(snapshot, modules.content, what),
+                snapshot.path,
+                base="",
+                source=source,
+                location="kernel",
+                what=what,
+            )
         if kernel.ucode:
             ucode = scratch.get(kernel.ucode)
             if ucode is None or ucode.content is None:
@@ -275,7 +283,8 @@ class _Assembler:
                 source=source,
                 location=location,
             )
-            entry.content = self.tree.spool.copy_file(store.blob_path(blob.digest))
+            # The store's own file: the build holds the store, so gc cannot take it away.
+            entry.content = Content(store.blob_path(blob.digest), blob.size)
             self.tree.put(entry)
         index = {
             "schemaVersion": 2,

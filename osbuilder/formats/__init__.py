@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
+    from osbuilder.formats.outputfile import Output
 
 
 @dataclass(frozen=True)
@@ -20,18 +21,20 @@ class WriteOptions:
     compression: str | None = None  # None: the best the kernel can unpack
 
 
-Writer = Callable[["AssembledSystem", Path, str, WriteOptions], list[Path]]
+Writer = Callable[["AssembledSystem", Path, str, WriteOptions], list["Output"]]
 
 
 def _kernel_initrd(
     system: AssembledSystem, directory: Path, name: str, options: WriteOptions
-) -> list[Path]:
+) -> list[Output]:
     from osbuilder.formats.kernel_initrd import write_kernel_initrd
 
     return write_kernel_initrd(system, directory, name, options.compression)
 
 
-def _tar(system: AssembledSystem, directory: Path, name: str, options: WriteOptions) -> list[Path]:
+def _tar(
+    system: AssembledSystem, directory: Path, name: str, options: WriteOptions
+) -> list[Output]:
     from osbuilder.formats.rootfs_tar import write_rootfs_tar
 
     return write_rootfs_tar(system, directory, name)

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import BinaryIO, NamedTuple
 
-from osbuilder.assemble.entry import Content, Entry, Kind
+from osbuilder.assemble.entry import ContentReader, Entry, Kind
 from osbuilder.errors import UserError
 
 MAGIC = b"070701"
@@ -84,13 +84,14 @@ def write_cpio(entries: Iterable[Entry], out: BinaryIO) -> None:
     entries = list(entries)
     inodes = _Inodes(entries)
     directories: set[str] = set()
-    for entry in entries:
-        parent = _parent(entry.path)
-        if parent and parent not in directories:
-            raise ValueError(f"cpio: {entry.path!r} comes before its directory {parent!r}")
-        if entry.kind is Kind.DIRECTORY:
-            directories.add(entry.path)
-        _write_member(out, entry, *inodes.next(entry))
+    with ContentReader(CHUNK_SIZE) as contents:
+        for entry in entries:
+            parent = _parent(entry.path)
+            if parent and parent not in directories:
+                raise ValueError(f"cpio: {entry.path!r} comes before its directory {parent!r}")
+            if entry.kind is Kind.DIRECTORY:
+                directories.add(entry.path)
+            _write_member(out, contents, entry, *inodes.next(entry))
 
     trailer = _Header(nlink=1, namesize=len(TRAILER) + 1)
     _write_record(out, trailer.pack(), TRAILER)
@@ -121,7 +122,9 @@ class _Inodes:
         return self._group_inodes[group], self._links[group], self._links_left[group] == 0
 
 
-def _write_member(out: BinaryIO, entry: Entry, inode: int, nlink: int, has_data: bool) -> None:
+def _write_member(
+    out: BinaryIO, contents: ContentReader, entry: Entry, inode: int, nlink: int, has_data: bool
+) -> None:
     name = os.fsencode(entry.path)
     if len(name) + 1 > PATH_MAX:
         raise _unrepresentable(entry, f"its name is longer than {PATH_MAX - 1} bytes")
@@ -151,7 +154,7 @@ def _write_member(out: BinaryIO, entry: Entry, inode: int, nlink: int, has_data:
     if target:
         out.write(target)
     elif size and entry.content is not None:
-        _copy_content(entry.content, out)
+        contents.copy(entry.content, out)
     out.write(_padding(size))
 
 
@@ -159,18 +162,6 @@ def _write_record(out: BinaryIO, header: bytes, name: bytes) -> None:
     """A header and its NUL-terminated name, padded so that the data starts 4-byte aligned."""
     record = header + name + b"\0"
     out.write(record + _padding(len(record)))
-
-
-def _copy_content(content: Content, out: BinaryIO) -> None:
-    with open(content.path, "rb", buffering=0) as spool:
-        spool.seek(content.offset)
-        left = content.size
-        while left:
-            chunk = spool.read(min(CHUNK_SIZE, left))
-            if not chunk:
-                raise ValueError(f"cpio: {content.path} is shorter than {content.size} bytes")
-            out.write(chunk)
-            left -= len(chunk)
 
 
 def _unrepresentable(entry: Entry, reason: str) -> UserError:

@@ -10,23 +10,26 @@ kernel looks for it.
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.atomicfile import atomic_output
 from osbuilder.errors import UserError
 from osbuilder.formats.compression import compressed_writer, default_compression
 from osbuilder.formats.cpio import write_cpio
+from osbuilder.formats.outputfile import Output, output_file
 
 if TYPE_CHECKING:
+    from osbuilder.assemble.entry import Content
     from osbuilder.assemble.system import AssembledSystem
 
 SPLIT_OUT = frozenset({"boot/kernel", "boot/ucode.cpio"})
+COPY_CHUNK = 1 << 20
 
 
 def write_kernel_initrd(
     system: AssembledSystem, directory: Path, name: str, compression: str | None
-) -> list[Path]:
+) -> list[Output]:
     parts = system.kernel
     if parts.kernel is None:
         raise UserError(
@@ -37,14 +40,23 @@ def write_kernel_initrd(
     kernel, initrd, cmdline = (
         directory / f"{name}-{suffix}" for suffix in ("kernel", "initrd.img", "cmdline")
     )
-    with atomic_output(kernel) as out, parts.kernel.open() as source:
-        shutil.copyfileobj(source, out, 1024 * 1024)
-    with atomic_output(initrd) as out:
-        if parts.ucode is not None:
-            with parts.ucode.open() as source:
-                shutil.copyfileobj(source, out, 1024 * 1024)
-        with compressed_writer(out, chosen) as stream:  # type: ignore[arg-type]
-            write_cpio((e for e in system.tree.walk() if e.path not in SPLIT_OUT), stream)
-    with atomic_output(cmdline) as out:
-        out.write(parts.cmdline.encode())
-    return [kernel, initrd, cmdline]
+    # The kernel is copied (read, hashed, written, flushed to disk: all without the GIL)
+    # on a helper thread while the initrd is compressed: it rides on what compression
+    # leaves idle.
+    with ThreadPoolExecutor(1, thread_name_prefix="kernel") as helper:
+        copied = helper.submit(_copy, parts.kernel, kernel)
+        with output_file(initrd) as initrd_out:
+            if parts.ucode is not None:
+                with parts.ucode.open() as source:
+                    shutil.copyfileobj(source, initrd_out, COPY_CHUNK)
+            with compressed_writer(initrd_out, chosen) as stream:  # type: ignore[arg-type]
+                write_cpio((e for e in system.tree.walk() if e.path not in SPLIT_OUT), stream)
+        with output_file(cmdline) as cmdline_out:
+            cmdline_out.write(parts.cmdline.encode())
+        return [copied.result(), initrd_out.result(), cmdline_out.result()]
+
+
+def _copy(content: Content, path: Path) -> Output:
+    with output_file(path) as out, content.open() as source:
+        shutil.copyfileobj(source, out, COPY_CHUNK)
+    return out.result()

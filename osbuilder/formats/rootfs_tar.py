@@ -6,15 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.atomicfile import atomic_output
+from osbuilder.formats.outputfile import Output, output_file
 from osbuilder.formats.tarball import write_tar
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
 
 
-def write_rootfs_tar(system: AssembledSystem, directory: Path, name: str) -> list[Path]:
-    path = directory / f"{name}.tar"
-    with atomic_output(path) as out:
+def write_rootfs_tar(system: AssembledSystem, directory: Path, name: str) -> list[Output]:
+    with output_file(directory / f"{name}.tar") as out:
         write_tar(system.tree.walk(), out)
-    return [path]
+    return [out.result()]

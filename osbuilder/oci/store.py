@@ -61,6 +61,8 @@ class ContentStore:
         self.root = root
         self.blobs = root / "blobs" / "sha256"
         self.ingest_dir = root / "ingest"
+        # Derived from layer blobs (assemble/snapshots.py): named HEX.*, gone with blob HEX.
+        self.snapshots = root / "snapshots"
         try:
             self.blobs.mkdir(parents=True, exist_ok=True)
             self.ingest_dir.mkdir(exist_ok=True)
@@ -237,7 +239,10 @@ class ContentStore:
             return True
 
     def gc(self) -> tuple[int, int]:
-        """Delete blobs no name reaches, and stale ingest files. Returns (blobs, bytes)."""
+        """Delete blobs no name reaches, their snapshots, and stale ingest files.
+
+        Returns (blobs deleted, bytes freed in all).
+        """
         with self.exclusive():
             keep = {d.digest for ref in self.references() for d in self.reachable(ref.descriptor)}
             count = size = 0
@@ -250,6 +255,13 @@ class ContentStore:
                 # No one holds the store (we are exclusive): nothing is being written.
                 size += path.stat().st_size
                 path.unlink()
+            if self.snapshots.is_dir():
+                for path in self.snapshots.iterdir():
+                    # A temporary file (".HEX.tar.TOKEN.partial") is a leftover: we are exclusive.
+                    partial = path.name.startswith(".")
+                    if partial or "sha256:" + path.name.split(".")[0] not in keep:
+                        size += path.stat().st_size
+                        path.unlink()
             return count, size
 
     def _read_index(self) -> list[Descriptor]:

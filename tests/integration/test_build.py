@@ -213,3 +213,64 @@ def test_no_kernel_is_a_clean_error_for_kernel_initrd(packages: Packages, tmp_pa
     assert result.returncode == 1
     assert "needs a kernel" in result.stderr
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def store_copy(packages: Packages, root: Path) -> Path:
+    """A store with the packages' blobs and names (hard links) and no snapshots yet."""
+    blobs = root / "blobs/sha256"
+    blobs.mkdir(parents=True)
+    for blob in packages.store.blobs.iterdir():
+        os.link(blob, blobs / blob.name)
+    (root / "index.json").write_bytes((packages.store.root / "index.json").read_bytes())
+    return root
+
+
+def build_json(store: Path, out: Path, *specs: Path) -> dict[str, str]:
+    result = osbuilder(
+        "build", "--offline", "--cache", str(store), "-o", str(out), "--json", *map(str, specs)
+    )
+    assert result.returncode == 0, result.stderr
+    return {Path(o["path"]).name: o["sha256"] for o in json.loads(result.stdout)}
+
+
+def test_layers_are_unpacked_once_into_the_store_and_gc_takes_them_away(
+    packages: Packages, tmp_path: Path
+) -> None:
+    store = store_copy(packages, tmp_path / "store")
+    first = build_json(store, tmp_path / "one", REDIS)
+    snapshots = store / "snapshots"
+    made = {p.name: p.stat().st_mtime_ns for p in snapshots.iterdir()}
+    tars = [name for name in made if name.endswith(".tar")]
+    # One per layer of the spec's six images (each has a layer or more), with its index.
+    assert len(tars) >= 6 and all(name[:-4] + ".index" in made for name in tars)
+    assert all((store / "blobs/sha256" / name.split(".")[0]).is_file() for name in made)
+    # The kernel image's kernel.tar has an index of its own: HEX.OFFSET.index.
+    assert any(name.count(".") == 2 for name in made)
+
+    assert build_json(store, tmp_path / "two", REDIS) == first  # from the snapshots
+    assert {p.name: p.stat().st_mtime_ns for p in snapshots.iterdir()} == made
+    assert first == build_json(packages.store.root, tmp_path / "three", REDIS)
+
+    for name in json.loads(osbuilder("cache", "ls", "--json", "--cache", str(store)).stdout):
+        osbuilder("cache", "rm", "--cache", str(store), name["name"])
+    gc = osbuilder("cache", "gc", "--cache", str(store))
+    assert gc.returncode == 0, gc.stderr
+    assert list(snapshots.iterdir()) == []
+
+
+def test_a_store_that_cannot_keep_snapshots_still_builds(
+    packages: Packages, tmp_path: Path
+) -> None:
+    store = store_copy(packages, tmp_path / "store")
+    (store / "snapshots").write_text("in the way\n")  # as a read-only store would be
+    result = osbuilder(
+        "build", "--offline", "--cache", str(store), "-o", str(tmp_path / "out"), str(REDIS)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cannot keep unpacked layers there" in result.stderr
+    assert (store / "snapshots").read_text() == "in the way\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "redis-cmdline",
+        "redis-initrd.img",
+        "redis-kernel",
+    ]

@@ -135,8 +135,22 @@ def test_tag_lookup_untag_and_gc(tmp_path: Path) -> None:
     assert store.lookup("docker.io/library/a:1") == kept
     assert store.untag("docker.io/library/b:1")
     assert not store.untag("docker.io/library/b:1")
+    store.snapshots.mkdir()
+    snapshots = {
+        name: store.snapshots / name
+        for name in (
+            f"{digest_of(b'shared')[7:]}.tar",
+            f"{digest_of(b'shared')[7:]}.index",
+            f"{digest_of(b'layer-b')[7:]}.tar",
+            f"{digest_of(b'layer-b')[7:]}.1536.index",
+            f".{digest_of(b'shared')[7:]}.tar.0123abcd.partial",
+        )
+    }
+    for path in snapshots.values():
+        path.write_bytes(b"x")
     count, _ = store.gc()
     assert count == 2  # b's manifest and its own layer; config and shared layer stay
+    assert sorted(p.name for p in store.snapshots.iterdir()) == sorted(list(snapshots)[:2])
     assert store.has_blob(digest_of(b"shared"))
     assert not store.has_blob(digest_of(b"layer-b"))
     assert store.missing_blobs(kept) == []

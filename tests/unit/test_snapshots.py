@@ -1,0 +1,153 @@
+"""Layers unpacked once into the store's snapshots, checked, and reused by later builds."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from osbuilder.assemble.entry import Content
+from osbuilder.assemble.snapshots import INDEX_FORMAT, LayerRef, Snapshots
+from osbuilder.assemble.tree import TreeError
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def sha256(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+class Blobs:
+    """Layer blobs by digest; counts how often each is opened."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.opened: list[str] = []
+
+    def add(self, tar: bytes, compress: bool = True, diff_id: str | None = "") -> LayerRef:
+        blob = gzip.compress(tar, mtime=0) if compress else tar
+        digest = sha256(blob)
+        self.data[digest] = blob
+        checked = sha256(tar) if diff_id == "" else diff_id
+        return LayerRef(digest, "gzip" if compress else "", checked, f"layer {digest[:19]}")
+
+    def open(self, digest: str) -> IO[bytes]:
+        self.opened.append(digest)
+        return io.BytesIO(self.data[digest])
+
+
+def contents(snapshots: Snapshots, ref: LayerRef) -> dict[str, bytes]:
+    snapshot = snapshots.layer(ref)
+    return {m.name: Content(snapshot.path, m.size, m.offset).read_bytes() for m in snapshot.members}
+
+
+def test_a_layer_is_inflated_once_and_its_files_read_from_the_snapshot(tmp_path: Path) -> None:
+    blobs = Blobs()
+    files = {"etc/hostname": b"box\n", "usr/bin/tool": b"\x7fELF" * 3000}
+    ref = blobs.add(tar_of(files))
+    assert contents(Snapshots(tmp_path, blobs.open), ref) == files
+    # A later build (a new Snapshots) reads the index and never opens the blob again.
+    assert contents(Snapshots(tmp_path, blobs.open), ref) == files
+    assert blobs.opened == [ref.digest]
+    hex_digest = ref.digest.removeprefix("sha256:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{hex_digest}.index",
+        f"{hex_digest}.tar",
+    ]
+    assert (tmp_path / f"{hex_digest}.tar").read_bytes() == tar_of(files)
+
+
+def test_content_that_is_not_the_configs_diff_id_is_refused_and_nothing_kept(
+    tmp_path: Path,
+) -> None:
+    blobs = Blobs()
+    ref = blobs.add(tar_of({"a": b"1"}), diff_id=sha256(b"something else"))
+    with pytest.raises(
+        TreeError, match=rf"layer {ref.digest[:19]}: its content is not the diff_id"
+    ):
+        Snapshots(tmp_path, blobs.open).layer(ref)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_snapshot_is_checked_against_the_diff_id_of_every_image_using_it(
+    tmp_path: Path,
+) -> None:
+    blobs = Blobs()
+    honest = blobs.add(tar_of({"a": b"1"}))
+    Snapshots(tmp_path, blobs.open).layer(honest)
+    lying = LayerRef(honest.digest, "gzip", sha256(b"other"), "image liar:1, layer x")
+    with pytest.raises(TreeError, match="image liar:1, layer x: its content is not"):
+        Snapshots(tmp_path, blobs.open).layer(lying)  # found through the index
+    loaded = Snapshots(tmp_path, blobs.open)
+    loaded.layer(honest)
+    with pytest.raises(TreeError, match="image liar:1, layer x: its content is not"):
+        loaded.layer(lying)  # already loaded for an honest image
+
+
+def test_a_corrupt_blob_is_a_clear_error_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    blobs = Blobs()
+    ref = blobs.add(tar_of({"a": b"1" * 100_000}))
+    blobs.data[ref.digest] = blobs.data[ref.digest][:-200]
+    with pytest.raises(TreeError, match=rf"layer {ref.digest[:19]}: corrupt layer"):
+        Snapshots(tmp_path, blobs.open).layer(ref)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_index_of_another_format_or_tar_is_made_again(tmp_path: Path) -> None:
+    blobs = Blobs()
+    files = {"a": b"1"}
+    ref = blobs.add(tar_of(files))
+    Snapshots(tmp_path, blobs.open).layer(ref)
+    index = tmp_path / f"{ref.digest.removeprefix('sha256:')}.index"
+    document = json.loads(index.read_text())
+    index.write_text(json.dumps({**document, "format": INDEX_FORMAT + 1}))
+    assert contents(Snapshots(tmp_path, blobs.open), ref) == files
+    index.write_text(json.dumps({**document, "size": document["size"] + 512}))
+    assert contents(Snapshots(tmp_path, blobs.open), ref) == files
+    index.write_bytes(b"{not json")
+    assert contents(Snapshots(tmp_path, blobs.open), ref) == files
+    assert len(blobs.opened) == 4
+    assert json.loads(index.read_text()) == document
+
+
+def test_prepare_unpacks_every_missing_layer_and_reports_the_first_failure(
+    tmp_path: Path,
+) -> None:
+    blobs = Blobs()
+    good = [blobs.add(tar_of({f"file{n}": bytes([n]) * 50_000})) for n in range(3)]
+    snapshots = Snapshots(tmp_path, blobs.open)
+    snapshots.prepare([*good, good[0]])
+    assert sorted(blobs.opened) == sorted(ref.digest for ref in good)
+    assert contents(snapshots, good[2]) == {"file2": b"\x02" * 50_000}
+
+    wrong = blobs.add(tar_of({"x": b"x"}), diff_id=sha256(b"x"))
+    garbage = blobs.add(b"\xff" * 4096, compress=False, diff_id=None)
+    with pytest.raises(TreeError, match=f"layer {wrong.digest[:19]}: its content is not"):
+        Snapshots(tmp_path / "again", blobs.open).prepare([good[0], wrong, garbage])
+
+
+def test_a_tar_inside_a_layer_gets_an_index_of_its_own(tmp_path: Path) -> None:
+    inner = {"lib/modules/6.1/kernel/fs/ext4.ko": b"module" * 1000, "lib/modules/6.1/dep": b"d"}
+    blobs = Blobs()
+    ref = blobs.add(tar_of({"kernel": b"bzImage" * 100, "kernel.tar": tar_of(inner)}))
+    snapshots = Snapshots(tmp_path, blobs.open)
+    snapshot = snapshots.layer(ref)
+    member = next(m for m in snapshot.members if m.name == "kernel.tar")
+    nested = snapshots.nested(snapshot, Content(snapshot.path, member.size, member.offset), "k")
+    read = {m.name: Content(snapshot.path, m.size, m.offset).read_bytes() for m in nested}
+    assert read == inner
+    assert (tmp_path / f"{snapshot.path.stem}.{member.offset}.index").is_file()
