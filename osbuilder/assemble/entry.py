@@ -25,7 +25,7 @@ class Kind(enum.Enum):
     FIFO = "fifo"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Content:
     """The bytes of a regular file: `size` bytes at `offset` in the file `path`.
 
@@ -109,7 +109,7 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """A path of the tree (relative, no leading '/', '' never appears) and its metadata."""
 

@@ -80,29 +80,31 @@ class Tree:
     def resolve(self, name: str, *, base: str = "", follow_last: bool = False) -> str:
         """The tree path `name` refers to inside the sub-root `base` (an image's own root),
         following symlinks of its parents within that sub-root, as a chroot would."""
-        parts = [p for p in name.split("/") if p not in ("", ".")]
-        root = [p for p in base.split("/") if p]
-        resolved: list[str] = []
+        pending = [p for p in reversed(name.split("/")) if p not in ("", ".")]  # next: last
+        # resolved[0] is the sub-root, resolved[-1] the path so far; '..' pops back to the
+        # parent's, never above the sub-root.
+        resolved = ["/".join(p for p in base.split("/") if p)]
         hops = 0
-        while parts:
-            part = parts.pop(0)
+        while pending:
+            part = pending.pop()
             if part == "..":
-                if resolved:
+                if len(resolved) > 1:
                     resolved.pop()
                 continue
-            candidate = "/".join([*root, *resolved, part])
+            current = resolved[-1]
+            candidate = f"{current}/{part}" if current else part
             entry = self.entries.get(candidate)
-            if entry is not None and entry.kind is Kind.SYMLINK and (parts or follow_last):
+            if entry is not None and entry.kind is Kind.SYMLINK and (pending or follow_last):
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
                     raise TreeError(f"{name}: too many levels of symbolic links")
                 target = entry.linkname
                 if target.startswith("/"):
-                    resolved = []
-                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+                    del resolved[1:]
+                pending += [p for p in reversed(target.split("/")) if p not in ("", ".")]
                 continue
-            resolved.append(part)
-        path = "/".join([*root, *resolved])
+            resolved.append(candidate)
+        path = resolved[-1]
         if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
             raise TreeError(f"{name[:80]}...: path longer than {MAX_PATH_BYTES} bytes")
         return path
