@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import tarfile
+import threading
 from pathlib import Path
 from typing import IO
 
@@ -151,3 +152,23 @@ def test_a_tar_inside_a_layer_gets_an_index_of_its_own(tmp_path: Path) -> None:
     read = {m.name: Content(snapshot.path, m.size, m.offset).read_bytes() for m in nested}
     assert read == inner
     assert (tmp_path / f"{snapshot.path.stem}.{member.offset}.index").is_file()
+
+
+def test_builds_unpacking_one_layer_at_once_both_get_it_whole(tmp_path: Path) -> None:
+    blobs = Blobs()
+    files = {f"file{n}": bytes([n]) * 300_000 for n in range(20)}
+    ref = blobs.add(tar_of(files))
+    start = threading.Barrier(4)
+    results: list[dict[str, bytes]] = []
+
+    def build() -> None:
+        start.wait()
+        results.append(contents(Snapshots(tmp_path, blobs.open), ref))
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [files] * 4
+    assert len(list(tmp_path.iterdir())) == 2  # one tar, one index: no temporary left
