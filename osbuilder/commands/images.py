@@ -70,7 +70,16 @@ def register(
     rm = cache_sub.add_parser("rm", parents=[common], help="remove image names from the store")
     rm.add_argument("refs", nargs="+", metavar="REF")
     rm.set_defaults(handler=_cache_rm)
-    gc = cache_sub.add_parser("gc", parents=[common], help="delete blobs no image name reaches")
+    gc = cache_sub.add_parser(
+        "gc",
+        parents=[common],
+        help="delete blobs no image name reaches, and their unpacked layers",
+    )
+    gc.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="also delete every unpacked layer (the next builds unpack their layers again)",
+    )
     gc.set_defaults(handler=_cache_gc)
     export = cache_sub.add_parser(
         "export", parents=[common], help="write an image as an OCI archive"
@@ -185,7 +194,7 @@ def _cache_rm(args: argparse.Namespace) -> int:
 
 
 def _cache_gc(args: argparse.Namespace) -> int:
-    count, size = open_store(args).gc()
+    count, size = open_store(args).gc(snapshots=args.snapshots)
     print(f"removed {count} blobs, {human_size(size)}")
     return ExitCode.OK
 

@@ -238,8 +238,9 @@ class ContentStore:
             self._write_index(kept)
             return True
 
-    def gc(self) -> tuple[int, int]:
-        """Delete blobs no name reaches, their snapshots, and stale ingest files.
+    def gc(self, *, snapshots: bool = False) -> tuple[int, int]:
+        """Delete blobs no name reaches, their snapshots, and stale ingest files; with
+        `snapshots`, every snapshot.
 
         Returns (blobs deleted, bytes freed in all).
         """
@@ -259,7 +260,7 @@ class ContentStore:
                 for path in self.snapshots.iterdir():
                     # A temporary file (".HEX.tar.TOKEN.partial") is a leftover: we are exclusive.
                     partial = path.name.startswith(".")
-                    if partial or "sha256:" + path.name.split(".")[0] not in keep:
+                    if snapshots or partial or "sha256:" + path.name.split(".")[0] not in keep:
                         size += path.stat().st_size
                         path.unlink()
             return count, size

@@ -251,6 +251,12 @@ def test_layers_are_unpacked_once_into_the_store_and_gc_takes_them_away(
     assert {p.name: p.stat().st_mtime_ns for p in snapshots.iterdir()} == made
     assert first == build_json(packages.store.root, tmp_path / "three", REDIS)
 
+    gc = osbuilder("cache", "gc", "--snapshots", "--cache", str(store))
+    assert gc.returncode == 0, gc.stderr
+    assert list(snapshots.iterdir()) == []
+    assert build_json(store, tmp_path / "four", REDIS) == first  # unpacked again
+    assert sorted(p.name for p in snapshots.iterdir()) == sorted(made)
+
     for name in json.loads(osbuilder("cache", "ls", "--json", "--cache", str(store)).stdout):
         osbuilder("cache", "rm", "--cache", str(store), name["name"])
     gc = osbuilder("cache", "gc", "--cache", str(store))

@@ -151,6 +151,9 @@ def test_tag_lookup_untag_and_gc(tmp_path: Path) -> None:
     count, _ = store.gc()
     assert count == 2  # b's manifest and its own layer; config and shared layer stay
     assert sorted(p.name for p in store.snapshots.iterdir()) == sorted(list(snapshots)[:2])
+    _, freed = store.gc(snapshots=True)
+    assert list(store.snapshots.iterdir()) == [] and freed == 2
+    assert store.has_blob(digest_of(b"shared"))
     assert store.has_blob(digest_of(b"shared"))
     assert not store.has_blob(digest_of(b"layer-b"))
     assert store.missing_blobs(kept) == []
