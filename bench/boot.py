@@ -48,15 +48,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import byte_compile  # noqa: E402
+from bench.common import (  # noqa: E402
+    OSBUILDER,
+    add_store_argument,
+    build_packages,
+    byte_compile,
+)
 from osbuilder.formats.compression import ZSTD_LEVEL  # noqa: E402
 from osbuilder.vm.control import alive  # noqa: E402
 from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, qemu_command  # noqa: E402
 
 SPEC = REPO / "examples/redis.yml"
 NAME = "redis"
-DEFAULT_STORE = REPO / ".cache/test-store"
-OSBUILDER = [sys.executable, "-m", "osbuilder"]
 RUNS = 5
 RATIO_TARGET = 1.5
 RSS_TARGET_MB = 20.0
@@ -135,17 +138,9 @@ def build_system(store: Path, out: Path) -> Path:
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if first.returncode != 0:
         last = (first.stderr.strip().splitlines() or ["?"])[-1]
-        recipes = sorted(
-            str(recipe.parent.relative_to(REPO))
-            for pattern in ("pkg/*/build.yml", "kernels/*/build.yml")
-            for recipe in REPO.glob(pattern)
-        )
         progress(f"the build failed ({last}); building the packages into {store}")
-        built = subprocess.run(
-            [*OSBUILDER, "pkg", "build", "--cache", str(store), *recipes], cwd=REPO, check=False
-        )
-        if built.returncode != 0:
-            raise BenchError(f"osbuilder pkg build failed ({built.returncode})")
+        if (code := build_packages(store)) != 0:
+            raise BenchError(f"osbuilder pkg build failed ({code})")
         second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
         if second.returncode != 0:
             raise BenchError(f"osbuilder build failed ({second.returncode}):\n{second.stderr}")
@@ -519,13 +514,7 @@ def run(store: Path, runs: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     byte_compile()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=DEFAULT_STORE,
-        help=f"content store (default {DEFAULT_STORE.relative_to(REPO)}; "
-        "the packages are built into it when missing)",
-    )
+    add_store_argument(parser)
     parser.add_argument("--runs", type=int, default=RUNS, help=f"runs of each (default {RUNS})")
     args = parser.parse_args(argv)
     if args.runs < 1:

@@ -60,7 +60,12 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import byte_compile  # noqa: E402
+from bench.common import (  # noqa: E402
+    OSBUILDER,
+    add_store_argument,
+    build_packages,
+    byte_compile,
+)
 from osbuilder.formats.compression import GZIP_LEVEL, ZSTD_LEVEL, ZSTD_WORKERS  # noqa: E402
 from osbuilder.oci.imagewriter import (  # noqa: E402
     ImageSpec,
@@ -78,7 +83,6 @@ if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 SPEC = REPO / "examples/redis.yml"
-DEFAULT_STORE = REPO / ".cache/test-store"
 RUNS = 5
 RATIO_TARGET = 1.3
 RSS_TARGET = 150e6
@@ -87,7 +91,6 @@ BIG_REFERENCE = "bench/random-bytes:1"
 CHUNK = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
-OSBUILDER = [sys.executable, "-m", "osbuilder"]
 
 # Runs argv[1:] with its stdout joined to stderr, then prints its exit code, wall seconds
 # and ru_maxrss (KiB) on stdout.
@@ -172,20 +175,12 @@ def warm_up(command: list[str], store: Path) -> None:
         return
     except CommandFailed as failure:
         first = str(failure)
-    recipes = sorted(
-        str(recipe.parent.relative_to(REPO))
-        for pattern in ("pkg/*/build.yml", "kernels/*/build.yml")
-        for recipe in REPO.glob(pattern)
-    )
     progress(
         f"the build failed ({first.splitlines()[-1] if first.strip() else '?'}); "
         f"building the packages into {store} (about a minute the first time)"
     )
-    built = subprocess.run(
-        [*OSBUILDER, "pkg", "build", "--cache", str(store), *recipes], cwd=REPO, check=False
-    )
-    if built.returncode != 0:
-        raise CommandFailed(f"osbuilder pkg build failed ({built.returncode})")
+    if (code := build_packages(store)) != 0:
+        raise CommandFailed(f"osbuilder pkg build failed ({code})")
     measure(command)
 
 
@@ -318,13 +313,7 @@ def max_rss(values: Sequence[Measured]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     byte_compile()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=DEFAULT_STORE,
-        help=f"content store (default {DEFAULT_STORE.relative_to(REPO)}; packages are built "
-        "into it when missing)",
-    )
+    add_store_argument(parser)
     parser.add_argument("--runs", type=int, default=RUNS, help=f"runs of each (default {RUNS})")
     parser.add_argument(
         "--big-mib",

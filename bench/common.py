@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import compileall
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,3 +20,30 @@ def byte_compile() -> None:
     not osbuilder.
     """
     compileall.compile_dir(REPO / "osbuilder", quiet=1)
+
+
+OSBUILDER = [sys.executable, "-m", "osbuilder"]
+DEFAULT_STORE = REPO / ".cache/test-store"  # where the tests build the packages too
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_STORE,
+        help=f"content store (default {DEFAULT_STORE.relative_to(REPO)}; the packages are "
+        "built into it when missing)",
+    )
+
+
+def build_packages(store: Path) -> int:
+    """`osbuilder pkg build` of every package and kernel recipe into `store`; its exit code."""
+    recipes = sorted(
+        str(recipe.parent.relative_to(REPO))
+        for pattern in ("pkg/*/build.yml", "kernels/*/build.yml")
+        for recipe in REPO.glob(pattern)
+    )
+    built = subprocess.run(
+        [*OSBUILDER, "pkg", "build", "--cache", str(store), *recipes], cwd=REPO, check=False
+    )
+    return built.returncode

@@ -24,14 +24,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import byte_compile  # noqa: E402
+from bench.common import OSBUILDER, byte_compile  # noqa: E402
 from tests.integration.images import build_image, push, random_layers  # noqa: E402
 from tests.integration.registry import running_registry  # noqa: E402
 
 IMAGE_SIZE = 150 * 1000 * 1000
 LAYERS = 6
 RUNS = 5
-OSBUILDER = [sys.executable, "-m", "osbuilder"]
 
 
 def timed_run(command: list[str]) -> tuple[float, int]:

@@ -38,9 +38,8 @@ class Content:
 
     def open(self) -> IO[bytes]:
         """A reader of exactly these bytes."""
-        stream = self.path.open("rb")
-        stream.seek(self.offset)
-        return io.BufferedReader(_Slice(stream, self.size), 1024 * 1024)
+        window = FileWindow(self.path.open("rb", buffering=0), self.offset, self.size, owns=True)
+        return io.BufferedReader(window, 1024 * 1024)
 
     def read_bytes(self) -> bytes:
         with self.open() as stream:
@@ -83,29 +82,46 @@ class ContentReader:
         self.close()
 
 
-class _Slice(io.RawIOBase):
-    """Reads at most `size` bytes from `stream`, then reports the end."""
+class FileWindow(io.RawIOBase):
+    """`size` bytes of `raw` from `offset`, as a seekable file of their own.
 
-    def __init__(self, stream: IO[bytes], size: int) -> None:
+    A read that finds `raw` ending before the window does raises EOFError: contents are
+    never silently cut short.
+    """
+
+    def __init__(self, raw: IO[bytes], offset: int, size: int, *, owns: bool = False) -> None:
         super().__init__()
-        self._stream = stream
-        self._left = size
+        self._raw, self._offset, self._size, self._owns = raw, offset, size, owns
+        self._position = 0
 
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + position)
+        return self._position
+
     def readinto(self, buffer: Any) -> int:
-        if self._left <= 0:
+        view = memoryview(buffer).cast("B")[: max(0, self._size - self._position)]
+        if not view:
             return 0
-        view = memoryview(buffer)[: self._left]
-        count = self._stream.readinto(view)  # type: ignore[attr-defined]
+        self._raw.seek(self._offset + self._position)
+        count = int(self._raw.readinto(view) or 0)  # type: ignore[attr-defined]
         if not count:
-            raise EOFError(f"{self._stream.name} ends early")
-        self._left -= count
-        return int(count)
+            raise EOFError(f"{getattr(self._raw, 'name', 'the file')} ends early")
+        self._position += count
+        return count
 
     def close(self) -> None:
-        self._stream.close()
+        if self._owns:
+            self._raw.close()
         super().close()
 
 

@@ -17,9 +17,9 @@ import io
 import posixpath
 import tarfile
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, NamedTuple
 
-from osbuilder.assemble.entry import Content, Entry, Kind
+from osbuilder.assemble.entry import Content, Entry, FileWindow, Kind
 from osbuilder.assemble.tree import Tree, TreeError
 from osbuilder.oci import mediatypes
 
@@ -27,17 +27,19 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_HEADER = 1024 * 1024
 
-_KINDS = {
-    tarfile.REGTYPE: Kind.FILE,
-    tarfile.AREGTYPE: Kind.FILE,
-    tarfile.CONTTYPE: Kind.FILE,
-    tarfile.DIRTYPE: Kind.DIRECTORY,
-    tarfile.SYMTYPE: Kind.SYMLINK,
-    tarfile.CHRTYPE: Kind.CHAR,
-    tarfile.BLKTYPE: Kind.BLOCK,
-    tarfile.FIFOTYPE: Kind.FIFO,
+_KINDS = {  # by tar type flag, as the index keeps it
+    flag.decode(): kind
+    for flag, kind in (
+        (tarfile.REGTYPE, Kind.FILE),
+        (tarfile.AREGTYPE, Kind.FILE),
+        (tarfile.CONTTYPE, Kind.FILE),
+        (tarfile.DIRTYPE, Kind.DIRECTORY),
+        (tarfile.SYMTYPE, Kind.SYMLINK),
+        (tarfile.CHRTYPE, Kind.CHAR),
+        (tarfile.BLKTYPE, Kind.BLOCK),
+        (tarfile.FIFOTYPE, Kind.FIFO),
+    )
 }
-_KIND_OF_TYPE = {kind.decode(): value for kind, value in _KINDS.items()}
 _HARDLINK = tarfile.LNKTYPE.decode()
 _EXTENDED = (
     tarfile.XHDTYPE,
@@ -98,7 +100,7 @@ def index_tar(file: IO[bytes], offset: int, size: int, what: str) -> list[Member
     """
     members: list[Member] = []
     try:
-        window = io.BufferedReader(_Window(file, offset, size), 64 * 1024)
+        window = io.BufferedReader(FileWindow(file, offset, size), 64 * 1024)
         with tarfile.open(fileobj=window, mode="r:", tarinfo=_BoundedTarInfo) as tar:
             while (info := tar.next()) is not None:
                 members.append(_member(info, offset))
@@ -127,37 +129,6 @@ def _member(info: tarfile.TarInfo, offset: int) -> Member:
         info.devminor,
         {k[len(_XATTR) :]: v for k, v in info.pax_headers.items() if k.startswith(_XATTR)},
     )
-
-
-class _Window(io.RawIOBase):
-    """`size` bytes of `raw` from `offset`, as a seekable file of its own."""
-
-    def __init__(self, raw: IO[bytes], offset: int, size: int) -> None:
-        super().__init__()
-        self._raw, self._offset, self._size, self._position = raw, offset, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + position)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")[: max(0, self._size - self._position)]
-        if not view:
-            return 0
-        self._raw.seek(self._offset + self._position)
-        count = int(self._raw.readinto(view) or 0)  # type: ignore[attr-defined]
-        self._position += count
-        return count
 
 
 # --- applying ------------------------------------------------------------------------------
@@ -217,7 +188,7 @@ def _apply(
                 tree.remove(hidden_path)
         return
     hardlink = member.type == _HARDLINK
-    kind = _KIND_OF_TYPE.get(member.type)
+    kind = _KINDS.get(member.type)
     if kind is None and not hardlink:
         raise TreeError(f"member {member.name!r} has an unsupported type {member.type!r}")
     path = f"{parent}/{leaf}" if parent else leaf

@@ -105,22 +105,18 @@ class Snapshots:
                 snapshot = self._create(ref)
             self._loaded[ref.digest] = snapshot
         # Checked at each use: two images may give one blob different diff_ids.
-        if ref.diff_id is not None and snapshot.diff_id != ref.diff_id:
-            raise TreeError(
-                f"{ref.what}: its content is not the diff_id {ref.diff_id} its image's config "
-                "gives it; the image is corrupt (pull it again, or rebuild it)"
-            )
+        _check_diff_id(ref, snapshot.diff_id)
         return snapshot
 
-    def nested(self, snapshot: Snapshot, content: Content, what: str) -> list[Member]:
+    def nested(self, content: Content, what: str) -> list[Member]:
         """The members of a tar that is a file of a layer, e.g. the kernel image's kernel.tar."""
-        if content.path != snapshot.path:
-            raise ValueError(f"{what}: not a file of the snapshot {snapshot.path}")
-        path = snapshot.path.with_name(f"{snapshot.path.stem}.{content.offset}.index")
-        index = self._read_index(path, snapshot.path, content.size)
+        if content.path.parent != self.directory or content.path.suffix != ".tar":
+            raise ValueError(f"{what}: {content.path} is not a snapshot of {self.directory}")
+        path = content.path.with_name(f"{content.path.stem}.{content.offset}.index")
+        index = self._read_index(path, content.path, content.size)
         if index is not None:
             return index.members
-        with snapshot.path.open("rb", buffering=0) as tar:
+        with content.path.open("rb", buffering=0) as tar:
             members = index_tar(tar, content.offset, content.size, what)
         self._write_index(path, members, content.size, "")
         return members
@@ -158,11 +154,7 @@ class Snapshots:
             except (OSError, EOFError) as exc:
                 raise TreeError(f"{ref.what}: corrupt layer ({exc})") from None
             diff_id = f"sha256:{digest.hexdigest()}"
-            if ref.diff_id is not None and diff_id != ref.diff_id:
-                raise TreeError(
-                    f"{ref.what}: its content is not the diff_id {ref.diff_id} its image's "
-                    "config gives it; the image is corrupt (pull it again, or rebuild it)"
-                )
+            _check_diff_id(ref, diff_id)  # before anything is committed
             out.flush()
             members = index_tar(out, 0, size, ref.what)
         self._write_index(self._index_path(ref.digest), members, size, diff_id)
@@ -188,6 +180,14 @@ class Snapshots:
             return _Index([Member(*row) for row in document["members"]], document["diffID"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+
+def _check_diff_id(ref: LayerRef, diff_id: str) -> None:
+    if ref.diff_id is not None and diff_id != ref.diff_id:
+        raise TreeError(
+            f"{ref.what}: its content is not the diff_id {ref.diff_id} its image's config "
+            "gives it; the image is corrupt (pull it again, or rebuild it)"
+        )
 
 
 def _hex(digest: str) -> str:

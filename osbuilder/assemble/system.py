@@ -35,7 +35,7 @@ from osbuilder.assemble.runtime_config import (
     numeric_id,
     runtime_config,
 )
-from osbuilder.assemble.snapshots import LayerRef, Snapshot, Snapshots
+from osbuilder.assemble.snapshots import LayerRef, Snapshots
 from osbuilder.assemble.tree import Tree
 from osbuilder.errors import UserError
 from osbuilder.oci.pull import Image
@@ -150,7 +150,8 @@ class _Assembler:
         return image
 
     def _unpack(self, image: Image, base: str, location: str, tree: Tree | None = None) -> None:
-        for snapshot, ref in self._snapshots(image):
+        for ref in self._layers(image):
+            snapshot = self.snapshots.layer(ref)
             apply_layer(
                 self.tree if tree is None else tree,
                 snapshot.members,
@@ -160,9 +161,6 @@ class _Assembler:
                 location=location,
                 what=ref.what,
             )
-
-    def _snapshots(self, image: Image) -> list[tuple[Snapshot, LayerRef]]:
-        return [(self.snapshots.layer(ref), ref) for ref in self._layers(image)]
 
     def _generated(
         self,
@@ -217,11 +215,10 @@ class _Assembler:
             if modules is None or modules.content is None:
                 raise UserError(f"kernel image {source} has no {tar_name!r} (set tar: none?)")
             what = f"kernel image {source}, {tar_name}"
-            snapshot = next(s for s, _ in self._snapshots(image) if s.path == modules.content.path)
             apply_layer(
                 self.tree,
-                self.snapshots.nested(snapshot, modules.content, what),
-                snapshot.path,
+                self.snapshots.nested(modules.content, what),
+                modules.content.path,
                 base="",
                 source=source,
                 location="kernel",

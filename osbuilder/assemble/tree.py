@@ -1,11 +1,11 @@
-"""The root filesystem being assembled: a tree of entries, contents spooled to disk.
+"""The root filesystem being assembled: a tree of entries whose contents stay on disk.
 
 Paths are resolved inside the tree the way a chroot would: `..` never climbs
 above the root, absolute symlinks point into the tree, and a symlink in the
 middle of a path is followed within the tree (so kernel.tar's lib/modules
 lands in usr/lib/modules when lib is a symlink to usr/lib). Nothing is ever
-written to the host outside the spool directory, whose file names are
-counters, never names from an image.
+written to the host under a name from an image: layer contents stay in their
+snapshots (named by digest), generated contents go to one spool file.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class TreeError(UserError):
 
 
 class Spool:
-    """Regular files' contents, appended to one file in a private directory.
+    """Generated contents (configs, `files`, ...), appended to one file in a private directory.
 
     One file rather than one per entry: creating thousands of small files costs
     far more than writing their bytes (about 1 ms each on a VM's disk).

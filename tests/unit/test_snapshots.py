@@ -108,6 +108,16 @@ def test_a_corrupt_blob_is_a_clear_error_and_leaves_nothing_behind(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_blob_that_is_no_tar_is_a_clear_error_and_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
+    blobs = Blobs()
+    ref = blobs.add(b"\x00garbage" * 200 + b"\xff" * 512)  # inflates fine, then no tar
+    with pytest.raises(TreeError, match=rf"layer {ref.digest[:19]}: corrupt layer"):
+        Snapshots(tmp_path, blobs.open).layer(ref)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_index_of_another_format_or_tar_is_made_again(tmp_path: Path) -> None:
     blobs = Blobs()
     files = {"a": b"1"}
@@ -148,7 +158,7 @@ def test_a_tar_inside_a_layer_gets_an_index_of_its_own(tmp_path: Path) -> None:
     snapshots = Snapshots(tmp_path, blobs.open)
     snapshot = snapshots.layer(ref)
     member = next(m for m in snapshot.members if m.name == "kernel.tar")
-    nested = snapshots.nested(snapshot, Content(snapshot.path, member.size, member.offset), "k")
+    nested = snapshots.nested(Content(snapshot.path, member.size, member.offset), "k")
     read = {m.name: Content(snapshot.path, m.size, m.offset).read_bytes() for m in nested}
     assert read == inner
     assert (tmp_path / f"{snapshot.path.stem}.{member.offset}.index").is_file()
