@@ -23,7 +23,7 @@ from osbuilder.errors import UserError
 from osbuilder.formats import FORMATS, WriteOptions
 from osbuilder.formats.outputfile import Output
 from osbuilder.oci.imagewriter import source_date_epoch
-from osbuilder.spec import load_spec
+from osbuilder.spec import SpecValueError, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,10 @@ def build(
         contents = Spool(Path(spool))
         try:
             snapshots = _snapshots(images, Path(spool))
-            system = assemble(loaded.spec, images, Tree(contents), epoch, snapshots)
+            try:
+                system = assemble(loaded.spec, images, Tree(contents), epoch, snapshots)
+            except SpecValueError as error:
+                raise loaded.locate(error) from None
             contents.flush()
             return _write(system, formats, output_dir, name, options)
         finally:

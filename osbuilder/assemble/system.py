@@ -40,6 +40,7 @@ from osbuilder.assemble.tree import Tree
 from osbuilder.errors import UserError
 from osbuilder.oci.pull import Image
 from osbuilder.spec.model import Container, Spec
+from osbuilder.spec.source import DataPath, SpecValueError, format_path
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,21 @@ class _Assembler:
     def _plan(self) -> list[LayerRef]:
         """Every layer the spec's images have, in the order _run applies them."""
         spec = self.spec
-        references = [spec.kernel.image] if spec.kernel and spec.kernel.image else []
-        references += spec.init or []
-        references += [v.image for v in spec.volumes or () if v.image and v.format != "oci"]
+        references: list[tuple[str, DataPath]] = []
+        if spec.kernel and spec.kernel.image:
+            references.append((spec.kernel.image, ("kernel", "image")))
+        references += [(image, ("init", index)) for index, image in enumerate(spec.init or [])]
+        references += [
+            (volume.image, ("volumes", index, "image"))
+            for index, volume in enumerate(spec.volumes or [])
+            if volume.image and volume.format != "oci"
+        ]
         for section in ("onboot", "onshutdown", "services"):
-            references += [c.image for c in getattr(spec, section) or []]
-        return [ref for reference in references for ref in self._layers(self._image(reference))]
+            references += [
+                (container.image, (section, index, "image"))
+                for index, container in enumerate(getattr(spec, section) or [])
+            ]
+        return [ref for reference in references for ref in self._layers(self._image(*reference))]
 
     def _layers(self, image: Image) -> list[LayerRef]:
         layers = image.manifest.layers
@@ -124,7 +134,7 @@ class _Assembler:
     def _run(self) -> None:
         self._kernel()
         for index, reference in enumerate(self.spec.init or []):
-            image = self._image(reference)
+            image = self._image(reference, ("init", index))
             self._unpack(image, "", f"init[{index}]")
         if self.spec.init:
             adjust_image(
@@ -139,13 +149,17 @@ class _Assembler:
         for section in ("onboot", "onshutdown", "services"):
             for index, container in enumerate(getattr(self.spec, section) or []):
                 name = container.name if section == "services" else f"{index:03d}-{container.name}"
-                self._bundle(container, f"{CONTAINERS}/{section}/{name}", f"{section}[{index}]")
+                self._bundle(container, f"{CONTAINERS}/{section}/{name}", (section, index))
         self._files()
 
     # --- images -------------------------------------------------------------------------------
 
-    def _image(self, reference: str) -> Image:
-        image = self.images.get(reference)
+    def _image(self, reference: str, path: DataPath) -> Image:
+        """The image `reference` names; `path` is where the spec names it, for errors."""
+        try:
+            image = self.images.get(reference)
+        except UserError as exc:  # e.g. not in the store: say which line of the spec wants it
+            raise SpecValueError(path, str(exc)) from None
         self.system.references[reference] = image.digest
         return image
 
@@ -182,7 +196,7 @@ class _Assembler:
         kernel = self.spec.kernel
         if kernel is None or kernel.image is None:
             return
-        image = self._image(kernel.image)
+        image = self._image(kernel.image, ("kernel", "image"))
         source = str(image.reference)
         # The kernel image's own files are read from a scratch tree; only what LinuxKit
         # takes (kernel, kernel.tar, ucode) goes into the system.
@@ -190,7 +204,10 @@ class _Assembler:
         self._unpack(image, "", "kernel", scratch)
         binary = scratch.get(kernel.binary or "kernel")
         if binary is None or binary.content is None:
-            raise UserError(f"kernel image {source} has no file {kernel.binary or 'kernel'!r}")
+            raise SpecValueError(
+                ("kernel", "binary" if kernel.binary else "image"),
+                f"kernel image {source} has no file {kernel.binary or 'kernel'!r}",
+            )
         parts = self.system.kernel
         parts.kernel = binary.content
         parts.cmdline = kernel.cmdline or ""
@@ -213,7 +230,10 @@ class _Assembler:
         if tar_name != "none":
             modules = scratch.get(tar_name)
             if modules is None or modules.content is None:
-                raise UserError(f"kernel image {source} has no {tar_name!r} (set tar: none?)")
+                raise SpecValueError(
+                    ("kernel", "tar" if kernel.tar is not None else "image"),
+                    f"kernel image {source} has no {tar_name!r} (set tar: none?)",
+                )
             what = f"kernel image {source}, {tar_name}"
             apply_layer(
                 self.tree,
@@ -227,7 +247,9 @@ class _Assembler:
         if kernel.ucode:
             ucode = scratch.get(kernel.ucode)
             if ucode is None or ucode.content is None:
-                raise UserError(f"kernel image {source} has no ucode file {kernel.ucode!r}")
+                raise SpecValueError(
+                    ("kernel", "ucode"), f"kernel image {source} has no ucode file {kernel.ucode!r}"
+                )
             parts.ucode = ucode.content
             self.tree.put(
                 Entry(
@@ -252,7 +274,7 @@ class _Assembler:
                 self._generated(base + name, Kind.DIRECTORY, 0o755, source, location)
             if volume.image is None:
                 continue
-            image = self._image(volume.image)
+            image = self._image(volume.image, ("volumes", index, "image"))
             if volume.format == "oci":
                 self._oci_layout(image, f"{base}/lower", location)
             else:
@@ -310,13 +332,20 @@ class _Assembler:
 
     # --- containers ---------------------------------------------------------------------------
 
-    def _bundle(self, container: Container, prefix: str, location: str) -> None:
-        image = self._image(container.image)
+    def _bundle(self, container: Container, prefix: str, path: DataPath) -> None:
+        location = format_path(path)
+        image = self._image(container.image, (*path, "image"))
         source = str(image.reference)
-        label = load_label(image.config, source)
-        config, runtime = runtime_config(
-            container, image.config, label, self.ids, volumes=self.spec.volumes or ()
-        )
+        try:
+            label = load_label(image.config, source)
+        except UserError as exc:
+            raise SpecValueError((*path, "image"), str(exc)) from None
+        try:
+            config, runtime = runtime_config(
+                container, image.config, label, self.ids, volumes=self.spec.volumes or ()
+            )
+        except UserError as exc:
+            raise SpecValueError(path, str(exc)) from None
         readonly = bool(config.get("root", {}).get("readonly"))
         self._generated(prefix, Kind.DIRECTORY, 0o755, source, location)
         root = f"{prefix}/{'rootfs' if readonly else 'lower'}"
@@ -372,9 +401,10 @@ class _Assembler:
             location = f"files[{index}]"
             path = self.tree.resolve(file.path)
             if not path:
-                raise UserError(f"{location}: path {file.path!r} is the root")
+                raise SpecValueError(("files", index, "path"), f"{file.path!r} is the root")
             mode = int(file.mode, 8) if file.mode else (0o700 if file.directory else 0o600)
-            uid, gid = self._id(file.uid, location), self._id(file.gid, location)
+            uid = self._id(file.uid, ("files", index, "uid"))
+            gid = self._id(file.gid, ("files", index, "gid"))
             dir_mode = mode | ((mode & 0o444) >> 2)  # x wherever r: parents must be enterable
             parent = posixpath.dirname(path)
             missing = []
@@ -411,18 +441,18 @@ class _Assembler:
                     if file.optional:
                         log.info("%s: %s is missing; skipped (optional)", location, host)
                         continue
-                    raise UserError(
-                        f"{location}: source file {host} does not exist "
-                        "(mark it optional: true to skip it when missing)"
+                    raise SpecValueError(
+                        ("files", index, "source"),
+                        f"{host} does not exist (mark it optional: true to skip it when missing)",
                     )
                 entry.content = self.tree.spool.copy_file(host)
             self.tree.put(entry)
 
-    def _id(self, value: int | str | None, location: str) -> int:
+    def _id(self, value: int | str | None, path: DataPath) -> int:
         try:
             return numeric_id(value, self.ids)
         except UserError as exc:
-            raise UserError(f"{location}: {exc}") from None
+            raise SpecValueError(path, str(exc)) from None
 
     def _metadata(self, kind: str) -> bytes:
         """The spec as built: images named with the digests used (LinuxKit's metadata file)."""

@@ -2,7 +2,7 @@
 
 from osbuilder.spec.loader import LoadedSpec, SpecInvalid, check_sources, check_specs, load_spec
 from osbuilder.spec.model import Container, ImageConfig, Spec
-from osbuilder.spec.source import Diagnostic, Location
+from osbuilder.spec.source import Diagnostic, Location, SpecValueError
 
 __all__ = [
     "Container",
@@ -12,6 +12,7 @@ __all__ = [
     "Location",
     "Spec",
     "SpecInvalid",
+    "SpecValueError",
     "check_sources",
     "check_specs",
     "load_spec",

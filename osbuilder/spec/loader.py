@@ -17,7 +17,13 @@ from osbuilder.spec.checks import cross_checks
 from osbuilder.spec.diagnostics import diagnostics_from
 from osbuilder.spec.merge import merge_documents
 from osbuilder.spec.model import Spec
-from osbuilder.spec.source import Diagnostic, Document, SpecSyntaxError, load_document
+from osbuilder.spec.source import (
+    Diagnostic,
+    Document,
+    SpecSyntaxError,
+    SpecValueError,
+    load_document,
+)
 
 
 class SpecInvalid(UserError):
@@ -35,6 +41,12 @@ class LoadedSpec:
     spec: Spec
     document: Document
     warnings: list[Diagnostic] = field(default_factory=list)
+
+    def locate(self, error: SpecValueError) -> UserError:
+        """`error` with FILE:LINE:COL of its value in front of each line, as validation
+        reports."""
+        where = self.document.value_location(error.path)
+        return UserError("\n".join(f"{where}: {line}" for line in str(error).splitlines()))
 
 
 Checked = tuple["LoadedSpec | None", list[Diagnostic]]

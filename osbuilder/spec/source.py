@@ -16,6 +16,8 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from osbuilder.errors import UserError
+
 try:  # libyaml's parser is ~10x faster; the pure-Python one gives the same nodes
     from yaml import CSafeLoader as _Loader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
@@ -106,6 +108,18 @@ class Document:
             if found is not None:
                 return found
         return self.origin
+
+
+class SpecValueError(UserError):
+    """A value of a valid spec that cannot be built: a source file that is missing, an image
+    that is not in the store. `path` names the value (on each line of the message, when
+    there are several problems); `LoadedSpec.locate` says where it is.
+    """
+
+    def __init__(self, path: DataPath, message: str) -> None:
+        prefix = f"{format_path(path)}: " if path else ""
+        super().__init__("\n".join(prefix + line for line in message.splitlines()))
+        self.path = path
 
 
 class SpecSyntaxError(Exception):

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from osbuilder.oci.imagewriter import ImageSpec, dir_info, new_layer, write_image
+from osbuilder.oci.platform import host_target
+from osbuilder.oci.reference import parse_reference
+from osbuilder.oci.store import ContentStore
 from tests.conftest import REPO, Packages
 from tests.integration.helpers import osbuilder
 
@@ -193,18 +197,97 @@ onboot:
     )
     result = build(packages, tmp_path, str(path))
     assert result.returncode == 1
-    assert "volume 'vola' is read-only: bind it with the 'ro' option" in result.stderr
+    assert result.stderr.strip() == (
+        f"osbuilder: {path}:9:13: onboot[0].binds[0]: "
+        "volume 'vola' is read-only: bind it with the 'ro' option"
+    )
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 def test_missing_image_offline_is_a_clean_error(packages: Packages, tmp_path: Path) -> None:
-    path = spec(tmp_path, packages, "init: [osbuilder/nothing:1]\n")
+    path = spec(tmp_path, packages, "init:\n  - {init}\n  - osbuilder/nothing:1\n")
     result = build(packages, tmp_path, str(path))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "osbuilder: osbuilder/nothing:1 is not in the content store; pull it first "
-        "(without --offline)"
+        f"osbuilder: {path}:3:5: init[1]: osbuilder/nothing:1 is not in the content store; "
+        "pull it first (without --offline)"
     )
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_bad_image_label_is_reported_at_the_line_naming_the_image(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "store")
+    with new_layer(store) as layer:
+        layer.add(dir_info("etc", 0o755, 0))
+    assert layer.result is not None
+    labels = {"org.mobyproject.config": '{"capabilities": "CAP_CHOWN", "pid": 1}'}
+    manifest = write_image(
+        store, [layer.result], ImageSpec(architecture=host_target().architecture, labels=labels)
+    )
+    store.tag(str(parse_reference("test/bad-label:1")), manifest)
+    path = tmp_path / "spec.yml"
+    path.write_text("services:\n  - name: bad\n    image: test/bad-label:1\n")
+    result = osbuilder(
+        "build",
+        "--offline",
+        "--cache",
+        str(store.root),
+        "-f",
+        "tar",
+        "-o",
+        str(tmp_path / "out"),
+        str(path),
+    )
+    assert result.returncode == 1
+    # Each of the label's problems on a line of its own, at the line naming the image.
+    where = f"{path}:3:12: services[0].image: image docker.io/test/bad-label:1: label "
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"osbuilder: {where}org.mobyproject.config: capabilities: ")
+    assert (
+        lines[1]
+        == f"osbuilder: {where}org.mobyproject.config: pid: expected a string, got an integer 1"
+    )
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "files:\n  - path: etc/motd\n    source: {missing}\n",
+            "{spec}:6:13: files[0].source: {missing} does not exist "
+            "(mark it optional: true to skip it when missing)",
+        ),
+        (
+            "  ucode: intel-ucode.cpio\n",
+            "{spec}:4:10: kernel.ucode: kernel image {kernel} has no ucode file 'intel-ucode.cpio'",
+        ),
+        (
+            "  binary: vmlinuz\n",
+            "{spec}:4:11: kernel.binary: kernel image {kernel} has no file 'vmlinuz'",
+        ),
+        (
+            "  tar: modules.tar\n",
+            "{spec}:4:8: kernel.tar: kernel image {kernel} has no 'modules.tar' (set tar: none?)",
+        ),
+    ],
+    ids=["files-source", "kernel-ucode", "kernel-binary", "kernel-tar"],
+)
+def test_a_value_that_cannot_be_built_is_reported_at_its_line(
+    packages: Packages, tmp_path: Path, text: str, expected: str
+) -> None:
+    """Validation cannot know these (they need the images or the host); the build says
+    where in the spec the value is, as validation does for its own errors."""
+    kernel = packages.references["osbuilder/kernel"]
+    missing = tmp_path / "no-such-file"
+    path = tmp_path / "spec.yml"
+    path.write_text(f"kernel:\n  image: {kernel}\n  cmdline: x\n" + text.format(missing=missing))
+    result = build(packages, tmp_path, str(path))
+    assert result.returncode == 1
+    message = expected.format(spec=path, missing=missing, kernel=kernel)
+    assert result.stderr.strip() == f"osbuilder: {message}"
+    assert list((tmp_path / "out").iterdir()) == []  # no output, spool or temp file left
 
 
 def test_no_kernel_is_a_clean_error_for_kernel_initrd(packages: Packages, tmp_path: Path) -> None:

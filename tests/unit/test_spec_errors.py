@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from osbuilder.spec import check_sources
+from osbuilder.spec import SpecValueError, check_sources
 
 HEAD = """\
 kernel:
@@ -540,3 +540,20 @@ def test_errors_of_several_files_name_their_file() -> None:
         "extra.yml:2:11: services[1].name: duplicate service name 'getty' (first at base.yml:6:11)",
         "extra.yml:4:5: services[0]: unknown field 'bogus'",
     ]
+
+
+def test_a_value_the_build_cannot_use_is_located_in_the_file_that_set_it() -> None:
+    """What only the build finds out (a missing source file, an image not in the store) is
+    reported like validation's errors: FILE:LINE:COL, path, message, on each line."""
+    extra = "# files\nfiles:\n  - path: etc/a\n    contents: a\n  - path: etc/b\n    source: /b\n"
+    loaded, _ = check_sources([("base.yml", HEAD), ("extra.yml", extra)])
+    assert loaded is not None
+    problem = SpecValueError(("files", 1, "source"), "/b does not exist\nand cannot be made")
+    assert str(loaded.locate(problem)).splitlines() == [
+        "extra.yml:6:13: files[1].source: /b does not exist",
+        "extra.yml:6:13: files[1].source: and cannot be made",
+    ]
+    missing = SpecValueError(("init", 0), "osbuilder/init is not in the content store")
+    assert str(loaded.locate(missing)) == (
+        "base.yml:4:5: init[0]: osbuilder/init is not in the content store"
+    )
