@@ -3,6 +3,8 @@
 A file is written under a hidden temporary name in its destination directory, flushed
 to disk, and renamed into place only when writing succeeded, so an interrupted or failed
 write never leaves a file that looks finished (and never truncates a previous one).
+Files that belong together (a kernel and its initrd) are renamed together, once all of
+them are complete: a failed build never leaves a new kernel next to an old initrd.
 """
 
 from __future__ import annotations
@@ -25,21 +27,70 @@ def atomic_output(
     opened directly. `readable` opens it for reading too, to check what was written
     before it is committed.
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    access = os.O_RDWR if readable else os.O_WRONLY
-    fd = os.open(temporary, access | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    with file_set() as files, files.create(path, mode, readable=readable) as file:
+        yield file
+
+
+@contextmanager
+def file_set() -> Iterator[FileSet]:
+    """A FileSet committed when the block ends without error, discarded otherwise."""
+    files = FileSet()
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "w+b" if readable else "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        yield files
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        files.discard()
         raise
-    fsync_directory(path.parent)  # make the rename itself durable
+    files.commit()
+
+
+class FileSet:
+    """Files created together: each is written under a temporary name and flushed to disk;
+    `commit` renames them all into place, `discard` removes them."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
+
+    @contextmanager
+    def create(
+        self, path: Path, mode: int | None = None, *, readable: bool = False
+    ) -> Iterator[BinaryIO]:
+        """Open a new file that will become `path` on commit (see atomic_output for the
+        arguments). If the block raises, the file is removed at once."""
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        access = os.O_RDWR if readable else os.O_WRONLY
+        fd = os.open(temporary, access | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            with os.fdopen(fd, "w+b" if readable else "wb") as file:
+                yield file
+                file.flush()
+                os.fsync(file.fileno())
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        self._pending.append((temporary, path))
+
+    def commit(self) -> None:
+        """Rename every file written into place, and make the renames durable."""
+        pending, self._pending = self._pending, []
+        done = 0
+        try:
+            for temporary, path in pending:
+                os.replace(temporary, path)
+                done += 1
+        except BaseException:
+            for temporary, _ in pending[done:]:
+                temporary.unlink(missing_ok=True)
+            raise
+        for directory in dict.fromkeys(path.parent for _, path in pending):
+            fsync_directory(directory)
+
+    def discard(self) -> None:
+        """Remove every file written and not committed."""
+        pending, self._pending = self._pending, []
+        for temporary, _ in pending:
+            temporary.unlink(missing_ok=True)
 
 
 def fsync_directory(path: Path) -> None:

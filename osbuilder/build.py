@@ -19,9 +19,9 @@ from osbuilder.assemble.images import ImageSource
 from osbuilder.assemble.snapshots import Snapshots
 from osbuilder.assemble.system import AssembledSystem, assemble
 from osbuilder.assemble.tree import Spool, Tree
-from osbuilder.errors import UserError
+from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import FORMATS, WriteOptions
-from osbuilder.formats.outputfile import Output
+from osbuilder.formats.outputfile import Output, OutputDirectory, output_directory
 from osbuilder.oci.imagewriter import source_date_epoch
 from osbuilder.spec import SpecValueError, load_spec
 
@@ -50,10 +50,7 @@ def build(
             f"{output_dir}: cannot create the output directory: {exc.strerror}"
         ) from None
     epoch = source_date_epoch()
-    with (
-        images.store.using(),
-        tempfile.TemporaryDirectory(dir=output_dir, prefix=".osbuilder-spool-") as spool,
-    ):
+    with images.store.using(), _spool_directory(output_dir) as spool:
         contents = Spool(Path(spool))
         try:
             snapshots = _snapshots(images, Path(spool))
@@ -62,9 +59,18 @@ def build(
             except SpecValueError as error:
                 raise loaded.locate(error) from None
             contents.flush()
-            return _write(system, formats, output_dir, name, options)
+            with output_directory(output_dir) as outputs:
+                return _write(system, formats, outputs, name, options)
         finally:
             contents.close()
+
+
+def _spool_directory(output_dir: Path) -> tempfile.TemporaryDirectory[str]:
+    """Where the build keeps what it generates, next to the outputs (removed at the end)."""
+    try:
+        return tempfile.TemporaryDirectory(dir=output_dir, prefix=".osbuilder-spool-")
+    except OSError as exc:
+        raise cannot_write(output_dir, exc) from None
 
 
 def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:
@@ -85,12 +91,12 @@ def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:
 def _write(
     system: AssembledSystem,
     formats: Sequence[str],
-    output_dir: Path,
+    outputs: OutputDirectory,
     name: str,
     options: WriteOptions,
 ) -> list[Output]:
     written: list[Output] = []
     for format_name in dict.fromkeys(formats):
         log.info("writing %s", format_name)
-        written += FORMATS[format_name](system, output_dir, name, options)
+        written += FORMATS[format_name](system, outputs, name, options)
     return written

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -20,6 +21,14 @@ from osbuilder.errors import ExitCode, OsbuilderError
 log = logging.getLogger("osbuilder")
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: temporary files removed, a foreground VM stopped."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
+    # `kill`, `timeout` and CI runners stop a command with SIGTERM, which would otherwise
+    # end Python at once, leaving partial files and a running QEMU behind.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return handler(args)
     except OsbuilderError as exc:
@@ -44,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"osbuilder: {line}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("osbuilder: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("osbuilder: interrupted", file=sys.stderr)
         return 130
@@ -56,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return ExitCode.USER
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:

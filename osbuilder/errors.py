@@ -6,7 +6,9 @@ the CLI is a bug and gets a traceback only with --debug.
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -32,3 +34,11 @@ class ExternalError(OsbuilderError):
     """A program, registry or service that osbuilder depends on failed."""
 
     exit_code = ExitCode.EXTERNAL
+
+
+def cannot_write(path: Path, error: OSError) -> UserError:
+    """Writing at `path` failed (a full disk, a read-only mount): the user's to fix."""
+    hint = ""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = " (free some space, or write the outputs elsewhere with -o DIR)"
+    return UserError(f"{path}: cannot write: {error.strerror or error}{hint}")

@@ -89,10 +89,13 @@ class Snapshots:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="unpack") as pool:
+        pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="unpack")
+        try:
             results = [pool.submit(self._create, ref) for ref in missing]
             for ref, result in zip(missing, results, strict=True):
                 self._loaded[ref.digest] = result.result()
+        finally:  # after a failure or Ctrl-C, only the layers already under way are finished
+            pool.shutdown(cancel_futures=True)
 
     def layer(self, ref: LayerRef) -> Snapshot:
         """The layer's snapshot, made now if it is not there yet."""

@@ -445,7 +445,12 @@ class _Assembler:
                         ("files", index, "source"),
                         f"{host} does not exist (mark it optional: true to skip it when missing)",
                     )
-                entry.content = self.tree.spool.copy_file(host)
+                try:
+                    entry.content = self.tree.spool.copy_file(host)
+                except OSError as exc:
+                    raise SpecValueError(
+                        ("files", index, "source"), f"cannot read {host}: {exc.strerror or exc}"
+                    ) from None
             self.tree.put(entry)
 
     def _id(self, value: int | str | None, path: DataPath) -> int:

@@ -10,13 +10,14 @@ snapshots (named by digest), generated contents go to one spool file.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from osbuilder.assemble.entry import Content, Entry, Kind
-from osbuilder.errors import UserError
+from osbuilder.errors import UserError, cannot_write
 
 MAX_SYMLINK_HOPS = 40
 MAX_PATH_BYTES = 4095  # PATH_MAX less the NUL: what the kernel can create
@@ -36,7 +37,10 @@ class Spool:
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "contents"
-        self._file = self.path.open("wb")
+        try:
+            self._file = self.path.open("wb")
+        except OSError as exc:
+            raise cannot_write(self.path, exc) from None
         self._size = 0
 
     def write(self, source: IO[bytes], size: int) -> Content:
@@ -45,14 +49,14 @@ class Spool:
             chunk = source.read(min(_CHUNK, remaining))
             if not chunk:
                 raise TreeError(f"content ends {remaining} bytes early")
-            self._file.write(chunk)
+            self._put(chunk)
             remaining -= len(chunk)
         self._size += size
         return Content(self.path, size, offset)
 
     def write_bytes(self, data: bytes) -> Content:
         offset = self._size
-        self._file.write(data)
+        self._put(data)
         self._size += len(data)
         return Content(self.path, len(data), offset)
 
@@ -62,10 +66,22 @@ class Spool:
 
     def flush(self) -> None:
         """Make everything written so far readable through the Content objects."""
-        self._file.flush()
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise cannot_write(self.path, exc) from None
+
+    def _put(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise cannot_write(self.path, exc) from None
 
     def close(self) -> None:
-        self._file.close()
+        # The spool is thrown away next: what could not be flushed now no longer matters
+        # (a build that used it flushed it first), and must not hide the build's own error.
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 class Tree:

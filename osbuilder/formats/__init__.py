@@ -1,19 +1,19 @@
 """Output writers: one module per output family, and the table naming them.
 
-A writer takes the assembled system and writes its files into the output
-directory atomically (a temporary name, renamed once complete).
+A writer takes the assembled system and creates its files in the output
+directory (outputfile.OutputDirectory: they appear together once the whole
+build has succeeded).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
-    from osbuilder.formats.outputfile import Output
+    from osbuilder.formats.outputfile import Output, OutputDirectory
 
 
 @dataclass(frozen=True)
@@ -21,11 +21,11 @@ class WriteOptions:
     compression: str | None = None  # None: the best the kernel can unpack
 
 
-Writer = Callable[["AssembledSystem", Path, str, WriteOptions], list["Output"]]
+Writer = Callable[["AssembledSystem", "OutputDirectory", str, WriteOptions], list["Output"]]
 
 
 def _kernel_initrd(
-    system: AssembledSystem, directory: Path, name: str, options: WriteOptions
+    system: AssembledSystem, directory: OutputDirectory, name: str, options: WriteOptions
 ) -> list[Output]:
     from osbuilder.formats.kernel_initrd import write_kernel_initrd
 
@@ -33,7 +33,7 @@ def _kernel_initrd(
 
 
 def _tar(
-    system: AssembledSystem, directory: Path, name: str, options: WriteOptions
+    system: AssembledSystem, directory: OutputDirectory, name: str, options: WriteOptions
 ) -> list[Output]:
     from osbuilder.formats.rootfs_tar import write_rootfs_tar
 

@@ -1,7 +1,9 @@
-"""An output file: written atomically, and measured (size, sha256) as it is written.
+"""The output files of a build: written atomically, together, and measured as written.
 
-Hashing what passes through costs a fraction of reading the file back afterwards,
-and most of it overlaps the compression the writer waits for.
+Every file a build writes appears when the whole build has succeeded, or none does
+(see atomicfile.FileSet). Each is hashed and counted as its bytes pass (size, sha256):
+a fraction of the cost of reading it back, and mostly overlapping the compression the
+writer waits for. A failure to write (a full disk) is the user's to fix, not a bug.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from osbuilder.atomicfile import atomic_output
+from osbuilder.atomicfile import FileSet
+from osbuilder.errors import cannot_write
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -28,6 +31,57 @@ class Output:
 
     def as_json(self) -> dict[str, str | int]:
         return {"path": str(self.path), "size": self.size, "sha256": self.sha256}
+
+
+class OutputDirectory:
+    """Where a build's writers create their files; see `output_directory`."""
+
+    def __init__(self, path: Path, files: FileSet) -> None:
+        self.path = path
+        self._files = files
+
+    @contextmanager
+    def create(self, name: str) -> Iterator[OutputFile]:
+        """A new output file `name`, complete when the block ends without error."""
+        path = self.path / name
+        in_block = False
+        try:
+            with self._files.create(path) as file:
+                out = OutputFile(path, file)
+                in_block = True
+                yield out
+                out.flush()
+                in_block = False
+        except _OutputWriteError as exc:
+            raise cannot_write(path, exc.cause) from None
+        except OSError as exc:
+            if in_block:  # reading what goes into the file failed: say so as it is
+                raise
+            raise cannot_write(path, exc) from None  # creating or syncing the file
+
+
+@contextmanager
+def output_directory(path: Path) -> Iterator[OutputDirectory]:
+    """The files created in the block appear in `path` together when it ends without
+    error; otherwise none does, and any earlier build's files are left as they were."""
+    files = FileSet()
+    try:
+        yield OutputDirectory(path, files)
+    except BaseException:
+        files.discard()
+        raise
+    try:
+        files.commit()
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+
+
+class _OutputWriteError(OSError):
+    """An OSError writing an output file, as opposed to one reading what goes into it."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.cause = cause
 
 
 class _Measuring(io.RawIOBase):
@@ -45,7 +99,10 @@ class _Measuring(io.RawIOBase):
     def write(self, data: ReadableBuffer, /) -> int:
         view = memoryview(data)
         self.digest.update(view)
-        self.file.write(view)
+        try:
+            self.file.write(view)
+        except OSError as exc:
+            raise _OutputWriteError(exc) from exc
         self.size += view.nbytes
         return view.nbytes
 
@@ -61,12 +118,3 @@ class OutputFile(io.BufferedWriter):
     def result(self) -> Output:
         self.flush()
         return Output(self.path, self._measured.size, self._measured.digest.hexdigest())
-
-
-@contextmanager
-def output_file(path: Path) -> Iterator[OutputFile]:
-    """Write `path` atomically (see atomicfile.py), measuring it on the way."""
-    with atomic_output(path) as file:
-        out = OutputFile(path, file)
-        yield out
-        out.flush()

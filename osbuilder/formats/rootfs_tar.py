@@ -3,17 +3,18 @@ say where they came from (OSBUILDER.source, OSBUILDER.location), as LinuxKit's d
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.formats.outputfile import Output, output_file
 from osbuilder.formats.tarball import write_tar
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
+    from osbuilder.formats.outputfile import Output, OutputDirectory
 
 
-def write_rootfs_tar(system: AssembledSystem, directory: Path, name: str) -> list[Output]:
-    with output_file(directory / f"{name}.tar") as out:
+def write_rootfs_tar(
+    system: AssembledSystem, directory: OutputDirectory, name: str
+) -> list[Output]:
+    with directory.create(f"{name}.tar") as out:
         write_tar(system.tree.walk(), out)
     return [out.result()]

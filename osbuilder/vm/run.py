@@ -60,10 +60,10 @@ def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
         process.wait()
         print(f"\nosbuilder: the VM did not power off within {timeout:g} s; stopped it", flush=True)
         return TIMEOUT_EXIT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see cli.py): the VM goes with us
         process.terminate()
         process.wait()
-        return 130
+        raise
     if _panicked(config):
         return code or 1
     return code

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
 import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -288,6 +292,55 @@ def test_a_value_that_cannot_be_built_is_reported_at_its_line(
     message = expected.format(spec=path, missing=missing, kernel=kernel)
     assert result.stderr.strip() == f"osbuilder: {message}"
     assert list((tmp_path / "out").iterdir()) == []  # no output, spool or temp file left
+
+
+def test_a_failed_write_leaves_the_previous_outputs_as_they_were(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """Outputs appear together or not at all: a build that cannot write its initrd (here
+    a file size limit, as a full disk would) must not leave its new kernel and cmdline
+    next to the previous initrd."""
+    out = tmp_path / "out"
+    assert build(packages, tmp_path, "--name", "r", str(REDIS)).returncode == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert sorted(before) == ["r-cmdline", "r-initrd.img", "r-kernel"]
+    changed = tmp_path / "changed.yml"
+    changed.write_text(REDIS.read_text().replace("console=tty0 ", "quiet console=tty0 "))
+    limit = (out / "r-kernel").stat().st_size + 1024 * 1024  # room for the kernel, not the initrd
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    command = [sys.executable, "-m", "osbuilder", "build", "--offline", "--cache"]
+    command += [str(packages.store.root), "-o", str(out), "--name", "r", str(changed)]
+    result = subprocess.run(
+        command, capture_output=True, text=True, check=False, preexec_fn=limit_file_size
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"osbuilder: {out}/r-initrd.img: cannot write: File too large"
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_a_terminated_build_leaves_no_partial_file(packages: Packages, tmp_path: Path) -> None:
+    """SIGTERM (kill, timeout, a CI runner) is handled as Ctrl-C: the temporaries go."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "r-kernel").write_bytes(b"an earlier build")
+    command = [sys.executable, "-m", "osbuilder", "build", "--offline", "--cache"]
+    command += [str(packages.store.root), "-o", str(out), "--name", "r", str(REDIS)]
+    build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        # Stopped while it compresses the initrd: its partial file is there.
+        while not list(out.glob(".r-initrd.img.*.partial")):
+            assert build.poll() is None, "the build ended before it could be stopped"
+            time.sleep(0.002)
+        build.send_signal(signal.SIGTERM)
+        _, stderr = build.communicate(timeout=60)
+    finally:
+        build.kill()
+    assert (build.returncode, stderr) == (128 + signal.SIGTERM, "osbuilder: terminated\n")
+    assert os.listdir(out) == ["r-kernel"]
+    assert (out / "r-kernel").read_bytes() == b"an earlier build"
 
 
 def test_no_kernel_is_a_clean_error_for_kernel_initrd(packages: Packages, tmp_path: Path) -> None:

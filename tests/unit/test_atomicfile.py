@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from osbuilder.atomicfile import atomic_output
+from osbuilder.atomicfile import atomic_output, file_set
 
 
 def test_the_file_appears_when_complete(tmp_path: Path) -> None:
@@ -62,3 +63,42 @@ def test_an_explicit_mode_holds_whatever_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_a_file_set_appears_together_when_committed(tmp_path: Path) -> None:
+    kernel, initrd = tmp_path / "r-kernel", tmp_path / "r-initrd.img"
+    with file_set() as files:
+        with files.create(kernel) as out:
+            out.write(b"kernel")
+        assert not kernel.exists()  # complete, but not before its companion
+        with files.create(initrd) as out:
+            out.write(b"initrd")
+        assert [name for name in os.listdir(tmp_path) if not name.startswith(".")] == []
+    assert sorted(os.listdir(tmp_path)) == ["r-initrd.img", "r-kernel"]
+    assert kernel.read_bytes() == b"kernel" and initrd.read_bytes() == b"initrd"
+
+
+def test_a_failure_in_a_file_set_leaves_every_previous_file(tmp_path: Path) -> None:
+    kernel, initrd = tmp_path / "r-kernel", tmp_path / "r-initrd.img"
+    kernel.write_bytes(b"old kernel")
+    initrd.write_bytes(b"old initrd")
+    with pytest.raises(OSError, match="No space"), file_set() as files:
+        with files.create(kernel) as out:
+            out.write(b"new kernel")
+        with files.create(initrd) as out:
+            out.write(b"half of the new")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert sorted(os.listdir(tmp_path)) == ["r-initrd.img", "r-kernel"]
+    assert kernel.read_bytes() == b"old kernel" and initrd.read_bytes() == b"old initrd"
+
+
+def test_a_failed_rename_removes_what_was_not_renamed(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    second.mkdir()
+    (second / "in-the-way").write_bytes(b"")  # a non-empty directory cannot be replaced
+    with pytest.raises(OSError), file_set() as files:
+        for path in (first, second):
+            with files.create(path) as out:
+                out.write(b"data")
+    assert sorted(os.listdir(tmp_path)) == ["a", "b"]  # the rename before the failure stands
+    assert first.read_bytes() == b"data"
