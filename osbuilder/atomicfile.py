@@ -45,7 +45,13 @@ def file_set() -> Iterator[FileSet]:
 
 class FileSet:
     """Files created together: each is written under a temporary name and flushed to disk;
-    `commit` renames them all into place, `discard` removes them."""
+    `commit` renames them all into place (once every `create` block has ended), `discard`
+    removes them.
+
+    A temporary name is recorded before the file exists, so `discard` removes it whenever
+    the writing stops: even a signal that lands between creating the file and the code
+    that would clean it up (SIGTERM and Ctrl-C raise at any point) leaves nothing behind.
+    """
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
@@ -57,9 +63,15 @@ class FileSet:
         """Open a new file that will become `path` on commit (see atomic_output for the
         arguments). If the block raises, the file is removed at once."""
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-        access = os.O_RDWR if readable else os.O_WRONLY
-        fd = os.open(temporary, access | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        entry = (temporary, path)
+        self._pending.append(entry)
         try:
+            access = os.O_RDWR if readable else os.O_WRONLY
+            try:
+                fd = os.open(temporary, access | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            except FileExistsError:  # someone else's file, by a 1 in 2**32 chance: keep it
+                self._pending.remove(entry)
+                raise
             if mode is not None:
                 os.fchmod(fd, mode)
             with os.fdopen(fd, "w+b" if readable else "wb") as file:
@@ -67,9 +79,10 @@ class FileSet:
                 file.flush()
                 os.fsync(file.fileno())
         except BaseException:
-            temporary.unlink(missing_ok=True)
+            if entry in self._pending:
+                temporary.unlink(missing_ok=True)
+                self._pending.remove(entry)
             raise
-        self._pending.append((temporary, path))
 
     def commit(self) -> None:
         """Rename every file written into place, and make the renames durable."""

@@ -102,3 +102,21 @@ def test_a_failed_rename_removes_what_was_not_renamed(tmp_path: Path) -> None:
                 out.write(b"data")
     assert sorted(os.listdir(tmp_path)) == ["a", "b"]  # the rename before the failure stands
     assert first.read_bytes() == b"data"
+
+
+def test_a_signal_right_after_the_file_is_created_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM and Ctrl-C raise wherever Python happens to be: here, as the file has just
+    been created and before any code that would clean it up had a chance to run."""
+    real_open = os.open
+
+    def open_then_interrupted(path: str, flags: int, mode: int = 0o777) -> int:
+        real_open(path, flags, mode)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "open", open_then_interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic_output(tmp_path / "r-initrd.img"):
+        pass
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
