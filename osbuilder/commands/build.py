@@ -52,7 +52,12 @@ def register(
         metavar="DIR",
         help="output directory (default output/)",
     )
-    build.add_argument("--name", help="output name (default: the first spec file's stem)")
+    build.add_argument(
+        "--name",
+        type=_output_name,
+        help="output name: the files are DIR/NAME-kernel, ... (default: the first spec "
+        "file's stem)",
+    )
     build.add_argument(
         "--compress",
         choices=("gzip", "zstd", "none"),
@@ -71,6 +76,15 @@ def register(
     add_store_options(build)
     add_registry_options(build)
     build.set_defaults(handler=_build)
+
+
+def _output_name(value: str) -> str:
+    """A name for files in the output directory, never a path leading out of it."""
+    if not value or "/" in value or "\0" in value or value.startswith("."):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a file name: no '/', and not empty or starting with '.'"
+        )
+    return value
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -104,6 +104,19 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys)[0] == 2
 
 
+@pytest.mark.parametrize("name", ["../elsewhere", "a/b", "", ".hidden"])
+def test_an_output_name_that_is_not_a_file_name_is_a_usage_error(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "build", "-o", str(tmp_path), "--name", name, *EXAMPLES[:1])
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        f"osbuilder build: error: argument --name: {name!r} is not a file name: "
+        "no '/', and not empty or starting with '.'"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--version")
     assert code == 0
