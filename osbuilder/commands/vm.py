@@ -4,10 +4,33 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from osbuilder.commands.common import print_json
 from osbuilder.errors import ExitCode
+
+MIN_MEMORY_MB = 64  # below this the kernel cannot even unpack a small initrd
+
+
+def _memory(value: str) -> str:
+    """QEMU's -m in MB: '512', '512M' or '2G'."""
+    number, unit = (value[:-1], value[-1].upper()) if value[-1:].isalpha() else (value, "M")
+    if not number.isdigit() or unit not in "MG":
+        raise argparse.ArgumentTypeError(f"{value!r}: give MB, e.g. 1024, or 2G")
+    megabytes = int(number) * (1024 if unit == "G" else 1)
+    if megabytes < MIN_MEMORY_MB:
+        raise argparse.ArgumentTypeError(f"{value!r}: at least {MIN_MEMORY_MB} MB")
+    return str(megabytes)
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if not value.isdigit() or int(value) < minimum:
+            raise argparse.ArgumentTypeError(f"{value!r}: a whole number, at least {minimum}")
+        return int(value)
+
+    return parse
 
 
 def register(
@@ -29,8 +52,13 @@ def register(
         help="accelerator (default auto: KVM if present and fast, else TCG; "
         "or $OSBUILDER_QEMU_ACCEL)",
     )
-    run.add_argument("--mem", default="1024", help="memory in MB (default 1024)")
-    run.add_argument("--cpus", type=int, default=1, help="virtual CPUs (default 1)")
+    run.add_argument(
+        "--mem",
+        type=_memory,
+        default="1024",
+        help="memory in MB, or with a G suffix (default 1024)",
+    )
+    run.add_argument("--cpus", type=_at_least(1), default=1, help="virtual CPUs (default 1)")
     run.add_argument(
         "--publish",
         "-p",

@@ -117,6 +117,23 @@ def test_an_output_name_that_is_not_a_file_name_is_a_usage_error(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--mem", "0", "'0': at least 64 MB"),
+        ("--mem", "1.5G", "'1.5G': give MB, e.g. 1024, or 2G"),
+        ("--mem", "512K", "'512K': give MB, e.g. 1024, or 2G"),
+        ("--cpus", "0", "'0': a whole number, at least 1"),
+    ],
+)
+def test_vm_sizes_are_checked_before_qemu_starts(
+    option: str, value: str, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "run", option, value, str(tmp_path / "redis"))
+    assert code == 2
+    assert err.splitlines()[-1] == f"osbuilder run: error: argument {option}: {problem}"
+
+
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--version")
     assert code == 0
