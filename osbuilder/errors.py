@@ -36,9 +36,14 @@ class ExternalError(OsbuilderError):
     exit_code = ExitCode.EXTERNAL
 
 
-def cannot_write(path: Path, error: OSError) -> UserError:
-    """Writing at `path` failed (a full disk, a read-only mount): the user's to fix."""
-    hint = ""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        hint = " (free some space, or write the outputs elsewhere with -o DIR)"
-    return UserError(f"{path}: cannot write: {error.strerror or error}{hint}")
+class WriteFailed(UserError):
+    """Writing a file failed (a full disk, a read-only mount): no other source or retry helps."""
+
+
+def cannot_write(
+    path: Path, error: OSError, remedy: str = "write the outputs elsewhere with -o DIR"
+) -> WriteFailed:
+    """The error for a failed write at `path`; `remedy` says what else to do than freeing
+    space when the disk is full."""
+    hint = f" (free some space, or {remedy})" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return WriteFailed(f"{path}: cannot write: {error.strerror or error}{hint}")

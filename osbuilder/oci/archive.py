@@ -87,6 +87,9 @@ def import_archive(store: ContentStore, archive: Path) -> list[str]:
                     partial.commit()
                 except DigestMismatch:
                     raise UserError(f"{archive}: {name} does not match its digest") from None
+                except BaseException:  # the archive is here to read again: nothing to resume
+                    partial.discard()
+                    raise
                 finally:
                     partial.close()
         if index_data is None:

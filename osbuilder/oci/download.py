@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from osbuilder.errors import ExternalError, UserError
+from osbuilder.errors import ExternalError, UserError, WriteFailed
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.progress import NullProgress, Progress
 from osbuilder.oci.retry import RETRY_STATUS, parse_retry_after
@@ -58,6 +58,8 @@ def download_blob(
         for endpoint in endpoints:
             try:
                 return _Download(client, endpoint, repository, blob, store, progress).run()
+            except WriteFailed:  # the store's disk: no other endpoint helps
+                raise
             except (ExternalError, UserError) as exc:
                 if endpoint is endpoints[-1]:
                     raise

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from osbuilder.atomicfile import atomic_output, fsync_directory
-from osbuilder.errors import ExternalError, UserError
+from osbuilder.errors import ExternalError, UserError, cannot_write
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor, Index, Manifest, check_digest, is_index, parse_json
 
@@ -149,17 +149,20 @@ class ContentStore:
         The content is hashed as written and lands in blobs/ only when the block
         ends without error.
         """
-        fd, name = tempfile.mkstemp(dir=self.ingest_dir, prefix="write-")
+        with _writing(self.ingest_dir):
+            fd, name = tempfile.mkstemp(dir=self.ingest_dir, prefix="write-")
         try:
             with os.fdopen(fd, "wb") as raw:
-                blob = BlobWriter(raw)
+                blob = BlobWriter(raw, Path(name))
                 yield blob
-                raw.flush()
-                os.fsync(raw.fileno())
+                with _writing(Path(name)):
+                    raw.flush()
+                    os.fsync(raw.fileno())
             blob.digest = "sha256:" + blob.hash.hexdigest()
-            os.chmod(name, 0o644)  # mkstemp made it private; blobs are content, not secrets
-            os.replace(name, self.blob_path(blob.digest))
-            fsync_directory(self.blobs)
+            with _writing(self.blob_path(blob.digest)):
+                os.chmod(name, 0o644)  # mkstemp made it private; blobs are content, not secrets
+                os.replace(name, self.blob_path(blob.digest))
+                fsync_directory(self.blobs)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
@@ -281,15 +284,17 @@ class ContentStore:
 class BlobWriter:
     """Hashes what is written through it; `digest` is set once the blob is committed."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], path: Path) -> None:
         self.raw = raw
+        self.path = path
         self.hash = hashlib.sha256()
         self.size = 0
         self.digest: str | None = None
 
     def write(self, data: bytes) -> int:
         self.hash.update(data)
-        self.raw.write(data)
+        with _writing(self.path):
+            self.raw.write(data)
         self.size += len(data)
         return len(data)
 
@@ -317,7 +322,8 @@ class PartialBlob:
         self.close()
         self.hash = hashlib.sha256()
         self.offset = 0
-        stream = self.path.open("ab+", buffering=0)
+        with _writing(self.path):
+            stream = self.path.open("ab+", buffering=0)
         stream.seek(0)
         while chunk := stream.read(_CHUNK):
             self.hash.update(chunk)
@@ -343,7 +349,12 @@ class PartialBlob:
             raise DigestMismatch(
                 f"blob {self.digest} is longer than the {self.expected_size} bytes announced"
             )
-        self._stream.write(data)
+        with _writing(self.path):
+            # An unbuffered write may write less than asked (a disk filling up): the rest
+            # is written again, or the next write raises ENOSPC.
+            view = memoryview(data)
+            while view:
+                view = view[self._stream.write(view) or 0 :]
         self.hash.update(data)
         self.offset += len(data)
         if self.offset - self._written_back >= _WRITEBACK_EVERY:
@@ -368,12 +379,16 @@ class PartialBlob:
                 f"(got {actual}, {self.offset} bytes)"
             )
         assert self._stream is not None
-        self._stream.flush()
-        os.fsync(self._stream.fileno())
-        self.close()
-        self.path.chmod(0o644)
-        os.replace(self.path, self.store.blob_path(self.digest))
-        fsync_directory(self.store.blobs)
+        with _writing(self.store.blob_path(self.digest)):
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+            if os.fstat(self._stream.fileno()).st_size != self.offset:  # what was hashed
+                self.discard()
+                raise DigestMismatch(f"{self.path}: not all of blob {self.digest} was written")
+            self.close()
+            self.path.chmod(0o644)
+            os.replace(self.path, self.store.blob_path(self.digest))
+            fsync_directory(self.store.blobs)
 
     def discard(self) -> None:
         self.close()
@@ -394,8 +409,18 @@ def _hex(digest: str) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    with atomic_output(path, mode=0o644) as stream:
+    with _writing(path), atomic_output(path, mode=0o644) as stream:
         stream.write(data)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError in the block is a failure to write `path` (e.g. a full disk)."""
+    try:
+        yield
+    except OSError as exc:
+        remedy = "drop unused images with `osbuilder cache gc`, or use another --cache DIR"
+        raise cannot_write(path, exc, remedy) from None
 
 
 @contextlib.contextmanager

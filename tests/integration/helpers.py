@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -65,9 +66,21 @@ def partial_files(store: ContentStore) -> list[Path]:
 
 
 def osbuilder(
-    *args: str, env: dict[str, str] | None = None, check: bool = False
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+    max_file_size: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the osbuilder command line, as a user would."""
+    """Run the osbuilder command line, as a user would.
+
+    `max_file_size` (RLIMIT_FSIZE) makes writing past that size fail as a full disk would,
+    with EFBIG ("File too large"), without needing a small filesystem.
+    """
+
+    def limit_file_size() -> None:
+        if max_file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size))
+
     return subprocess.run(
         [sys.executable, "-m", "osbuilder", *args],
         capture_output=True,
@@ -79,4 +92,5 @@ def osbuilder(
             "DOCKER_CONFIG": "/nonexistent",
             **(env or {}),
         },
+        preexec_fn=limit_file_size if max_file_size is not None else None,
     )

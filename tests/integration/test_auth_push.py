@@ -349,14 +349,20 @@ def test_import_of_an_archive_made_by_skopeo(
     assert result.stdout.strip() == pushed.reference
 
 
+def exported(registry: Registry, image: OciImage, repository: str, tmp_path: Path) -> Path:
+    """`image` pushed, pulled into a store and exported with `osbuilder cache export`."""
+    pushed = push(image, registry, repository, "v1")
+    store = str(tmp_path / "exported-from")
+    osbuilder("pull", "--cache", store, pushed.reference, check=True)
+    archive = tmp_path / "exported.tar"
+    osbuilder("cache", "export", "--cache", store, pushed.reference, "-o", str(archive), check=True)
+    return archive
+
+
 def test_import_rejects_a_tampered_archive(
     tmp_path: Path, registry: Registry, small_image: OciImage
 ) -> None:
-    pushed = push(small_image, registry, "tamper/app", "v1")
-    store = str(tmp_path / "store")
-    osbuilder("pull", "--cache", store, pushed.reference, check=True)
-    archive = tmp_path / "good.tar"
-    osbuilder("cache", "export", "--cache", store, pushed.reference, "-o", str(archive), check=True)
+    archive = exported(registry, small_image, "tamper/app", tmp_path)
     tampered = tmp_path / "bad.tar"
     with tarfile.open(archive) as source, tarfile.open(tampered, "w") as target:
         for member in source:
@@ -373,6 +379,21 @@ def test_import_rejects_a_tampered_archive(
     assert "does not match its digest" in result.stderr
     assert json.loads(osbuilder("cache", "ls", "--json", "--cache", fresh).stdout) == []
     assert not list(Path(fresh, "ingest").glob("*.partial"))
+
+
+def test_an_archive_that_cannot_be_imported_leaves_no_partial_blob(
+    registry: Registry, small_image: OciImage, tmp_path: Path
+) -> None:
+    """A full disk (a file size limit fails writes the same way): a clear error, and
+    nothing half-written kept, as there is nothing to resume from a local file."""
+    archive = exported(registry, small_image, "full/import", tmp_path)
+    store = tmp_path / "store"
+    limit = max(layer.descriptor.size for layer in small_image.layers) // 2
+    failed = osbuilder("cache", "import", "--cache", str(store), str(archive), max_file_size=limit)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(f"osbuilder: {store}/ingest/")
+    assert failed.stderr.strip().endswith(".partial: cannot write: File too large")
+    assert list((store / "ingest").glob("*.partial")) == []
 
 
 def _second_registry(tmp_path: Path):  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ def build(
     *args: str,
     out: str = "out",
     env: dict[str, str] | None = None,
+    max_file_size: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return osbuilder(
         "build",
@@ -42,6 +42,7 @@ def build(
         str(tmp_path / out),
         *args,
         env=env,
+        max_file_size=max_file_size,
     )
 
 
@@ -307,15 +308,7 @@ def test_a_failed_write_leaves_the_previous_outputs_as_they_were(
     changed = tmp_path / "changed.yml"
     changed.write_text(REDIS.read_text().replace("console=tty0 ", "quiet console=tty0 "))
     limit = (out / "r-kernel").stat().st_size + 1024 * 1024  # room for the kernel, not the initrd
-
-    def limit_file_size() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    command = [sys.executable, "-m", "osbuilder", "build", "--offline", "--cache"]
-    command += [str(packages.store.root), "-o", str(out), "--name", "r", str(changed)]
-    result = subprocess.run(
-        command, capture_output=True, text=True, check=False, preexec_fn=limit_file_size
-    )
+    result = build(packages, tmp_path, "--name", "r", str(changed), max_file_size=limit)
     assert result.returncode == 1
     assert result.stderr.strip() == f"osbuilder: {out}/r-initrd.img: cannot write: File too large"
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before

@@ -260,3 +260,29 @@ def test_terminal_gets_a_live_progress_display(
     assert "━" in text  # the bar
     assert "262.5/262.5 kB" in text  # bytes done of the total
     assert "done" in text and "retrying" not in text
+
+
+def test_a_store_that_cannot_be_written_is_a_clear_error_and_the_pull_resumes(
+    registry: Registry, small_image: OciImage, tmp_path: Path
+) -> None:
+    """A full disk (here a file size limit, which fails writes the same way) is the
+    user's to fix: one line naming the file, no traceback; what did arrive is kept, so
+    the next pull goes on from there."""
+    pushed = push(small_image, registry, "full/app", "v1")
+    store = tmp_path / "store"
+    layer = max(small_image.layers, key=lambda layer: layer.descriptor.size).descriptor
+    limit = layer.size // 2
+    failed = osbuilder("pull", "--cache", str(store), pushed.reference, max_file_size=limit)
+    assert failed.returncode == 1
+    partial = store / "ingest" / f"{layer.digest.removeprefix('sha256:')}.partial"
+    assert failed.stderr.splitlines()[-1] == f"osbuilder: {partial}: cannot write: File too large"
+    assert "Traceback" not in failed.stderr
+    assert partial.stat().st_size == limit  # kept: the pull can resume
+    assert blob_files_are_valid(ContentStore(store))  # no blob holds a part of its content
+    assert osbuilder("cache", "ls", "--cache", str(store)).stdout == ""
+
+    resumed = osbuilder("pull", "--cache", str(store), "--json", pushed.reference)
+    assert resumed.returncode == 0, resumed.stderr
+    [summary] = json.loads(resumed.stdout)
+    assert summary["transferred"] < sum(layer.descriptor.size for layer in small_image.layers)
+    assert blob_files_are_valid(ContentStore(store)) and not partial.exists()
