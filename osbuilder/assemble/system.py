@@ -437,6 +437,11 @@ class _Assembler:
                 entry.content = self.tree.spool.write_bytes(self._metadata(file.metadata))
             elif file.source is not None:
                 host = Path(file.source).expanduser()
+                if host.exists() and not host.is_file():
+                    raise SpecValueError(
+                        ("files", index, "source"),
+                        f"{host} is not a regular file (a source is one file's contents)",
+                    )
                 if not host.is_file():
                     if file.optional:
                         log.info("%s: %s is missing; skipped (optional)", location, host)

@@ -265,6 +265,11 @@ def test_a_bad_image_label_is_reported_at_the_line_naming_the_image(tmp_path: Pa
             "(mark it optional: true to skip it when missing)",
         ),
         (
+            "files:\n  - path: etc/motd\n    source: {directory}\n",
+            "{spec}:6:13: files[0].source: {directory} is not a regular file "
+            "(a source is one file's contents)",
+        ),
+        (
             "  ucode: intel-ucode.cpio\n",
             "{spec}:4:10: kernel.ucode: kernel image {kernel} has no ucode file 'intel-ucode.cpio'",
         ),
@@ -277,7 +282,7 @@ def test_a_bad_image_label_is_reported_at_the_line_naming_the_image(tmp_path: Pa
             "{spec}:4:8: kernel.tar: kernel image {kernel} has no 'modules.tar' (set tar: none?)",
         ),
     ],
-    ids=["files-source", "kernel-ucode", "kernel-binary", "kernel-tar"],
+    ids=["files-source", "files-source-directory", "kernel-ucode", "kernel-binary", "kernel-tar"],
 )
 def test_a_value_that_cannot_be_built_is_reported_at_its_line(
     packages: Packages, tmp_path: Path, text: str, expected: str
@@ -287,10 +292,11 @@ def test_a_value_that_cannot_be_built_is_reported_at_its_line(
     kernel = packages.references["osbuilder/kernel"]
     missing = tmp_path / "no-such-file"
     path = tmp_path / "spec.yml"
-    path.write_text(f"kernel:\n  image: {kernel}\n  cmdline: x\n" + text.format(missing=missing))
+    values = {"missing": missing, "directory": tmp_path}
+    path.write_text(f"kernel:\n  image: {kernel}\n  cmdline: x\n" + text.format(**values))
     result = build(packages, tmp_path, str(path))
     assert result.returncode == 1
-    message = expected.format(spec=path, missing=missing, kernel=kernel)
+    message = expected.format(spec=path, kernel=kernel, **values)
     assert result.stderr.strip() == f"osbuilder: {message}"
     assert list((tmp_path / "out").iterdir()) == []  # no output, spool or temp file left
 
