@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -57,20 +59,26 @@ def run(
         raise ExternalError(f"{program}: command not found (is its package installed?)")
     log.debug("run: %s", shlex.join(argv))
     try:
-        result = subprocess.run(
+        process = subprocess.Popen(
             argv,
-            input=input,
+            stdin=None if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE,
             env=None if env is None else {**os.environ, **env},
             cwd=cwd,
-            timeout=timeout,
-            check=False,
         )
-    except subprocess.TimeoutExpired:
-        raise ExternalError(f"{program} did not finish within {timeout} s") from None
     except OSError as exc:
         raise ExternalError(f"{program}: cannot run: {exc.strerror}") from None
+    with process:
+        try:
+            stdout, stderr_bytes = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop(process, program)
+            raise ExternalError(f"{program} did not finish within {timeout} s") from None
+        except BaseException:  # Ctrl-C, SIGTERM: the program goes too, cleaning up after itself
+            _stop(process, program)
+            raise
+    result = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr_bytes)
     if check and result.returncode != 0:
         stderr = result.stderr.decode(errors="replace").strip()
         log.debug("%s failed (exit %d); stderr:\n%s", program, result.returncode, stderr)
@@ -126,15 +134,59 @@ def stream_stdout(
             if failed > 0:
                 _raise_failure(argv, failed, stderr)
             raise
-        except BaseException:  # interrupted: stop the program at once
-            process.kill()
-            process.wait()
+        except BaseException:  # interrupted: stop the program, letting it clean up
+            _stop(process, program, process.stdout)
             raise
         finally:
             process.stdout.close()
         returncode = process.wait()
         if returncode != 0:
             _raise_failure(argv, returncode, stderr)
+
+
+STOP_GRACE = 60.0  # seconds a stopped program gets to clean up (mmdebstrap: its temp root)
+_PATIENT = 1.0  # after this long, say what is being waited for
+
+
+def _stop(process: subprocess.Popen[bytes], program: str, output: IO[bytes] | None = None) -> None:
+    """SIGTERM, then SIGKILL if it is still there after STOP_GRACE seconds.
+
+    Killed outright, mmdebstrap would leave its temporary root (hundreds of MB) and its
+    dpkg children behind; on SIGTERM it finishes the step under way, then cleans up.
+    Its `output` is read (and dropped) meanwhile: a program blocked writing to a pipe no
+    one reads could never get there.
+    """
+    process.terminate()
+    started = time.monotonic()
+    try:
+        if not _ended(process, output, started + _PATIENT):
+            log.warning(
+                "waiting up to %g s for %s to clean up (interrupt again to kill it)",
+                STOP_GRACE,
+                program,
+            )
+            if not _ended(process, output, started + STOP_GRACE):
+                process.kill()
+        process.wait()
+    except BaseException:  # interrupted again while waiting: no more patience
+        process.kill()
+        process.wait()
+        raise
+
+
+def _ended(process: subprocess.Popen[bytes], output: IO[bytes] | None, deadline: float) -> bool:
+    """Whether `process` exits before `deadline`, reading and dropping its `output`."""
+    while (left := deadline - time.monotonic()) > 0:
+        if output is None or output.closed:
+            try:
+                process.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        ready, _, _ = select.select([output], [], [], left)
+        if ready and not os.read(output.fileno(), 1 << 20):
+            output.close()  # end of its output: now wait for the process itself
+    return process.poll() is not None
 
 
 def _raise_failure(argv: list[str], returncode: int, stderr: IO[bytes]) -> None:
