@@ -29,6 +29,7 @@ class ImageSource:
     target: TargetPlatform
     pull_always: bool = False
     progress: Progress = field(default_factory=NullProgress)
+    jobs: int = 6  # blobs transferred in parallel
     _resolved: dict[str, Image] = field(default_factory=dict)
 
     def get(self, reference: str) -> Image:
@@ -46,7 +47,9 @@ class ImageSource:
                 if self.client is None:
                     image = cached.pull(ref).image  # raises the clear "pull it first" error
                 else:
-                    puller = Puller(self.store, self.client, self.target, progress=self.progress)
+                    puller = Puller(
+                        self.store, self.client, self.target, jobs=self.jobs, progress=self.progress
+                    )
                     image = puller.pull(ref).image
             self._resolved[reference] = image
         return self._resolved[reference]

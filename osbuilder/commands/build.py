@@ -63,12 +63,13 @@ def register(
         choices=("gzip", "zstd", "none"),
         help="initrd compression (default: zstd if the kernel has it, else gzip)",
     )
-    build.add_argument(
+    where = build.add_mutually_exclusive_group()
+    where.add_argument(
         "--offline",
         action="store_true",
         help="use only the content store; never contact a registry",
     )
-    build.add_argument(
+    where.add_argument(
         "--pull", action="store_true", help="re-resolve every tag even if the store has the image"
     )
     build.add_argument("--json", action="store_true", help="print the outputs as JSON")
@@ -99,7 +100,12 @@ def _build(args: argparse.Namespace) -> int:
         client = None if args.offline else registry_client(args)
         try:
             images = ImageSource(
-                store, client, target_platform(args), pull_always=args.pull, progress=progress
+                store,
+                client,
+                target_platform(args),
+                pull_always=args.pull,
+                progress=progress,
+                jobs=args.jobs,
             )
             outputs = build(
                 args.files,

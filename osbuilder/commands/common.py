@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from osbuilder.oci.progress import Progress
     from osbuilder.oci.registry import RegistryClient
     from osbuilder.oci.store import ContentStore
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum`."""
+
+    def parse(value: str) -> int:
+        if not value.isdigit() or int(value) < minimum:
+            raise argparse.ArgumentTypeError(f"{value!r}: a whole number, at least {minimum}")
+        return int(value)
+
+    return parse
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -48,13 +59,17 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--retries",
-        type=int,
+        type=whole_number(0),
         default=5,
         metavar="N",
         help="retries of a failed request, with exponential backoff (default 5)",
     )
     group.add_argument(
-        "--jobs", type=int, default=6, metavar="N", help="blobs transferred in parallel (default 6)"
+        "--jobs",
+        type=whole_number(1),
+        default=6,
+        metavar="N",
+        help="blobs transferred in parallel (default 6)",
     )
 
 
@@ -82,7 +97,7 @@ def registry_client(args: argparse.Namespace) -> RegistryClient:
     options = RegistryOptions(
         insecure_registries=frozenset(args.insecure_registry),
         mirrors={k: tuple(v) for k, v in mirrors.items()},
-        retries=max(0, args.retries),
+        retries=args.retries,
     )
     return RegistryClient(options)
 

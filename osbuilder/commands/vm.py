@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from osbuilder.commands.common import print_json
+from osbuilder.commands.common import print_json, whole_number
 from osbuilder.errors import ExitCode
 
 MIN_MEMORY_MB = 64  # below this the kernel cannot even unpack a small initrd
@@ -22,15 +21,6 @@ def _memory(value: str) -> str:
     if megabytes < MIN_MEMORY_MB:
         raise argparse.ArgumentTypeError(f"{value!r}: at least {MIN_MEMORY_MB} MB")
     return str(megabytes)
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        if not value.isdigit() or int(value) < minimum:
-            raise argparse.ArgumentTypeError(f"{value!r}: a whole number, at least {minimum}")
-        return int(value)
-
-    return parse
 
 
 def register(
@@ -58,7 +48,7 @@ def register(
         default="1024",
         help="memory in MB, or with a G suffix (default 1024)",
     )
-    run.add_argument("--cpus", type=_at_least(1), default=1, help="virtual CPUs (default 1)")
+    run.add_argument("--cpus", type=whole_number(1), default=1, help="virtual CPUs (default 1)")
     run.add_argument(
         "--publish",
         "-p",

@@ -134,6 +134,22 @@ def test_vm_sizes_are_checked_before_qemu_starts(
     assert err.splitlines()[-1] == f"osbuilder run: error: argument {option}: {problem}"
 
 
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["build", "--jobs", "0"], "argument --jobs: '0': a whole number, at least 1"),
+        (["pull", "--retries", "-1"], "argument --retries: '-1': a whole number, at least 0"),
+        (["build", "--offline", "--pull"], "argument --pull: not allowed with argument --offline"),
+    ],
+)
+def test_registry_options_are_checked(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, *argv, "x.yml" if argv[0] == "build" else "redis")
+    assert code == 2
+    assert err.splitlines()[-1] == f"osbuilder {argv[0]}: error: {problem}"
+
+
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--version")
     assert code == 0
