@@ -8,8 +8,10 @@ writer waits for. A failure to write (a full disk) is the user's to fix, not a b
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,7 +65,11 @@ class OutputDirectory:
 @contextmanager
 def output_directory(path: Path) -> Iterator[OutputDirectory]:
     """The files created in the block appear in `path` together when it ends without
-    error; otherwise none does, and any earlier build's files are left as they were."""
+    error; otherwise none does, and any earlier build's files are left as they were.
+
+    Builds into one directory at once commit one after the other (a lock on the directory
+    itself), so the files of one never mix with the other's.
+    """
     files = FileSet()
     try:
         yield OutputDirectory(path, files)
@@ -71,9 +77,23 @@ def output_directory(path: Path) -> Iterator[OutputDirectory]:
         files.discard()
         raise
     try:
-        files.commit()
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
+        with _locked(path):
+            files.commit()
+    except BaseException as exc:
+        files.discard()
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from None
+        raise
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 class _OutputWriteError(OSError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -340,6 +341,34 @@ def test_a_terminated_build_leaves_no_partial_file(packages: Packages, tmp_path:
     assert (build.returncode, stderr) == (128 + signal.SIGTERM, "osbuilder: terminated\n")
     assert os.listdir(out) == ["r-kernel"]
     assert (out / "r-kernel").read_bytes() == b"an earlier build"
+
+
+def test_builds_into_one_directory_commit_one_after_the_other(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """A build's files appear together under the directory's lock: one held elsewhere (as
+    a concurrent build holds it while it renames) keeps them back, whole, until released."""
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [sys.executable, "-m", "osbuilder", "build", "--offline", "--cache"]
+    command += [str(packages.store.root), "-o", str(out), "--name", "r", str(REDIS)]
+    directory = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(directory, fcntl.LOCK_EX)
+    build = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        try:
+            while not list(out.glob(".r-cmdline.*.partial")):  # written last
+                assert build.poll() is None, build.communicate()
+                time.sleep(0.01)
+            time.sleep(0.5)
+            assert build.poll() is None  # waiting for the directory
+            assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
+        finally:
+            os.close(directory)  # releases the lock
+        assert build.wait(timeout=60) == 0
+    finally:
+        build.kill()
+    assert sorted(p.name for p in out.iterdir()) == ["r-cmdline", "r-initrd.img", "r-kernel"]
 
 
 def test_no_kernel_is_a_clean_error_for_kernel_initrd(packages: Packages, tmp_path: Path) -> None:
