@@ -45,5 +45,9 @@ def cannot_write(
 ) -> WriteFailed:
     """The error for a failed write at `path`; `remedy` says what else to do than freeing
     space when the disk is full."""
-    hint = f" (free some space, or {remedy})" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    hint = ""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = f" (free some space, or {remedy})"
+    elif error.errno == errno.ENOENT:
+        hint = f" ({path.parent} does not exist)"
     return WriteFailed(f"{path}: cannot write: {error.strerror or error}{hint}")

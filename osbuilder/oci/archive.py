@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 from osbuilder.atomicfile import atomic_output
-from osbuilder.errors import UserError
+from osbuilder.errors import UserError, cannot_write
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Index, parse_json
 from osbuilder.oci.reference import InvalidReference, parse_reference
@@ -39,17 +39,23 @@ def export_archive(store: ContentStore, name: str, output: Path) -> int:
             "mediaType": mediatypes.OCI_INDEX,
             "manifests": [entry.as_json()],
         }
-        with (
-            atomic_output(output) as stream,
-            tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-            _add_bytes(tar, "index.json", json.dumps(index, indent=2).encode())
-            for digest in sorted(blobs):
-                path = store.blob_path(digest)
-                info = _info(f"blobs/sha256/{digest.removeprefix('sha256:')}", path.stat().st_size)
-                with path.open("rb") as blob:
-                    tar.addfile(info, blob)
+        if output.is_dir():
+            raise UserError(f"{output} is a directory: name the archive, e.g. {output}/image.tar")
+        try:
+            with (
+                atomic_output(output) as stream,
+                tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar,
+            ):
+                _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+                _add_bytes(tar, "index.json", json.dumps(index, indent=2).encode())
+                for digest in sorted(blobs):
+                    path = store.blob_path(digest)
+                    size = path.stat().st_size
+                    info = _info(f"blobs/sha256/{digest.removeprefix('sha256:')}", size)
+                    with path.open("rb") as blob:
+                        tar.addfile(info, blob)
+        except OSError as exc:  # the store's blobs were just listed: writing is what fails
+            raise cannot_write(output, exc) from None
         return len(blobs)
 
 
@@ -58,8 +64,12 @@ def import_archive(store: ContentStore, archive: Path) -> list[str]:
     try:
         # Opened outside the `with` below so that a bad file is one clean error.
         tar = tarfile.open(archive, mode="r:*")  # noqa: SIM115
-    except (OSError, tarfile.TarError) as exc:
-        raise UserError(f"{archive}: not a readable tar archive: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"{archive}: cannot read: {exc.strerror or exc}") from None
+    except tarfile.TarError:
+        raise UserError(
+            f"{archive}: not a tar archive (make one with osbuilder cache export)"
+        ) from None
     index_data: bytes | None = None
     with tar, store.using():
         for member in tar:

@@ -11,6 +11,7 @@ import pytest
 
 from osbuilder.errors import UserError
 from osbuilder.oci import mediatypes
+from osbuilder.oci.archive import export_archive, import_archive
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.store import ContentStore, DigestMismatch, default_store_root
 
@@ -199,3 +200,34 @@ def test_concurrent_processes_never_lose_a_name(tmp_path: Path) -> None:
         worker.join()
         assert worker.exitcode == 0
     assert len(ContentStore(tmp_path).references()) == 80
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("{tmp}", "{tmp} is a directory: name the archive, e.g. {tmp}/image.tar"),
+        (
+            "{tmp}/missing/app.tar",
+            "{tmp}/missing/app.tar: cannot write: No such file or directory "
+            "({tmp}/missing does not exist)",
+        ),
+    ],
+)
+def test_export_to_a_place_that_cannot_hold_it_is_one_clear_error(
+    tmp_path: Path, output: str, message: str
+) -> None:
+    store = ContentStore(tmp_path / "store")
+    store.tag("docker.io/library/app:1", put_image(store, [b"layer"]))
+    with pytest.raises(UserError) as error:
+        export_archive(store, "app:1", Path(output.format(tmp=tmp_path)))
+    assert str(error.value) == message.format(tmp=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_importing_what_is_not_a_tar_is_one_clear_error(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an archive\n")
+    store = ContentStore(tmp_path / "store")
+    with pytest.raises(UserError) as error:
+        import_archive(store, text)
+    assert str(error.value) == f"{text}: not a tar archive (make one with osbuilder cache export)"
