@@ -56,6 +56,8 @@ def check_specs(paths: Sequence[Path | str]) -> Checked:
     """Validate and merge spec files; return the spec (if valid) and all diagnostics."""
     sources: list[tuple[str, str | None]] = []
     for path in paths:
+        if Path(path).is_dir():
+            raise UserError(f"{path}: a directory, not a spec file (give its .yml files)")
         if not Path(path).is_file():
             raise UserError(f"{path}: no such spec file")
         sources.append((str(path), None))

@@ -98,6 +98,14 @@ def test_missing_file_is_one_clean_line(capsys: pytest.CaptureFixture[str]) -> N
     assert err == "osbuilder: /nonexistent/spec.yml: no such spec file\n"
 
 
+def test_a_directory_given_as_spec_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "build", "-o", str(tmp_path / "out"), str(tmp_path))
+    assert code == 1
+    assert err == f"osbuilder: {tmp_path}: a directory, not a spec file (give its .yml files)\n"
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "validate")[0] == 2
     assert run(capsys, "frobnicate")[0] == 2
