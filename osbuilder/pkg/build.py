@@ -61,19 +61,23 @@ def build_package(
         epoch = source_date_epoch()
         layers: list[Layer] = []
         bytecode = Bytecode(recipe.bytecode, epoch, what) if recipe.bytecode else None
-        if recipe.debian is not None:
-            log.info("%s: running mmdebstrap", what)
-            layers.append(
-                build_root_layer(store, recipe.debian, architecture, epoch, what, bytecode)
-            )
-        if recipe.kernel is not None:
-            log.info("%s: unpacking %s", what, recipe.kernel.package)
-            layers.append(build_kernel_layer(store, recipe.kernel, architecture, epoch, what))
-        if recipe.files:
-            with new_layer(store) as layer:
-                add_files(layer, loaded.directory, recipe.files, epoch, bytecode)
-            assert layer.result is not None
-            layers.append(layer.result)
+        try:
+            if recipe.debian is not None:
+                log.info("%s: running mmdebstrap", what)
+                layers.append(
+                    build_root_layer(store, recipe.debian, architecture, epoch, what, bytecode)
+                )
+            if recipe.kernel is not None:
+                log.info("%s: unpacking %s", what, recipe.kernel.package)
+                layers.append(build_kernel_layer(store, recipe.kernel, architecture, epoch, what))
+            if recipe.files:
+                with new_layer(store) as layer:
+                    add_files(layer, loaded.directory, recipe.files, epoch, bytecode)
+                assert layer.result is not None
+                layers.append(layer.result)
+        finally:
+            if bytecode is not None:
+                bytecode.discard()  # what a failed layer left
         spec = image_spec(recipe.config, architecture, epoch, reference)
         descriptor = write_image(store, layers, spec)
         store.tag(reference, descriptor)

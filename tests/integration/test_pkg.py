@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from osbuilder.oci.pull import Puller
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
+from osbuilder.pkg.build import build_package
+from osbuilder.pkg.recipe import load_recipe
 from tests.conftest import REPO, Packages
 from tests.integration.helpers import AMD64, blob_files_are_valid, osbuilder
 from tests.integration.images import skopeo
@@ -267,3 +270,24 @@ def test_repository_packages_build(packages: Packages) -> None:
             "CAP_DAC_OVERRIDE",
         ]
     )
+
+
+def test_bytecode_gives_one_digest_whichever_process_builds_it(tmp_path: Path) -> None:
+    """The .pyc files of a recipe with `bytecode` are the same bytes when the recipe is
+    built by the command line and inside a busier process (the tests' own, a tool
+    embedding osbuilder), so one tag never names two contents."""
+    recipe = tmp_path / "py"
+    recipe.mkdir()
+    (recipe / "m.py").write_text('SEPARATORS = ["\\x1e", "\\x1f"]\nNAME = "m"\n')
+    (recipe / "build.yml").write_text(
+        'image: osbuilder/py-test\nbytecode: "3.11"\n'
+        "files:\n  - {path: /usr/lib/python3/dist-packages/m.py, source: m.py, mode: '0644'}\n"
+    )
+    on_the_command_line = osbuilder(
+        "pkg", "build", "--json", "--cache", str(tmp_path / "cli-store"), str(recipe)
+    )
+    assert on_the_command_line.returncode == 0, on_the_command_line.stderr
+    for character in "\x1e\x1f":
+        sys.intern(character)  # as some module of a busy process might
+    in_process = build_package(ContentStore(tmp_path / "store"), load_recipe(recipe))
+    assert in_process.descriptor.digest == json.loads(on_the_command_line.stdout)[0]["digest"]

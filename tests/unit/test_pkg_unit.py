@@ -127,12 +127,40 @@ def test_bytecode_compiles_modules_to_unchecked_hash_pycs() -> None:
     assert passed is not None and passed.read() == source
     broken = tarfile.TarInfo("usr/share/x/template.py")
     bytecode.take(broken, io.BytesIO(b"def (:\n"))  # not Python: skipped, as compileall does
-    [(name, pyc)] = bytecode.compiled.items()
+    [(name, pyc)] = bytecode.compile().items()
     assert name == f"usr/lib/python3/dist-packages/__pycache__/m.{sys.implementation.cache_tag}.pyc"
     flags = int.from_bytes(pyc[4:8], "little")
     assert flags == 0b01  # hash-based, unchecked: never compared with the source again
+    code = marshal.loads(pyc[16:])
+    assert code.co_filename == "/usr/lib/python3/dist-packages/m.py"  # where it is in the image
     namespace: dict[str, object] = {}
-    exec(marshal.loads(pyc[16:]), namespace)
+    exec(code, namespace)
     assert namespace["ANSWER"] == 42
+    assert bytecode.compile() == {}  # each layer's modules are compiled once
     with pytest.raises(UserError, match=r"bytecode for Python 2\.7 needs osbuilder to run on"):
         Bytecode("2.7", 0, "t/build.yml")
+
+
+def test_bytecode_does_not_depend_on_what_the_building_process_did() -> None:
+    """marshal marks a string as interned or not as the process has it: a one-character
+    string is a shared singleton, interned as soon as anything interns it. Compiled in
+    osbuilder's own process, one recipe gave different .pyc bytes from one run to the next
+    (a package build inside the tests differed from `make packages`)."""
+    import io
+    import sys
+
+    from osbuilder.pkg.bytecode import Bytecode
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    source = b'SEPARATOR = "\\x1f"\n'  # a one-character constant nothing here interns
+
+    def pyc() -> bytes:
+        bytecode = Bytecode(version, 0, "t/build.yml")
+        info = tarfile.TarInfo("m.py")
+        bytecode.take(info, io.BytesIO(source))
+        [data] = bytecode.compile().values()
+        return data
+
+    before = pyc()
+    sys.intern("\x1f")  # as any module of the building process might
+    assert pyc() == before
