@@ -18,6 +18,7 @@ from osbuilder.commands.common import (
 from osbuilder.errors import ExitCode
 
 DEFAULT_FORMAT = "kernel+initrd"
+STDIN_DEFAULT_NAME = "system"  # the output name of a spec read from standard input
 
 
 def register(
@@ -34,7 +35,9 @@ def register(
         "format asked for. Images already complete in the store are used as they are "
         "(--pull re-resolves their tags).",
     )
-    build.add_argument("files", nargs="+", type=Path, metavar="FILE", help="spec files")
+    build.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="spec files (-: standard input)"
+    )
     build.add_argument(
         "-f",
         "--format",
@@ -56,7 +59,7 @@ def register(
         "--name",
         type=_output_name,
         help="output name: the files are DIR/NAME-kernel, ... (default: the first spec "
-        "file's stem)",
+        f"file's stem, or {STDIN_DEFAULT_NAME} for -)",
     )
     build.add_argument(
         "--compress",
@@ -94,7 +97,8 @@ def _build(args: argparse.Namespace) -> int:
     from osbuilder.formats import WriteOptions
     from osbuilder.oci.progress import human_size
 
-    name = args.name or args.files[0].stem
+    first = args.files[0]
+    name = args.name or (STDIN_DEFAULT_NAME if str(first) == "-" else first.stem)
     store = open_store(args)
     with progress_for(args) as progress:
         client = None if args.offline else registry_client(args)

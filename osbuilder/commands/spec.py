@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuilder.commands.common import print_json
-from osbuilder.errors import ExitCode
+from osbuilder.errors import ExitCode, UserError
 
 if TYPE_CHECKING:
     from osbuilder.spec import Spec
@@ -25,7 +25,9 @@ def register(
         "Each file is a spec of its own unless --merge is given. Exit 0 when all are valid, "
         "1 when not.",
     )
-    validate.add_argument("files", nargs="+", type=Path, metavar="FILE", help="spec files")
+    validate.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="spec files (-: standard input)"
+    )
     validate.add_argument(
         "--merge",
         action="store_true",
@@ -48,6 +50,8 @@ def register(
 def _validate(args: argparse.Namespace) -> int:
     from osbuilder.spec import check_specs
 
+    if [str(f) for f in args.files].count("-") > 1:
+        raise UserError("- (standard input) can be given only once")
     groups: list[list[Path]] = [args.files] if args.merge else [[f] for f in args.files]
     results = [(group, *check_specs(group)) for group in groups]
     valid = all(loaded is not None for _, loaded, _ in results)

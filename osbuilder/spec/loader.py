@@ -6,6 +6,7 @@ at once, each at FILE:LINE:COL.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +53,20 @@ class LoadedSpec:
 Checked = tuple["LoadedSpec | None", list[Diagnostic]]
 
 
+STDIN = "-"  # as a spec file: standard input
+STDIN_NAME = "<stdin>"  # its name in diagnostics
+
+
 def check_specs(paths: Sequence[Path | str]) -> Checked:
-    """Validate and merge spec files; return the spec (if valid) and all diagnostics."""
-    sources: list[tuple[str, str | None]] = []
+    """Validate and merge spec files ("-": standard input); return the spec (if valid)
+    and all diagnostics."""
+    sources: list[tuple[str, str | bytes | None]] = []
     for path in paths:
+        if str(path) == STDIN:
+            if any(name == STDIN_NAME for name, _ in sources):
+                raise UserError("- (standard input) can be given only once")
+            sources.append((STDIN_NAME, sys.stdin.buffer.read()))
+            continue
         if Path(path).is_dir():
             raise UserError(f"{path}: a directory, not a spec file (give its .yml files)")
         if not Path(path).is_file():
@@ -64,7 +75,7 @@ def check_specs(paths: Sequence[Path | str]) -> Checked:
     return check_sources(sources)
 
 
-def check_sources(sources: Sequence[tuple[str, str | None]]) -> Checked:
+def check_sources(sources: Sequence[tuple[str, str | bytes | None]]) -> Checked:
     """Like check_specs for (name, text) pairs; a text of None is read from the file `name`."""
     if not sources:
         raise UserError("no spec file given")

@@ -130,14 +130,17 @@ class SpecSyntaxError(Exception):
         self.diagnostic = diagnostic
 
 
-def load_document(path: Path | str, text: str | None = None) -> Document:
-    """Parse one YAML spec file; raise SpecSyntaxError with FILE:LINE:COL on bad YAML."""
+def load_document(path: Path | str, text: str | bytes | None = None) -> Document:
+    """Parse one YAML spec file (or `text`, its content, e.g. standard input's); raise
+    SpecSyntaxError with FILE:LINE:COL on bad YAML."""
     name = str(path)
-    if text is None:
-        try:
+    try:
+        if text is None:
             text = Path(path).read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise _error(name, 1, 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        elif isinstance(text, bytes):  # with the newlines read_text would give
+            text = text.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as exc:
+        raise _error(name, 1, 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:

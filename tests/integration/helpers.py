@@ -70,6 +70,7 @@ def osbuilder(
     env: dict[str, str] | None = None,
     check: bool = False,
     max_file_size: int | None = None,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the osbuilder command line, as a user would.
 
@@ -83,6 +84,7 @@ def osbuilder(
 
     return subprocess.run(
         [sys.executable, "-m", "osbuilder", *args],
+        input=input,
         capture_output=True,
         text=True,
         check=check,

@@ -110,6 +110,26 @@ def test_redis_example_builds_kernel_initrd_reproducibly(
     ]
 
 
+def test_a_spec_on_standard_input_builds_as_system(packages: Packages, tmp_path: Path) -> None:
+    from_stdin = osbuilder(
+        "build",
+        "--offline",
+        "--cache",
+        str(packages.store.root),
+        "-o",
+        str(tmp_path / "out"),
+        "--json",
+        "-",
+        input=REDIS.read_text(),
+    )
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    from_file = build(packages, tmp_path, "--json", str(REDIS), out="file")
+    names = [Path(o["path"]).name for o in json.loads(from_stdin.stdout)]
+    assert names == ["system-kernel", "system-initrd.img", "system-cmdline"]
+    digests = [o["sha256"] for o in json.loads(from_stdin.stdout)]
+    assert digests == [o["sha256"] for o in json.loads(from_file.stdout)]
+
+
 def test_tar_format_annotates_every_entry(packages: Packages, tmp_path: Path) -> None:
     result = build(packages, tmp_path, "-f", "tar", "--name", "sys", str(REDIS))
     assert result.returncode == 0, result.stderr

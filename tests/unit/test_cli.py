@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -206,3 +207,16 @@ def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines()[0].startswith(f"{spec}:2:1: YAML syntax error:")
     assert "Traceback" not in result.stderr
+
+
+def test_a_spec_on_standard_input_is_validated_as_a_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-` is standard input, as for LinuxKit; its errors are located at <stdin>."""
+    text = "kernel:\r\n  image: osbuilder/kernel\r\n  bogus: 1\r\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    code, _, err = run(capsys, "validate", "-")
+    assert code == 1
+    assert err.splitlines() == ["<stdin>:3:3: kernel: unknown field 'bogus'", "-: invalid, 1 error"]
+    code, _, err = run(capsys, "validate", "-", "-")
+    assert (code, err) == (1, "osbuilder: - (standard input) can be given only once\n")
