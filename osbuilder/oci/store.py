@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ from osbuilder.atomicfile import atomic_output, fsync_directory
 from osbuilder.errors import ExternalError, UserError, cannot_write
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor, Index, Manifest, check_digest, is_index, parse_json
+
+log = logging.getLogger(__name__)
 
 #: Manifests and configs are read into memory; anything bigger is not one.
 MAX_DOCUMENT_SIZE = 8 * 1024 * 1024
@@ -81,12 +84,14 @@ class ContentStore:
     @contextlib.contextmanager
     def using(self) -> Iterator[None]:
         """Hold the store shared while working with it, so `gc` waits for us."""
-        with _flock(self.root / "lock", fcntl.LOCK_SH):
+        waiting = f"{self.root}: a garbage collection is running; waiting for it to end"
+        with _flock(self.root / "lock", fcntl.LOCK_SH, waiting):
             yield
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
-        with _flock(self.root / "lock", fcntl.LOCK_EX):
+        waiting = f"{self.root}: another osbuilder command is using it; waiting for it to end"
+        with _flock(self.root / "lock", fcntl.LOCK_EX, waiting):
             yield
 
     def _index_lock(self) -> contextlib.AbstractContextManager[None]:
@@ -424,10 +429,17 @@ def _writing(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _flock(path: Path, mode: int) -> Iterator[None]:
+def _flock(path: Path, mode: int, waiting: str | None = None) -> Iterator[None]:
+    """Hold `path` locked (`mode`: LOCK_SH or LOCK_EX); when someone else holds it,
+    say `waiting` (if given) before blocking, rather than hang without a word."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, mode)
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                log.warning("%s", waiting)
+            fcntl.flock(fd, mode)
         yield
     finally:
         os.close(fd)  # closing releases the lock

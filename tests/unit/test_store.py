@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing
+import threading
 from pathlib import Path
 
 import pytest
@@ -231,3 +233,32 @@ def test_importing_what_is_not_a_tar_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UserError) as error:
         import_archive(store, text)
     assert str(error.value) == f"{text}: not a tar archive (make one with osbuilder cache export)"
+
+
+def test_gc_says_that_it_waits_for_a_command_using_the_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A build or a pkg build holds the store while it runs; gc waits, saying so."""
+    store = ContentStore(tmp_path / "store")
+    holding, released = threading.Event(), threading.Event()
+
+    def build() -> None:
+        with store.using():
+            holding.set()
+            released.wait(10)
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    holding.wait(10)
+    threading.Timer(0.3, released.set).start()
+    with caplog.at_level(logging.WARNING, logger="osbuilder.oci.store"):
+        assert store.gc() == (0, 0)  # after the build ended
+    builder.join()
+    assert released.is_set()
+    assert caplog.messages == [
+        f"{store.root}: another osbuilder command is using it; waiting for it to end"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="osbuilder.oci.store"):
+        store.gc()  # no one holds it: no word
+    assert caplog.messages == []
