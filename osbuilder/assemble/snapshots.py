@@ -35,7 +35,7 @@ from osbuilder.errors import UserError
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 1  # bump when Member or the index layout changes: old indexes are remade
+INDEX_FORMAT = 2  # bump when Member or the index layout changes: old indexes are remade
 WORKERS = 2  # layers inflated at once (inflating lets go of the GIL)
 
 
@@ -121,7 +121,7 @@ class Snapshots:
             return index.members
         with content.path.open("rb", buffering=0) as tar:
             members = index_tar(tar, content.offset, content.size, what)
-        self._write_index(path, members, content.size, "")
+        self._write_index(path, content.path, members, content.size, "")
         return members
 
     # --- files -------------------------------------------------------------------------------
@@ -160,12 +160,23 @@ class Snapshots:
             _check_diff_id(ref, diff_id)  # before anything is committed
             out.flush()
             members = index_tar(out, 0, size, ref.what)
-        self._write_index(self._index_path(ref.digest), members, size, diff_id)
+        self._write_index(self._index_path(ref.digest), tar, members, size, diff_id)
         log.debug("unpacked %s: %d bytes, %d members", ref.what, size, len(members))
         return Snapshot(tar, members, diff_id)
 
-    def _write_index(self, path: Path, members: list[Member], size: int, diff_id: str) -> None:
-        document = {"format": INDEX_FORMAT, "size": size, "diffID": diff_id, "members": members}
+    def _write_index(
+        self, path: Path, tar: Path, members: list[Member], size: int, diff_id: str
+    ) -> None:
+        """Index `tar` (or `size` bytes in it). Its mtime is recorded: a tar changed
+        in place after it was checked (an editor, a disk tool) no longer fits its index,
+        and is made again rather than read as it is."""
+        document = {
+            "format": INDEX_FORMAT,
+            "size": size,
+            "mtime": os.stat(tar).st_mtime_ns,
+            "diffID": diff_id,
+            "members": members,
+        }
         with atomic_output(path) as out:
             out.write(json.dumps(document, separators=(",", ":")).encode())
 
@@ -176,8 +187,11 @@ class Snapshots:
             document = json.loads(path.read_bytes())
             if document["format"] != INDEX_FORMAT:
                 return None
-            if size is None and document["size"] != os.stat(tar).st_size:
+            status = os.stat(tar)
+            if document["mtime"] != status.st_mtime_ns:
                 return None  # not the tar it was made for: both are made again
+            if size is None and document["size"] != status.st_size:
+                return None
             if size is not None and document["size"] != size:
                 return None
             return _Index([Member(*row) for row in document["members"]], document["diffID"])
