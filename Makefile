@@ -26,7 +26,8 @@ demo: deps packages
 	$(OSBUILDER) validate examples/*.yml
 	$(OSBUILDER) build examples/redis.yml
 	$(OSBUILDER) run --detach --net restricted --publish $(DEMO_PORT):6379 \
-		--wait-tcp 6379 --timeout 300 output/redis
+		--wait-tcp 6379 --timeout 300 output/redis \
+		|| { $(OSBUILDER) stop output/redis 2>/dev/null; exit 1; }
 	redis-cli -p $(DEMO_PORT) ping; status=$$?; \
 		$(OSBUILDER) stop output/redis; exit $$status
 
