@@ -70,15 +70,15 @@ def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
 
 
 def run_detached(config: VmConfig, cache: Path, wait_tcp: int | None, wait_timeout: float) -> None:
+    published = [p for p in config.publish if p.guest == wait_tcp and p.protocol == "tcp"]
+    if wait_tcp is not None and not published:  # checked before a VM is started for nothing
+        raise UserError(f"--wait-tcp {wait_tcp}: publish that port (--publish HOST:{wait_tcp})")
     prepare_state(config)
     run(qemu_command(config))  # -daemonize: returns once the VM runs
     pid = read_pid(config.state)
     register(cache, config.state, _record(config, pid))
     if wait_tcp is None:
         return
-    published = [p for p in config.publish if p.guest == wait_tcp and p.protocol == "tcp"]
-    if not published:
-        raise UserError(f"--wait-tcp {wait_tcp}: publish that port (--publish HOST:{wait_tcp})")
     host_port = published[0].host
     deadline = time.monotonic() + wait_timeout
     while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ import pytest
 from osbuilder.errors import UserError
 from osbuilder.vm.accel import choose_accel
 from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, parse_publish, qemu_command
-from osbuilder.vm.run import established
+from osbuilder.vm.run import established, run_detached
 
 
 def boot(tmp_path: Path) -> KernelBoot:
@@ -90,3 +90,14 @@ def test_a_guest_port_answers_only_when_qemu_saw_the_guest_accept() -> None:
     assert not established(
         USERNET.replace("6380", "6379").replace("ESTABLISHED", "TIME_WAIT"), 6379
     )
+
+
+def test_waiting_on_an_unpublished_port_is_refused_before_a_vm_starts(tmp_path: Path) -> None:
+    """Else the VM would start, the command fail, and the VM run on, forgotten."""
+    config = VmConfig(
+        boot(tmp_path), tmp_path / "state", accel="tcg", publish=[Publish(16379, 6379)]
+    )
+    config.detach = True
+    with pytest.raises(UserError, match=r"--wait-tcp 6380: publish that port"):
+        run_detached(config, tmp_path / "cache", wait_tcp=6380, wait_timeout=1)
+    assert not (tmp_path / "state").exists()  # nothing was started
