@@ -9,8 +9,10 @@ them are complete: a failed build never leaves a new kernel next to an old initr
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,10 +53,13 @@ class FileSet:
     A temporary name is recorded before the file exists, so `discard` removes it whenever
     the writing stops: even a signal that lands between creating the file and the code
     that would clean it up (SIGTERM and Ctrl-C raise at any point) leaves nothing behind.
+    Each temporary file is locked (flock) until it is committed or discarded, so what a
+    killed process left can be told from what a running one is writing
+    (`remove_abandoned`).
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
+        self._pending: list[_Pending] = []
 
     @contextmanager
     def create(
@@ -62,16 +67,19 @@ class FileSet:
     ) -> Iterator[BinaryIO]:
         """Open a new file that will become `path` on commit (see atomic_output for the
         arguments). If the block raises, the file is removed at once."""
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-        entry = (temporary, path)
-        self._pending.append(entry)
+        pending = _Pending(path.with_name(f".{path.name}.{secrets.token_hex(4)}{PARTIAL}"), path)
+        self._pending.append(pending)
         try:
             access = os.O_RDWR if readable else os.O_WRONLY
             try:
-                fd = os.open(temporary, access | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                fd = os.open(
+                    pending.temporary, access | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
+                )
             except FileExistsError:  # someone else's file, by a 1 in 2**32 chance: keep it
-                self._pending.remove(entry)
+                self._pending.remove(pending)
                 raise
+            pending.lock = os.dup(fd)  # the same open file: the lock outlives `file`
+            fcntl.flock(pending.lock, fcntl.LOCK_EX)
             if mode is not None:
                 os.fchmod(fd, mode)
             with os.fdopen(fd, "w+b" if readable else "wb") as file:
@@ -79,9 +87,9 @@ class FileSet:
                 file.flush()
                 os.fsync(file.fileno())
         except BaseException:
-            if entry in self._pending:
-                temporary.unlink(missing_ok=True)
-                self._pending.remove(entry)
+            if pending in self._pending:
+                pending.remove()
+                self._pending.remove(pending)
             raise
 
     def commit(self) -> None:
@@ -89,21 +97,72 @@ class FileSet:
         pending, self._pending = self._pending, []
         done = 0
         try:
-            for temporary, path in pending:
-                os.replace(temporary, path)
+            for each in pending:
+                os.replace(each.temporary, each.final)
+                each.release()
                 done += 1
         except BaseException:
-            for temporary, _ in pending[done:]:
-                temporary.unlink(missing_ok=True)
+            for each in pending[done:]:
+                each.remove()
             raise
-        for directory in dict.fromkeys(path.parent for _, path in pending):
+        for directory in dict.fromkeys(each.final.parent for each in pending):
             fsync_directory(directory)
 
     def discard(self) -> None:
         """Remove every file written and not committed."""
         pending, self._pending = self._pending, []
-        for temporary, _ in pending:
-            temporary.unlink(missing_ok=True)
+        for each in pending:
+            each.remove()
+
+
+PARTIAL = ".partial"  # the suffix of temporary files: .NAME.TOKEN.partial
+ABANDONED_AFTER = 60.0  # seconds: a younger unlocked file may be one whose lock is coming
+
+
+class _Pending:
+    def __init__(self, temporary: Path, final: Path) -> None:
+        self.temporary, self.final = temporary, final
+        self.lock: int | None = None
+
+    def release(self) -> None:
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+
+    def remove(self) -> None:
+        self.temporary.unlink(missing_ok=True)
+        self.release()
+
+
+def remove_abandoned(directory: Path) -> int:
+    """Remove the temporary files a killed process left in `directory` (kill -9, a power
+    cut): unlocked and older than ABANDONED_AFTER. Returns how many."""
+    removed = 0
+    for path in directory.glob(f".*{PARTIAL}"):
+        with abandoned(path) as gone:
+            if gone:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+@contextmanager
+def abandoned(path: Path) -> Iterator[bool]:
+    """Whether `path` (a file or a directory) is no one's; it stays so within the block."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # gone, or a symlink: not ours to remove
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its writer is alive
+            yield False
+            return
+        yield time.time() - os.fstat(fd).st_mtime > ABANDONED_AFTER
+    finally:
+        os.close(fd)
 
 
 def fsync_directory(path: Path) -> None:

@@ -10,15 +10,20 @@ bit-identical.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from osbuilder.assemble.images import ImageSource
 from osbuilder.assemble.snapshots import Snapshots
 from osbuilder.assemble.system import AssembledSystem, assemble
 from osbuilder.assemble.tree import Spool, Tree
+from osbuilder.atomicfile import abandoned, remove_abandoned
 from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import FORMATS, WriteOptions
 from osbuilder.formats.outputfile import Output, OutputDirectory, output_directory
@@ -26,6 +31,8 @@ from osbuilder.oci.imagewriter import source_date_epoch
 from osbuilder.spec import SpecValueError, load_spec
 
 log = logging.getLogger(__name__)
+
+SPOOL_PREFIX = ".osbuilder-spool-"
 
 
 def build(
@@ -65,12 +72,36 @@ def build(
             contents.close()
 
 
-def _spool_directory(output_dir: Path) -> tempfile.TemporaryDirectory[str]:
-    """Where the build keeps what it generates, next to the outputs (removed at the end)."""
+@contextmanager
+def _spool_directory(output_dir: Path) -> Iterator[str]:
+    """Where the build keeps what it generates, next to the outputs (removed at the end).
+
+    Locked while the build runs, so that a later build can tell what a killed one left
+    (here and as temporary output files) and remove it.
+    """
+    _remove_abandoned(output_dir)
     try:
-        return tempfile.TemporaryDirectory(dir=output_dir, prefix=".osbuilder-spool-")
+        spool = tempfile.TemporaryDirectory(dir=output_dir, prefix=SPOOL_PREFIX)
     except OSError as exc:
         raise cannot_write(output_dir, exc) from None
+    with spool as path:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield path
+        finally:
+            os.close(fd)
+
+
+def _remove_abandoned(output_dir: Path) -> None:
+    removed = remove_abandoned(output_dir)
+    for spool in output_dir.glob(f"{SPOOL_PREFIX}*"):
+        with abandoned(spool) as gone:
+            if gone:
+                shutil.rmtree(spool, ignore_errors=True)
+                removed += 1
+    if removed:
+        log.info("%s: removed %d files left by an interrupted build", output_dir, removed)
 
 
 def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:

@@ -391,6 +391,32 @@ def test_builds_into_one_directory_commit_one_after_the_other(
     assert sorted(p.name for p in out.iterdir()) == ["r-cmdline", "r-initrd.img", "r-kernel"]
 
 
+def test_what_a_killed_build_left_is_removed_by_the_next(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """kill -9 (or a power cut) runs no cleanup: the spool and partial outputs stay. The
+    next build into the directory removes them once they are clearly no one's."""
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [sys.executable, "-m", "osbuilder", "build", "--offline", "--cache"]
+    command += [str(packages.store.root), "-o", str(out), "--name", "r", str(REDIS)]
+    killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not list(out.glob(".r-initrd.img.*.partial")):
+            assert killed.poll() is None, "the build ended before it could be killed"
+            time.sleep(0.002)
+    finally:
+        killed.kill()
+        killed.wait()
+    left = sorted(p.name for p in out.iterdir())
+    assert any(name.startswith(".osbuilder-spool-") for name in left), left
+    an_hour_ago = time.time() - 3600
+    for path in out.iterdir():
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    assert build(packages, tmp_path, "--name", "r", str(REDIS)).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["r-cmdline", "r-initrd.img", "r-kernel"]
+
+
 def test_no_kernel_is_a_clean_error_for_kernel_initrd(packages: Packages, tmp_path: Path) -> None:
     path = spec(tmp_path, packages, "init: [{init}]\n")
     result = build(packages, tmp_path, str(path))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
-from osbuilder.atomicfile import atomic_output, file_set
+from osbuilder.atomicfile import atomic_output, file_set, remove_abandoned
 
 
 def test_the_file_appears_when_complete(tmp_path: Path) -> None:
@@ -120,3 +121,24 @@ def test_a_signal_right_after_the_file_is_created_leaves_nothing(
         pass
     monkeypatch.undo()
     assert os.listdir(tmp_path) == []
+
+
+def test_what_a_killed_writer_left_is_removed_and_what_a_live_one_writes_is_not(
+    tmp_path: Path,
+) -> None:
+    an_hour_ago = time.time() - 3600
+    left = tmp_path / ".r-initrd.img.0badf00d.partial"  # its writer was killed an hour ago
+    left.write_bytes(b"half an initrd")
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    fresh = tmp_path / ".r-kernel.0ddba11s.partial"  # just made: its lock may be coming
+    fresh.write_bytes(b"")
+    (tmp_path / "r-cmdline").write_bytes(b"console=ttyS0")  # a finished output
+    with file_set() as files, files.create(tmp_path / "r-tar") as out:
+        out.write(b"being written")
+        [writing] = tmp_path.glob(".r-tar.*.partial")
+        os.utime(writing, (an_hour_ago, an_hour_ago))  # slow, but its writer is alive
+        assert remove_abandoned(tmp_path) == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [fresh.name, "r-cmdline", writing.name]
+        )
+    assert (tmp_path / "r-tar").read_bytes() == b"being written"
