@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from osbuilder import __version__
@@ -47,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     # `kill`, `timeout` and CI runners stop a command with SIGTERM, which would otherwise
     # end Python at once, leaving partial files and a running QEMU behind.
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return handler(args)
     except OsbuilderError as exc:
@@ -72,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return ExitCode.USER
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:  # (signal handlers can only be set from the main thread)
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:

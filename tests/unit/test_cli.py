@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import jsonschema
@@ -220,3 +221,13 @@ def test_a_spec_on_standard_input_is_validated_as_a_file(
     assert err.splitlines() == ["<stdin>:3:3: kernel: unknown field 'bogus'", "-: invalid, 1 error"]
     code, _, err = run(capsys, "validate", "-", "-")
     assert (code, err) == (1, "osbuilder: - (standard input) can be given only once\n")
+
+
+def test_the_command_line_runs_from_a_thread_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """A tool embedding osbuilder may call main() off the main thread, where Python allows
+    no signal handler to be set (SIGTERM's is then left alone)."""
+    codes: list[int] = []
+    worker = threading.Thread(target=lambda: codes.append(main(["validate", EXAMPLES[0]])))
+    worker.start()
+    worker.join()
+    assert codes == [0]
