@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -116,6 +117,7 @@ class FileSet:
 
 
 PARTIAL = ".partial"  # the suffix of temporary files: .NAME.TOKEN.partial
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}" + re.escape(PARTIAL), re.DOTALL)
 ABANDONED_AFTER = 60.0  # seconds: a younger unlocked file may be one whose lock is coming
 
 
@@ -139,6 +141,8 @@ def remove_abandoned(directory: Path) -> int:
     cut): unlocked and older than ABANDONED_AFTER. Returns how many."""
     removed = 0
     for path in directory.glob(f".*{PARTIAL}"):
+        if not _TEMPORARY.fullmatch(path.name):  # only names FileSet makes: not another tool's
+            continue
         with abandoned(path) as gone:
             if gone:
                 path.unlink(missing_ok=True)

@@ -130,7 +130,10 @@ def test_what_a_killed_writer_left_is_removed_and_what_a_live_one_writes_is_not(
     left = tmp_path / ".r-initrd.img.0badf00d.partial"  # its writer was killed an hour ago
     left.write_bytes(b"half an initrd")
     os.utime(left, (an_hour_ago, an_hour_ago))
-    fresh = tmp_path / ".r-kernel.0ddba11s.partial"  # just made: its lock may be coming
+    fresh = tmp_path / ".r-kernel.0ddba115.partial"  # just made: its lock may be coming
+    foreign = tmp_path / ".download.partial"  # another tool's: never ours to remove
+    foreign.write_bytes(b"")
+    os.utime(foreign, (an_hour_ago, an_hour_ago))
     fresh.write_bytes(b"")
     (tmp_path / "r-cmdline").write_bytes(b"console=ttyS0")  # a finished output
     with file_set() as files, files.create(tmp_path / "r-tar") as out:
@@ -139,6 +142,6 @@ def test_what_a_killed_writer_left_is_removed_and_what_a_live_one_writes_is_not(
         os.utime(writing, (an_hour_ago, an_hour_ago))  # slow, but its writer is alive
         assert remove_abandoned(tmp_path) == 1
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-            [fresh.name, "r-cmdline", writing.name]
+            [fresh.name, foreign.name, "r-cmdline", writing.name]
         )
     assert (tmp_path / "r-tar").read_bytes() == b"being written"
