@@ -136,6 +136,17 @@ class _Pending:
         self.release()
 
 
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold `path` (a file or a directory) locked (flock, exclusive) for the block."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def remove_abandoned(directory: Path) -> int:
     """Remove the temporary files a killed process left in `directory` (kill -9, a power
     cut): unlocked and older than ABANDONED_AFTER. Returns how many."""

@@ -10,9 +10,7 @@ bit-identical.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -23,7 +21,7 @@ from osbuilder.assemble.images import ImageSource
 from osbuilder.assemble.snapshots import Snapshots
 from osbuilder.assemble.system import AssembledSystem, assemble
 from osbuilder.assemble.tree import Spool, Tree
-from osbuilder.atomicfile import abandoned, remove_abandoned
+from osbuilder.atomicfile import abandoned, locked, remove_abandoned
 from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import FORMATS, WriteOptions
 from osbuilder.formats.outputfile import Output, OutputDirectory, output_directory
@@ -84,13 +82,8 @@ def _spool_directory(output_dir: Path) -> Iterator[str]:
         spool = tempfile.TemporaryDirectory(dir=output_dir, prefix=SPOOL_PREFIX)
     except OSError as exc:
         raise cannot_write(output_dir, exc) from None
-    with spool as path:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield path
-        finally:
-            os.close(fd)
+    with spool as path, locked(Path(path)):
+        yield path
 
 
 def _remove_abandoned(output_dir: Path) -> None:

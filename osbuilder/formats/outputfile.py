@@ -8,17 +8,15 @@ writer waits for. A failure to write (a full disk) is the user's to fix, not a b
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from osbuilder.atomicfile import FileSet
+from osbuilder.atomicfile import FileSet, locked
 from osbuilder.errors import cannot_write
 
 if TYPE_CHECKING:
@@ -77,23 +75,13 @@ def output_directory(path: Path) -> Iterator[OutputDirectory]:
         files.discard()
         raise
     try:
-        with _locked(path):
+        with locked(path):
             files.commit()
     except BaseException as exc:
         files.discard()
         if isinstance(exc, OSError):
             raise cannot_write(path, exc) from None
         raise
-
-
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 class _OutputWriteError(OSError):

@@ -65,6 +65,8 @@ def check_specs(paths: Sequence[Path | str]) -> Checked:
         if str(path) == STDIN:
             if any(name == STDIN_NAME for name, _ in sources):
                 raise UserError("- (standard input) can be given only once")
+            if sys.stdin is None:  # started without one (a daemon, a detached job)
+                raise UserError("- names standard input, and there is none")
             sources.append((STDIN_NAME, sys.stdin.buffer.read()))
             continue
         if Path(path).is_dir():
