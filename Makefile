@@ -9,10 +9,12 @@ BIN := $(VENV)/bin
 
 # Debian packages the tools and tests need: mmdebstrap and kmod build packages and
 # kernels; the registry, skopeo and htpasswd are real peers of the integration tests;
-# QEMU, busybox and cpio boot what is built.
+# QEMU, busybox and cpio boot what is built; xorriso, SYSLINUX, mtools and dosfstools
+# make the BIOS boot media (iso-bios, raw-bios, qcow2-bios).
 APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apache2-utils \
 	qemu-system-x86 qemu-utils busybox-static cpio zstd libarchive-tools runc crun \
-	golang-github-opencontainers-specs-dev redis-tools
+	golang-github-opencontainers-specs-dev redis-tools \
+	xorriso isolinux syslinux syslinux-common mtools dosfstools
 
 # The content store `make packages` and `make demo` use (the user's default store).
 OSBUILDER := $(BIN)/osbuilder

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from osbuilder.assemble.images import ImageSource
 from osbuilder.assemble.snapshots import Snapshots
-from osbuilder.assemble.system import AssembledSystem, assemble
+from osbuilder.assemble.system import assemble
 from osbuilder.assemble.tree import Spool, Tree
 from osbuilder.atomicfile import abandoned, locked, remove_abandoned
 from osbuilder.errors import UserError, cannot_write
-from osbuilder.formats import FORMATS, WriteOptions
-from osbuilder.formats.outputfile import Output, OutputDirectory, output_directory
+from osbuilder.formats import BIOS_ARCHITECTURES, BOOT_MEDIA, FORMATS, WriteJob, WriteOptions
+from osbuilder.formats.outputfile import Output, output_directory
 from osbuilder.oci.imagewriter import source_date_epoch
 from osbuilder.spec import SpecValueError, load_spec
 
@@ -48,6 +48,12 @@ def build(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    bios = [f for f in formats if f in BOOT_MEDIA]
+    if bios and images.target.architecture not in BIOS_ARCHITECTURES:
+        raise UserError(
+            f"{bios[0]} boots PCs (x86 BIOS), not {images.target.architecture}; "
+            "build kernel+initrd or tar for it"
+        )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -64,8 +70,22 @@ def build(
             except SpecValueError as error:
                 raise loaded.locate(error) from None
             contents.flush()
+            scratch = Path(spool) / "formats"  # the writers' intermediate files
+            _make_directory(scratch)
             with output_directory(output_dir) as outputs:
-                return _write(system, formats, outputs, name, options)
+                job = WriteJob(
+                    system,
+                    outputs,
+                    name,
+                    options,
+                    tuple(dict.fromkeys(formats)),
+                    epoch,
+                    scratch,
+                )
+                try:
+                    return _write(job)
+                except SpecValueError as error:  # e.g. a cmdline a boot loader cannot take
+                    raise loaded.locate(error) from None
         finally:
             contents.close()
 
@@ -84,6 +104,13 @@ def _spool_directory(output_dir: Path) -> Iterator[str]:
         raise cannot_write(output_dir, exc) from None
     with spool as path, locked(Path(path)):
         yield path
+
+
+def _make_directory(path: Path) -> None:
+    try:
+        path.mkdir()
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
 
 
 def _remove_abandoned(output_dir: Path) -> None:
@@ -112,15 +139,9 @@ def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:
         return Snapshots(scratch / "snapshots", store.open_blob)
 
 
-def _write(
-    system: AssembledSystem,
-    formats: Sequence[str],
-    outputs: OutputDirectory,
-    name: str,
-    options: WriteOptions,
-) -> list[Output]:
+def _write(job: WriteJob) -> list[Output]:
     written: list[Output] = []
-    for format_name in dict.fromkeys(formats):
+    for format_name in job.formats:
         log.info("writing %s", format_name)
-        written += FORMATS[format_name](system, outputs, name, options)
+        written += FORMATS[format_name](job)
     return written

@@ -31,11 +31,17 @@ def register(
         parents=[common],
         help="boot a built system under QEMU",
         description="Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline (the "
-        "kernel+initrd format) under QEMU, the serial console on the terminal. The exit "
+        "kernel+initrd format), or an image built as iso-bios, raw-bios or qcow2-bios "
+        "(from a read-only CD or disk), under QEMU, the serial console on the terminal. The exit "
         "status is 0 when the guest powers off cleanly, non-zero after a kernel panic or a "
         "timeout.",
     )
-    run.add_argument("prefix", type=Path, metavar="PREFIX", help="e.g. output/redis")
+    run.add_argument(
+        "prefix",
+        type=Path,
+        metavar="PREFIX|IMAGE",
+        help="e.g. output/redis, or output/redis.iso, output/redis-bios.img, output/redis.qcow2",
+    )
     run.add_argument(
         "--accel",
         choices=("auto", "kvm", "tcg"),
@@ -67,7 +73,7 @@ def register(
         "--state",
         type=Path,
         metavar="DIR",
-        help="state directory: pid, QMP socket, console.log (default PREFIX-state)",
+        help="state directory: pid, QMP socket, console.log (default PREFIX-state, IMAGE-state)",
     )
     run.add_argument(
         "--append", default="", metavar="WORDS", help="extra kernel command line words"
@@ -119,16 +125,18 @@ def _cache() -> Path:
 def _run(args: argparse.Namespace) -> int:
     from osbuilder.errors import UserError
     from osbuilder.vm.accel import choose_accel
-    from osbuilder.vm.qemu import KernelBoot, VmConfig, parse_publish
+    from osbuilder.vm.qemu import KernelBoot, VmConfig, boot_target, parse_publish
     from osbuilder.vm.run import run_detached, run_foreground
 
-    boot = KernelBoot.from_prefix(args.prefix)
+    boot = boot_target(args.prefix)
     if args.wait_tcp is not None and not args.detach:
         raise UserError("--wait-tcp goes with --detach")
     config = VmConfig(
         boot=boot,
         state=args.state or Path(f"{args.prefix}-state"),
-        accel=choose_accel(args.accel, boot.kernel, _cache()),
+        accel=choose_accel(
+            args.accel, boot.kernel if isinstance(boot, KernelBoot) else None, _cache()
+        ),
         memory=args.mem,
         cpus=args.cpus,
         network=args.net,

@@ -1,14 +1,17 @@
 """Output writers: one module per output family, and the table naming them.
 
-A writer takes the assembled system and creates its files in the output
-directory (outputfile.OutputDirectory: they appear together once the whole
-build has succeeded).
+A writer takes one build's WriteJob (the assembled system, the output
+directory, the name) and creates its files in the output directory
+(outputfile.OutputDirectory: they appear together once the whole build has
+succeeded). The boot-media formats share the kernel and initrd staged once
+per build (formats/staging.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,27 +24,65 @@ class WriteOptions:
     compression: str | None = None  # None: the best the kernel can unpack
 
 
-Writer = Callable[["AssembledSystem", "OutputDirectory", str, WriteOptions], list["Output"]]
+@dataclass
+class WriteJob:
+    """One build's writing, handed to each format's writer."""
+
+    system: AssembledSystem
+    outputs: OutputDirectory
+    name: str
+    options: WriteOptions
+    formats: tuple[str, ...]  # every format this build writes
+    epoch: int  # SOURCE_DATE_EPOCH: the time of everything the writers generate
+    scratch: Path  # a private directory for intermediate files, removed with the build
+    staged: dict[str, object] = field(default_factory=dict)  # see formats/staging.py
+
+    def writes_boot_media(self) -> bool:
+        """Whether a format of this build embeds the kernel and initrd in a medium."""
+        return any(name in BOOT_MEDIA for name in self.formats)
 
 
-def _kernel_initrd(
-    system: AssembledSystem, directory: OutputDirectory, name: str, options: WriteOptions
-) -> list[Output]:
+Writer = Callable[[WriteJob], list["Output"]]
+
+
+def _kernel_initrd(job: WriteJob) -> list[Output]:
     from osbuilder.formats.kernel_initrd import write_kernel_initrd
 
-    return write_kernel_initrd(system, directory, name, options.compression)
+    return write_kernel_initrd(job)
 
 
-def _tar(
-    system: AssembledSystem, directory: OutputDirectory, name: str, options: WriteOptions
-) -> list[Output]:
+def _tar(job: WriteJob) -> list[Output]:
     from osbuilder.formats.rootfs_tar import write_rootfs_tar
 
-    return write_rootfs_tar(system, directory, name)
+    return write_rootfs_tar(job.system, job.outputs, job.name)
 
 
+def _iso_bios(job: WriteJob) -> list[Output]:
+    from osbuilder.formats.iso import write_iso_bios
+
+    return write_iso_bios(job)
+
+
+def _raw_bios(job: WriteJob) -> list[Output]:
+    from osbuilder.formats.disk import write_raw_bios
+
+    return write_raw_bios(job)
+
+
+def _qcow2_bios(job: WriteJob) -> list[Output]:
+    from osbuilder.formats.disk import write_qcow2_bios
+
+    return write_qcow2_bios(job)
+
+
+# Format name -> writer; the file each writes is in its module (LinuxKit's names).
 FORMATS: dict[str, Writer] = {
-    "kernel+initrd": _kernel_initrd,
-    "tar": _tar,
+    "kernel+initrd": _kernel_initrd,  # NAME-kernel, NAME-initrd.img, NAME-cmdline
+    "tar": _tar,  # NAME.tar
+    "iso-bios": _iso_bios,  # NAME.iso
+    "raw-bios": _raw_bios,  # NAME-bios.img
+    "qcow2-bios": _qcow2_bios,  # NAME.qcow2
 }
 FORMAT_NAMES = tuple(FORMATS)
+BOOT_MEDIA = frozenset({"iso-bios", "raw-bios", "qcow2-bios"})  # all BIOS media so far
+BIOS_ARCHITECTURES = frozenset({"amd64", "386"})  # what SYSLINUX boots

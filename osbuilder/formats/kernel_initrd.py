@@ -4,56 +4,62 @@ The initrd is the whole tree as a newc cpio, compressed with what the kernel
 can unpack (zstd when its config says CONFIG_RD_ZSTD=y, else gzip) unless
 told otherwise; boot/kernel is left out (it is NAME-kernel), and CPU
 microcode, when the spec names one, goes first and uncompressed, where the
-kernel looks for it.
+kernel looks for it (formats/staging.py).
 """
 
 from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.errors import UserError
-from osbuilder.formats.compression import compressed_writer, default_compression
-from osbuilder.formats.cpio import write_cpio
+from osbuilder.formats.staging import (
+    COPY_CHUNK,
+    boot_files,
+    initrd_compression,
+    kernel_parts,
+    write_initrd,
+)
 
 if TYPE_CHECKING:
     from osbuilder.assemble.entry import Content
-    from osbuilder.assemble.system import AssembledSystem
+    from osbuilder.formats import WriteJob
     from osbuilder.formats.outputfile import Output, OutputDirectory
 
-SPLIT_OUT = frozenset({"boot/kernel", "boot/ucode.cpio"})
-COPY_CHUNK = 1 << 20
+FORMAT = "kernel+initrd"
 
 
-def write_kernel_initrd(
-    system: AssembledSystem, directory: OutputDirectory, name: str, compression: str | None
-) -> list[Output]:
-    parts = system.kernel
-    if parts.kernel is None:
-        raise UserError(
-            "kernel+initrd needs a kernel: give the spec a `kernel: image:`, "
-            "or build another format (-f tar)"
-        )
-    chosen = compression or default_compression(parts.config)
+def write_kernel_initrd(job: WriteJob) -> list[Output]:
+    parts = kernel_parts(job.system, FORMAT)
+    assert parts.kernel is not None
+    directory, name = job.outputs, job.name
     kernel, initrd, cmdline = (f"{name}-{suffix}" for suffix in ("kernel", "initrd.img", "cmdline"))
-    # The kernel is copied (read, hashed, written, flushed to disk: all without the GIL)
-    # on a helper thread while the initrd is compressed: it rides on what compression
-    # leaves idle.
-    with ThreadPoolExecutor(1, thread_name_prefix="kernel") as helper:
-        copied = helper.submit(_copy, parts.kernel, directory, kernel)
-        with directory.create(initrd) as initrd_out:
-            if parts.ucode is not None:
-                with parts.ucode.open() as source:
-                    shutil.copyfileobj(source, initrd_out, COPY_CHUNK)
-            with compressed_writer(initrd_out, chosen) as stream:  # type: ignore[arg-type]
-                write_cpio((e for e in system.tree.walk() if e.path not in SPLIT_OUT), stream)
-        with directory.create(cmdline) as cmdline_out:
-            cmdline_out.write(parts.cmdline.encode())
-        return [copied.result(), initrd_out.result(), cmdline_out.result()]
+    if job.writes_boot_media():
+        # The media formats of this build stage the initrd anyway: copy it rather than
+        # compress the tree twice.
+        staged = boot_files(job, FORMAT)
+        outputs = [_copy(staged.kernel, directory, kernel), _copy(staged.initrd, directory, initrd)]
+    else:
+        # The kernel is copied (read, hashed, written, flushed to disk: all without the
+        # GIL) on a helper thread while the initrd is compressed: it rides on what
+        # compression leaves idle.
+        with ThreadPoolExecutor(1, thread_name_prefix="kernel") as helper:
+            copied = helper.submit(_copy, parts.kernel, directory, kernel)
+            with directory.create(initrd) as initrd_out:
+                write_initrd(
+                    job.system,
+                    initrd_out,
+                    initrd_compression(job.system, job.options.compression),
+                )
+            outputs = [copied.result(), initrd_out.result()]
+    with directory.create(cmdline) as cmdline_out:
+        cmdline_out.write(parts.cmdline.encode())
+    return [*outputs, cmdline_out.result()]
 
 
-def _copy(content: Content, directory: OutputDirectory, name: str) -> Output:
-    with directory.create(name) as out, content.open() as source:
+def _copy(content: Content | Path, directory: OutputDirectory, name: str) -> Output:
+    opened = content.open("rb") if isinstance(content, Path) else content.open()
+    with opened as source, directory.create(name) as out:
         shutil.copyfileobj(source, out, COPY_CHUNK)
     return out.result()

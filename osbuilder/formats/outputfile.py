@@ -84,6 +84,25 @@ def output_directory(path: Path) -> Iterator[OutputDirectory]:
         raise
 
 
+@contextmanager
+def scratch_file(path: Path) -> Iterator[OutputFile]:
+    """A build's private intermediate file (not an output), measured as written.
+
+    Failing to create or write it is reported as for outputs; the caller removes it.
+    """
+    try:
+        file = path.open("xb")
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    with file:
+        out = OutputFile(path, file)
+        try:
+            yield out
+            out.flush()
+        except _OutputWriteError as exc:
+            raise cannot_write(path, exc.cause) from None
+
+
 class _OutputWriteError(OSError):
     """An OSError writing an output file, as opposed to one reading what goes into it."""
 

@@ -4,7 +4,8 @@
 may be far slower than TCG. `auto` therefore boots the kernel about to run
 under KVM until it panics for want of a root filesystem, and keeps KVM only
 if that takes under 1.5 s (a healthy KVM needs a fraction of it; TCG
-several). The answer is remembered for a day. OSBUILDER_QEMU_ACCEL or
+several). The answer is remembered for a day. A disk image brings no kernel
+to probe with: it gets the remembered answer, or KVM when there is none. OSBUILDER_QEMU_ACCEL or
 --accel decide without probing.
 """
 
@@ -41,7 +42,9 @@ def choose_accel(requested: str | None, kernel: Path | None, cache: Path) -> str
             return str(known["accel"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    accel = "kvm" if kernel is not None and _kvm_is_fast(kernel) else "tcg"
+    if kernel is None:  # nothing to probe with (a disk image): trust the device, learn nothing
+        return "kvm"
+    accel = "kvm" if _kvm_is_fast(kernel) else "tcg"
     try:
         cache.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"accel": accel, "when": time.time()}))

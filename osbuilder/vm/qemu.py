@@ -1,11 +1,13 @@
 """QEMU command lines for built systems.
 
 kernel+initrd outputs (PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline) boot
-with -kernel/-initrd/-append. Every VM gets virtio-rng (Python's start does
-not wait for entropy), virtio-net user networking with published ports on
-127.0.0.1, a QMP socket, a pid file and its serial console logged to
-STATE/console.log; a guest kernel panic makes QEMU exit with a failure
-(pvpanic). `--net restricted` keeps the guest off every network but the
+with -kernel/-initrd/-append; a boot medium (iso-bios, raw-bios, qcow2-bios),
+known by its contents, boots through the firmware from a read-only CD or
+virtio disk (the system lives in its initrd and never writes it). Every VM
+gets virtio-rng (Python's start does not wait for entropy), virtio-net user
+networking with published ports on 127.0.0.1, a QMP socket, a pid file and
+its serial console logged to STATE/console.log; a guest kernel panic makes
+QEMU exit with a failure (pvpanic). `--net restricted` keeps the guest off every network but the
 published ports, as the tests use it.
 """
 
@@ -62,9 +64,49 @@ class KernelBoot:
         return cls(kernel, initrd, text)
 
 
+# The medium each boots from: a CD for ISO 9660, else a virtio disk of that format.
+MEDIA = ("iso", "raw", "qcow2")
+_ISO_MAGIC = (0x8001, b"CD001")  # the primary volume descriptor's identifier
+_QCOW2_MAGIC = (0, b"QFI\xfb")
+_MBR_MAGIC = (0x1FE, b"\x55\xaa")
+
+
+@dataclass(frozen=True)
+class MediaBoot:
+    path: Path
+    medium: str  # one of MEDIA
+
+    @classmethod
+    def from_file(cls, path: Path) -> MediaBoot:
+        """The boot medium `path` is (a hybrid ISO is an ISO), or a clear error."""
+        try:
+            with path.open("rb") as file:
+                head = file.read(_ISO_MAGIC[0] + len(_ISO_MAGIC[1]))
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+        for medium, (offset, magic) in (
+            ("iso", _ISO_MAGIC),
+            ("qcow2", _QCOW2_MAGIC),
+            ("raw", _MBR_MAGIC),
+        ):
+            if head[offset : offset + len(magic)] == magic:
+                return cls(path, medium)
+        raise UserError(
+            f"{path}: not a bootable image (ISO, MBR disk or qcow2); give the PREFIX of a "
+            "kernel+initrd build (e.g. output/redis) or its .iso, -bios.img or .qcow2"
+        )
+
+
+def boot_target(target: Path) -> KernelBoot | MediaBoot:
+    """What `osbuilder run TARGET` boots: an image file, or a kernel+initrd PREFIX."""
+    if target.is_file():
+        return MediaBoot.from_file(target)
+    return KernelBoot.from_prefix(target)
+
+
 @dataclass
 class VmConfig:
-    boot: KernelBoot
+    boot: KernelBoot | MediaBoot
     state: Path
     accel: str = "tcg"
     memory: str = "1024"
@@ -73,6 +115,13 @@ class VmConfig:
     publish: list[Publish] = field(default_factory=list)
     append: str = ""  # extra kernel command line words
     detach: bool = False
+
+    def __post_init__(self) -> None:
+        if self.append and isinstance(self.boot, MediaBoot):
+            raise UserError(
+                f"--append: {self.boot.path} boots with the cmdline of its boot loader's "
+                "configuration; change the spec and rebuild, or run the kernel+initrd"
+            )
 
     @property
     def console_log(self) -> Path:
@@ -88,8 +137,6 @@ class VmConfig:
 
 
 def qemu_command(config: VmConfig) -> list[str]:
-    boot = config.boot
-    cmdline = " ".join(p for p in (boot.cmdline, config.append) if p)
     command = [
         "qemu-system-x86_64",
         "-machine",
@@ -98,12 +145,7 @@ def qemu_command(config: VmConfig) -> list[str]:
         config.memory,
         "-smp",
         str(config.cpus),
-        "-kernel",
-        str(boot.kernel),
-        "-initrd",
-        str(boot.initrd),
-        "-append",
-        cmdline,
+        *_boot_options(config),
         "-device",
         "virtio-rng-pci",
         "-device",
@@ -138,3 +180,15 @@ def qemu_command(config: VmConfig) -> list[str]:
     if config.detach:
         command.append("-daemonize")
     return command
+
+
+def _boot_options(config: VmConfig) -> list[str]:
+    boot = config.boot
+    if isinstance(boot, KernelBoot):
+        cmdline = " ".join(p for p in (boot.cmdline, config.append) if p)
+        return ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", cmdline]
+    # Commas are QEMU's option separator: a path doubles them.
+    drive = f"file={str(boot.path).replace(',', ',,')},readonly=on"
+    if boot.medium == "iso":
+        return ["-drive", f"{drive},format=raw,media=cdrom", "-boot", "order=d"]
+    return ["-drive", f"{drive},format={boot.medium},if=virtio"]

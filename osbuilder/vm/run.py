@@ -20,7 +20,7 @@ from pathlib import Path
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.runner import run
 from osbuilder.vm.control import alive, read_pid, register, user_network_state
-from osbuilder.vm.qemu import VmConfig, qemu_command
+from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,14 @@ def _panicked(config: VmConfig) -> bool:
 
 
 def _record(config: VmConfig, pid: int | None) -> dict[str, object]:
+    boot = config.boot
+    booted: dict[str, object] = (
+        {"kernel": str(boot.kernel), "initrd": str(boot.initrd)}
+        if isinstance(boot, KernelBoot)
+        else {"image": str(boot.path), "medium": boot.medium}
+    )
     return {
-        "kernel": str(config.boot.kernel),
-        "initrd": str(config.boot.initrd),
+        **booted,
         "pid": pid,
         "accel": config.accel,
         "memory": config.memory,

@@ -16,8 +16,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def build_system(packages: Packages, spec: Path, output: Path) -> Path:
-    """`osbuilder build` of `spec` into `output`; returns the kernel+initrd prefix."""
+def build_system(packages: Packages, spec: Path, output: Path, *formats: str) -> Path:
+    """`osbuilder build` of `spec` into `output` (kernel+initrd unless `formats` are
+    given); returns the outputs' prefix."""
     subprocess.run(
         [
             sys.executable,
@@ -29,12 +30,43 @@ def build_system(packages: Packages, spec: Path, output: Path) -> Path:
             str(packages.store.root),
             "-o",
             str(output),
+            *(option for name in formats for option in ("-f", name)),
             str(spec),
         ],
         check=True,
         capture_output=True,
     )
     return output / spec.stem
+
+
+def osbuilder(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "osbuilder", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def run_detached(target: Path, port: int) -> subprocess.CompletedProcess[str]:
+    """`osbuilder run --detach` of `target` under TCG, its Redis port on `port`, until the
+    guest answers there."""
+    return osbuilder(
+        "run",
+        "--detach",
+        "--accel",
+        "tcg",
+        "--net",
+        "restricted",
+        "--publish",
+        f"{port}:6379",
+        "--wait-tcp",
+        "6379",
+        "--timeout",
+        "240",
+        str(target),
+    )
 
 
 def spec_text(packages: Packages, template: str) -> str:

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import build_system, free_port
+from tests.boot.conftest import build_system, free_port, osbuilder, run_detached
 from tests.conftest import REPO, Packages
 
 pytestmark = pytest.mark.boot
-
-
-def osbuilder(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "osbuilder", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
 
 
 def redis_cli(port: int, *command: str) -> str:
@@ -37,21 +26,7 @@ def redis_cli(port: int, *command: str) -> str:
 def test_redis_os_answers_ping_and_set_get(packages: Packages, tmp_path: Path) -> None:
     prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out")
     port = free_port()
-    started = osbuilder(
-        "run",
-        "--detach",
-        "--accel",
-        "tcg",
-        "--net",
-        "restricted",
-        "--publish",
-        f"{port}:6379",
-        "--wait-tcp",
-        "6379",
-        "--timeout",
-        "240",
-        str(prefix),
-    )
+    started = run_detached(prefix, port)
     assert started.returncode == 0, started.stderr
     state = Path(f"{prefix}-state")
     try:

@@ -8,7 +8,15 @@ import pytest
 
 from osbuilder.errors import UserError
 from osbuilder.vm.accel import choose_accel
-from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, parse_publish, qemu_command
+from osbuilder.vm.qemu import (
+    KernelBoot,
+    MediaBoot,
+    Publish,
+    VmConfig,
+    boot_target,
+    parse_publish,
+    qemu_command,
+)
 from osbuilder.vm.run import established, run_detached
 
 
@@ -101,3 +109,51 @@ def test_waiting_on_an_unpublished_port_is_refused_before_a_vm_starts(tmp_path: 
     with pytest.raises(UserError, match=r"--wait-tcp 6380: publish that port"):
         run_detached(config, tmp_path / "cache", wait_tcp=6380, wait_timeout=1)
     assert not (tmp_path / "state").exists()  # nothing was started
+
+
+def test_without_a_kernel_to_probe_auto_takes_what_was_learnt_else_kvm(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("OSBUILDER_QEMU_ACCEL", raising=False)
+    monkeypatch.setattr("osbuilder.vm.accel._kvm_device_usable", lambda: True)
+    assert choose_accel("auto", None, tmp_path) == "kvm"
+    assert not (tmp_path / "accel.json").exists()  # an answer not probed is not remembered
+    monkeypatch.setattr("osbuilder.vm.accel._kvm_is_fast", lambda kernel: False)
+    assert choose_accel("auto", tmp_path / "kernel", tmp_path) == "tcg"
+    assert choose_accel("auto", None, tmp_path) == "tcg"  # what a kernel's probe found
+
+
+def image(path: Path, *marks: tuple[int, bytes]) -> Path:
+    data = bytearray(64 * 1024)
+    for offset, magic in marks:
+        data[offset : offset + len(magic)] = magic
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_run_knows_a_boot_medium_by_its_contents(tmp_path: Path) -> None:
+    mbr = (0x1FE, b"\x55\xaa")
+    hybrid = image(tmp_path / "a.iso", (0x8001, b"CD001"), mbr)
+    assert boot_target(hybrid) == MediaBoot(hybrid, "iso")  # an ISO first, though it has an MBR
+    disk = image(tmp_path / "a-bios.img", mbr)
+    assert boot_target(disk) == MediaBoot(disk, "raw")
+    qcow2 = image(tmp_path / "a.qcow2", (0, b"QFI\xfb"))
+    assert boot_target(qcow2) == MediaBoot(qcow2, "qcow2")
+    # An initrd given by mistake is refused, not handed to the firmware to hang on.
+    initrd = image(tmp_path / "sys-initrd.img", (0, b"\x28\xb5\x2f\xfd"))
+    with pytest.raises(UserError, match="not a bootable image"):
+        boot_target(initrd)
+    boot(tmp_path)
+    assert isinstance(boot_target(tmp_path / "sys"), KernelBoot)  # not a file: a prefix
+
+
+def test_media_boot_from_read_only_drives(tmp_path: Path) -> None:
+    hybrid = image(tmp_path / "a,b.iso", (0x8001, b"CD001"))
+    iso = " ".join(qemu_command(VmConfig(MediaBoot.from_file(hybrid), tmp_path / "state")))
+    assert f"-drive file={tmp_path}/a,,b.iso,readonly=on,format=raw,media=cdrom" in iso
+    assert "-boot order=d" in iso and "-kernel" not in iso and "-append" not in iso
+    qcow2 = image(tmp_path / "a.qcow2", (0, b"QFI\xfb"))
+    disk = " ".join(qemu_command(VmConfig(MediaBoot.from_file(qcow2), tmp_path / "state")))
+    assert f"-drive file={qcow2},readonly=on,format=qcow2,if=virtio" in disk
+    with pytest.raises(UserError, match=r"--append: .* boots with the cmdline of its boot loader"):
+        VmConfig(MediaBoot.from_file(qcow2), tmp_path / "state", append="quiet")

@@ -1,0 +1,84 @@
+"""The `iso-bios` format: NAME.iso, a hybrid ISO 9660 image that boots the kernel+initrd.
+
+It boots as a CD (El Torito, ISOLINUX) and, written to a disk or USB stick, as a disk
+(the isohybrid MBR): /isolinux holds the boot loader, /boot the kernel and initrd.
+Unlike LinuxKit's iso-bios, whose root filesystem is the ISO itself, the root is the
+initrd here as in every osbuilder format, so the system runs the same whatever it
+booted from. xorriso writes it; the files' times are the build's SOURCE_DATE_EPOCH and
+their owners and modes are normalised (-r), so the image is reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from osbuilder.errors import cannot_write
+from osbuilder.formats import syslinux
+from osbuilder.formats.staging import COPY_CHUNK, boot_files
+from osbuilder.runner import stream_stdout
+
+if TYPE_CHECKING:
+    from osbuilder.formats import WriteJob
+    from osbuilder.formats.outputfile import Output
+
+FORMAT = "iso-bios"
+VOLUME_ID = "OSBUILDER"
+
+
+def write_iso_bios(job: WriteJob) -> list[Output]:
+    boot = boot_files(job, FORMAT)
+    tree = job.scratch / "iso"
+    try:
+        (tree / "isolinux").mkdir(parents=True)
+        (tree / "boot").mkdir()
+        # xorriso patches the boot image it embeds (-boot-info-table): give it a copy.
+        shutil.copyfile(syslinux.loader_file(syslinux.ISOLINUX_BIN), tree / "isolinux/isolinux.bin")
+        shutil.copyfile(syslinux.loader_file(syslinux.LDLINUX_C32), tree / "isolinux/ldlinux.c32")
+        (tree / "isolinux/isolinux.cfg").write_bytes(
+            syslinux.config("/boot/kernel", "/boot/initrd.img", boot.cmdline)
+        )
+        os.link(boot.kernel, tree / "boot/kernel")
+        os.link(boot.initrd, tree / "boot/initrd.img")
+        _set_times(tree, job.epoch)
+    except OSError as exc:
+        raise cannot_write(tree, exc) from None
+    command = [
+        "xorriso",
+        "-as",
+        "mkisofs",
+        "-quiet",
+        "-output",
+        "-",
+        "-volid",
+        VOLUME_ID,
+        "-r",  # Rock Ridge with owners root and modes a+r: not the build user's
+        "-eltorito-boot",
+        "isolinux/isolinux.bin",
+        "-eltorito-catalog",
+        "isolinux/boot.cat",
+        "-no-emul-boot",
+        "-boot-load-size",
+        "4",
+        "-boot-info-table",
+        "-isohybrid-mbr",
+        str(syslinux.loader_file(syslinux.ISOHYBRID_MBR)),
+        str(tree),
+    ]
+    # xorriso takes the volume's dates and UUID from SOURCE_DATE_EPOCH.
+    environment = {"SOURCE_DATE_EPOCH": str(job.epoch)}
+    with (
+        job.outputs.create(f"{job.name}.iso") as out,
+        stream_stdout(command, env=environment) as image,
+    ):
+        shutil.copyfileobj(image, out, COPY_CHUNK)
+    return [out.result()]
+
+
+def _set_times(tree: Path, epoch: int) -> None:
+    for directory, _, files in os.walk(tree):
+        for name in files:
+            os.utime(Path(directory, name), (epoch, epoch))
+        os.utime(directory, (epoch, epoch))

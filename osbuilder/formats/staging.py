@@ -1,0 +1,85 @@
+"""The kernel and initrd as files, for the formats that put them on a boot medium.
+
+Staged once per build in its scratch directory however many formats take them, and
+hashed as written: their digests give each medium a stable identity (volume ID, disk
+signature) without reading them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from osbuilder.errors import UserError
+from osbuilder.formats.compression import Compression, compressed_writer, default_compression
+from osbuilder.formats.cpio import write_cpio
+from osbuilder.formats.outputfile import scratch_file
+
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from osbuilder.assemble.system import AssembledSystem, KernelParts
+    from osbuilder.formats import WriteJob
+
+SPLIT_OUT = frozenset({"boot/kernel", "boot/ucode.cpio"})  # not in the initrd: beside it
+COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    identity: int  # 32 bits from the kernel's and initrd's digests and the cmdline
+
+
+def kernel_parts(system: AssembledSystem, format_name: str) -> KernelParts:
+    """The kernel pieces, or a clear error when the spec has no kernel."""
+    if system.kernel.kernel is None:
+        raise UserError(
+            f"{format_name} needs a kernel: give the spec a `kernel: image:`, "
+            "or build another format (-f tar)"
+        )
+    return system.kernel
+
+
+def initrd_compression(system: AssembledSystem, requested: str | None) -> Compression:
+    if requested in ("gzip", "zstd", "none"):
+        return requested  # type: ignore[return-value]
+    return default_compression(system.kernel.config)
+
+
+def write_initrd(system: AssembledSystem, out: BinaryIO, compression: Compression) -> None:
+    """The initrd: CPU microcode first and uncompressed (where the kernel looks for it),
+    then the whole tree but the kernel as a compressed newc cpio."""
+    ucode = system.kernel.ucode
+    if ucode is not None:
+        with ucode.open() as source:
+            shutil.copyfileobj(source, out, COPY_CHUNK)
+    with compressed_writer(out, compression) as stream:
+        write_cpio((e for e in system.tree.walk() if e.path not in SPLIT_OUT), stream)
+
+
+def boot_files(job: WriteJob, format_name: str) -> BootFiles:
+    """The build's kernel, initrd and cmdline as files (staged on first use)."""
+    staged = job.staged.get("boot")
+    if not isinstance(staged, BootFiles):
+        staged = job.staged["boot"] = _stage(job, format_name)
+    return staged
+
+
+def _stage(job: WriteJob, format_name: str) -> BootFiles:
+    parts = kernel_parts(job.system, format_name)
+    assert parts.kernel is not None
+    kernel, initrd = job.scratch / "kernel", job.scratch / "initrd.img"
+    with scratch_file(kernel) as out, parts.kernel.open() as source:
+        shutil.copyfileobj(source, out, COPY_CHUNK)
+    kernel_digest = out.result().sha256
+    with scratch_file(initrd) as out:
+        write_initrd(job.system, out, initrd_compression(job.system, job.options.compression))
+    initrd_digest = out.result().sha256
+    identity = hashlib.sha256(f"{kernel_digest} {initrd_digest} {parts.cmdline}".encode())
+    return BootFiles(kernel, initrd, parts.cmdline, int.from_bytes(identity.digest()[:4], "big"))

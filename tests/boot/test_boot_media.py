@@ -1,0 +1,41 @@
+"""The Redis OS boots from each BIOS boot medium through its boot loader, and answers PING."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.boot.conftest import build_system, free_port, osbuilder, run_detached
+from tests.boot.test_redis import redis_cli
+from tests.conftest import REPO, Packages
+
+pytestmark = pytest.mark.boot
+
+
+@pytest.fixture(scope="module")
+def media(packages: Packages, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/redis.yml built as every BIOS medium, once for the module's tests."""
+    out = tmp_path_factory.mktemp("media")
+    build_system(packages, REPO / "examples/redis.yml", out, "iso-bios", "raw-bios", "qcow2-bios")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("image", "loader"),
+    [("redis.iso", "ISOLINUX 6"), ("redis-bios.img", "SYSLINUX 6"), ("redis.qcow2", "SYSLINUX 6")],
+)
+def test_the_redis_os_boots_from_the_medium(media: Path, image: str, loader: str) -> None:
+    port = free_port()
+    started = run_detached(media / image, port)
+    assert started.returncode == 0, started.stderr
+    state = Path(f"{media / image}-state")
+    try:
+        assert redis_cli(port, "ping") == "PONG"
+    finally:
+        stopped = osbuilder("stop", str(media / image))
+    assert stopped.stdout.strip() == f"{state}: powered off", stopped.stderr
+    console = (state / "console.log").read_text(errors="replace")
+    assert loader in console  # the firmware booted the medium's own boot loader...
+    assert "Command line: BOOT_IMAGE=" in console  # ...which started the kernel
+    assert "console=ttyS0" in console and "reboot: Power down" in console

@@ -1,0 +1,134 @@
+"""The BIOS boot media (iso-bios, raw-bios, qcow2-bios), read back with the real tools.
+
+That they boot is tests/boot/test_boot_media.py; here: what is on them, reproducibly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Packages
+from tests.integration.test_build import build, spec
+
+pytestmark = pytest.mark.integration
+
+SPEC = """\
+kernel:
+  image: {kernel}
+  cmdline: console=ttyS0 osbuilder.test=a,b
+init: [{init}]
+"""
+MEDIA = ["-f", "kernel+initrd", "-f", "iso-bios", "-f", "raw-bios", "-f", "qcow2-bios"]
+
+
+def tool(*command: str | Path) -> str:
+    return subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
+    packages: Packages, tmp_path: Path
+) -> None:
+    path = spec(tmp_path, packages, SPEC)
+    first = build(packages, tmp_path, "--json", *MEDIA, str(path))
+    assert first.returncode == 0, first.stderr
+    digests = {Path(o["path"]).name: o["sha256"] for o in json.loads(first.stdout)}
+    assert sorted(digests) == sorted(
+        [
+            "spec-kernel",
+            "spec-initrd.img",
+            "spec-cmdline",
+            "spec.iso",
+            "spec-bios.img",
+            "spec.qcow2",
+        ]
+    )
+    time.sleep(1.1)  # a clock time that slipped into a medium would differ now
+    again = build(packages, tmp_path, "--json", *MEDIA, str(path), out="again")
+    assert {Path(o["path"]).name: o["sha256"] for o in json.loads(again.stdout)} == digests
+    out = tmp_path / "out"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no spool left
+    kernel, initrd = (out / "spec-kernel").read_bytes(), (out / "spec-initrd.img").read_bytes()
+
+    iso = out / "spec.iso"
+    listed = tool("xorriso", "-indev", iso, "-find", "/", "-type", "f")  # (and boot.cat)
+    assert sorted(listed.split()) == sorted(
+        f"'/{name}'"
+        for name in (
+            "boot/kernel",
+            "boot/initrd.img",
+            "isolinux/isolinux.bin",
+            "isolinux/isolinux.cfg",
+            "isolinux/ldlinux.c32",
+        )
+    )
+    extracted = tmp_path / "iso"
+    tool(
+        "xorriso",
+        "-osirrox",
+        "on",
+        "-indev",
+        iso,
+        "-extract",
+        "/boot",
+        extracted / "boot",
+        "-extract",
+        "/isolinux/isolinux.cfg",
+        extracted / "isolinux.cfg",
+    )
+    assert (extracted / "boot/kernel").read_bytes() == kernel
+    assert (extracted / "boot/initrd.img").read_bytes() == initrd
+    config = (extracted / "isolinux.cfg").read_text()
+    assert "  APPEND console=ttyS0 osbuilder.test=a,b\n" in config
+    assert "INITRD /boot/initrd.img" in config
+    el_torito = tool("xorriso", "-indev", iso, "-report_el_torito", "plain")
+    assert "El Torito boot img :   1  BIOS  y   none" in el_torito
+    assert iso.read_bytes()[510:512] == b"\x55\xaa"  # isohybrid: it boots as a disk too
+
+    disk = out / "spec-bios.img"
+    fat = f"{disk}@@1M"  # mtools' way to name the file system at the first partition's offset
+    names = tool("mdir", "-a", "-b", "-i", fat, "::").split()
+    assert sorted(names) == sorted(
+        f"::/{name}"
+        for name in ("kernel", "initrd.img", "syslinux.cfg", "ldlinux.sys", "ldlinux.c32")
+    )
+    tool("mcopy", "-n", "-i", fat, "::kernel", "::initrd.img", "::syslinux.cfg", tmp_path)
+    assert (tmp_path / "kernel").read_bytes() == kernel
+    assert (tmp_path / "initrd.img").read_bytes() == initrd
+    assert "  APPEND console=ttyS0 osbuilder.test=a,b\n" in (tmp_path / "syslinux.cfg").read_text()
+    partition = tmp_path / "partition.img"
+    partition.write_bytes(disk.read_bytes()[1 << 20 :])
+    tool("fsck.fat", "-n", partition)  # a consistent file system, as Linux's fsck sees it
+    assert "OSBUILDER" in tool("fatlabel", partition)
+
+    qcow2 = out / "spec.qcow2"
+    assert json.loads(tool("qemu-img", "info", "--output", "json", qcow2))["format"] == "qcow2"
+    tool("qemu-img", "compare", "-f", "raw", "-F", "qcow2", disk, qcow2)  # the same disk
+
+
+def test_a_medium_needs_a_kernel(packages: Packages, tmp_path: Path) -> None:
+    path = spec(tmp_path, packages, "init: [{init}]\n")
+    result = build(packages, tmp_path, "-f", "tar", "-f", "qcow2-bios", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "osbuilder: qcow2-bios needs a kernel: give the spec a `kernel: image:`, "
+        "or build another format (-f tar)"
+    )
+    assert list((tmp_path / "out").iterdir()) == []  # not even the tar
+
+
+def test_a_bios_medium_for_another_architecture_is_refused_at_once(
+    packages: Packages, tmp_path: Path
+) -> None:
+    path = spec(tmp_path, packages, SPEC)
+    result = build(packages, tmp_path, "--arch", "arm64", "-f", "raw-bios", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "osbuilder: raw-bios boots PCs (x86 BIOS), not arm64; build kernel+initrd or tar for it"
+    )
