@@ -23,7 +23,7 @@ from osbuilder.assemble.system import assemble
 from osbuilder.assemble.tree import Spool, Tree
 from osbuilder.atomicfile import abandoned, locked, remove_abandoned
 from osbuilder.errors import UserError, cannot_write
-from osbuilder.formats import BIOS_ARCHITECTURES, BOOT_MEDIA, FORMATS, WriteJob, WriteOptions
+from osbuilder.formats import BOOT_MEDIA, FORMATS, MEDIA_ARCHITECTURES, WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
 from osbuilder.oci.imagewriter import source_date_epoch
 from osbuilder.spec import SpecValueError, load_spec
@@ -48,10 +48,10 @@ def build(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
-    bios = [f for f in formats if f in BOOT_MEDIA]
-    if bios and images.target.architecture not in BIOS_ARCHITECTURES:
+    media = [f for f in formats if f in BOOT_MEDIA]
+    if media and images.target.architecture not in MEDIA_ARCHITECTURES:
         raise UserError(
-            f"{bios[0]} boots PCs (x86 BIOS), not {images.target.architecture}; "
+            f"{media[0]} is made for amd64 PCs, not {images.target.architecture}; "
             "build kernel+initrd or tar for it"
         )
     try:

@@ -75,6 +75,18 @@ def _qcow2_bios(job: WriteJob) -> list[Output]:
     return write_qcow2_bios(job)
 
 
+def _raw_efi(job: WriteJob) -> list[Output]:
+    from osbuilder.formats.disk import write_raw_efi
+
+    return write_raw_efi(job)
+
+
+def _qcow2_efi(job: WriteJob) -> list[Output]:
+    from osbuilder.formats.disk import write_qcow2_efi
+
+    return write_qcow2_efi(job)
+
+
 # Format name -> writer; the file each writes is in its module (LinuxKit's names).
 FORMATS: dict[str, Writer] = {
     "kernel+initrd": _kernel_initrd,  # NAME-kernel, NAME-initrd.img, NAME-cmdline
@@ -82,7 +94,10 @@ FORMATS: dict[str, Writer] = {
     "iso-bios": _iso_bios,  # NAME.iso
     "raw-bios": _raw_bios,  # NAME-bios.img
     "qcow2-bios": _qcow2_bios,  # NAME.qcow2
+    "raw-efi": _raw_efi,  # NAME-efi.img
+    "qcow2-efi": _qcow2_efi,  # NAME-efi.qcow2
 }
 FORMAT_NAMES = tuple(FORMATS)
-BOOT_MEDIA = frozenset({"iso-bios", "raw-bios", "qcow2-bios"})  # all BIOS media so far
-BIOS_ARCHITECTURES = frozenset({"amd64", "386"})  # what SYSLINUX boots
+BOOT_MEDIA = frozenset({"iso-bios", "raw-bios", "qcow2-bios", "raw-efi", "qcow2-efi"})
+# What the media's boot loaders boot: SYSLINUX and the x86-64 EFI stub.
+MEDIA_ARCHITECTURES = frozenset({"amd64"})

@@ -1,12 +1,17 @@
-"""The BIOS disk formats: `raw-bios` (NAME-bios.img) and `qcow2-bios` (NAME.qcow2).
+"""The disk formats: raw-bios (NAME-bios.img), raw-efi (NAME-efi.img) and their qcow2s.
 
-One MBR-partitioned disk: SYSLINUX's MBR code, then at 1 MiB one active FAT partition
-holding the kernel, the initrd, syslinux.cfg and SYSLINUX itself (installed into the
-partition's boot sector by `syslinux --install`). The FAT file system is made in a
-scratch file (mkfs.fat, mcopy: no root, no loop device) and the disk written around
-it; qcow2-bios is the same disk converted by `qemu-img`. Every time in the file
-system is the build's SOURCE_DATE_EPOCH and the volume ID and disk signature come from
-the contents, so the images are reproducible.
+Each is one partition at 1 MiB holding a FAT file system, made in a scratch file
+(mkfs.fat, mmd, mcopy: no root, no loop device) and written into the disk:
+
+- BIOS: an MBR with SYSLINUX's boot code and one active partition holding the kernel,
+  the initrd, syslinux.cfg and SYSLINUX itself (`syslinux --install` into the
+  partition's boot sector);
+- EFI: a GPT (sfdisk) whose one partition is an EFI system partition holding the unified
+  kernel image (formats/uki.py) as the firmware's default loader, EFI/BOOT/BOOTX64.EFI.
+
+qcow2-bios and qcow2-efi are the same disks converted by `qemu-img`. Every time in the
+file systems is the build's SOURCE_DATE_EPOCH, and the volume ID, disk signature and
+GUIDs come from the kernel's and initrd's digests: the images are reproducible.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuilder.errors import cannot_write
 from osbuilder.formats import syslinux
-from osbuilder.formats.staging import COPY_CHUNK, BootFiles, boot_files
+from osbuilder.formats.staging import COPY_CHUNK, boot_files
+from osbuilder.formats.uki import unified_kernel_image
 from osbuilder.runner import run
 
 if TYPE_CHECKING:
@@ -37,84 +45,167 @@ FAT_OVERHEAD = 0.02
 FAT_SLACK = 2 * MIB
 # MBR partition types by the FAT mkfs.fat chose for the size (LBA-addressed variants).
 PARTITION_TYPES = {b"FAT12   ": 0x01, b"FAT16   ": 0x0E, b"FAT32   ": 0x0C}
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"  # the GPT type of an EFI system partition
+GPT_TAIL = MIB  # after the partition: room for the backup GPT (33 sectors)
+_GUIDS = uuid.UUID("5d0a6c47-4f1c-4b8e-9a51-6f7362756c64")  # names osbuilder's GUIDs
+
+
+@dataclass(frozen=True)
+class _Disk:
+    firmware: str  # "bios" or "efi"
+    raw_name: str  # the raw format's file, NAME + this
+    qcow2_name: str
+
+
+_DISKS = {
+    "bios": _Disk("bios", "-bios.img", ".qcow2"),
+    "efi": _Disk("efi", "-efi.img", "-efi.qcow2"),
+}
 
 
 def write_raw_bios(job: WriteJob) -> list[Output]:
-    disk = _disk_image(job, "raw-bios")
-    with job.outputs.create(f"{job.name}-bios.img") as out, disk.open("rb") as source:
-        shutil.copyfileobj(source, out, COPY_CHUNK)
-    return [out.result()]
+    return [_write_raw(job, _DISKS["bios"], "raw-bios")]
 
 
 def write_qcow2_bios(job: WriteJob) -> list[Output]:
-    disk = _disk_image(job, "qcow2-bios")
-    converted = job.scratch / "disk.qcow2"
-    run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", disk, converted])
-    with job.outputs.create(f"{job.name}.qcow2") as out, converted.open("rb") as source:
+    return [_write_qcow2(job, _DISKS["bios"], "qcow2-bios")]
+
+
+def write_raw_efi(job: WriteJob) -> list[Output]:
+    return [_write_raw(job, _DISKS["efi"], "raw-efi")]
+
+
+def write_qcow2_efi(job: WriteJob) -> list[Output]:
+    return [_write_qcow2(job, _DISKS["efi"], "qcow2-efi")]
+
+
+def _write_raw(job: WriteJob, disk: _Disk, format_name: str) -> Output:
+    image = _disk_image(job, disk, format_name)
+    with job.outputs.create(job.name + disk.raw_name) as out, image.open("rb") as source:
         shutil.copyfileobj(source, out, COPY_CHUNK)
-    return [out.result()]
+    return out.result()
 
 
-def _disk_image(job: WriteJob, format_name: str) -> Path:
+def _write_qcow2(job: WriteJob, disk: _Disk, format_name: str) -> Output:
+    image = _disk_image(job, disk, format_name)
+    converted = image.with_suffix(".qcow2")
+    run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", image, converted])
+    with job.outputs.create(job.name + disk.qcow2_name) as out, converted.open("rb") as source:
+        shutil.copyfileobj(source, out, COPY_CHUNK)
+    return out.result()
+
+
+def _disk_image(job: WriteJob, disk: _Disk, format_name: str) -> Path:
     """The raw disk, made once per build in the scratch directory."""
-    staged = job.staged.get("bios-disk")
+    key = f"{disk.firmware}-disk"
+    staged = job.staged.get(key)
     if isinstance(staged, Path):
         return staged
     boot = boot_files(job, format_name)
-    partition = _fat_partition(job.scratch, boot, job.epoch)
-    disk = job.scratch / "disk.img"
+    image = job.scratch / f"{disk.firmware}.img"
+    partition = job.scratch / f"{disk.firmware}-partition.img"
+    if disk.firmware == "bios":
+        _bios_partition(job, partition, format_name)
+    else:
+        _efi_partition(job, partition, format_name)
+    size = partition.stat().st_size
     try:
-        with disk.open("xb") as out, partition.open("rb") as source:
-            out.write(
-                master_boot_record(
-                    partition.stat().st_size, boot.identity, partition_type(partition)
-                )
-            )
-            out.write(bytes(PARTITION_START * SECTOR - SECTOR))
+        with image.open("xb") as out, partition.open("rb") as source:
+            if disk.firmware == "bios":
+                out.write(master_boot_record(size, boot.identity, partition_type(partition)))
+            out.truncate(PARTITION_START * SECTOR)
+            out.seek(PARTITION_START * SECTOR)
             shutil.copyfileobj(source, out, COPY_CHUNK)
+            if disk.firmware == "efi":
+                out.truncate(PARTITION_START * SECTOR + size + GPT_TAIL)
         partition.unlink()
     except OSError as exc:
-        raise cannot_write(disk, exc) from None
-    job.staged["bios-disk"] = disk
-    return disk
+        raise cannot_write(image, exc) from None
+    if disk.firmware == "efi":
+        _write_gpt(image, size, boot.identity)
+    job.staged[key] = image
+    return image
 
 
-def _fat_partition(scratch: Path, boot: BootFiles, epoch: int) -> Path:
-    files = scratch / "fat"
-    partition = scratch / "partition.img"
+def _bios_partition(job: WriteJob, partition: Path, format_name: str) -> None:
+    boot = boot_files(job, format_name)
+    config = job.scratch / "syslinux.cfg"
     try:
-        files.mkdir()
-        os.link(boot.kernel, files / "kernel")
-        os.link(boot.initrd, files / "initrd.img")
-        (files / "syslinux.cfg").write_bytes(
-            syslinux.config("/kernel", "/initrd.img", boot.cmdline)
-        )
-        names = sorted(files.iterdir())
-        for path in names:
-            os.utime(path, (epoch, epoch))
+        config.write_bytes(syslinux.config("/kernel", "/initrd.img", boot.cmdline))
     except OSError as exc:
-        raise cannot_write(files, exc) from None
-    size = fat_size(sum(path.stat().st_size for path in names))
-    environment = {"SOURCE_DATE_EPOCH": str(epoch), "MTOOLS_SKIP_CHECK": "1"}
+        raise cannot_write(config, exc) from None
+    files = {"kernel": boot.kernel, "initrd.img": boot.initrd, "syslinux.cfg": config}
+    _fat(partition, files, job.epoch, boot.identity)
+    run(["syslinux", "--install", partition], env=_mtools_environment(job.epoch))
+
+
+def _efi_partition(job: WriteJob, partition: Path, format_name: str) -> None:
+    loader = unified_kernel_image(job, format_name)
+    identity = boot_files(job, format_name).identity
+    _fat(partition, {"EFI/BOOT/BOOTX64.EFI": loader}, job.epoch, identity)
+
+
+def _fat(partition: Path, files: dict[str, Path], epoch: int, volume_id: int) -> None:
+    """A FAT file system in the new file `partition` holding `files` (its path -> source)."""
+    try:
+        for source in files.values():
+            os.utime(source, (epoch, epoch))  # mcopy -m keeps a file's time
+        content = sum(source.stat().st_size for source in files.values())
+    except OSError as exc:
+        raise cannot_write(partition, exc) from None
+    environment = _mtools_environment(epoch)
     run(
         [
             "mkfs.fat",
             "-C",  # create the file
             "--invariant",  # no random or time-based values...
             "-i",  # ...and this volume ID
-            f"{boot.identity:08x}",
+            f"{volume_id:08x}",
             "-n",
             LABEL,
             "-h",  # sectors before the partition, which the boot sector records
             str(PARTITION_START),
             partition,
-            str(size // 1024),
+            str(fat_size(content) // 1024),
         ],
         env=environment,
     )
-    run(["mcopy", "-m", "-i", partition, *names, "::"], env=environment)
-    run(["syslinux", "--install", partition], env=environment)
-    return partition
+    made: set[Path] = set()
+    for name in sorted(files):
+        for directory in reversed(Path(name).parents[:-1]):  # (the last parent is ".")
+            if directory not in made:
+                run(["mmd", "-i", partition, f"::{directory}"], env=environment)
+                made.add(directory)
+        run(["mcopy", "-m", "-i", partition, files[name], f"::{name}"], env=environment)
+
+
+def _mtools_environment(epoch: int) -> dict[str, str]:
+    # mtools takes file system times from SOURCE_DATE_EPOCH, and need not check the
+    # geometry of an image file.
+    return {"SOURCE_DATE_EPOCH": str(epoch), "MTOOLS_SKIP_CHECK": "1"}
+
+
+def _write_gpt(image: Path, partition_bytes: int, identity: int) -> None:
+    """A GPT on `image` (by sfdisk) with one EFI system partition at PARTITION_START."""
+    script = "\n".join(
+        [
+            "label: gpt",
+            f"label-id: {disk_guid(identity, 'disk')}",
+            "unit: sectors",
+            f"start={PARTITION_START}, size={partition_bytes // SECTOR}, type={ESP_TYPE}, "
+            f'uuid={disk_guid(identity, "esp")}, name="EFI system partition"',
+            "",
+        ]
+    )
+    run(
+        ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", image],
+        input=script.encode(),
+    )
+
+
+def disk_guid(identity: int, what: str) -> str:
+    """A GUID that is the same for the same contents (`identity`) and `what` it names."""
+    return str(uuid.uuid5(_GUIDS, f"{identity:08x}-{what}")).upper()
 
 
 def fat_size(content_bytes: int) -> int:

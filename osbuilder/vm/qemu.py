@@ -2,8 +2,9 @@
 
 kernel+initrd outputs (PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline) boot
 with -kernel/-initrd/-append; a boot medium (iso-bios, raw-bios, qcow2-bios),
-known by its contents, boots through the firmware from a read-only CD or
-virtio disk (the system lives in its initrd and never writes it). Every VM
+known by its contents (vm/media.py), boots through the firmware (SeaBIOS, or
+OVMF for a GPT disk) from a read-only CD or virtio disk (the system lives in
+its initrd and never writes it). Every VM
 gets virtio-rng (Python's start does not wait for entropy), virtio-net user
 networking with published ports on 127.0.0.1, a QMP socket, a pid file and
 its serial console logged to STATE/console.log; a guest kernel panic makes
@@ -18,8 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osbuilder.errors import UserError
+from osbuilder.vm.media import MediaBoot
 
 NETWORKS = ("user", "restricted", "none")
+# UEFI firmware (Debian's ovmf), for GPT disks: the code, and the variable store each VM
+# gets a fresh copy of.
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 _PUBLISH = re.compile(r"(?P<host>\d{1,5}):(?P<guest>\d{1,5})(?:/(?P<proto>tcp|udp))?")
 
 
@@ -64,39 +70,6 @@ class KernelBoot:
         return cls(kernel, initrd, text)
 
 
-# The medium each boots from: a CD for ISO 9660, else a virtio disk of that format.
-MEDIA = ("iso", "raw", "qcow2")
-_ISO_MAGIC = (0x8001, b"CD001")  # the primary volume descriptor's identifier
-_QCOW2_MAGIC = (0, b"QFI\xfb")
-_MBR_MAGIC = (0x1FE, b"\x55\xaa")
-
-
-@dataclass(frozen=True)
-class MediaBoot:
-    path: Path
-    medium: str  # one of MEDIA
-
-    @classmethod
-    def from_file(cls, path: Path) -> MediaBoot:
-        """The boot medium `path` is (a hybrid ISO is an ISO), or a clear error."""
-        try:
-            with path.open("rb") as file:
-                head = file.read(_ISO_MAGIC[0] + len(_ISO_MAGIC[1]))
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read: {exc.strerror}") from None
-        for medium, (offset, magic) in (
-            ("iso", _ISO_MAGIC),
-            ("qcow2", _QCOW2_MAGIC),
-            ("raw", _MBR_MAGIC),
-        ):
-            if head[offset : offset + len(magic)] == magic:
-                return cls(path, medium)
-        raise UserError(
-            f"{path}: not a bootable image (ISO, MBR disk or qcow2); give the PREFIX of a "
-            "kernel+initrd build (e.g. output/redis) or its .iso, -bios.img or .qcow2"
-        )
-
-
 def boot_target(target: Path) -> KernelBoot | MediaBoot:
     """What `osbuilder run TARGET` boots: an image file, or a kernel+initrd PREFIX."""
     if target.is_file():
@@ -115,6 +88,11 @@ class VmConfig:
     publish: list[Publish] = field(default_factory=list)
     append: str = ""  # extra kernel command line words
     detach: bool = False
+
+    @property
+    def efi_vars(self) -> Path:
+        """The VM's own copy of the UEFI variable store (booting a GPT disk)."""
+        return self.state / "efi-vars.fd"
 
     def __post_init__(self) -> None:
         if self.append and isinstance(self.boot, MediaBoot):
@@ -187,8 +165,19 @@ def _boot_options(config: VmConfig) -> list[str]:
     if isinstance(boot, KernelBoot):
         cmdline = " ".join(p for p in (boot.cmdline, config.append) if p)
         return ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", cmdline]
-    # Commas are QEMU's option separator: a path doubles them.
-    drive = f"file={str(boot.path).replace(',', ',,')},readonly=on"
+    firmware = []
+    if boot.firmware == "efi":
+        firmware = [
+            "-drive",
+            f"if=pflash,format=raw,readonly=on,file={_escaped(OVMF_CODE)}",
+            "-drive",
+            f"if=pflash,format=raw,file={_escaped(config.efi_vars)}",
+        ]
+    drive = f"file={_escaped(boot.path)},readonly=on"
     if boot.medium == "iso":
-        return ["-drive", f"{drive},format=raw,media=cdrom", "-boot", "order=d"]
-    return ["-drive", f"{drive},format={boot.medium},if=virtio"]
+        return [*firmware, "-drive", f"{drive},format=raw,media=cdrom", "-boot", "order=d"]
+    return [*firmware, "-drive", f"{drive},format={boot.medium},if=virtio"]
+
+
+def _escaped(path: Path) -> str:
+    return str(path).replace(",", ",,")  # commas separate QEMU's options: a path doubles them

@@ -20,7 +20,8 @@ from pathlib import Path
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.runner import run
 from osbuilder.vm.control import alive, read_pid, register, user_network_state
-from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
+from osbuilder.vm.media import MediaBoot
+from osbuilder.vm.qemu import OVMF_CODE, OVMF_VARS, KernelBoot, VmConfig, qemu_command
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ def prepare_state(config: VmConfig) -> None:
     for stale in (config.console_log, config.qmp_socket, config.pid_file):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
+    if isinstance(config.boot, MediaBoot) and config.boot.firmware == "efi":
+        for firmware in (OVMF_CODE, OVMF_VARS):
+            if not firmware.is_file():
+                raise UserError(f"{firmware}: not found; install it (apt-get install ovmf)")
+        shutil.copyfile(OVMF_VARS, config.efi_vars)  # every boot starts from the defaults
 
 
 def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
@@ -143,7 +149,7 @@ def _record(config: VmConfig, pid: int | None) -> dict[str, object]:
     booted: dict[str, object] = (
         {"kernel": str(boot.kernel), "initrd": str(boot.initrd)}
         if isinstance(boot, KernelBoot)
-        else {"image": str(boot.path), "medium": boot.medium}
+        else {"image": str(boot.path), "medium": boot.medium, "firmware": boot.firmware}
     )
     return {
         **booted,

@@ -1,4 +1,5 @@
-"""The BIOS boot media (iso-bios, raw-bios, qcow2-bios), read back with the real tools.
+"""The boot media (iso-bios, raw-bios, qcow2-bios, raw-efi, qcow2-efi), read back with
+the real tools.
 
 That they boot is tests/boot/test_boot_media.py; here: what is on them, reproducibly.
 """
@@ -23,7 +24,8 @@ kernel:
   cmdline: console=ttyS0 osbuilder.test=a,b
 init: [{init}]
 """
-MEDIA = ["-f", "kernel+initrd", "-f", "iso-bios", "-f", "raw-bios", "-f", "qcow2-bios"]
+FORMATS = ("kernel+initrd", "iso-bios", "raw-bios", "qcow2-bios", "raw-efi", "qcow2-efi")
+MEDIA = [option for name in FORMATS for option in ("-f", name)]
 
 
 def tool(*command: str | Path) -> str:
@@ -47,6 +49,8 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
             "spec.iso",
             "spec-bios.img",
             "spec.qcow2",
+            "spec-efi.img",
+            "spec-efi.qcow2",
         ]
     )
     time.sleep(1.1)  # a clock time that slipped into a medium would differ now
@@ -111,6 +115,30 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
     assert json.loads(tool("qemu-img", "info", "--output", "json", qcow2))["format"] == "qcow2"
     tool("qemu-img", "compare", "-f", "raw", "-F", "qcow2", disk, qcow2)  # the same disk
 
+    efi = out / "spec-efi.img"
+    table = json.loads(tool("sfdisk", "--json", efi))["partitiontable"]
+    assert table["label"] == "gpt"
+    [esp] = table["partitions"]
+    assert esp["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"  # an EFI system partition
+    assert esp["start"] == 2048
+    fat = f"{efi}@@1M"
+    assert tool("mdir", "-a", "-b", "-i", fat, "::/EFI/BOOT").split() == ["::/EFI/BOOT/BOOTX64.EFI"]
+    uki = tmp_path / "BOOTX64.EFI"
+    tool("mcopy", "-n", "-i", fat, "::EFI/BOOT/BOOTX64.EFI", uki)
+    sections = tool("objdump", "-h", uki)
+    for section, expected in (
+        (".linux", kernel),
+        (".initrd", initrd),
+        (".cmdline", b"console=ttyS0 osbuilder.test=a,b"),
+    ):
+        assert f" {section} " in sections
+        tool("objcopy", "-O", "binary", f"--only-section={section}", uki, tmp_path / section)
+        assert (tmp_path / section).read_bytes() == expected, section
+    partition = tmp_path / "esp.img"
+    partition.write_bytes(efi.read_bytes()[1 << 20 : (2048 + esp["size"]) * 512])
+    tool("fsck.fat", "-n", partition)
+    tool("qemu-img", "compare", "-f", "raw", "-F", "qcow2", efi, out / "spec-efi.qcow2")
+
 
 def test_a_medium_needs_a_kernel(packages: Packages, tmp_path: Path) -> None:
     path = spec(tmp_path, packages, "init: [{init}]\n")
@@ -130,5 +158,5 @@ def test_a_bios_medium_for_another_architecture_is_refused_at_once(
     result = build(packages, tmp_path, "--arch", "arm64", "-f", "raw-bios", str(path))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "osbuilder: raw-bios boots PCs (x86 BIOS), not arm64; build kernel+initrd or tar for it"
+        "osbuilder: raw-bios is made for amd64 PCs, not arm64; build kernel+initrd or tar for it"
     )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from osbuilder.errors import UserError
 from osbuilder.vm.accel import choose_accel
+from osbuilder.vm.media import MediaBoot
 from osbuilder.vm.qemu import (
+    OVMF_CODE,
     KernelBoot,
-    MediaBoot,
     Publish,
     VmConfig,
     boot_target,
@@ -131,14 +133,28 @@ def image(path: Path, *marks: tuple[int, bytes]) -> Path:
     return path
 
 
-def test_run_knows_a_boot_medium_by_its_contents(tmp_path: Path) -> None:
-    mbr = (0x1FE, b"\x55\xaa")
-    hybrid = image(tmp_path / "a.iso", (0x8001, b"CD001"), mbr)
-    assert boot_target(hybrid) == MediaBoot(hybrid, "iso")  # an ISO first, though it has an MBR
-    disk = image(tmp_path / "a-bios.img", mbr)
-    assert boot_target(disk) == MediaBoot(disk, "raw")
-    qcow2 = image(tmp_path / "a.qcow2", (0, b"QFI\xfb"))
-    assert boot_target(qcow2) == MediaBoot(qcow2, "qcow2")
+def qcow2_of(raw: Path) -> Path:
+    qcow2 = raw.with_suffix(".qcow2")
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)], check=True
+    )
+    return qcow2
+
+
+MBR = (0x1FE, b"\x55\xaa")
+GPT = (0x200, b"EFI PART")
+
+
+def test_run_knows_a_boot_medium_and_its_firmware_by_its_contents(tmp_path: Path) -> None:
+    hybrid = image(tmp_path / "a.iso", (0x8001, b"CD001"), MBR)
+    assert boot_target(hybrid) == MediaBoot(hybrid, "iso", "bios")  # an ISO, despite its MBR
+    bios = image(tmp_path / "a-bios.img", MBR)
+    assert boot_target(bios) == MediaBoot(bios, "raw", "bios")
+    efi = image(tmp_path / "a-efi.img", MBR, GPT)  # (a protective MBR, then the GPT)
+    assert boot_target(efi) == MediaBoot(efi, "raw", "efi")
+    for raw, firmware in ((bios, "bios"), (efi, "efi")):  # a qcow2's disk is read through it
+        qcow2 = qcow2_of(raw)
+        assert boot_target(qcow2) == MediaBoot(qcow2, "qcow2", firmware)
     # An initrd given by mistake is refused, not handed to the firmware to hang on.
     initrd = image(tmp_path / "sys-initrd.img", (0, b"\x28\xb5\x2f\xfd"))
     with pytest.raises(UserError, match="not a bootable image"):
@@ -152,8 +168,11 @@ def test_media_boot_from_read_only_drives(tmp_path: Path) -> None:
     iso = " ".join(qemu_command(VmConfig(MediaBoot.from_file(hybrid), tmp_path / "state")))
     assert f"-drive file={tmp_path}/a,,b.iso,readonly=on,format=raw,media=cdrom" in iso
     assert "-boot order=d" in iso and "-kernel" not in iso and "-append" not in iso
-    qcow2 = image(tmp_path / "a.qcow2", (0, b"QFI\xfb"))
+    assert "pflash" not in iso  # SeaBIOS, QEMU's default
+    qcow2 = qcow2_of(image(tmp_path / "a-efi.img", MBR, GPT))
     disk = " ".join(qemu_command(VmConfig(MediaBoot.from_file(qcow2), tmp_path / "state")))
     assert f"-drive file={qcow2},readonly=on,format=qcow2,if=virtio" in disk
+    assert f"-drive if=pflash,format=raw,readonly=on,file={OVMF_CODE}" in disk
+    assert f"-drive if=pflash,format=raw,file={tmp_path}/state/efi-vars.fd" in disk
     with pytest.raises(UserError, match=r"--append: .* boots with the cmdline of its boot loader"):
         VmConfig(MediaBoot.from_file(qcow2), tmp_path / "state", append="quiet")

@@ -1,4 +1,4 @@
-"""The pieces of the BIOS boot media: the MBR, the FAT's size, SYSLINUX's configuration."""
+"""The pieces of the boot media: the MBR, the FAT's size, SYSLINUX's configuration, the UKI."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from osbuilder.formats.disk import (
     master_boot_record,
     partition_type,
 )
+from osbuilder.formats.uki import EFI_STUB, pe_checksum, set_pe_timestamp
 
 
 def test_the_mbr_boots_one_active_partition_at_one_mib() -> None:
@@ -75,3 +76,41 @@ def test_the_partition_type_is_the_fat_mkfs_chose(tmp_path: Path, mib: int, kind
         capture_output=True,
     )
     assert partition_type(image) == kind
+
+
+def objdump_header(image: Path) -> dict[str, str]:
+    dumped = subprocess.run(
+        ["objdump", "-p", str(image)], capture_output=True, text=True, check=True, env=UTC
+    ).stdout
+    return dict(line.split("\t", 1) for line in dumped.splitlines() if "\t" in line)
+
+
+def checksum_of_copy_without_it(image: Path, tmp_path: Path) -> int:
+    data = bytearray(image.read_bytes())
+    (pe,) = struct.unpack_from("<I", data, 0x3C)
+    data[pe + 88 : pe + 92] = bytes(4)
+    copy = tmp_path / "zeroed"
+    copy.write_bytes(data)
+    return pe_checksum(copy)
+
+
+UTC = {"TZ": "UTC", "PATH": "/usr/bin:/bin"}
+
+
+def test_the_uki_gets_the_build_time_and_the_checksum_objcopy_would_give(tmp_path: Path) -> None:
+    section = tmp_path / "cmdline"
+    section.write_bytes(b"console=ttyS0 quiet")  # an odd length: the padded last word
+    image = tmp_path / "uki.efi"
+    subprocess.run(
+        ["objcopy", "--add-section", f".cmdline={section}", str(EFI_STUB), str(image)],
+        check=True,
+    )
+    header = objdump_header(image)
+    assert int(header["CheckSum"].strip(), 16) == checksum_of_copy_without_it(image, tmp_path)
+    assert header["Time/Date"].strip() != "Tue Nov 14 22:13:20 2023"  # objcopy's: now
+
+    set_pe_timestamp(image, 1_700_000_000)
+
+    header = objdump_header(image)
+    assert header["Time/Date"].strip() == "Tue Nov 14 22:13:20 2023"
+    assert int(header["CheckSum"].strip(), 16) == checksum_of_copy_without_it(image, tmp_path)

@@ -1,0 +1,107 @@
+"""A unified kernel image: one EFI executable holding the kernel, initrd and cmdline.
+
+The EFI media boot it as the firmware's default loader (EFI/BOOT/BOOTX64.EFI): no boot
+loader, no configuration. It is systemd's EFI stub (Debian's systemd-boot-efi) with the
+.osrel, .cmdline, .linux and .initrd sections added by objcopy, each at a page-aligned
+address after the stub's own. objcopy stamps the PE header with the current time, so the
+time is set to SOURCE_DATE_EPOCH afterwards and the header's checksum computed again:
+the image is reproducible.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import struct
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from osbuilder.errors import UserError, cannot_write
+from osbuilder.formats.staging import boot_files
+from osbuilder.runner import run
+
+if TYPE_CHECKING:
+    from osbuilder.formats import WriteJob
+
+EFI_STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+PAGE = 0x1000
+SECTIONS_START = 0x100000  # well past the stub's own sections (they end below 64 KiB)
+OS_RELEASE = b'ID=osbuilder\nNAME="osbuilder"\nPRETTY_NAME="osbuilder system"\n'
+_CHUNK = 1 << 20
+
+
+def unified_kernel_image(job: WriteJob, format_name: str) -> Path:
+    """The build's UKI, made once in the scratch directory."""
+    staged = job.staged.get("uki")
+    if isinstance(staged, Path):
+        return staged
+    if not EFI_STUB.is_file():
+        raise UserError(f"{EFI_STUB}: not found; install it (apt-get install systemd-boot-efi)")
+    boot = boot_files(job, format_name)
+    osrel, cmdline = job.scratch / "uki-osrel", job.scratch / "uki-cmdline"
+    image = job.scratch / "uki.efi"
+    try:
+        osrel.write_bytes(OS_RELEASE)
+        cmdline.write_bytes(boot.cmdline.encode())
+    except OSError as exc:
+        raise cannot_write(job.scratch, exc) from None
+    command: list[str | Path] = ["objcopy"]
+    address = SECTIONS_START
+    for section, path in (
+        (".osrel", osrel),
+        (".cmdline", cmdline),
+        (".linux", boot.kernel),
+        (".initrd", boot.initrd),
+    ):
+        command += [
+            "--add-section",
+            f"{section}={path}",
+            "--change-section-vma",
+            f"{section}={address:#x}",
+        ]
+        address += -(-path.stat().st_size // PAGE) * PAGE
+    run([*command, EFI_STUB, image])
+    try:
+        set_pe_timestamp(image, job.epoch)
+    except OSError as exc:
+        raise cannot_write(image, exc) from None
+    job.staged["uki"] = image
+    return image
+
+
+def set_pe_timestamp(path: Path, epoch: int) -> None:
+    """Set the PE image's COFF timestamp to `epoch`, and its checksum to match."""
+    with path.open("r+b") as file:
+        file.seek(0x3C)  # where the DOS header keeps the PE header's offset
+        (pe,) = struct.unpack("<I", file.read(4))
+        file.seek(pe)
+        if file.read(4) != b"PE\0\0":
+            raise ValueError(f"{path}: not a PE image")
+        file.seek(pe + 8)  # the COFF header's TimeDateStamp
+        file.write(struct.pack("<I", epoch & 0xFFFFFFFF))
+        checksum_at = pe + 4 + 20 + 64  # the optional header's CheckSum
+        file.seek(checksum_at)
+        file.write(bytes(4))
+        file.flush()
+        checksum = pe_checksum(path)
+        file.seek(checksum_at)
+        file.write(struct.pack("<I", checksum))
+
+
+def pe_checksum(path: Path) -> int:
+    """The PE image checksum (as imagehlp's CheckSumMappedFile) of a file whose CheckSum
+    field is zero: 16-bit one's-complement sum of the file, plus its length."""
+    total = 0
+    size = os.path.getsize(path)
+    with path.open("rb") as file:
+        while chunk := file.read(_CHUNK):
+            if len(chunk) % 2:  # only the last chunk can be odd: pad it
+                chunk += b"\0"
+            words = array.array("H", chunk)
+            if sys.byteorder == "big":  # PE's words are little-endian
+                words.byteswap()
+            total += sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return (total + size) & 0xFFFFFFFF

@@ -1,0 +1,82 @@
+"""What an image file given to `osbuilder run` is: its medium and the firmware it needs.
+
+Known by its contents, not its name: an ISO 9660 image boots from a CD, a raw or qcow2
+disk from a virtio disk; a disk with a GPT boots through UEFI (OVMF), anything else
+through the BIOS (SeaBIOS). A qcow2's own first sectors are read with `qemu-img dd`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from osbuilder.errors import UserError
+from osbuilder.runner import run
+
+MEDIA = ("iso", "raw", "qcow2")
+FIRMWARES = ("bios", "efi")
+_ISO_MAGIC = (0x8001, b"CD001")  # the primary volume descriptor's identifier
+_QCOW2_MAGIC = (0, b"QFI\xfb")
+_MBR_MAGIC = (0x1FE, b"\x55\xaa")
+_GPT_MAGIC = (0x200, b"EFI PART")  # the GPT header, in the disk's second sector
+
+
+@dataclass(frozen=True)
+class MediaBoot:
+    path: Path
+    medium: str  # one of MEDIA
+    firmware: str = "bios"  # one of FIRMWARES
+
+    @classmethod
+    def from_file(cls, path: Path) -> MediaBoot:
+        """The boot medium `path` is (a hybrid ISO is an ISO), or a clear error."""
+        head = _head(path)
+        if _has(head, _ISO_MAGIC):
+            return cls(path, "iso")
+        if _has(head, _QCOW2_MAGIC):
+            return cls(path, "qcow2", _firmware(_qcow2_head(path)))
+        if _has(head, _MBR_MAGIC):  # a GPT disk has one too: its protective MBR
+            return cls(path, "raw", _firmware(head))
+        raise UserError(
+            f"{path}: not a bootable image (ISO, MBR or GPT disk, qcow2); give the PREFIX of "
+            "a kernel+initrd build (e.g. output/redis) or an .iso, .img or .qcow2 it built"
+        )
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as file:
+            return file.read(_ISO_MAGIC[0] + len(_ISO_MAGIC[1]))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _has(head: bytes, mark: tuple[int, bytes]) -> bool:
+    offset, magic = mark
+    return head[offset : offset + len(magic)] == magic
+
+
+def _firmware(disk_head: bytes) -> str:
+    return "efi" if _has(disk_head, _GPT_MAGIC) else "bios"
+
+
+def _qcow2_head(path: Path) -> bytes:
+    """The first two sectors of the disk in the qcow2 image `path`."""
+    with tempfile.TemporaryDirectory(prefix="osbuilder-") as scratch:
+        head = Path(scratch, "head")
+        run(
+            [
+                "qemu-img",
+                "dd",
+                "-f",
+                "qcow2",
+                "-O",
+                "raw",
+                "bs=512",
+                "count=2",
+                f"if={path}",
+                f"of={head}",
+            ]
+        )
+        return head.read_bytes()
