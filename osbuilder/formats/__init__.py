@@ -63,6 +63,12 @@ def _iso_bios(job: WriteJob) -> list[Output]:
     return write_iso_bios(job)
 
 
+def _iso_efi(job: WriteJob) -> list[Output]:
+    from osbuilder.formats.iso import write_iso_efi
+
+    return write_iso_efi(job)
+
+
 def _raw_bios(job: WriteJob) -> list[Output]:
     from osbuilder.formats.disk import write_raw_bios
 
@@ -94,10 +100,11 @@ FORMATS: dict[str, Writer] = {
     "iso-bios": _iso_bios,  # NAME.iso
     "raw-bios": _raw_bios,  # NAME-bios.img
     "qcow2-bios": _qcow2_bios,  # NAME.qcow2
+    "iso-efi": _iso_efi,  # NAME-efi.iso
     "raw-efi": _raw_efi,  # NAME-efi.img
     "qcow2-efi": _qcow2_efi,  # NAME-efi.qcow2
 }
 FORMAT_NAMES = tuple(FORMATS)
-BOOT_MEDIA = frozenset({"iso-bios", "raw-bios", "qcow2-bios", "raw-efi", "qcow2-efi"})
+BOOT_MEDIA = frozenset({"iso-bios", "raw-bios", "qcow2-bios", "iso-efi", "raw-efi", "qcow2-efi"})
 # What the media's boot loaders boot: SYSLINUX and the x86-64 EFI stub.
 MEDIA_ARCHITECTURES = frozenset({"amd64"})

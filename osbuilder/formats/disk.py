@@ -102,12 +102,11 @@ def _disk_image(job: WriteJob, disk: _Disk, format_name: str) -> Path:
     if isinstance(staged, Path):
         return staged
     boot = boot_files(job, format_name)
-    image = job.scratch / f"{disk.firmware}.img"
-    partition = job.scratch / f"{disk.firmware}-partition.img"
     if disk.firmware == "bios":
-        _bios_partition(job, partition, format_name)
+        partition = _bios_partition(job, format_name)
     else:
-        _efi_partition(job, partition, format_name)
+        partition = esp_image(job, format_name)
+    image = job.scratch / f"{disk.firmware}.img"
     size = partition.stat().st_size
     try:
         with image.open("xb") as out, partition.open("rb") as source:
@@ -118,7 +117,6 @@ def _disk_image(job: WriteJob, disk: _Disk, format_name: str) -> Path:
             shutil.copyfileobj(source, out, COPY_CHUNK)
             if disk.firmware == "efi":
                 out.truncate(PARTITION_START * SECTOR + size + GPT_TAIL)
-        partition.unlink()
     except OSError as exc:
         raise cannot_write(image, exc) from None
     if disk.firmware == "efi":
@@ -127,8 +125,23 @@ def _disk_image(job: WriteJob, disk: _Disk, format_name: str) -> Path:
     return image
 
 
-def _bios_partition(job: WriteJob, partition: Path, format_name: str) -> None:
+def esp_image(job: WriteJob, format_name: str) -> Path:
+    """The EFI system partition of the EFI media (raw-efi's partition, iso-efi's boot
+    image): FAT, with the unified kernel image as EFI/BOOT/BOOTX64.EFI. Made once."""
+    staged = job.staged.get("esp")
+    if isinstance(staged, Path):
+        return staged
+    partition = job.scratch / "esp.img"
+    loader = unified_kernel_image(job, format_name)
+    identity = boot_files(job, format_name).identity
+    _fat(partition, {"EFI/BOOT/BOOTX64.EFI": loader}, job.epoch, identity)
+    job.staged["esp"] = partition
+    return partition
+
+
+def _bios_partition(job: WriteJob, format_name: str) -> Path:
     boot = boot_files(job, format_name)
+    partition = job.scratch / "bios-partition.img"
     config = job.scratch / "syslinux.cfg"
     try:
         config.write_bytes(syslinux.config("/kernel", "/initrd.img", boot.cmdline))
@@ -137,12 +150,7 @@ def _bios_partition(job: WriteJob, partition: Path, format_name: str) -> None:
     files = {"kernel": boot.kernel, "initrd.img": boot.initrd, "syslinux.cfg": config}
     _fat(partition, files, job.epoch, boot.identity)
     run(["syslinux", "--install", partition], env=_mtools_environment(job.epoch))
-
-
-def _efi_partition(job: WriteJob, partition: Path, format_name: str) -> None:
-    loader = unified_kernel_image(job, format_name)
-    identity = boot_files(job, format_name).identity
-    _fat(partition, {"EFI/BOOT/BOOTX64.EFI": loader}, job.epoch, identity)
+    return partition
 
 
 def _fat(partition: Path, files: dict[str, Path], epoch: int, volume_id: int) -> None:

@@ -1,11 +1,17 @@
-"""The `iso-bios` format: NAME.iso, a hybrid ISO 9660 image that boots the kernel+initrd.
+"""The ISO formats: `iso-bios` (NAME.iso) and `iso-efi` (NAME-efi.iso).
 
-It boots as a CD (El Torito, ISOLINUX) and, written to a disk or USB stick, as a disk
-(the isohybrid MBR): /isolinux holds the boot loader, /boot the kernel and initrd.
+Both boot as a CD and, written to a disk or USB stick, as a disk:
+
+- iso-bios: El Torito with ISOLINUX, and an isohybrid MBR; /isolinux holds the boot
+  loader, /boot the kernel and initrd;
+- iso-efi: El Torito for UEFI, whose boot image /efi.img is the EFI system partition of
+  raw-efi (the unified kernel image as EFI/BOOT/BOOTX64.EFI), also named by a GPT.
+
 Unlike LinuxKit's iso-bios, whose root filesystem is the ISO itself, the root is the
 initrd here as in every osbuilder format, so the system runs the same whatever it
-booted from. xorriso writes it; the files' times are the build's SOURCE_DATE_EPOCH and
-their owners and modes are normalised (-r), so the image is reproducible.
+booted from. xorriso writes them; the files' times are the build's SOURCE_DATE_EPOCH
+(as are the volume's dates and GUIDs) and their owners and modes are normalised (-r),
+so the images are reproducible.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from osbuilder.errors import cannot_write
 from osbuilder.formats import syslinux
+from osbuilder.formats.disk import esp_image
 from osbuilder.formats.staging import COPY_CHUNK, boot_files
 from osbuilder.runner import stream_stdout
 
@@ -24,13 +31,12 @@ if TYPE_CHECKING:
     from osbuilder.formats import WriteJob
     from osbuilder.formats.outputfile import Output
 
-FORMAT = "iso-bios"
 VOLUME_ID = "OSBUILDER"
 
 
 def write_iso_bios(job: WriteJob) -> list[Output]:
-    boot = boot_files(job, FORMAT)
-    tree = job.scratch / "iso"
+    boot = boot_files(job, "iso-bios")
+    tree = job.scratch / "iso-bios"
     try:
         (tree / "isolinux").mkdir(parents=True)
         (tree / "boot").mkdir()
@@ -42,6 +48,46 @@ def write_iso_bios(job: WriteJob) -> list[Output]:
         )
         os.link(boot.kernel, tree / "boot/kernel")
         os.link(boot.initrd, tree / "boot/initrd.img")
+    except OSError as exc:
+        raise cannot_write(tree, exc) from None
+    boot_options = [
+        "-eltorito-boot",
+        "isolinux/isolinux.bin",
+        "-eltorito-catalog",
+        "isolinux/boot.cat",
+        "-no-emul-boot",
+        "-boot-load-size",
+        "4",
+        "-boot-info-table",
+        "-isohybrid-mbr",
+        str(syslinux.loader_file(syslinux.ISOHYBRID_MBR)),
+    ]
+    return [_write_iso(job, tree, boot_options, f"{job.name}.iso")]
+
+
+def write_iso_efi(job: WriteJob) -> list[Output]:
+    tree = job.scratch / "iso-efi"
+    try:
+        tree.mkdir()
+        os.link(esp_image(job, "iso-efi"), tree / "efi.img")
+    except OSError as exc:
+        raise cannot_write(tree, exc) from None
+    boot_options = [
+        "-eltorito-platform",
+        "efi",
+        "-eltorito-boot",
+        "efi.img",
+        "-no-emul-boot",
+        # The boot image as a GPT partition too, for firmware booting the ISO as a disk.
+        "-efi-boot-part",
+        "--efi-boot-image",
+        "--protective-msdos-label",
+    ]
+    return [_write_iso(job, tree, boot_options, f"{job.name}-efi.iso")]
+
+
+def _write_iso(job: WriteJob, tree: Path, boot_options: list[str], name: str) -> Output:
+    try:
         _set_times(tree, job.epoch)
     except OSError as exc:
         raise cannot_write(tree, exc) from None
@@ -55,26 +101,14 @@ def write_iso_bios(job: WriteJob) -> list[Output]:
         "-volid",
         VOLUME_ID,
         "-r",  # Rock Ridge with owners root and modes a+r: not the build user's
-        "-eltorito-boot",
-        "isolinux/isolinux.bin",
-        "-eltorito-catalog",
-        "isolinux/boot.cat",
-        "-no-emul-boot",
-        "-boot-load-size",
-        "4",
-        "-boot-info-table",
-        "-isohybrid-mbr",
-        str(syslinux.loader_file(syslinux.ISOHYBRID_MBR)),
+        *boot_options,
         str(tree),
     ]
-    # xorriso takes the volume's dates and UUID from SOURCE_DATE_EPOCH.
+    # xorriso takes the volume's dates and GUIDs from SOURCE_DATE_EPOCH.
     environment = {"SOURCE_DATE_EPOCH": str(job.epoch)}
-    with (
-        job.outputs.create(f"{job.name}.iso") as out,
-        stream_stdout(command, env=environment) as image,
-    ):
+    with job.outputs.create(name) as out, stream_stdout(command, env=environment) as image:
         shutil.copyfileobj(image, out, COPY_CHUNK)
-    return [out.result()]
+    return out.result()
 
 
 def _set_times(tree: Path, epoch: int) -> None:

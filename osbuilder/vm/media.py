@@ -1,7 +1,7 @@
 """What an image file given to `osbuilder run` is: its medium and the firmware it needs.
 
 Known by its contents, not its name: an ISO 9660 image boots from a CD, a raw or qcow2
-disk from a virtio disk; a disk with a GPT boots through UEFI (OVMF), anything else
+disk from a virtio disk; an image with a GPT boots through UEFI (OVMF), anything else
 through the BIOS (SeaBIOS). A qcow2's own first sectors are read with `qemu-img dd`.
 """
 
@@ -32,8 +32,8 @@ class MediaBoot:
     def from_file(cls, path: Path) -> MediaBoot:
         """The boot medium `path` is (a hybrid ISO is an ISO), or a clear error."""
         head = _head(path)
-        if _has(head, _ISO_MAGIC):
-            return cls(path, "iso")
+        if _has(head, _ISO_MAGIC):  # (iso-efi's has a GPT for booting it as a disk)
+            return cls(path, "iso", _firmware(head))
         if _has(head, _QCOW2_MAGIC):
             return cls(path, "qcow2", _firmware(_qcow2_head(path)))
         if _has(head, _MBR_MAGIC):  # a GPT disk has one too: its protective MBR

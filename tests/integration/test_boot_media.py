@@ -1,5 +1,5 @@
-"""The boot media (iso-bios, raw-bios, qcow2-bios, raw-efi, qcow2-efi), read back with
-the real tools.
+"""The boot media (iso-bios, raw-bios, qcow2-bios, iso-efi, raw-efi, qcow2-efi), read
+back with the real tools.
 
 That they boot is tests/boot/test_boot_media.py; here: what is on them, reproducibly.
 """
@@ -24,7 +24,7 @@ kernel:
   cmdline: console=ttyS0 osbuilder.test=a,b
 init: [{init}]
 """
-FORMATS = ("kernel+initrd", "iso-bios", "raw-bios", "qcow2-bios", "raw-efi", "qcow2-efi")
+FORMATS = ("kernel+initrd", "iso-bios", "raw-bios", "qcow2-bios", "iso-efi", "raw-efi", "qcow2-efi")
 MEDIA = [option for name in FORMATS for option in ("-f", name)]
 
 
@@ -49,6 +49,7 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
             "spec.iso",
             "spec-bios.img",
             "spec.qcow2",
+            "spec-efi.iso",
             "spec-efi.img",
             "spec-efi.qcow2",
         ]
@@ -138,6 +139,21 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
     partition.write_bytes(efi.read_bytes()[1 << 20 : (2048 + esp["size"]) * 512])
     tool("fsck.fat", "-n", partition)
     tool("qemu-img", "compare", "-f", "raw", "-F", "qcow2", efi, out / "spec-efi.qcow2")
+
+    efi_iso = out / "spec-efi.iso"
+    el_torito = tool("xorriso", "-indev", efi_iso, "-report_el_torito", "plain")
+    assert "El Torito boot img :   1  UEFI  y   none" in el_torito
+    assert "El Torito img path :   1  /efi.img" in el_torito
+    tool(
+        "xorriso", "-osirrox", "on", "-indev", efi_iso, "-extract", "/efi.img", tmp_path / "efi.img"
+    )
+    assert (tmp_path / "efi.img").read_bytes() == partition.read_bytes()  # raw-efi's ESP
+    [iso_esp] = [
+        p
+        for p in json.loads(tool("sfdisk", "--json", efi_iso))["partitiontable"]["partitions"]
+        if p["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+    ]  # the same, as a partition: the ISO boots as a disk too
+    assert iso_esp["size"] * 512 == partition.stat().st_size
 
 
 def test_a_medium_needs_a_kernel(packages: Packages, tmp_path: Path) -> None:

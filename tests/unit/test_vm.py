@@ -150,6 +150,8 @@ def test_run_knows_a_boot_medium_and_its_firmware_by_its_contents(tmp_path: Path
     assert boot_target(hybrid) == MediaBoot(hybrid, "iso", "bios")  # an ISO, despite its MBR
     bios = image(tmp_path / "a-bios.img", MBR)
     assert boot_target(bios) == MediaBoot(bios, "raw", "bios")
+    efi_iso = image(tmp_path / "a-efi.iso", (0x8001, b"CD001"), MBR, GPT)
+    assert boot_target(efi_iso) == MediaBoot(efi_iso, "iso", "efi")
     efi = image(tmp_path / "a-efi.img", MBR, GPT)  # (a protective MBR, then the GPT)
     assert boot_target(efi) == MediaBoot(efi, "raw", "efi")
     for raw, firmware in ((bios, "bios"), (efi, "efi")):  # a qcow2's disk is read through it
