@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class WriteOptions:
     compression: str | None = None  # None: the best the kernel can unpack
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -35,7 +38,14 @@ class WriteJob:
     formats: tuple[str, ...]  # every format this build writes
     epoch: int  # SOURCE_DATE_EPOCH: the time of everything the writers generate
     scratch: Path  # a private directory for intermediate files, removed with the build
-    staged: dict[str, object] = field(default_factory=dict)  # see formats/staging.py
+    _made: dict[str, object] = field(default_factory=dict)
+
+    def once(self, what: str, make: Callable[[], T]) -> T:
+        """What `make` makes (an intermediate file several formats take), made on the
+        first call for `what` only."""
+        if what not in self._made:
+            self._made[what] = make()
+        return cast(T, self._made[what])
 
     def writes_boot_media(self) -> bool:
         """Whether a format of this build embeds the kernel and initrd in a medium."""

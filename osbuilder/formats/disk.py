@@ -97,10 +97,10 @@ def _write_qcow2(job: WriteJob, disk: _Disk, format_name: str) -> Output:
 
 def _disk_image(job: WriteJob, disk: _Disk, format_name: str) -> Path:
     """The raw disk, made once per build in the scratch directory."""
-    key = f"{disk.firmware}-disk"
-    staged = job.staged.get(key)
-    if isinstance(staged, Path):
-        return staged
+    return job.once(f"{disk.firmware} disk", lambda: _make_disk(job, disk, format_name))
+
+
+def _make_disk(job: WriteJob, disk: _Disk, format_name: str) -> Path:
     boot = boot_files(job, format_name)
     if disk.firmware == "bios":
         partition = _bios_partition(job, format_name)
@@ -121,21 +121,20 @@ def _disk_image(job: WriteJob, disk: _Disk, format_name: str) -> Path:
         raise cannot_write(image, exc) from None
     if disk.firmware == "efi":
         _write_gpt(image, size, boot.identity)
-    job.staged[key] = image
     return image
 
 
 def esp_image(job: WriteJob, format_name: str) -> Path:
     """The EFI system partition of the EFI media (raw-efi's partition, iso-efi's boot
     image): FAT, with the unified kernel image as EFI/BOOT/BOOTX64.EFI. Made once."""
-    staged = job.staged.get("esp")
-    if isinstance(staged, Path):
-        return staged
+    return job.once("esp", lambda: _make_esp(job, format_name))
+
+
+def _make_esp(job: WriteJob, format_name: str) -> Path:
     partition = job.scratch / "esp.img"
     loader = unified_kernel_image(job, format_name)
     identity = boot_files(job, format_name).identity
     _fat(partition, {"EFI/BOOT/BOOTX64.EFI": loader}, job.epoch, identity)
-    job.staged["esp"] = partition
     return partition
 
 

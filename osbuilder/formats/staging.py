@@ -65,10 +65,7 @@ def write_initrd(system: AssembledSystem, out: BinaryIO, compression: Compressio
 
 def boot_files(job: WriteJob, format_name: str) -> BootFiles:
     """The build's kernel, initrd and cmdline as files (staged on first use)."""
-    staged = job.staged.get("boot")
-    if not isinstance(staged, BootFiles):
-        staged = job.staged["boot"] = _stage(job, format_name)
-    return staged
+    return job.once("boot files", lambda: _stage(job, format_name))
 
 
 def _stage(job: WriteJob, format_name: str) -> BootFiles:

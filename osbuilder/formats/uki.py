@@ -33,9 +33,10 @@ _CHUNK = 1 << 20
 
 def unified_kernel_image(job: WriteJob, format_name: str) -> Path:
     """The build's UKI, made once in the scratch directory."""
-    staged = job.staged.get("uki")
-    if isinstance(staged, Path):
-        return staged
+    return job.once("uki", lambda: _make(job, format_name))
+
+
+def _make(job: WriteJob, format_name: str) -> Path:
     if not EFI_STUB.is_file():
         raise UserError(f"{EFI_STUB}: not found; install it (apt-get install systemd-boot-efi)")
     boot = boot_files(job, format_name)
@@ -66,7 +67,6 @@ def unified_kernel_image(job: WriteJob, format_name: str) -> Path:
         set_pe_timestamp(image, job.epoch)
     except OSError as exc:
         raise cannot_write(image, exc) from None
-    job.staged["uki"] = image
     return image
 
 
