@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.errors import cannot_write
+from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import syslinux
 from osbuilder.formats.staging import COPY_CHUNK, boot_files
 from osbuilder.formats.uki import unified_kernel_image
@@ -44,6 +44,7 @@ LABEL = "OSBUILDER"
 FAT_OVERHEAD = 0.02
 FAT_SLACK = 2 * MIB
 # MBR partition types by the FAT mkfs.fat chose for the size (LBA-addressed variants).
+FAT_LARGEST_FILE = (1 << 32) - 1  # a FAT directory entry's size field is 32 bits
 PARTITION_TYPES = {b"FAT12   ": 0x01, b"FAT16   ": 0x0E, b"FAT32   ": 0x0C}
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"  # the GPT type of an EFI system partition
 GPT_TAIL = MIB  # after the partition: room for the backup GPT (33 sectors)
@@ -134,7 +135,7 @@ def _make_esp(job: WriteJob, format_name: str) -> Path:
     partition = job.scratch / "esp.img"
     loader = unified_kernel_image(job, format_name)
     identity = boot_files(job, format_name).identity
-    _fat(partition, {"EFI/BOOT/BOOTX64.EFI": loader}, job.epoch, identity)
+    fat_file_system(partition, {"EFI/BOOT/BOOTX64.EFI": loader}, job.epoch, identity)
     return partition
 
 
@@ -147,19 +148,26 @@ def _bios_partition(job: WriteJob, format_name: str) -> Path:
     except OSError as exc:
         raise cannot_write(config, exc) from None
     files = {"kernel": boot.kernel, "initrd.img": boot.initrd, "syslinux.cfg": config}
-    _fat(partition, files, job.epoch, boot.identity)
+    fat_file_system(partition, files, job.epoch, boot.identity)
     run(["syslinux", "--install", partition], env=_mtools_environment(job.epoch))
     return partition
 
 
-def _fat(partition: Path, files: dict[str, Path], epoch: int, volume_id: int) -> None:
+def fat_file_system(partition: Path, files: dict[str, Path], epoch: int, volume_id: int) -> None:
     """A FAT file system in the new file `partition` holding `files` (its path -> source)."""
     try:
+        sizes = {name: source.stat().st_size for name, source in files.items()}
         for source in files.values():
             os.utime(source, (epoch, epoch))  # mcopy -m keeps a file's time
-        content = sum(source.stat().st_size for source in files.values())
     except OSError as exc:
         raise cannot_write(partition, exc) from None
+    for name, size in sizes.items():
+        if size > FAT_LARGEST_FILE:
+            raise UserError(
+                f"{name} would be {size / (1 << 30):.1f} GiB: more than a FAT file system "
+                "holds in a file (4 GiB); make the system smaller, or build kernel+initrd"
+            )
+    content = sum(sizes.values())
     environment = _mtools_environment(epoch)
     run(
         [

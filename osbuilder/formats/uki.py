@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import os
+import re
 import struct
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats.staging import boot_files
 from osbuilder.runner import run
+from osbuilder.spec.source import SpecValueError
 
 if TYPE_CHECKING:
     from osbuilder.formats import WriteJob
@@ -39,6 +41,13 @@ def unified_kernel_image(job: WriteJob, format_name: str) -> Path:
 def _make(job: WriteJob, format_name: str) -> Path:
     if not EFI_STUB.is_file():
         raise UserError(f"{EFI_STUB}: not found; install it (apt-get install systemd-boot-efi)")
+    config = job.system.kernel.config
+    if config is not None and not re.search(r"^CONFIG_EFI_STUB=y$", config, re.MULTILINE):
+        raise SpecValueError(
+            ("kernel", "image"),
+            f"{format_name}: this kernel has no EFI stub (its config lacks CONFIG_EFI_STUB=y), "
+            "so UEFI cannot start it; build a -bios format",
+        )
     boot = boot_files(job, format_name)
     osrel, cmdline = job.scratch / "uki-osrel", job.scratch / "uki-cmdline"
     image = job.scratch / "uki.efi"

@@ -6,6 +6,7 @@ That they boot is tests/boot/test_boot_media.py; here: what is on them, reproduc
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import time
@@ -13,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from osbuilder.oci.imagewriter import ImageSpec, file_info, new_layer, write_image
+from osbuilder.oci.platform import host_target
+from osbuilder.oci.reference import parse_reference
+from osbuilder.oci.store import ContentStore
 from tests.conftest import Packages
+from tests.integration.helpers import osbuilder
 from tests.integration.test_build import build, spec
 
 pytestmark = pytest.mark.integration
@@ -176,3 +182,39 @@ def test_a_bios_medium_for_another_architecture_is_refused_at_once(
     assert result.stderr.strip() == (
         "osbuilder: raw-bios is made for amd64 PCs, not arm64; build kernel+initrd or tar for it"
     )
+
+
+def test_an_efi_medium_of_a_kernel_without_an_efi_stub_is_refused_at_its_line(
+    tmp_path: Path,
+) -> None:
+    store = ContentStore(tmp_path / "store")
+    config = b"CONFIG_RD_GZIP=y\n# CONFIG_EFI_STUB is not set\n"
+    with new_layer(store) as layer:
+        layer.add(file_info("kernel", 4, 0o644, 0), io.BytesIO(b"bzIm"))
+        layer.add(file_info("config", len(config), 0o644, 0), io.BytesIO(config))
+    assert layer.result is not None
+    manifest = write_image(
+        store, [layer.result], ImageSpec(architecture=host_target().architecture)
+    )
+    store.tag(str(parse_reference("test/no-efi-kernel:1")), manifest)
+    path = tmp_path / "spec.yml"
+    path.write_text("kernel:\n  image: test/no-efi-kernel:1\n  tar: none\n")
+    result = osbuilder(
+        "build",
+        "--offline",
+        "--cache",
+        str(store.root),
+        "-o",
+        str(tmp_path / "out"),
+        "-f",
+        "tar",
+        "-f",
+        "raw-efi",
+        str(path),
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"osbuilder: {path}:2:10: kernel.image: raw-efi: this kernel has no EFI stub (its "
+        "config lacks CONFIG_EFI_STUB=y), so UEFI cannot start it; build a -bios format"
+    )
+    assert list((tmp_path / "out").iterdir()) == []

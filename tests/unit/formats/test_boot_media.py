@@ -13,6 +13,7 @@ from osbuilder.formats import syslinux
 from osbuilder.formats.disk import (
     MIB,
     PARTITION_START,
+    fat_file_system,
     fat_size,
     master_boot_record,
     partition_type,
@@ -114,3 +115,13 @@ def test_the_uki_gets_the_build_time_and_the_checksum_objcopy_would_give(tmp_pat
     header = objdump_header(image)
     assert header["Time/Date"].strip() == "Tue Nov 14 22:13:20 2023"
     assert int(header["CheckSum"].strip(), 16) == checksum_of_copy_without_it(image, tmp_path)
+
+
+def test_a_file_fat_cannot_hold_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    initrd = tmp_path / "initrd.img"
+    with initrd.open("wb") as file:
+        file.truncate(1 << 32)  # sparse: 4 GiB, one byte more than FAT's largest file
+    partition = tmp_path / "partition.img"
+    with pytest.raises(UserError, match=r"initrd\.img would be 4\.0 GiB: more than a FAT"):
+        fat_file_system(partition, {"initrd.img": initrd}, 0, 0x1234)
+    assert not partition.exists()
