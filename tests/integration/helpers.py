@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import resource
@@ -12,7 +13,8 @@ import sys
 from pathlib import Path
 
 from osbuilder.oci.auth import CredentialStore
-from osbuilder.oci.platform import TargetPlatform
+from osbuilder.oci.imagewriter import ImageSpec, dir_info, file_info, new_layer, write_image
+from osbuilder.oci.platform import TargetPlatform, host_target
 from osbuilder.oci.pull import Puller, PullResult
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.registry import RegistryClient, RegistryOptions
@@ -59,6 +61,25 @@ def blob_files_are_valid(store: ContentStore) -> list[str]:
         assert actual == path.name, f"{path} holds content of sha256:{actual}"
         digests.append("sha256:" + path.name)
     return digests
+
+
+def store_image(
+    store: ContentStore,
+    reference: str,
+    files: dict[str, bytes],
+    labels: dict[str, str] | None = None,
+) -> None:
+    """A one-layer image of `files` (a name ending in / is a directory), tagged `reference`
+    in `store`, for this machine's architecture."""
+    with new_layer(store) as layer:
+        for name, data in files.items():
+            if name.endswith("/"):
+                layer.add(dir_info(name.rstrip("/"), 0o755, 0))
+            else:
+                layer.add(file_info(name, len(data), 0o644, 0), io.BytesIO(data))
+    assert layer.result is not None
+    spec = ImageSpec(architecture=host_target().architecture, labels=labels or {})
+    store.tag(str(parse_reference(reference)), write_image(store, [layer.result], spec))
 
 
 def partial_files(store: ContentStore) -> list[Path]:

@@ -6,7 +6,6 @@ That they boot is tests/boot/test_boot_media.py; here: what is on them, reproduc
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import time
@@ -14,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.oci.imagewriter import ImageSpec, file_info, new_layer, write_image
-from osbuilder.oci.platform import host_target
-from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 from tests.conftest import Packages
-from tests.integration.helpers import osbuilder
+from tests.integration.helpers import osbuilder, store_image
 from tests.integration.test_build import build, spec
 
 pytestmark = pytest.mark.integration
@@ -189,14 +185,7 @@ def test_an_efi_medium_of_a_kernel_without_an_efi_stub_is_refused_at_its_line(
 ) -> None:
     store = ContentStore(tmp_path / "store")
     config = b"CONFIG_RD_GZIP=y\n# CONFIG_EFI_STUB is not set\n"
-    with new_layer(store) as layer:
-        layer.add(file_info("kernel", 4, 0o644, 0), io.BytesIO(b"bzIm"))
-        layer.add(file_info("config", len(config), 0o644, 0), io.BytesIO(config))
-    assert layer.result is not None
-    manifest = write_image(
-        store, [layer.result], ImageSpec(architecture=host_target().architecture)
-    )
-    store.tag(str(parse_reference("test/no-efi-kernel:1")), manifest)
+    store_image(store, "test/no-efi-kernel:1", {"kernel": b"bzIm", "config": config})
     path = tmp_path / "spec.yml"
     path.write_text("kernel:\n  image: test/no-efi-kernel:1\n  tar: none\n")
     result = osbuilder(

@@ -14,12 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.oci.imagewriter import ImageSpec, dir_info, new_layer, write_image
-from osbuilder.oci.platform import host_target
-from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 from tests.conftest import REPO, Packages
-from tests.integration.helpers import osbuilder
+from tests.integration.helpers import osbuilder, store_image
 
 pytestmark = pytest.mark.integration
 
@@ -243,14 +240,8 @@ def test_missing_image_offline_is_a_clean_error(packages: Packages, tmp_path: Pa
 
 def test_a_bad_image_label_is_reported_at_the_line_naming_the_image(tmp_path: Path) -> None:
     store = ContentStore(tmp_path / "store")
-    with new_layer(store) as layer:
-        layer.add(dir_info("etc", 0o755, 0))
-    assert layer.result is not None
     labels = {"org.mobyproject.config": '{"capabilities": "CAP_CHOWN", "pid": 1}'}
-    manifest = write_image(
-        store, [layer.result], ImageSpec(architecture=host_target().architecture, labels=labels)
-    )
-    store.tag(str(parse_reference("test/bad-label:1")), manifest)
+    store_image(store, "test/bad-label:1", {"etc/": b""}, labels)
     path = tmp_path / "spec.yml"
     path.write_text("services:\n  - name: bad\n    image: test/bad-label:1\n")
     result = osbuilder(
