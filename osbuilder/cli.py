@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from osbuilder import __version__
-from osbuilder.commands import build, images, pkg, spec, vm
+from osbuilder.commands import build, cloud, images, pkg, spec, vm
 from osbuilder.errors import ExitCode, OsbuilderError
 
 log = logging.getLogger("osbuilder")
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # installed distribution (about 10 ms of each command that loads a spec).
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(cloud.route(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -105,4 +105,5 @@ def _parser() -> argparse.ArgumentParser:
     images.register(sub, common)
     pkg.register(sub, common)
     vm.register(sub, common)
+    cloud.register(sub, common)
     return parser

@@ -45,9 +45,12 @@ def register(
     push_cmd = sub.add_parser(
         "push",
         parents=[common],
-        help="push an image from the content store to a registry",
+        help="push an image from the content store to a registry "
+        "(or: push openstack IMAGE, a built disk image to OpenStack)",
         description="Upload an image of the content store: blobs the registry lacks (mounted "
-        "from another repository of the same registry when possible), then its manifest.",
+        "from another repository of the same registry when possible), then its manifest. "
+        "`osbuilder push openstack IMAGE` uploads a built disk image to OpenStack instead "
+        "(see osbuilder push openstack --help).",
     )
     push_cmd.add_argument("ref", metavar="REF", help="image in the content store")
     push_cmd.add_argument("--to", metavar="DEST", help="destination reference (default: REF)")

@@ -1,14 +1,14 @@
 """QEMU command lines for built systems.
 
 kernel+initrd outputs (PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline) boot
-with -kernel/-initrd/-append; a boot medium (iso-bios, raw-bios, qcow2-bios),
-known by its contents (vm/media.py), boots through the firmware (SeaBIOS, or
-OVMF for a GPT disk) from a read-only CD or virtio disk (the system lives in
-its initrd and never writes it). Every VM
-gets virtio-rng (Python's start does not wait for entropy), virtio-net user
-networking with published ports on 127.0.0.1, a QMP socket, a pid file and
-its serial console logged to STATE/console.log; a guest kernel panic makes
-QEMU exit with a failure (pvpanic). `--net restricted` keeps the guest off every network but the
+with -kernel/-initrd/-append; a boot medium (an ISO, raw or qcow2 image), known
+by its contents (osbuilder/media.py), boots through the firmware (SeaBIOS, or
+OVMF for a GPT) from a read-only CD or virtio disk (the system lives in its
+initrd and never writes it). Every VM gets virtio-rng (Python's start does
+not wait for entropy), virtio-net user networking with published ports on
+127.0.0.1, a QMP socket, a pid file and its serial console logged to
+STATE/console.log; a guest kernel panic makes QEMU exit with a failure
+(pvpanic). `--net restricted` keeps the guest off every network but the
 published ports, as the tests use it.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osbuilder.errors import UserError
-from osbuilder.vm.media import MediaBoot
+from osbuilder.media import MediaBoot
 
 NETWORKS = ("user", "restricted", "none")
 # UEFI firmware (Debian's ovmf), for GPT disks: the code, and the variable store each VM

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from osbuilder.errors import ExternalError, UserError
+from osbuilder.media import MediaBoot
 from osbuilder.runner import run
 from osbuilder.vm.control import alive, read_pid, register, user_network_state
-from osbuilder.vm.media import MediaBoot
 from osbuilder.vm.qemu import OVMF_CODE, OVMF_VARS, KernelBoot, VmConfig, qemu_command
 
 log = logging.getLogger(__name__)

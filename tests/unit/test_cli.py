@@ -15,6 +15,7 @@ import yaml
 
 from osbuilder import __version__
 from osbuilder.cli import main
+from osbuilder.commands.cloud import route
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.yml"))
@@ -231,3 +232,24 @@ def test_the_command_line_runs_from_a_thread_too(capsys: pytest.CaptureFixture[s
     worker.start()
     worker.join()
     assert codes == [0]
+
+
+def test_push_openstack_is_its_own_command_and_push_ref_stays() -> None:
+    assert route(["push", "openstack", "--cloud", "c", "out/x.qcow2"]) == [
+        "push-openstack",
+        "--cloud",
+        "c",
+        "out/x.qcow2",
+    ]
+    assert route(["--debug", "push", "openstack", "x.iso"]) == [
+        "--debug",
+        "push-openstack",
+        "x.iso",
+    ]
+    for unchanged in (
+        ["push", "registry.example/openstack:1"],
+        ["push", "--to", "openstack", "img:1"],
+        ["build", "openstack.yml"],
+        [],
+    ):
+        assert route(unchanged) == unchanged

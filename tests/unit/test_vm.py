@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from osbuilder.errors import UserError
+from osbuilder.media import MediaBoot
 from osbuilder.vm.accel import choose_accel
-from osbuilder.vm.media import MediaBoot
 from osbuilder.vm.qemu import (
     OVMF_CODE,
     KernelBoot,

@@ -1,4 +1,4 @@
-"""What an image file given to `osbuilder run` is: its medium and the firmware it needs.
+"""What a built image file is: its medium and the firmware it needs (`run`, `push openstack`).
 
 Known by its contents, not its name: an ISO 9660 image boots from a CD, a raw or qcow2
 disk from a virtio disk; an image with a GPT boots through UEFI (OVMF), anything else

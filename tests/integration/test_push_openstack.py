@@ -1,0 +1,138 @@
+"""`osbuilder push openstack`: built images uploaded to a real Glance on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.glance import Glance, running_glance
+from tests.integration.helpers import osbuilder
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def glance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Glance]:
+    with running_glance(tmp_path_factory.mktemp("glance")) as running:
+        yield running
+
+
+def push(glance: Glance, *args: str) -> subprocess.CompletedProcess[str]:
+    return osbuilder(
+        "push", "openstack", *args, env={"OS_CLIENT_CONFIG_FILE": str(glance.clouds_yaml)}
+    )
+
+
+def disk(path: Path, label: str) -> Path:
+    """A 4 MiB raw disk with an empty partition table: `gpt` (an EFI disk) or `dos`."""
+    with path.open("wb") as file:
+        file.truncate(4 << 20)
+    subprocess.run(
+        ["sfdisk", "--quiet", str(path)], input=f"label: {label}\n", text=True, check=True
+    )
+    return path
+
+
+def qcow2(raw: Path, name: str) -> Path:
+    converted = raw.with_name(name)
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(converted)], check=True
+    )
+    return converted
+
+
+def image_record(glance: Glance, image_id: str) -> dict[str, object]:
+    return dict(json.loads(glance.get(f"/v2/images/{image_id}")))
+
+
+def test_an_efi_qcow2_is_uploaded_with_what_nova_needs(glance: Glance, tmp_path: Path) -> None:
+    image = qcow2(disk(tmp_path / "efi.img", "gpt"), "system-efi.qcow2")
+    result = push(glance, "--cloud", glance.cloud, "--property", "os_distro=osbuilder", str(image))
+    assert result.returncode == 0, result.stderr
+    image_id = result.stdout.strip()
+    record = image_record(glance, image_id)
+    assert record["name"] == "system-efi"  # the file's stem
+    assert record["status"] == "active"
+    assert (record["disk_format"], record["container_format"]) == ("qcow2", "bare")
+    assert record["size"] == image.stat().st_size
+    assert record["hw_firmware_type"] == "uefi"  # a GPT: Nova must boot it with UEFI
+    assert record["os_distro"] == "osbuilder"
+    assert glance.get(f"/v2/images/{image_id}/file") == image.read_bytes()
+
+
+def test_the_disk_format_comes_from_the_contents(glance: Glance, tmp_path: Path) -> None:
+    bios = disk(tmp_path / "named-like.qcow2", "dos")  # a raw MBR disk, whatever its name
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "hello").write_text("hello\n")
+    iso = tmp_path / "system.iso"
+    subprocess.run(
+        ["xorriso", "-as", "mkisofs", "-quiet", "-o", str(iso), str(tree)],
+        check=True,
+        capture_output=True,
+    )
+    for path, disk_format in ((bios, "raw"), (iso, "iso")):
+        result = push(glance, "--cloud", glance.cloud, "--json", str(path))
+        assert result.returncode == 0, result.stderr
+        pushed = json.loads(result.stdout)
+        assert (pushed["status"], pushed["disk_format"]) == ("active", disk_format)
+        record = image_record(glance, pushed["id"])
+        assert record["disk_format"] == disk_format
+        assert "hw_firmware_type" not in record  # BIOS: Nova's default
+
+
+def test_the_same_image_is_reused_and_any_other_is_new(glance: Glance, tmp_path: Path) -> None:
+    image = disk(tmp_path / "again.img", "gpt")
+    args = ("--cloud", glance.cloud, "--img-name", "again", "--visibility", "private")
+    first = push(glance, *args, str(image))
+    assert first.returncode == 0, first.stderr
+    assert push(glance, *args, str(image)).stdout == first.stdout  # same name, data, properties
+    changed = push(glance, *args, "--property", "os_version=2", str(image))
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout != first.stdout
+    with image.open("r+b") as file:
+        file.seek(3 << 20)
+        file.write(b"new contents")
+    other = push(glance, *args, str(image))
+    assert other.stdout not in (first.stdout, changed.stdout)
+    listed = json.loads(glance.get("/v2/images?name=again"))["images"]
+    assert sorted(i["id"] for i in listed) == sorted(
+        r.stdout.strip() for r in (first, changed, other)
+    )
+    assert {i["visibility"] for i in listed} == {"private"}
+
+
+def test_failures_are_one_line(glance: Glance, tmp_path: Path) -> None:
+    image = disk(tmp_path / "x.img", "gpt")
+    unknown = push(glance, "--cloud", "nowhere", str(image))
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("osbuilder: OpenStack configuration: Cloud nowhere was not")
+    assert len(unknown.stderr.splitlines()) == 1
+    dead = tmp_path / "clouds.yaml"
+    dead.write_text(glance.clouds_yaml.read_text().replace(glance.url, "http://127.0.0.1:9"))
+    unreachable = osbuilder(
+        "push",
+        "openstack",
+        "--cloud",
+        glance.cloud,
+        str(image),
+        env={"OS_CLIENT_CONFIG_FILE": str(dead)},
+    )
+    assert unreachable.returncode == 3
+    assert unreachable.stderr.startswith("osbuilder: OpenStack: ")
+    assert len(unreachable.stderr.splitlines()) == 1
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    for path, message in (
+        (text, f"osbuilder: {text}: not a bootable image"),
+        (tmp_path / "missing.qcow2", f"osbuilder: {tmp_path}/missing.qcow2: no such file"),
+    ):
+        result = push(glance, "--cloud", glance.cloud, str(path))
+        assert (result.returncode, result.stderr.startswith(message)) == (1, True), result.stderr
+    usage = push(glance, "--property", "no-equals-sign", str(image))
+    assert usage.returncode == 2
+    assert "osbuilder push openstack: error: argument --property" in usage.stderr
