@@ -10,11 +10,9 @@ the image is reproducible.
 
 from __future__ import annotations
 
-import array
 import os
 import re
 import struct
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,17 +98,20 @@ def set_pe_timestamp(path: Path, epoch: int) -> None:
 
 def pe_checksum(path: Path) -> int:
     """The PE image checksum (as imagehlp's CheckSumMappedFile) of a file whose CheckSum
-    field is zero: 16-bit one's-complement sum of the file, plus its length."""
+    field is zero: the 16-bit one's-complement sum of its little-endian words, plus its
+    length.
+
+    The sum is taken modulo 0xFFFF, which is what the end-around carry computes: read as
+    one little-endian integer, each chunk is its words times powers of 65536, and
+    65536 = 1 (mod 0xFFFF), so the integer modulo 0xFFFF is its words' sum modulo 0xFFFF.
+    One's complement writes a non-zero multiple of 0xFFFF as 0xFFFF, not 0.
+    """
     total = 0
+    nonzero = False
     size = os.path.getsize(path)
     with path.open("rb") as file:
-        while chunk := file.read(_CHUNK):
-            if len(chunk) % 2:  # only the last chunk can be odd: pad it
-                chunk += b"\0"
-            words = array.array("H", chunk)
-            if sys.byteorder == "big":  # PE's words are little-endian
-                words.byteswap()
-            total += sum(words)
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return (total + size) & 0xFFFFFFFF
+        while chunk := file.read(_CHUNK):  # (an even size: only the last can be odd)
+            total = (total + int.from_bytes(chunk, "little")) % 0xFFFF
+            nonzero = nonzero or chunk.count(0) != len(chunk)
+    folded = total if total or not nonzero else 0xFFFF
+    return (folded + size) & 0xFFFFFFFF

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 import subprocess
 from pathlib import Path
@@ -125,3 +126,25 @@ def test_a_file_fat_cannot_hold_is_refused_before_anything_is_made(tmp_path: Pat
     with pytest.raises(UserError, match=r"initrd\.img would be 4\.0 GiB: more than a FAT"):
         fat_file_system(partition, {"initrd.img": initrd}, 0, 0x1234)
     assert not partition.exists()
+
+
+def folded_word_sum(data: bytes) -> int:
+    """The PE checksum's definition, a word at a time with the carry folded back in."""
+    total = 0
+    for (word,) in struct.iter_unpack("<H", data + b"\0" * (len(data) % 2)):
+        total += word
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 1001, (1 << 20) + 3, 3 << 20])
+@pytest.mark.parametrize("fill", ["random", "ones", "zeros"])
+def test_the_pe_checksum_is_the_folded_word_sum_plus_the_size(
+    tmp_path: Path, size: int, fill: str
+) -> None:
+    data = {"random": random.Random(size).randbytes(size), "ones": b"\xff" * size}.get(
+        fill, bytes(size)
+    )  # (all ones: sums that are non-zero multiples of 0xFFFF)
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    assert pe_checksum(path) == folded_word_sum(data) + size
