@@ -8,7 +8,6 @@ prompt without a newline is not held back.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import threading
@@ -27,6 +26,7 @@ class OutputPump:
         self._console = console
         self._read_fd, self.write_fd = os.pipe()
         self._log_fd: int | None = None
+        self._log_failing = False
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_fd = os.open(
@@ -81,8 +81,23 @@ class OutputPump:
     def _log(self, chunk: bytes) -> None:
         if self._log_fd is None:
             return
-        with contextlib.suppress(OSError):
-            os.write(self._log_fd, chunk)
+        view = memoryview(chunk)
+        try:
+            while view:  # a write to a filling file system can be short
+                view = view[os.write(self._log_fd, view) :]
+        except OSError as error:
+            # Said once per spell of failures (a full /var/log would say it per chunk);
+            # the output still reaches the console, and the log resumes when it can.
+            if not self._log_failing:
+                self._console.error(
+                    f"{self.label}: cannot write {self.log_path}: {error.strerror}; "
+                    "its output goes on to the console only"
+                )
+                self._log_failing = True
+            return
+        if self._log_failing:
+            self._console.error(f"{self.label}: writing {self.log_path} again (with a gap)")
+            self._log_failing = False
 
     def _emit(self, line: bytes) -> None:
         self._console.output(self.label, line.rstrip(b"\r").decode("utf-8", errors="replace"))

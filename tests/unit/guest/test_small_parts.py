@@ -199,3 +199,24 @@ def test_output_pump_shows_a_partial_line_after_a_pause(tmp_path: Path) -> None:
     assert pump.join(2)
     assert console.lines == ["getty: login: ", "getty: root", "getty: bye"]
     assert (tmp_path / "getty.log").read_bytes() == b"login: root\r\nbye\n"
+
+
+def test_output_pump_says_once_that_the_log_is_full_and_goes_on(tmp_path: Path) -> None:
+    console = RecordingConsole()
+    pump = OutputPump("redis", Path("/dev/full"), console)  # every write: ENOSPC
+    for line in (b"one\n", b"two\n", b"three\n"):
+        os.write(pump.write_fd, line)
+        console.wait_for(f"redis: {line.decode().strip()}", timeout=2)
+    pump.close_writer()
+    assert pump.join(2)
+    errors = [line for line in console.lines if "***" in line]
+    assert len(errors) == 1  # once, not once per chunk
+    assert errors[0].endswith(
+        "init: *** redis: cannot write /dev/full: No space left on device; "
+        "its output goes on to the console only ***"
+    )
+    assert [line for line in console.lines if "***" not in line] == [
+        "redis: one",
+        "redis: two",
+        "redis: three",
+    ]
