@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
+    from osbuilder.formats.compression import Compression
     from osbuilder.formats.outputfile import Output, OutputDirectory
 
 
 @dataclass(frozen=True)
 class WriteOptions:
-    compression: str | None = None  # None: the best the kernel can unpack
+    compression: Compression | None = None  # None: the best the kernel can unpack
 
 
 T = TypeVar("T")

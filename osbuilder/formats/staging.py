@@ -46,10 +46,8 @@ def kernel_parts(system: AssembledSystem, format_name: str) -> KernelParts:
     return system.kernel
 
 
-def initrd_compression(system: AssembledSystem, requested: str | None) -> Compression:
-    if requested in ("gzip", "zstd", "none"):
-        return requested  # type: ignore[return-value]
-    return default_compression(system.kernel.config)
+def initrd_compression(system: AssembledSystem, requested: Compression | None) -> Compression:
+    return requested or default_compression(system.kernel.config)
 
 
 def write_initrd(system: AssembledSystem, out: BinaryIO, compression: Compression) -> None:
