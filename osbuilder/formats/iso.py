@@ -46,8 +46,8 @@ def write_iso_bios(job: WriteJob) -> list[Output]:
         (tree / "isolinux/isolinux.cfg").write_bytes(
             syslinux.config("/boot/kernel", "/boot/initrd.img", boot.cmdline)
         )
-        os.link(boot.kernel, tree / "boot/kernel")
-        os.link(boot.initrd, tree / "boot/initrd.img")
+        link_or_copy(boot.kernel, tree / "boot/kernel")
+        link_or_copy(boot.initrd, tree / "boot/initrd.img")
     except OSError as exc:
         raise cannot_write(tree, exc) from None
     boot_options = [
@@ -69,7 +69,7 @@ def write_iso_efi(job: WriteJob) -> list[Output]:
     tree = job.scratch / "iso-efi"
     try:
         tree.mkdir()
-        os.link(esp_image(job, "iso-efi"), tree / "efi.img")
+        link_or_copy(esp_image(job, "iso-efi"), tree / "efi.img")
     except OSError as exc:
         raise cannot_write(tree, exc) from None
     boot_options = [
@@ -109,6 +109,15 @@ def _write_iso(job: WriteJob, tree: Path, boot_options: list[str], name: str) ->
     with job.outputs.create(name) as out, stream_stdout(command, env=environment) as image:
         shutil.copyfileobj(image, out, COPY_CHUNK)
     return out.result()
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """`target` as another name of `source`, or a copy where the file system (FAT, a
+    network share: the output directory's) has no hard links."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _set_times(tree: Path, epoch: int) -> None:

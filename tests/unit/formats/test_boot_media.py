@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 import subprocess
@@ -19,6 +20,7 @@ from osbuilder.formats.disk import (
     master_boot_record,
     partition_type,
 )
+from osbuilder.formats.iso import link_or_copy
 from osbuilder.formats.uki import EFI_STUB, pe_checksum, set_pe_timestamp
 
 
@@ -148,3 +150,16 @@ def test_the_pe_checksum_is_the_folded_word_sum_plus_the_size(
     path = tmp_path / "image"
     path.write_bytes(data)
     assert pe_checksum(path) == folded_word_sum(data) + size
+
+
+def test_media_files_are_copied_where_hard_links_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(source: object, target: object) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as FAT answers link(2)
+
+    source = tmp_path / "initrd.img"
+    source.write_bytes(b"initrd")
+    monkeypatch.setattr(os, "link", no_links)
+    link_or_copy(source, tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == b"initrd"
