@@ -85,20 +85,26 @@ def push_image(
         image = _same_image(connection, name, sha256, wanted)
         if image is None:
             log.info("uploading %s to %s", path, connection.image.get_endpoint())
-            image = connection.image.create_image(
-                name,
-                filename=str(path),
-                md5=md5,
-                sha256=sha256,
-                disk_format=DISK_FORMATS[medium.medium],
-                container_format="bare",
-                allow_duplicates=True,  # (whether one is the same is decided above)
-                wait=True,
-                timeout=timeout,
-                validate_checksum=True,
-                meta=wanted,
-                **extra,
-            )
+            try:
+                image = connection.image.create_image(
+                    name,
+                    filename=str(path),
+                    md5=md5,
+                    sha256=sha256,
+                    disk_format=DISK_FORMATS[medium.medium],
+                    container_format="bare",
+                    allow_duplicates=True,  # (whether one is the same is decided above)
+                    wait=True,
+                    timeout=timeout,
+                    validate_checksum=True,
+                    meta=wanted,
+                    **extra,
+                )
+            except KeyboardInterrupt:
+                # openstacksdk deletes an image whose upload failed, but not one whose
+                # upload was interrupted (Ctrl-C, SIGTERM): it would stay, queued, forever.
+                _remove_unfinished(connection, name, sha256)
+                raise
         else:
             log.info("%s is already there as image %s", path, image.id)
     except sdk_errors.ConfigException as exc:
@@ -140,6 +146,20 @@ def _same_image(connection: Any, name: str, sha256: str, wanted: dict[str, str])
         ):
             return image
     return None
+
+
+def _remove_unfinished(connection: Any, name: str, sha256: str) -> None:
+    """Delete the images `name` of these contents whose upload did not finish."""
+    for image in connection.image.images(name=name):
+        if (
+            image.status in _UNFINISHED
+            and _property(image, "owner_specified.openstack.sha256") == sha256
+        ):
+            log.warning("removing image %s, whose upload was interrupted", image.id)
+            connection.image.delete_image(image, ignore_missing=True)
+
+
+_UNFINISHED = frozenset({"queued", "saving", "uploading", "importing"})
 
 
 def _property(image: Any, key: str) -> Any:

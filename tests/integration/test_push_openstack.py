@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +140,37 @@ def test_failures_are_one_line(glance: Glance, tmp_path: Path) -> None:
     usage = push(glance, "--property", "no-equals-sign", str(image))
     assert usage.returncode == 2
     assert "osbuilder push openstack: error: argument --property" in usage.stderr
+
+
+def test_an_interrupted_upload_leaves_no_image_behind(glance: Glance, tmp_path: Path) -> None:
+    image = disk(tmp_path / "big.img", "gpt")
+    with image.open("r+b") as file:
+        file.truncate(512 << 20)  # sparse: a few seconds of upload to interrupt
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "osbuilder",
+            "push",
+            "openstack",
+            "--cloud",
+            glance.cloud,
+            "--img-name",
+            "interrupted",
+            str(image),
+        ],
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(glance.clouds_yaml)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not json.loads(glance.get("/v2/images?name=interrupted"))["images"]:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the upload never started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)  # (the image exists: created, its data under way)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.strip().endswith("osbuilder: terminated")
+    assert json.loads(glance.get("/v2/images?name=interrupted"))["images"] == []
