@@ -78,6 +78,7 @@ bench: deps
 	$(BIN)/python bench/pkg.py
 	$(BIN)/python bench/build.py
 	$(BIN)/python bench/boot.py
+	$(BIN)/python bench/push.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
