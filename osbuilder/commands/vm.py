@@ -102,7 +102,9 @@ def register(
         help="power off a running VM",
         description="ACPI powerdown through QMP; quit after a timeout.",
     )
-    stop.add_argument("state", type=Path, metavar="DIR", help="state directory, or PREFIX")
+    stop.add_argument(
+        "state", type=Path, metavar="DIR", help="state directory, or the PREFIX or IMAGE run booted"
+    )
     stop.add_argument(
         "--timeout",
         type=float,
