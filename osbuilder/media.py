@@ -1,7 +1,7 @@
 """What a built image file is: its medium and the firmware it needs (`run`, `push openstack`).
 
-Known by its contents, not its name: an ISO 9660 image boots from a CD, a raw or qcow2
-disk from a virtio disk; an image with a GPT boots through UEFI (OVMF), anything else
+Known by its contents, not its name: an ISO 9660 image boots from a CD, a raw, qcow2 or
+fixed VHD disk from a virtio disk; an image with a GPT boots through UEFI (OVMF), anything else
 through the BIOS (SeaBIOS). A qcow2's own first sectors are read with `qemu-img dd`.
 """
 
@@ -14,12 +14,13 @@ from pathlib import Path
 from osbuilder.errors import UserError
 from osbuilder.runner import run
 
-MEDIA = ("iso", "raw", "qcow2")
+MEDIA = ("iso", "raw", "qcow2", "vhd")
 FIRMWARES = ("bios", "efi")
 _ISO_MAGIC = (0x8001, b"CD001")  # the primary volume descriptor's identifier
 _QCOW2_MAGIC = (0, b"QFI\xfb")
 _MBR_MAGIC = (0x1FE, b"\x55\xaa")
 _GPT_MAGIC = (0x200, b"EFI PART")  # the GPT header, in the disk's second sector
+_VHD_COOKIE = b"conectix"  # a fixed VHD: the raw disk, then a 512-byte footer
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,12 @@ class MediaBoot:
         if _has(head, _QCOW2_MAGIC):
             return cls(path, "qcow2", _firmware(_qcow2_head(path)))
         if _has(head, _MBR_MAGIC):  # a GPT disk has one too: its protective MBR
-            return cls(path, "raw", _firmware(head))
+            medium = "vhd" if _tail(path).startswith(_VHD_COOKIE) else "raw"
+            return cls(path, medium, _firmware(head))
         raise UserError(
-            f"{path}: not a bootable image (ISO, MBR or GPT disk, qcow2); give the PREFIX of "
-            "a kernel+initrd build (e.g. output/redis) or an .iso, .img or .qcow2 it built"
+            f"{path}: not a bootable image (ISO, MBR or GPT disk, qcow2, VHD); give the PREFIX "
+            "of a kernel+initrd build (e.g. output/redis) or an .iso, .img, .qcow2 or .vhd it "
+            "built"
         )
 
 
@@ -48,6 +51,16 @@ def _head(path: Path) -> bytes:
     try:
         with path.open("rb") as file:
             return file.read(_ISO_MAGIC[0] + len(_ISO_MAGIC[1]))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _tail(path: Path) -> bytes:
+    """The last 512 bytes of `path` (a VHD's footer, if it is one)."""
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, path.stat().st_size - 512))
+            return file.read()
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
 

@@ -24,7 +24,7 @@ from osbuilder.media import MediaBoot
 
 log = logging.getLogger(__name__)
 
-DISK_FORMATS = {"iso": "iso", "raw": "raw", "qcow2": "qcow2"}  # medium -> Glance disk_format
+DISK_FORMATS = {"iso": "iso", "raw": "raw", "qcow2": "qcow2", "vhd": "vhd"}  # -> Glance's
 UPLOAD_TIMEOUT = 3600.0  # seconds for Glance to make an uploaded image active
 _CHUNK = 1 << 20
 

@@ -32,7 +32,7 @@ def register(
         parents=[common],
         prog="osbuilder push openstack",
         # (no help=: not listed among the commands; `push` names it)
-        description="Upload a built image (qcow2, raw or ISO: known by its contents) to "
+        description="Upload a built image (qcow2, raw, VHD or ISO: known by its contents) to "
         "OpenStack's image service and wait until it is active; print its ID. The cloud is "
         "--cloud NAME of clouds.yaml, or the OS_* variables, as for every OpenStack client. "
         "An EFI image gets hw_firmware_type=uefi. Uploading the same image under the same "

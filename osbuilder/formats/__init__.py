@@ -92,6 +92,12 @@ def _qcow2_bios(job: WriteJob) -> list[Output]:
     return write_qcow2_bios(job)
 
 
+def _vhd(job: WriteJob) -> list[Output]:
+    from osbuilder.formats.disk import write_vhd
+
+    return write_vhd(job)
+
+
 def _raw_efi(job: WriteJob) -> list[Output]:
     from osbuilder.formats.disk import write_raw_efi
 
@@ -111,11 +117,14 @@ FORMATS: dict[str, Writer] = {
     "iso-bios": _iso_bios,  # NAME.iso
     "raw-bios": _raw_bios,  # NAME-bios.img
     "qcow2-bios": _qcow2_bios,  # NAME.qcow2
+    "vhd": _vhd,  # NAME.vhd
     "iso-efi": _iso_efi,  # NAME-efi.iso
     "raw-efi": _raw_efi,  # NAME-efi.img
     "qcow2-efi": _qcow2_efi,  # NAME-efi.qcow2
 }
 FORMAT_NAMES = tuple(FORMATS)
-BOOT_MEDIA = frozenset({"iso-bios", "raw-bios", "qcow2-bios", "iso-efi", "raw-efi", "qcow2-efi"})
+BOOT_MEDIA = frozenset(
+    {"iso-bios", "raw-bios", "qcow2-bios", "vhd", "iso-efi", "raw-efi", "qcow2-efi"}
+)
 # What the media's boot loaders boot: SYSLINUX and the x86-64 EFI stub.
 MEDIA_ARCHITECTURES = frozenset({"amd64"})

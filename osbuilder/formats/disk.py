@@ -1,4 +1,4 @@
-"""The disk formats: raw-bios (NAME-bios.img), raw-efi (NAME-efi.img) and their qcow2s.
+"""The disk formats: raw-bios (NAME-bios.img), raw-efi (NAME-efi.img), their qcow2s, vhd.
 
 Each is one partition at 1 MiB holding a FAT file system, made in a scratch file
 (mkfs.fat, mmd, mcopy: no root, no loop device) and written into the disk:
@@ -9,7 +9,8 @@ Each is one partition at 1 MiB holding a FAT file system, made in a scratch file
 - EFI: a GPT (sfdisk) whose one partition is an EFI system partition holding the unified
   kernel image (formats/uki.py) as the firmware's default loader, EFI/BOOT/BOOTX64.EFI.
 
-qcow2-bios and qcow2-efi are the same disks converted by `qemu-img`. Every time in the
+qcow2-bios and qcow2-efi are the same disks converted by `qemu-img`, and vhd the BIOS
+one as a fixed VHD. Every time in the
 file systems is the build's SOURCE_DATE_EPOCH, and the volume ID, disk signature and
 GUIDs come from the kernel's and initrd's digests: the images are reproducible.
 """
@@ -28,6 +29,7 @@ from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import syslinux
 from osbuilder.formats.staging import COPY_CHUNK, boot_files
 from osbuilder.formats.uki import unified_kernel_image
+from osbuilder.formats.vhd import fixed_vhd
 from osbuilder.runner import run
 
 if TYPE_CHECKING:
@@ -78,6 +80,17 @@ def write_raw_efi(job: WriteJob) -> list[Output]:
 
 def write_qcow2_efi(job: WriteJob) -> list[Output]:
     return [_write_qcow2(job, _DISKS["efi"], "qcow2-efi")]
+
+
+def write_vhd(job: WriteJob) -> list[Output]:
+    """NAME.vhd: the raw-bios disk as a fixed VHD (Hyper-V, Azure; formats/vhd.py)."""
+    image = _disk_image(job, _DISKS["bios"], "vhd")
+    converted = image.with_suffix(".vhd")
+    identity = uuid.UUID(disk_guid(boot_files(job, "vhd").identity, "vhd"))
+    fixed_vhd(image, converted, job.epoch, identity)
+    with job.outputs.create(f"{job.name}.vhd") as out, converted.open("rb") as source:
+        shutil.copyfileobj(source, out, COPY_CHUNK)
+    return [out.result()]
 
 
 def _write_raw(job: WriteJob, disk: _Disk, format_name: str) -> Output:

@@ -22,6 +22,7 @@ from osbuilder.errors import UserError
 from osbuilder.media import MediaBoot
 
 NETWORKS = ("user", "restricted", "none")
+QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}  # disk medium -> QEMU's name
 # UEFI firmware (Debian's ovmf), for GPT disks: the code, and the variable store each VM
 # gets a fresh copy of.
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -176,7 +177,7 @@ def _boot_options(config: VmConfig) -> list[str]:
     drive = f"file={_escaped(boot.path)},readonly=on"
     if boot.medium == "iso":
         return [*firmware, "-drive", f"{drive},format=raw,media=cdrom", "-boot", "order=d"]
-    return [*firmware, "-drive", f"{drive},format={boot.medium},if=virtio"]
+    return [*firmware, "-drive", f"{drive},format={QEMU_FORMATS[boot.medium]},if=virtio"]
 
 
 def _escaped(path: Path) -> str:

@@ -26,7 +26,10 @@ kernel:
   cmdline: console=ttyS0 osbuilder.test=a,b
 init: [{init}]
 """
-FORMATS = ("kernel+initrd", "iso-bios", "raw-bios", "qcow2-bios", "iso-efi", "raw-efi", "qcow2-efi")
+FORMATS = (
+    *("kernel+initrd", "iso-bios", "raw-bios", "qcow2-bios", "vhd"),
+    *("iso-efi", "raw-efi", "qcow2-efi"),
+)
 MEDIA = [option for name in FORMATS for option in ("-f", name)]
 
 
@@ -51,6 +54,7 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
             "spec.iso",
             "spec-bios.img",
             "spec.qcow2",
+            "spec.vhd",
             "spec-efi.iso",
             "spec-efi.img",
             "spec-efi.qcow2",
@@ -117,6 +121,12 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
     qcow2 = out / "spec.qcow2"
     assert json.loads(tool("qemu-img", "info", "--output", "json", qcow2))["format"] == "qcow2"
     tool("qemu-img", "compare", "-f", "raw", "-F", "qcow2", disk, qcow2)  # the same disk
+    vhd = out / "spec.vhd"
+    assert (
+        json.loads(tool("qemu-img", "info", "--output", "json", "-f", "vpc", vhd))["virtual-size"]
+        == disk.stat().st_size
+    )
+    tool("qemu-img", "compare", "-f", "raw", "-F", "vpc", disk, vhd)
 
     efi = out / "spec-efi.img"
     table = json.loads(tool("sfdisk", "--json", efi))["partitiontable"]

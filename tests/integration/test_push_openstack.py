@@ -79,7 +79,13 @@ def test_the_disk_format_comes_from_the_contents(glance: Glance, tmp_path: Path)
         check=True,
         capture_output=True,
     )
-    for path, disk_format in ((bios, "raw"), (iso, "iso")):
+    vhd = tmp_path / "system.vhd"
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed",
+         str(bios), str(vhd)],
+        check=True,
+    )  # fmt: skip
+    for path, disk_format in ((bios, "raw"), (iso, "iso"), (vhd, "vhd")):
         result = push(glance, "--cloud", glance.cloud, "--json", str(path))
         assert result.returncode == 0, result.stderr
         pushed = json.loads(result.stdout)

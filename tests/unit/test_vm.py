@@ -150,6 +150,8 @@ def test_run_knows_a_boot_medium_and_its_firmware_by_its_contents(tmp_path: Path
     assert boot_target(hybrid) == MediaBoot(hybrid, "iso", "bios")  # an ISO, despite its MBR
     bios = image(tmp_path / "a-bios.img", MBR)
     assert boot_target(bios) == MediaBoot(bios, "raw", "bios")
+    vhd = image(tmp_path / "a.vhd", MBR, (64 * 1024 - 512, b"conectix"))  # its footer
+    assert boot_target(vhd) == MediaBoot(vhd, "vhd", "bios")
     efi_iso = image(tmp_path / "a-efi.iso", (0x8001, b"CD001"), MBR, GPT)
     assert boot_target(efi_iso) == MediaBoot(efi_iso, "iso", "efi")
     efi = image(tmp_path / "a-efi.img", MBR, GPT)  # (a protective MBR, then the GPT)
@@ -176,5 +178,8 @@ def test_media_boot_from_read_only_drives(tmp_path: Path) -> None:
     assert f"-drive file={qcow2},readonly=on,format=qcow2,if=virtio" in disk
     assert f"-drive if=pflash,format=raw,readonly=on,file={OVMF_CODE}" in disk
     assert f"-drive if=pflash,format=raw,file={tmp_path}/state/efi-vars.fd" in disk
+    vhd = image(tmp_path / "a.vhd", MBR, (64 * 1024 - 512, b"conectix"))
+    fixed = " ".join(qemu_command(VmConfig(MediaBoot.from_file(vhd), tmp_path / "state")))
+    assert f"-drive file={vhd},readonly=on,format=vpc,if=virtio" in fixed  # QEMU's name
     with pytest.raises(UserError, match=r"--append: .* boots with the cmdline of its boot loader"):
         VmConfig(MediaBoot.from_file(qcow2), tmp_path / "state", append="quiet")

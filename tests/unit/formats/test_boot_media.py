@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import struct
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from osbuilder.formats.disk import (
 )
 from osbuilder.formats.iso import link_or_copy
 from osbuilder.formats.uki import EFI_STUB, pe_checksum, set_pe_timestamp
+from osbuilder.formats.vhd import fixed_vhd, footer_checksum
 
 
 def test_the_mbr_boots_one_active_partition_at_one_mib() -> None:
@@ -163,3 +166,33 @@ def test_media_files_are_copied_where_hard_links_are_refused(
     monkeypatch.setattr(os, "link", no_links)
     link_or_copy(source, tmp_path / "copy")
     assert (tmp_path / "copy").read_bytes() == b"initrd"
+
+
+def test_the_vhd_footer_is_the_builds_with_a_checksum_as_qemu_computes(tmp_path: Path) -> None:
+    raw = tmp_path / "disk.img"
+    raw.write_bytes(master_boot_record(MIB, 1, 0x0E).ljust(2 * MIB, b"\0"))
+    plain = tmp_path / "plain.vhd"
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on",
+         str(raw), str(plain)],
+        check=True,
+    )  # fmt: skip
+    footer = plain.read_bytes()[-512:]
+    assert struct.unpack_from(">I", footer, 64) == (footer_checksum(footer),)  # qemu's own
+
+    identity = uuid.UUID(int=0x0123456789ABCDEF)
+    ours = tmp_path / "ours.vhd"
+    fixed_vhd(raw, ours, 1_700_000_000, identity)
+
+    data = ours.read_bytes()
+    footer = data[-512:]
+    assert data[:-512] == raw.read_bytes()  # a fixed VHD: the raw disk, then the footer
+    assert footer[:8] == b"conectix"
+    assert struct.unpack_from(">I", footer, 24) == (1_700_000_000 - 946684800,)
+    assert footer[68:84] == identity.bytes
+    assert struct.unpack_from(">I", footer, 64) == (footer_checksum(footer),)
+    info = subprocess.run(
+        ["qemu-img", "info", "--output", "json", "-f", "vpc", str(ours)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(info.stdout)["virtual-size"] == 2 * MIB
