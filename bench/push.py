@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Benchmark: `osbuilder push openstack` against the least any Glance client does.
 
-A real Glance (Debian's python3-glance, as in the tests) runs on loopback. The image is a
+A real Keystone and Glance (Debian's python3-keystone and python3-glance, as in the
+tests: tests/integration/cloud.py) run on loopback. The image is a
 200 MB raw disk of random bytes with a GPT (so it also gets hw_firmware_type=uefi).
 Interleaved, 5 runs each, every run under a new image name (so nothing is reused):
 
 - `osbuilder push openstack`: reads the file once for its md5 and sha256, creates the
   image, streams the file, waits until Glance says active, checks Glance's checksum;
-- the floor: a fresh Python process with only the standard library that creates the
-  image (POST), streams the file into it (PUT, chunked) and reads it back once (GET):
-  what any client must do, with no hashing and no checking.
+- the floor: a fresh Python process with only the standard library that gets a token
+  from Keystone (POST), creates the image (POST), streams the file into it (PUT,
+  chunked) and reads its status back (GET): what any client must do, with no hashing,
+  no checking and no catalog lookup (it is given Glance's URL).
 
 Prints the medians, the ratio (reference: no target was set) and osbuilder's peak RSS
 (target <= 100 MB, whatever the image's size: the file is streamed).
@@ -29,19 +31,32 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import OSBUILDER, byte_compile  # noqa: E402
-from tests.integration.glance import Glance, running_glance  # noqa: E402
+from tests.integration.cloud import DEMO_PASSWORD, Cloud, running_cloud  # noqa: E402
 
 IMAGE_BYTES = 200 << 20
 RUNS = 5
 RSS_TARGET = 100e6
 
-# The floor: argv[1] Glance's URL, argv[2] the image name, argv[3] the file.
+# The floor: argv[1] Keystone's URL, argv[2] Glance's, argv[3] the demo user's password,
+# argv[4] the image name, argv[5] the file.
 FLOOR = """\
 import json, sys, urllib.request
-url, name, path = sys.argv[1:]
+keystone, url, password, name, path = sys.argv[1:]
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+domain = {"name": "Default"}
+auth = {"auth": {
+    "identity": {"methods": ["password"], "password": {"user": {
+        "name": "demo", "domain": domain, "password": password}}},
+    "scope": {"project": {"name": "demo", "domain": domain}},
+}}
+login = urllib.request.Request(
+    keystone + "/v3/auth/tokens", method="POST", headers={"Content-Type": "application/json"},
+    data=json.dumps(auth).encode(),
+)
+token = opener.open(login).headers["X-Subject-Token"]
 create = urllib.request.Request(
-    url + "/v2/images", method="POST", headers={"Content-Type": "application/json"},
+    url + "/v2/images", method="POST",
+    headers={"Content-Type": "application/json", "X-Auth-Token": token},
     data=json.dumps({"name": name, "disk_format": "raw", "container_format": "bare"}).encode(),
 )
 image = json.load(opener.open(create))
@@ -51,10 +66,11 @@ def chunks():
             yield chunk
 upload = urllib.request.Request(
     url + f"/v2/images/{image['id']}/file", method="PUT", data=chunks(),
-    headers={"Content-Type": "application/octet-stream"},
+    headers={"Content-Type": "application/octet-stream", "X-Auth-Token": token},
 )
 opener.open(upload).read()
-status = json.load(opener.open(url + f"/v2/images/{image['id']}"))["status"]
+check = urllib.request.Request(url + f"/v2/images/{image['id']}", headers={"X-Auth-Token": token})
+status = json.load(opener.open(check))["status"]
 assert status == "active", status
 """
 
@@ -88,32 +104,33 @@ def main() -> int:
         tmp = Path(tmp_name)
         image = tmp / "system-efi.img"
         disk_image(image)
-        with running_glance(tmp / "glance") as glance:
-            ours, floor, rss = run_interleaved(glance, image)
+        with running_cloud(tmp / "cloud") as cloud:
+            ours, floor, rss = run_interleaved(cloud, image)
     median_ours, median_floor = statistics.median(ours), statistics.median(floor)
     ratio = median_ours / median_floor
     peak = max(rss)
-    print(f"== bench/push.py: {IMAGE_BYTES >> 20} MiB image to a real Glance on loopback ==")
-    print(f"osbuilder push openstack: median {median_ours:.2f} s  ({_list(ours)})")
-    print(f"floor (POST, PUT, GET):   median {median_floor:.2f} s  ({_list(floor)})")
+    print(f"== bench/push.py: {IMAGE_BYTES >> 20} MiB image to a real Keystone + Glance ==")
+    print(f"osbuilder push openstack:     median {median_ours:.2f} s  ({_list(ours)})")
+    print(f"floor (token, POST, PUT, GET): median {median_floor:.2f} s  ({_list(floor)})")
     print(f"ratio push/floor: {ratio:.2f} (reference: hashing, checking and the SDK's start)")
     print(f"osbuilder peak RSS: {peak / 1e6:.1f} MB (target <= {RSS_TARGET / 1e6:.0f} MB)")
     return 0 if peak <= RSS_TARGET else 1
 
 
-def run_interleaved(glance: Glance, image: Path) -> tuple[list[float], list[float], list[int]]:
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(glance.clouds_yaml)}
+def run_interleaved(cloud: Cloud, image: Path) -> tuple[list[float], list[float], list[int]]:
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)}
     ours: list[float] = []
     floor: list[float] = []
     rss: list[int] = []
     for run in range(RUNS):
         print(f"bench/push.py: run {run + 1}/{RUNS}", file=sys.stderr)
-        push = [*OSBUILDER, "push", "openstack", "--cloud", glance.cloud]
+        push = [*OSBUILDER, "push", "openstack", "--cloud", cloud.name]
         elapsed, peak = timed([*push, "--img-name", f"ours-{run}", str(image)], env)
         ours.append(elapsed)
         rss.append(peak)
         python = [sys.executable, "-I", "-S", "-c", FLOOR]
-        elapsed, _ = timed([*python, glance.url, f"floor-{run}", str(image)])
+        floor_args = [cloud.keystone, cloud.glance, DEMO_PASSWORD, f"floor-{run}", str(image)]
+        elapsed, _ = timed([*python, *floor_args])
         floor.append(elapsed)
     return ours, floor, rss
 

@@ -79,6 +79,8 @@ def push_image(
     from keystoneauth1 import exceptions as auth_errors
     from openstack import exceptions as sdk_errors
 
+    _quiet_libraries()
+
     extra: dict[str, Any] = {"visibility": visibility} if visibility else {}
     try:
         connection = openstack.connect(cloud=cloud)
@@ -111,6 +113,11 @@ def push_image(
         raise UserError(f"OpenStack configuration: {_one_line(exc)}{_CONFIG_HINT}") from None
     except auth_errors.MissingRequiredOptions as exc:
         raise UserError(f"OpenStack credentials: {_one_line(exc)}{_CONFIG_HINT}") from None
+    except auth_errors.Unauthorized as exc:
+        raise UserError(
+            f"OpenStack credentials: {_one_line(exc)} (check the user, password and project "
+            "the cloud's configuration gives)"
+        ) from None
     except (sdk_errors.SDKException, auth_errors.ClientException) as exc:
         raise ExternalError(f"OpenStack: {_one_line(exc)}") from None
     if image.status != "active":
@@ -124,6 +131,14 @@ def push_image(
         checksum=image.checksum or "",
         properties={key: str(_property(image, key)) for key in wanted},
     )
+
+
+def _quiet_libraries() -> None:
+    """Leave the libraries' warnings (keystoneauth's on an unreachable cloud, say) to -v:
+    what went wrong is said once, in the error osbuilder raises."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        for name in ("keystoneauth", "openstack"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _digests(path: Path) -> tuple[str, str]:
