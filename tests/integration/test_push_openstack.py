@@ -97,7 +97,10 @@ def test_the_disk_format_comes_from_the_contents(cloud: Cloud, tmp_path: Path) -
         check=True,
     )  # fmt: skip
     for path, disk_format in ((bios, "raw"), (iso, "iso"), (vhd, "vhd")):
-        result = push(cloud, "--cloud", cloud.name, "--json", str(path))
+        result = osbuilder(  # the cloud named by $OS_CLOUD, as for any OpenStack client
+            "push", "openstack", "--json", str(path),
+            env={"OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml), "OS_CLOUD": cloud.name},
+        )  # fmt: skip
         assert result.returncode == 0, result.stderr
         pushed = json.loads(result.stdout)
         assert (pushed["status"], pushed["disk_format"]) == ("active", disk_format)
