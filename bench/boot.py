@@ -57,6 +57,7 @@ from bench.common import (  # noqa: E402
 from osbuilder.formats.compression import ZSTD_LEVEL  # noqa: E402
 from osbuilder.vm.control import alive  # noqa: E402
 from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, qemu_command  # noqa: E402
+from tests.boot.conftest import run_detached  # noqa: E402
 
 SPEC = REPO / "examples/redis.yml"
 NAME = "redis"
@@ -338,27 +339,9 @@ def tail(text: str, lines: int = 20) -> str:
 
 
 def boot_osbuilder(prefix: Path, state: Path, port: int, redis_cli: str) -> Boot:
-    command = [
-        *OSBUILDER,
-        "run",
-        "--detach",
-        "--accel",
-        "tcg",
-        "--net",
-        "restricted",
-        "--publish",
-        f"{port}:{GUEST_PORT}",
-        "--wait-tcp",
-        str(GUEST_PORT),
-        "--timeout",
-        f"{BOOT_TIMEOUT:g}",
-        "--state",
-        str(state),
-        str(prefix),
-    ]
     start = time.perf_counter()
     try:
-        started = subprocess.run(command, capture_output=True, text=True, check=False)
+        started = run_detached(prefix, port, "--state", str(state))
         if started.returncode != 0:
             raise BenchError(f"osbuilder run failed ({started.returncode}):\n{started.stderr}")
         pid = qemu_pid(state)

@@ -23,7 +23,14 @@ from osbuilder.assemble.system import assemble
 from osbuilder.assemble.tree import Spool, Tree
 from osbuilder.atomicfile import abandoned, locked, remove_abandoned
 from osbuilder.errors import UserError, cannot_write
-from osbuilder.formats import BOOT_MEDIA, FORMATS, MEDIA_ARCHITECTURES, WriteJob, WriteOptions
+from osbuilder.formats import (
+    BOOT_MEDIA,
+    FORMATS,
+    MEDIA_ARCHITECTURES,
+    WriteJob,
+    WriteOptions,
+    writer,
+)
 from osbuilder.formats.outputfile import Output, output_directory
 from osbuilder.oci.imagewriter import source_date_epoch
 from osbuilder.spec import SpecValueError, load_spec
@@ -143,5 +150,5 @@ def _write(job: WriteJob) -> list[Output]:
     written: list[Output] = []
     for format_name in job.formats:
         log.info("writing %s", format_name)
-        written += FORMATS[format_name](job)
+        written += writer(format_name)(job)
     return written

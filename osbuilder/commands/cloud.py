@@ -24,6 +24,16 @@ def _property(text: str) -> tuple[str, str]:
     return match["key"], match["value"]
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:  # (also refuses nan)
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0")
+    return value
+
+
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -58,7 +68,7 @@ def register(
     )
     openstack.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=3600.0,
         metavar="SECONDS",
         help="how long to wait for the image to become active (default 3600)",

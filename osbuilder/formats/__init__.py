@@ -9,6 +9,7 @@ per build (formats/staging.py).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,73 +56,27 @@ class WriteJob:
 
 Writer = Callable[[WriteJob], list["Output"]]
 
-
-def _kernel_initrd(job: WriteJob) -> list[Output]:
-    from osbuilder.formats.kernel_initrd import write_kernel_initrd
-
-    return write_kernel_initrd(job)
-
-
-def _tar(job: WriteJob) -> list[Output]:
-    from osbuilder.formats.rootfs_tar import write_rootfs_tar
-
-    return write_rootfs_tar(job.system, job.outputs, job.name)
-
-
-def _iso_bios(job: WriteJob) -> list[Output]:
-    from osbuilder.formats.iso import write_iso_bios
-
-    return write_iso_bios(job)
-
-
-def _iso_efi(job: WriteJob) -> list[Output]:
-    from osbuilder.formats.iso import write_iso_efi
-
-    return write_iso_efi(job)
-
-
-def _raw_bios(job: WriteJob) -> list[Output]:
-    from osbuilder.formats.disk import write_raw_bios
-
-    return write_raw_bios(job)
-
-
-def _qcow2_bios(job: WriteJob) -> list[Output]:
-    from osbuilder.formats.disk import write_qcow2_bios
-
-    return write_qcow2_bios(job)
-
-
-def _vhd(job: WriteJob) -> list[Output]:
-    from osbuilder.formats.disk import write_vhd
-
-    return write_vhd(job)
-
-
-def _raw_efi(job: WriteJob) -> list[Output]:
-    from osbuilder.formats.disk import write_raw_efi
-
-    return write_raw_efi(job)
-
-
-def _qcow2_efi(job: WriteJob) -> list[Output]:
-    from osbuilder.formats.disk import write_qcow2_efi
-
-    return write_qcow2_efi(job)
-
-
-# Format name -> writer; the file each writes is in its module (LinuxKit's names).
-FORMATS: dict[str, Writer] = {
-    "kernel+initrd": _kernel_initrd,  # NAME-kernel, NAME-initrd.img, NAME-cmdline
-    "tar": _tar,  # NAME.tar
-    "iso-bios": _iso_bios,  # NAME.iso
-    "raw-bios": _raw_bios,  # NAME-bios.img
-    "qcow2-bios": _qcow2_bios,  # NAME.qcow2
-    "vhd": _vhd,  # NAME.vhd
-    "iso-efi": _iso_efi,  # NAME-efi.iso
-    "raw-efi": _raw_efi,  # NAME-efi.img
-    "qcow2-efi": _qcow2_efi,  # NAME-efi.qcow2
+# Format name -> (module, writer) in this package, imported only when the format is built
+# (some bring zstandard, some external tools). The files each writes: LinuxKit's names.
+FORMATS: dict[str, tuple[str, str]] = {
+    "kernel+initrd": ("kernel_initrd", "write_kernel_initrd"),  # NAME-kernel, -initrd.img, -cmdline
+    "tar": ("rootfs_tar", "write_rootfs_tar"),  # NAME.tar
+    "iso-bios": ("iso", "write_iso_bios"),  # NAME.iso
+    "raw-bios": ("disk", "write_raw_bios"),  # NAME-bios.img
+    "qcow2-bios": ("disk", "write_qcow2_bios"),  # NAME.qcow2
+    "vhd": ("disk", "write_vhd"),  # NAME.vhd
+    "iso-efi": ("iso", "write_iso_efi"),  # NAME-efi.iso
+    "raw-efi": ("disk", "write_raw_efi"),  # NAME-efi.img
+    "qcow2-efi": ("disk", "write_qcow2_efi"),  # NAME-efi.qcow2
 }
+
+
+def writer(format_name: str) -> Writer:
+    """The function that writes `format_name` (one of FORMATS)."""
+    module, function = FORMATS[format_name]
+    return cast(Writer, getattr(importlib.import_module(f"{__name__}.{module}"), function))
+
+
 FORMAT_NAMES = tuple(FORMATS)
 BOOT_MEDIA = frozenset(
     {"iso-bios", "raw-bios", "qcow2-bios", "vhd", "iso-efi", "raw-efi", "qcow2-efi"}

@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING
 from osbuilder.formats.tarball import write_tar
 
 if TYPE_CHECKING:
-    from osbuilder.assemble.system import AssembledSystem
-    from osbuilder.formats.outputfile import Output, OutputDirectory
+    from osbuilder.formats import WriteJob
+    from osbuilder.formats.outputfile import Output
 
 
-def write_rootfs_tar(
-    system: AssembledSystem, directory: OutputDirectory, name: str
-) -> list[Output]:
-    with directory.create(f"{name}.tar") as out:
-        write_tar(system.tree.walk(), out)
+def write_rootfs_tar(job: WriteJob) -> list[Output]:
+    with job.outputs.create(f"{job.name}.tar") as out:
+        write_tar(job.system.tree.walk(), out)
     return [out.result()]

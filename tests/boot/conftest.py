@@ -49,9 +49,9 @@ def osbuilder(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_detached(target: Path, port: int) -> subprocess.CompletedProcess[str]:
+def run_detached(target: Path, port: int, *options: str) -> subprocess.CompletedProcess[str]:
     """`osbuilder run --detach` of `target` under TCG, its Redis port on `port`, until the
-    guest answers there."""
+    guest answers there (or 240 s have passed); `options` go before `target`."""
     return osbuilder(
         "run",
         "--detach",
@@ -65,6 +65,7 @@ def run_detached(target: Path, port: int) -> subprocess.CompletedProcess[str]:
         "6379",
         "--timeout",
         "240",
+        *options,
         str(target),
     )
 

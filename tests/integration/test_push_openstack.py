@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from osbuilder.formats.vhd import fixed_vhd
 from tests.integration.cloud import Cloud, running_cloud
 from tests.integration.helpers import osbuilder
 
@@ -91,11 +93,7 @@ def test_the_disk_format_comes_from_the_contents(cloud: Cloud, tmp_path: Path) -
         capture_output=True,
     )
     vhd = tmp_path / "system.vhd"
-    subprocess.run(
-        ["qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed",
-         str(bios), str(vhd)],
-        check=True,
-    )  # fmt: skip
+    fixed_vhd(bios, vhd, 0, uuid.uuid4())  # as the vhd format writes it
     for path, disk_format in ((bios, "raw"), (iso, "iso"), (vhd, "vhd")):
         result = osbuilder(  # the cloud named by $OS_CLOUD, as for any OpenStack client
             "push", "openstack", "--json", str(path),

@@ -253,3 +253,21 @@ def test_push_openstack_is_its_own_command_and_push_ref_stays() -> None:
         [],
     ):
         assert route(unchanged) == unchanged
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout", "0"], "argument --timeout: '0': give a number of seconds above 0"),
+        (["--timeout", "soon"], "argument --timeout: 'soon': give a number of seconds above 0"),
+        (["--property", "novalue"], "argument --property: 'novalue': give KEY=VALUE"),
+        (["--visibility", "everyone"], "argument --visibility: invalid choice: 'everyone'"),
+    ],
+)
+def test_push_openstack_options_are_checked(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["push", "openstack", *args, "image.qcow2"])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
