@@ -12,12 +12,12 @@ BIN := $(VENV)/bin
 # QEMU, busybox and cpio boot what is built; xorriso, SYSLINUX, mtools, dosfstools make the
 # BIOS boot media, systemd's EFI stub, binutils (objcopy) and fdisk (sfdisk) the EFI ones,
 # which boot on OVMF; python3-keystone and python3-glance are a real OpenStack (identity
-# and image services) for the push tests.
+# and image services) for the push tests; openssh-client logs in to the sshd example.
 APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apache2-utils \
 	qemu-system-x86 qemu-utils busybox-static cpio zstd libarchive-tools runc crun \
 	golang-github-opencontainers-specs-dev redis-tools \
 	xorriso isolinux syslinux syslinux-common mtools dosfstools \
-	systemd-boot-efi binutils fdisk ovmf python3-keystone python3-glance
+	systemd-boot-efi binutils fdisk ovmf python3-keystone python3-glance openssh-client
 
 # The content store `make packages` and `make demo` use (the user's default store).
 OSBUILDER := $(BIN)/osbuilder

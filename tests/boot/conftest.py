@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.conftest import Packages
@@ -16,9 +17,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def build_system(packages: Packages, spec: Path, output: Path, *formats: str) -> Path:
+def build_system(
+    packages: Packages,
+    spec: Path,
+    output: Path,
+    *formats: str,
+    env: Mapping[str, str] | None = None,
+) -> Path:
     """`osbuilder build` of `spec` into `output` (kernel+initrd unless `formats` are
-    given); returns the outputs' prefix."""
+    given), in `env` if given; returns the outputs' prefix."""
     subprocess.run(
         [
             sys.executable,
@@ -35,6 +42,7 @@ def build_system(packages: Packages, spec: Path, output: Path, *formats: str) ->
         ],
         check=True,
         capture_output=True,
+        env=env,
     )
     return output / spec.stem
 
@@ -49,9 +57,12 @@ def osbuilder(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_detached(target: Path, port: int, *options: str) -> subprocess.CompletedProcess[str]:
-    """`osbuilder run --detach` of `target` under TCG, its Redis port on `port`, until the
-    guest answers there (or 240 s have passed); `options` go before `target`."""
+def run_detached(
+    target: Path, port: int, *options: str, guest_port: int = 6379
+) -> subprocess.CompletedProcess[str]:
+    """`osbuilder run --detach` of `target` under TCG, its `guest_port` (Redis's unless
+    told) on `port`, until the guest answers there (or 240 s have passed); `options` go
+    before `target`."""
     return osbuilder(
         "run",
         "--detach",
@@ -60,9 +71,9 @@ def run_detached(target: Path, port: int, *options: str) -> subprocess.Completed
         "--net",
         "restricted",
         "--publish",
-        f"{port}:6379",
+        f"{port}:{guest_port}",
         "--wait-tcp",
-        "6379",
+        str(guest_port),
         "--timeout",
         "240",
         *options,

@@ -37,10 +37,10 @@ def media(packages: Packages, tmp_path_factory: pytest.TempPathFactory) -> Path:
 )
 def test_the_redis_os_boots_from_the_medium(media: Path, image: str, loader: str) -> None:
     port = free_port()
-    started = run_detached(media / image, port)
-    assert started.returncode == 0, started.stderr
     state = Path(f"{media / image}-state")
-    try:
+    started = run_detached(media / image, port)
+    try:  # (a VM that started but did not answer is stopped too)
+        assert started.returncode == 0, started.stderr
         assert redis_cli(port, "ping") == "PONG"
     finally:
         stopped = osbuilder("stop", str(media / image))

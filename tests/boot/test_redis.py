@@ -26,10 +26,10 @@ def redis_cli(port: int, *command: str) -> str:
 def test_redis_os_answers_ping_and_set_get(packages: Packages, tmp_path: Path) -> None:
     prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out")
     port = free_port()
-    started = run_detached(prefix, port)
-    assert started.returncode == 0, started.stderr
     state = Path(f"{prefix}-state")
-    try:
+    started = run_detached(prefix, port)
+    try:  # (a VM that started but did not answer is stopped too)
+        assert started.returncode == 0, started.stderr
         assert redis_cli(port, "ping") == "PONG"
         assert redis_cli(port, "set", "osbuilder", "works") == "OK"
         assert redis_cli(port, "get", "osbuilder") == "works"
