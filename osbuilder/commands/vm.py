@@ -31,10 +31,10 @@ def register(
         parents=[common],
         help="boot a built system under QEMU",
         description="Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline (the "
-        "kernel+initrd format), or an image built as iso-bios, raw-bios or qcow2-bios "
-        "(from a read-only CD or disk), under QEMU, the serial console on the terminal. The exit "
-        "status is 0 when the guest powers off cleanly, non-zero after a kernel panic or a "
-        "timeout.",
+        "kernel+initrd format), or an image built as iso-*, raw-*, qcow2-* or vhd (from a "
+        "read-only CD or disk; UEFI for a GPT), under QEMU, the serial console on the "
+        "terminal. The exit status is 0 when the guest powers off cleanly, non-zero after a "
+        "kernel panic or a timeout.",
     )
     run.add_argument(
         "prefix",
@@ -74,6 +74,14 @@ def register(
         type=Path,
         metavar="DIR",
         help="state directory: pid, QMP socket, console.log (default PREFIX-state, IMAGE-state)",
+    )
+    run.add_argument(
+        "--disk",
+        action="append",
+        default=[],
+        metavar="[file=]PATH[,size=SIZE][,format=F]",
+        help="a writable data disk, repeatable; created when missing (qcow2 unless "
+        "format=raw; SIZE in GB, or 512M); PATH defaults to STATE/disk.img",
     )
     run.add_argument(
         "--append", default="", metavar="WORDS", help="extra kernel command line words"
@@ -127,15 +135,17 @@ def _cache() -> Path:
 def _run(args: argparse.Namespace) -> int:
     from osbuilder.errors import UserError
     from osbuilder.vm.accel import choose_accel
+    from osbuilder.vm.disks import default_disk_path, parse_disk
     from osbuilder.vm.qemu import KernelBoot, VmConfig, boot_target, parse_publish
     from osbuilder.vm.run import run_detached, run_foreground
 
     boot = boot_target(args.prefix)
     if args.wait_tcp is not None and not args.detach:
         raise UserError("--wait-tcp goes with --detach")
+    state = args.state or Path(f"{args.prefix}-state")
     config = VmConfig(
         boot=boot,
-        state=args.state or Path(f"{args.prefix}-state"),
+        state=state,
         accel=choose_accel(
             args.accel, boot.kernel if isinstance(boot, KernelBoot) else None, _cache()
         ),
@@ -145,6 +155,10 @@ def _run(args: argparse.Namespace) -> int:
         publish=[parse_publish(text) for text in args.publish],
         append=args.append,
         detach=args.detach,
+        disks=[
+            parse_disk(text, default_disk_path(state, index))
+            for index, text in enumerate(args.disk)
+        ],
     )
     if args.detach:
         run_detached(config, _cache(), args.wait_tcp, args.timeout or 120.0)

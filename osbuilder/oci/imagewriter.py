@@ -159,6 +159,28 @@ def write_image(store: ContentStore, layers: list[Layer], spec: ImageSpec) -> De
     )
 
 
+def write_index(store: ContentStore, manifests: list[Descriptor]) -> Descriptor:
+    """Write an image index of `manifests` (each with its platform); returns its descriptor.
+
+    Entries are sorted by platform, so the index is the same whatever order its images
+    were built in.
+    """
+    entries = sorted(
+        (Descriptor(m.media_type, m.digest, m.size, platform=m.platform) for m in manifests),
+        key=lambda entry: str(entry.platform),
+    )
+    index = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": mediatypes.OCI_INDEX,
+            "manifests": [entry.as_json() for entry in entries],
+        }
+    )
+    return Descriptor(
+        media_type=mediatypes.OCI_INDEX, digest=store.put_bytes(index), size=len(index)
+    )
+
+
 def file_info(name: str, size: int, mode: int, mtime: int) -> tarfile.TarInfo:
     """A root-owned regular file entry."""
     info = tarfile.TarInfo(name)

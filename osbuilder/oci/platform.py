@@ -6,7 +6,7 @@ import platform as host_platform
 from dataclasses import dataclass
 
 from osbuilder.errors import UserError
-from osbuilder.oci.model import Descriptor, Index
+from osbuilder.oci.model import Descriptor, Index, Platform
 
 # Names people type for the architectures, to the names OCI uses.
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}
@@ -29,6 +29,11 @@ class TargetPlatform:
             return False
         wanted = self.variant or _DEFAULT_VARIANT.get(self.architecture)
         return wanted is None or (variant or _DEFAULT_VARIANT.get(architecture)) == wanted
+
+    def index_platform(self) -> Platform:
+        """This platform as an index entry names it (arm64 with its usual variant, v8)."""
+        variant = self.variant or _DEFAULT_VARIANT.get(self.architecture)
+        return Platform(self.architecture, self.os, variant)
 
 
 def parse_platform(text: str) -> TargetPlatform:

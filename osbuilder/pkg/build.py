@@ -1,10 +1,12 @@
 """`osbuilder pkg build`: a recipe directory to an image in the content store.
 
 Layers: the Debian root filesystem or the kernel, then the recipe's files.
-The image is named IMAGE:TAG with the content-derived tag; a name already in
-the store is not built again unless forced. Nothing is named before every
-blob of the image is verified and in place, so a failed build leaves at most
-unnamed blobs that `cache gc` removes.
+The image is named IMAGE:TAG with the content-derived tag; an image the name
+already holds for the target architecture is not built again unless forced.
+Built for a second architecture, the name becomes an image index of both (as
+LinuxKit's packages are), whatever order they were built in. Nothing is named
+before every blob of the image is verified and in place, so a failed build
+leaves at most unnamed blobs that `cache gc` removes.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from osbuilder.oci.imagewriter import (
     new_layer,
     source_date_epoch,
     write_image,
+    write_index,
 )
-from osbuilder.oci.model import Descriptor
+from osbuilder.oci.model import Descriptor, ImageConfig, is_index, parse_json
+from osbuilder.oci.platform import TargetPlatform
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.bytecode import Bytecode
@@ -54,10 +58,13 @@ def build_package(
     reference = str(parse_reference(package_reference(loaded, image)))
     what = str(loaded.directory / RECIPE_FILE)
     recipe = loaded.recipe
+    target = TargetPlatform(architecture)
     with store.using():
-        existing = store.lookup(reference)
-        if existing is not None and not force and not store.missing_blobs(existing):
-            return BuiltPackage(reference, existing, built=False)
+        named = store.lookup(reference)
+        held = _images_by_platform(store, named)
+        others = [e for e in held if not _is_for(e, target)]
+        if named is not None and len(others) < len(held) and not force:
+            return BuiltPackage(reference, named, built=False)
         epoch = source_date_epoch()
         layers: list[Layer] = []
         bytecode = Bytecode(recipe.bytecode, epoch, what) if recipe.bytecode else None
@@ -80,8 +87,39 @@ def build_package(
                 bytecode.discard()  # what a failed layer left
         spec = image_spec(recipe.config, architecture, epoch, reference)
         descriptor = write_image(store, layers, spec)
+        if others:
+            entry = descriptor.replace(platform=target.index_platform())
+            descriptor = write_index(store, [*others, entry])
         store.tag(reference, descriptor)
         return BuiltPackage(reference, descriptor, built=True)
+
+
+def _images_by_platform(store: ContentStore, named: Descriptor | None) -> list[Descriptor]:
+    """The complete images `named` holds, each with its platform: the entries of an index,
+    or a single image with the platform its config gives."""
+    if named is None or store.missing_blobs(named):
+        return []
+    if is_index(named.media_type):
+        return [
+            entry
+            for entry in store.index(named.digest).manifests
+            if entry.platform is not None
+            and store.has_blob(entry.digest)
+            and not store.missing_blobs(entry)
+        ]
+    manifest = store.manifest(named.digest)
+    config = parse_json(
+        ImageConfig, store.read_blob(manifest.config.digest), f"config of {named.digest}"
+    )
+    platform = TargetPlatform(config.architecture, config.os, config.variant).index_platform()
+    return [Descriptor(named.media_type, named.digest, named.size, platform=platform)]
+
+
+def _is_for(entry: Descriptor, target: TargetPlatform) -> bool:
+    platform = entry.platform
+    return platform is not None and target.matches(
+        platform.os, platform.architecture, platform.variant
+    )
 
 
 def image_spec(

@@ -9,7 +9,8 @@ not wait for entropy), virtio-net user networking with published ports on
 127.0.0.1, a QMP socket, a pid file and its serial console logged to
 STATE/console.log; a guest kernel panic makes QEMU exit with a failure
 (pvpanic). `--net restricted` keeps the guest off every network but the
-published ports, as the tests use it.
+published ports, as the tests use it. Data disks (`--disk`, vm/disks.py) are
+writable virtio disks after the boot medium.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from osbuilder.errors import UserError
 from osbuilder.media import MediaBoot
+from osbuilder.vm.disks import DataDisk
 
 NETWORKS = ("user", "restricted", "none")
 QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}  # disk medium -> QEMU's name
@@ -89,6 +91,7 @@ class VmConfig:
     publish: list[Publish] = field(default_factory=list)
     append: str = ""  # extra kernel command line words
     detach: bool = False
+    disks: list[DataDisk] = field(default_factory=list)
 
     @property
     def efi_vars(self) -> Path:
@@ -125,6 +128,14 @@ def qemu_command(config: VmConfig) -> list[str]:
         "-smp",
         str(config.cpus),
         *_boot_options(config),
+        *(
+            option
+            for disk in config.disks
+            for option in (
+                "-drive",
+                f"file={_escaped(disk.path)},format={disk.drive_format()},if=virtio",
+            )
+        ),
         "-device",
         "virtio-rng-pci",
         "-device",

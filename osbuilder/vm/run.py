@@ -21,6 +21,7 @@ from osbuilder.errors import ExternalError, UserError
 from osbuilder.media import MediaBoot
 from osbuilder.runner import run
 from osbuilder.vm.control import alive, read_pid, register, user_network_state
+from osbuilder.vm.disks import prepare_disks
 from osbuilder.vm.qemu import OVMF_CODE, OVMF_VARS, KernelBoot, VmConfig, qemu_command
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def prepare_state(config: VmConfig) -> None:
             if not firmware.is_file():
                 raise UserError(f"{firmware}: not found; install it (apt-get install ovmf)")
         shutil.copyfile(OVMF_VARS, config.efi_vars)  # every boot starts from the defaults
+    prepare_disks(config.disks)
 
 
 def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
@@ -158,6 +160,7 @@ def _record(config: VmConfig, pid: int | None) -> dict[str, object]:
         "memory": config.memory,
         "cpus": config.cpus,
         "publish": [f"{p.host}:{p.guest}/{p.protocol}" for p in config.publish],
+        "disks": [str(disk.path) for disk in config.disks],
         "detached": config.detach,
         "started": time.time(),
         "user": os.getuid(),

@@ -81,6 +81,17 @@ def run_detached(
     )
 
 
+def redis_cli(port: int, *command: str) -> str:
+    """A real redis client's answer from the guest's Redis published on `port`."""
+    return subprocess.run(
+        ["redis-cli", "-p", str(port), *command],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+
+
 def spec_text(packages: Packages, template: str) -> str:
     """A spec naming the repository's packages by short name: {init}, {getty} ..."""
     short = {name.split("/")[-1]: ref for name, ref in packages.references.items()}

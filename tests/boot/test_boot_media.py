@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import build_system, free_port, osbuilder, run_detached
-from tests.boot.test_redis import redis_cli
+from tests.boot.conftest import build_system, free_port, osbuilder, redis_cli, run_detached
 from tests.conftest import REPO, Packages
 
 pytestmark = pytest.mark.boot

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import build_system, free_port, osbuilder, run_detached
+from tests.boot.conftest import build_system, free_port, osbuilder, redis_cli, run_detached
 from tests.conftest import REPO, Packages
 
 pytestmark = pytest.mark.boot
-
-
-def redis_cli(port: int, *command: str) -> str:
-    return subprocess.run(
-        ["redis-cli", "-p", str(port), *command],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
 
 
 def test_redis_os_answers_ping_and_set_get(packages: Packages, tmp_path: Path) -> None:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from osbuilder.oci.platform import TargetPlatform
 from osbuilder.oci.pull import Puller
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.build import build_package
 from osbuilder.pkg.recipe import load_recipe
 from tests.conftest import REPO, Packages
-from tests.integration.helpers import AMD64, blob_files_are_valid, osbuilder
+from tests.integration.helpers import AMD64, ARM64, blob_files_are_valid, osbuilder
 from tests.integration.images import skopeo
 from tests.integration.registry import Registry
 
@@ -242,6 +244,74 @@ def test_push_after_build(tmp_path: Path, registry: Registry) -> None:
     assert json.loads(inspected["Labels"]["org.mobyproject.config"])["net"] == "host"
 
 
+def build_for(store: Path, architecture: str) -> dict[str, object]:
+    result = osbuilder(
+        "pkg", "build", "--json", "--arch", architecture, "--cache", str(store), str(TINY)
+    )
+    assert result.returncode == 0, result.stderr
+    [built] = json.loads(result.stdout)
+    assert isinstance(built, dict)
+    return built
+
+
+def busybox_machine(store: ContentStore, reference: str, target: TargetPlatform) -> int:
+    """The ELF machine of /bin/busybox in the `target` image of `reference`."""
+    image = Puller(store, None, target).pull(parse_reference(reference)).image
+    assert image.config.architecture == target.architecture
+    with (
+        store.open_blob(image.manifest.layers[0].digest) as blob,
+        tarfile.open(fileobj=blob, mode="r|*") as layer,
+    ):
+        for member in layer:
+            if member.name.lstrip("./") in ("bin/busybox", "usr/bin/busybox") and member.isfile():
+                executable = layer.extractfile(member)
+                assert executable is not None
+                header = executable.read(20)
+                assert header[:4] == b"\x7fELF"
+                return int.from_bytes(header[18:20], "little")
+    raise AssertionError(f"no busybox in {reference} for {target}")
+
+
+def test_a_second_architecture_makes_the_name_an_index_of_both(
+    tmp_path: Path, registry: Registry
+) -> None:
+    store = tmp_path / "store"
+    amd64 = build_for(store, "amd64")
+    arm64 = build_for(store, "arm64")
+    assert arm64["built"] is True  # not "up to date" with the amd64 image
+    assert arm64["reference"] == amd64["reference"] and arm64["digest"] != amd64["digest"]
+    for architecture in ("arm64", "amd64"):
+        again = build_for(store, architecture)
+        assert again["built"] is False and again["digest"] == arm64["digest"]
+
+    # Built in the other order, in another store: the same index.
+    other = tmp_path / "other"
+    build_for(other, "arm64")
+    assert build_for(other, "amd64")["digest"] == arm64["digest"]
+
+    reference = str(arm64["reference"])
+    index = json.loads(skopeo("inspect", "--raw", f"oci:{store}:{reference}").stdout)
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [m["platform"] for m in index["manifests"]] == [
+        {"architecture": "amd64", "os": "linux"},
+        {"architecture": "arm64", "os": "linux", "variant": "v8"},
+    ]
+    assert index["manifests"][0]["digest"] == amd64["digest"]  # the amd64 image, untouched
+    # Each entry holds that machine's programs: EM_X86_64 (62), EM_AARCH64 (183).
+    assert busybox_machine(ContentStore(store), reference, AMD64) == 62
+    assert busybox_machine(ContentStore(store), reference, ARM64) == 183
+
+    # A registry takes it as an index, and a client picks its architecture from it.
+    remote = f"{registry.host}/osbuilder/tiny:multi"
+    pushed = osbuilder("push", "--cache", str(store), reference, "--to", remote)
+    assert pushed.returncode == 0, pushed.stderr
+    for architecture in ("amd64", "arm64"):
+        inspected = skopeo(
+            "inspect", "--tls-verify=false", "--override-arch", architecture, f"docker://{remote}"
+        )
+        assert json.loads(inspected.stdout)["Architecture"] == architecture
+
+
 def test_repository_packages_build(packages: Packages) -> None:
     """Every package of pkg/ and the kernel build (make packages does the same)."""
     assert set(packages.references) == {
@@ -253,6 +323,8 @@ def test_repository_packages_build(packages: Packages) -> None:
         "osbuilder/getty",
         "osbuilder/sshd",
         "osbuilder/redis",
+        "osbuilder/format",
+        "osbuilder/mount",
     }
     store = packages.store
     init = store.manifest(store.lookup(packages["osbuilder/init"]).digest)  # type: ignore[union-attr]

@@ -37,6 +37,8 @@ def test_every_recipe_loads() -> None:
         "osbuilder/getty",
         "osbuilder/sshd",
         "osbuilder/redis",
+        "osbuilder/format",
+        "osbuilder/mount",
         "osbuilder/kernel",
     }
 

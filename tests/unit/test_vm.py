@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from osbuilder.errors import UserError
+from osbuilder.errors import ExternalError, UserError
 from osbuilder.media import MediaBoot
 from osbuilder.vm.accel import choose_accel
+from osbuilder.vm.disks import DataDisk, default_disk_path, parse_disk, prepare_disks
 from osbuilder.vm.qemu import (
     OVMF_CODE,
     KernelBoot,
@@ -183,3 +186,69 @@ def test_media_boot_from_read_only_drives(tmp_path: Path) -> None:
     assert f"-drive file={vhd},readonly=on,format=vpc,if=virtio" in fixed  # QEMU's name
     with pytest.raises(UserError, match=r"--append: .* boots with the cmdline of its boot loader"):
         VmConfig(MediaBoot.from_file(qcow2), tmp_path / "state", append="quiet")
+
+
+def test_disk_forms(tmp_path: Path) -> None:
+    default = tmp_path / "state/disk.img"
+    assert parse_disk("size=1G", default) == DataDisk(default, 1 << 30)
+    assert parse_disk("data.qcow2", default) == DataDisk(Path("data.qcow2"))
+    assert parse_disk("file=d.img,size=512M,format=raw", default) == DataDisk(
+        Path("d.img"), 512 << 20, "raw"
+    )
+    assert parse_disk("d.img,size=2", default).size == 2 << 30  # GB unless told (LinuxKit)
+    assert default_disk_path(tmp_path, 0).name == "disk.img"
+    assert default_disk_path(tmp_path, 2).name == "disk2.img"
+    for bad, message in (
+        ("d.img,size=lots", "size must be a number of GB"),
+        ("d.img,size=0", "at least 1M"),
+        ("d.img,format=vmdk", "format must be qcow2 or raw"),
+        ("d.img,speed=fast", "'speed=fast' is not understood"),
+        ("d.img,size=1G,size=2G", "'size=2G' is not understood"),
+        ("", "'' is not understood"),
+    ):
+        with pytest.raises(UserError, match=re.escape(message)):
+            parse_disk(bad, default)
+
+
+def test_missing_disks_are_made_and_existing_ones_kept(tmp_path: Path) -> None:
+    made = DataDisk(tmp_path / "made.qcow2", 64 << 20)
+    raw = DataDisk(tmp_path / "made.raw", 8 << 20, "raw")
+    prepare_disks([made, raw])
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(made.path)],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    assert (info["format"], info["virtual-size"]) == ("qcow2", 64 << 20)
+    assert raw.path.stat().st_size == 8 << 20 and raw.drive_format() == "raw"
+    before = made.path.read_bytes()
+    prepare_disks([DataDisk(made.path, 1 << 30)])  # exists: no new disk, whatever the size
+    assert made.path.read_bytes() == before
+
+    config = VmConfig(boot(tmp_path), tmp_path / "state", disks=[made, raw])
+    joined = " ".join(qemu_command(config))
+    assert f"-drive file={made.path},format=qcow2,if=virtio" in joined  # known by contents
+    assert f"-drive file={raw.path},format=raw,if=virtio" in joined
+    assert joined.index(str(made.path)) < joined.index(str(raw.path))  # in the order given
+
+
+def test_disks_that_cannot_be_used_are_refused_and_nothing_is_left(tmp_path: Path) -> None:
+    qcow2 = DataDisk(tmp_path / "d.qcow2", 1 << 20)
+    prepare_disks([qcow2])
+    cases = [
+        ([DataDisk(tmp_path / "none.img")], "no such file; give a size to create it"),
+        ([DataDisk(tmp_path / "no/dir.img", 1 << 20)], "is not a directory"),
+        ([DataDisk(tmp_path)], "is a directory, not a disk image"),
+        ([DataDisk(qcow2.path, format="raw")], "is a qcow2 image; drop format=raw"),
+        ([qcow2, DataDisk(tmp_path / "." / "d.qcow2")], "given twice"),
+    ]
+    for disks, message in cases:
+        with pytest.raises(UserError, match=re.escape(message)):
+            prepare_disks(disks)
+    assert not (tmp_path / "none.img").exists()
+    # qemu-img failing (a size it refuses) leaves no file behind either
+    with pytest.raises(ExternalError, match="qemu-img"):
+        prepare_disks([DataDisk(tmp_path / "huge.qcow2", 1 << 62)])
+    assert not (tmp_path / "huge.qcow2").exists()
