@@ -2,6 +2,7 @@
 # One getty per console named on the kernel command line (console=ttyS0 ...).
 /bin/busybox --install -s 2>/dev/null
 [ -f /hostroot/etc/getty.shadow ] && cp /hostroot/etc/getty.shadow /etc/shadow
+mkdir -p -m 0700 /root   # root's home (login changes to it), which busybox's Debian root lacks
 login=/bin/login
 [ "$INSECURE" = "true" ] && login=/bin/sh   # no password asked: a root shell
 consoles=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^console=\([^,]*\).*/\1/p')
