@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from osbuilder.commands.common import print_json, whole_number
 from osbuilder.errors import ExitCode
+
+if TYPE_CHECKING:
+    from osbuilder.media import MediaBoot
+    from osbuilder.vm.qemu import KernelBoot
 
 MIN_MEMORY_MB = 64  # below this the kernel cannot even unpack a small initrd
 
@@ -126,6 +131,26 @@ def register(
     ps.set_defaults(handler=_ps)
 
 
+def _accel(requested: str | None, boot: KernelBoot | MediaBoot) -> str:
+    """The accelerator; only TCG can run a system of another architecture than the host's."""
+    from osbuilder.errors import UserError
+    from osbuilder.oci.platform import host_target
+    from osbuilder.vm.accel import choose_accel
+    from osbuilder.vm.qemu import KernelBoot
+
+    if isinstance(boot, KernelBoot):
+        host = host_target().architecture
+        if boot.architecture != host:
+            if requested == "kvm":
+                raise UserError(
+                    f"--accel kvm: {boot.kernel} is an {boot.architecture} kernel, and KVM "
+                    f"runs only {host} systems here; use tcg"
+                )
+            return "tcg"
+        return choose_accel(requested, boot.kernel, _cache())
+    return choose_accel(requested, None, _cache())
+
+
 def _cache() -> Path:
     from osbuilder.oci.store import default_store_root
 
@@ -134,9 +159,8 @@ def _cache() -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     from osbuilder.errors import UserError
-    from osbuilder.vm.accel import choose_accel
     from osbuilder.vm.disks import default_disk_path, parse_disk
-    from osbuilder.vm.qemu import KernelBoot, VmConfig, boot_target, parse_publish
+    from osbuilder.vm.qemu import VmConfig, boot_target, parse_publish
     from osbuilder.vm.run import run_detached, run_foreground
 
     boot = boot_target(args.prefix)
@@ -146,9 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     config = VmConfig(
         boot=boot,
         state=state,
-        accel=choose_accel(
-            args.accel, boot.kernel if isinstance(boot, KernelBoot) else None, _cache()
-        ),
+        accel=_accel(args.accel, boot),
         memory=args.mem,
         cpus=args.cpus,
         network=args.net,

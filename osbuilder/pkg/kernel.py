@@ -34,7 +34,7 @@ def build_kernel_layer(
             "--variant=extract",
             f"--architectures={architecture}",
             "--format=directory",
-            f"--include={source.package}={source.version}",
+            f"--include={source.package_for(architecture)}={source.version}",
             source.suite,
             str(root),
             *([source.mirror] if source.mirror else []),
@@ -46,8 +46,9 @@ def build_kernel_layer(
         version = _kernel_version(root, what)
         modules = root / "lib/modules" / version
         run(["depmod", "-b", str(root), version])
-        if source.modules is not None:
-            keep_modules(modules, source.modules, what)
+        patterns = source.modules_for(architecture)
+        if patterns is not None:
+            keep_modules(modules, patterns, what)
             run(["depmod", "-b", str(root), version])
         modules_tar = Path(tmp) / "kernel.tar"
         write_modules_tar(modules, version, modules_tar, epoch)
@@ -90,13 +91,19 @@ def parse_modules_dep(text: str) -> dict[str, list[str]]:
     return table
 
 
-def select_modules(table: dict[str, list[str]], patterns: list[str]) -> set[str]:
-    """The module paths matching the name globs, with everything they depend on."""
+def select_modules(
+    table: dict[str, list[str]], patterns: list[str], builtin: frozenset[str] = frozenset()
+) -> set[str]:
+    """The module paths matching the name globs, with everything they depend on.
+
+    A glob that names only modules built into the kernel (`builtin`, by name) keeps
+    nothing and is no error: one list serves kernels that build a driver in or as a module.
+    """
     chosen: set[str] = set()
     for pattern in patterns:
         wanted = pattern.replace("-", "_")
         matched = [m for m in table if fnmatch.fnmatchcase(module_name(m), wanted)]
-        if not matched:
+        if not matched and not fnmatch.filter(builtin, wanted):
             raise UserError(f"kernel module pattern {pattern!r} matches no module")
         chosen.update(matched)
     pending = list(chosen)
@@ -111,8 +118,10 @@ def select_modules(table: dict[str, list[str]], patterns: list[str]) -> set[str]
 def keep_modules(modules: Path, patterns: list[str], what: str) -> None:
     """Delete every module of the tree that the globs do not select (nor need)."""
     table = parse_modules_dep((modules / "modules.dep").read_text())
+    listed = modules / "modules.builtin"
+    builtin = listed.read_text().split() if listed.is_file() else []
     try:
-        chosen = select_modules(table, patterns)
+        chosen = select_modules(table, patterns, frozenset(map(module_name, builtin)))
     except UserError as exc:
         raise UserError(f"{what}: {exc}") from None
     for module in table:

@@ -7,9 +7,10 @@ debian:                           # a root filesystem from Debian packages (mmde
   packages: [redis-server]
   drop: [usr/share/doc/*, ...]    # globs of paths left out of the image
 kernel:                           # or: a kernel image from a Debian kernel package
-  package: linux-image-6.1.0-56-cloud-amd64
+  package: linux-image-6.1.0-56-cloud-${ARCH}   # ${ARCH}: the architecture built
   version: 6.1.192-2
-  modules: [virtio*, overlay]     # module-name globs kept (with dependencies)
+  modules: [virtio*, overlay, amd64:ata_piix]   # module-name globs kept (with
+                                  # dependencies); ARCH:GLOB only for that architecture
 files:                            # files and directories copied from DIR
   - source: redis.conf
     path: /etc/redis/osbuilder.conf
@@ -67,14 +68,31 @@ class KernelSource(SpecModel):
     """A kernel image from a Debian linux-image package, LinuxKit's layout."""
 
     package: str = Field(
-        description="The linux-image package, e.g. linux-image-6.1.0-56-cloud-amd64."
+        description="The linux-image package, e.g. linux-image-6.1.0-56-cloud-amd64; "
+        "${ARCH} stands for the architecture being built (amd64, arm64)."
     )
     version: str = Field(description="Its exact version: the recipe pins it.")
     suite: str = Field("bookworm", description="Debian suite to fetch it from.")
     mirror: str | None = None
     modules: list[str] | None = Field(
-        None, description="Module-name globs to keep, with their dependencies (default: all)."
+        None,
+        description="Module-name globs to keep, with their dependencies (default: all); "
+        "ARCH:GLOB applies to that architecture only.",
     )
+
+    def package_for(self, architecture: str) -> str:
+        return self.package.replace("${ARCH}", architecture)
+
+    def modules_for(self, architecture: str) -> list[str] | None:
+        """The globs that apply to `architecture`, without their prefixes."""
+        if self.modules is None:
+            return None
+        chosen = []
+        for pattern in self.modules:
+            qualifier, sep, glob = pattern.rpartition(":")
+            if not sep or qualifier == architecture:
+                chosen.append(glob)
+        return chosen
 
 
 class FileEntry(SpecModel):

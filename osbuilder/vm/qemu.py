@@ -24,11 +24,15 @@ from osbuilder.media import MediaBoot
 from osbuilder.vm.disks import DataDisk
 
 NETWORKS = ("user", "restricted", "none")
+ARM64_IMAGE_MAGIC = (0x38, b"ARM\x64")  # in the header of an arm64 kernel Image
 QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}  # disk medium -> QEMU's name
 # UEFI firmware (Debian's ovmf), for GPT disks: the code, and the variable store each VM
 # gets a fresh copy of.
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# UEFI firmware for arm64 (Debian's qemu-efi-aarch64).
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
 _PUBLISH = re.compile(r"(?P<host>\d{1,5}):(?P<guest>\d{1,5})(?:/(?P<proto>tcp|udp))?")
 
 
@@ -53,10 +57,58 @@ def parse_publish(text: str) -> Publish:
 
 
 @dataclass(frozen=True)
+class Machine:
+    """How QEMU emulates a PC or an arm64 server for a system of that architecture."""
+
+    architecture: str
+    emulator: str
+    package: str  # the Debian package that has `emulator`
+    options: tuple[str, ...]  # "{accel}" is replaced by the accelerator
+    panic_device: str | None  # a device through which a guest panic ends QEMU
+    # UEFI firmware (code, variables) to boot a kernel through, or None for QEMU's own
+    # loader; and the Debian package that has it.
+    kernel_firmware: tuple[Path, Path] | None = None
+    firmware_package: str = ""
+
+
+MACHINES = {
+    "amd64": Machine(
+        "amd64",
+        "qemu-system-x86_64",
+        "qemu-system-x86",
+        ("-machine", "q35,accel={accel}"),
+        "pvpanic",
+    ),
+    # Debian's arm64 cloud kernel has ACPI's power button but neither the device tree's
+    # (GPIO keys) nor pvpanic: booted through UEFI firmware, QEMU's virt machine gives
+    # it ACPI, so `osbuilder stop` powers it off cleanly; panic=-1 (with -no-reboot)
+    # ends QEMU on a panic instead.
+    "arm64": Machine(
+        "arm64",
+        "qemu-system-aarch64",
+        "qemu-system-arm",
+        ("-machine", "virt,accel={accel}", "-cpu", "max"),
+        None,
+        (AAVMF_CODE, AAVMF_VARS),
+        "qemu-efi-aarch64",
+    ),
+}
+
+
+def kernel_architecture(kernel: Path) -> str:
+    """arm64 for an arm64 kernel Image, else amd64 (the x86 bzImage)."""
+    offset, magic = ARM64_IMAGE_MAGIC
+    with kernel.open("rb") as image:
+        image.seek(offset)
+        return "arm64" if image.read(len(magic)) == magic else "amd64"
+
+
+@dataclass(frozen=True)
 class KernelBoot:
     kernel: Path
     initrd: Path
     cmdline: str
+    architecture: str = "amd64"
 
     @classmethod
     def from_prefix(cls, prefix: Path) -> KernelBoot:
@@ -70,7 +122,7 @@ class KernelBoot:
                 "(osbuilder build FILE.yml, format kernel+initrd)"
             )
         text = cmdline.read_text().strip() if cmdline.is_file() else "console=ttyS0"
-        return cls(kernel, initrd, text)
+        return cls(kernel, initrd, text, kernel_architecture(kernel))
 
 
 def boot_target(target: Path) -> KernelBoot | MediaBoot:
@@ -95,8 +147,19 @@ class VmConfig:
 
     @property
     def efi_vars(self) -> Path:
-        """The VM's own copy of the UEFI variable store (booting a GPT disk)."""
+        """The VM's own copy of the UEFI variable store (booting a GPT disk, or arm64)."""
         return self.state / "efi-vars.fd"
+
+    @property
+    def machine(self) -> Machine:
+        return MACHINES[self.boot.architecture if isinstance(self.boot, KernelBoot) else "amd64"]
+
+    def firmware(self) -> tuple[Path, Path, str] | None:
+        """The UEFI code, variables and their package, when this VM boots through UEFI."""
+        if isinstance(self.boot, MediaBoot):
+            return (OVMF_CODE, OVMF_VARS, "ovmf") if self.boot.firmware == "efi" else None
+        firmware = self.machine.kernel_firmware
+        return (*firmware, self.machine.firmware_package) if firmware else None
 
     def __post_init__(self) -> None:
         if self.append and isinstance(self.boot, MediaBoot):
@@ -119,10 +182,10 @@ class VmConfig:
 
 
 def qemu_command(config: VmConfig) -> list[str]:
+    machine = config.machine
     command = [
-        "qemu-system-x86_64",
-        "-machine",
-        f"q35,accel={config.accel}",
+        machine.emulator,
+        *(option.format(accel=config.accel) for option in machine.options),
         "-m",
         config.memory,
         "-smp",
@@ -138,8 +201,7 @@ def qemu_command(config: VmConfig) -> list[str]:
         ),
         "-device",
         "virtio-rng-pci",
-        "-device",
-        "pvpanic",
+        *(("-device", machine.panic_device) if machine.panic_device else ()),
         "-action",
         "panic=exit-failure",
         "-no-reboot",
@@ -174,17 +236,19 @@ def qemu_command(config: VmConfig) -> list[str]:
 
 def _boot_options(config: VmConfig) -> list[str]:
     boot = config.boot
-    if isinstance(boot, KernelBoot):
-        cmdline = " ".join(p for p in (boot.cmdline, config.append) if p)
-        return ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", cmdline]
-    firmware = []
-    if boot.firmware == "efi":
+    firmware: list[str] = []
+    if (uefi := config.firmware()) is not None:
         firmware = [
             "-drive",
-            f"if=pflash,format=raw,readonly=on,file={_escaped(OVMF_CODE)}",
+            f"if=pflash,format=raw,readonly=on,file={_escaped(uefi[0])}",
             "-drive",
             f"if=pflash,format=raw,file={_escaped(config.efi_vars)}",
         ]
+    if isinstance(boot, KernelBoot):
+        panic = () if config.machine.panic_device else ("panic=-1",)
+        cmdline = " ".join(p for p in (boot.cmdline, *panic, config.append) if p)
+        kernel = ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", cmdline]
+        return [*firmware, *kernel]
     drive = f"file={_escaped(boot.path)},readonly=on"
     if boot.medium == "iso":
         return [*firmware, "-drive", f"{drive},format=raw,media=cdrom", "-boot", "order=d"]

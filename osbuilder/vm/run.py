@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 from osbuilder.errors import ExternalError, UserError
-from osbuilder.media import MediaBoot
 from osbuilder.runner import run
 from osbuilder.vm.control import alive, read_pid, register, user_network_state
 from osbuilder.vm.disks import prepare_disks
-from osbuilder.vm.qemu import OVMF_CODE, OVMF_VARS, KernelBoot, VmConfig, qemu_command
+from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +39,25 @@ def prepare_state(config: VmConfig) -> None:
     for stale in (config.console_log, config.qmp_socket, config.pid_file):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
-    if isinstance(config.boot, MediaBoot) and config.boot.firmware == "efi":
-        for firmware in (OVMF_CODE, OVMF_VARS):
+    if (uefi := config.firmware()) is not None:
+        code, variables, package = uefi
+        for firmware in (code, variables):
             if not firmware.is_file():
-                raise UserError(f"{firmware}: not found; install it (apt-get install ovmf)")
-        shutil.copyfile(OVMF_VARS, config.efi_vars)  # every boot starts from the defaults
+                raise UserError(f"{firmware}: not found; install it (apt-get install {package})")
+        shutil.copyfile(variables, config.efi_vars)  # every boot starts from the defaults
     prepare_disks(config.disks)
 
 
-def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
-    if shutil.which("qemu-system-x86_64") is None:
+def require_emulator(config: VmConfig) -> None:
+    machine = config.machine
+    if shutil.which(machine.emulator) is None:
         raise ExternalError(
-            "qemu-system-x86_64: command not found (apt-get install qemu-system-x86)"
+            f"{machine.emulator}: command not found (apt-get install {machine.package})"
         )
+
+
+def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
+    require_emulator(config)
     prepare_state(config)
     command = qemu_command(config)
     log.debug("run: %s", " ".join(command))
@@ -81,6 +86,7 @@ def run_detached(config: VmConfig, cache: Path, wait_tcp: int | None, wait_timeo
     published = [p for p in config.publish if p.guest == wait_tcp and p.protocol == "tcp"]
     if wait_tcp is not None and not published:  # checked before a VM is started for nothing
         raise UserError(f"--wait-tcp {wait_tcp}: publish that port (--publish HOST:{wait_tcp})")
+    require_emulator(config)
     prepare_state(config)
     run(qemu_command(config))  # -daemonize: returns once the VM runs
     pid = read_pid(config.state)
@@ -149,7 +155,7 @@ def _panicked(config: VmConfig) -> bool:
 def _record(config: VmConfig, pid: int | None) -> dict[str, object]:
     boot = config.boot
     booted: dict[str, object] = (
-        {"kernel": str(boot.kernel), "initrd": str(boot.initrd)}
+        {"kernel": str(boot.kernel), "initrd": str(boot.initrd), "architecture": boot.architecture}
         if isinstance(boot, KernelBoot)
         else {"image": str(boot.path), "medium": boot.medium, "firmware": boot.firmware}
     )

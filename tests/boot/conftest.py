@@ -23,9 +23,10 @@ def build_system(
     output: Path,
     *formats: str,
     env: Mapping[str, str] | None = None,
+    arch: str | None = None,
 ) -> Path:
     """`osbuilder build` of `spec` into `output` (kernel+initrd unless `formats` are
-    given), in `env` if given; returns the outputs' prefix."""
+    given), in `env` and for `arch` if given; returns the outputs' prefix."""
     subprocess.run(
         [
             sys.executable,
@@ -38,6 +39,7 @@ def build_system(
             "-o",
             str(output),
             *(option for name in formats for option in ("-f", name)),
+            *(("--arch", arch) if arch else ()),
             str(spec),
         ],
         check=True,

@@ -1,19 +1,26 @@
-"""The Redis OS of examples/redis.yml answers a real redis client through a published port."""
+"""The Redis OS of examples/redis.yml answers a real redis client through a published port:
+built for this machine, and for arm64 (qemu-system-aarch64 under TCG, through UEFI)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from osbuilder.oci.platform import host_target
 from tests.boot.conftest import build_system, free_port, osbuilder, redis_cli, run_detached
 from tests.conftest import REPO, Packages
 
 pytestmark = pytest.mark.boot
 
 
-def test_redis_os_answers_ping_and_set_get(packages: Packages, tmp_path: Path) -> None:
-    prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out")
+@pytest.mark.parametrize("arch", [None, "arm64"], ids=["host", "arm64"])
+def test_redis_os_answers_ping_and_set_get(
+    request: pytest.FixtureRequest, tmp_path: Path, arch: str | None
+) -> None:
+    packages: Packages = request.getfixturevalue("arm64_packages" if arch else "packages")
+    prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out", arch=arch)
     port = free_port()
     state = Path(f"{prefix}-state")
     started = run_detached(prefix, port)
@@ -24,6 +31,10 @@ def test_redis_os_answers_ping_and_set_get(packages: Packages, tmp_path: Path) -
         assert redis_cli(port, "get", "osbuilder") == "works"
         listed = osbuilder("ps")
         assert str(state) in listed.stdout and f"{port}:6379/tcp" in listed.stdout
+        [record] = [
+            vm for vm in json.loads(osbuilder("ps", "--json").stdout) if vm["state"] == str(state)
+        ]
+        assert record["architecture"] == (arch or host_target().architecture)
     finally:
         stopped = osbuilder("stop", str(state))
     assert stopped.returncode == 0, stopped.stderr
@@ -31,5 +42,9 @@ def test_redis_os_answers_ping_and_set_get(packages: Packages, tmp_path: Path) -
     console = (state / "console.log").read_text(errors="replace")
     assert "init: osbuilder " in console  # the banner
     assert "onboot dhcpcd: exit code 0" in console
+    assert "init: power button pressed" in console  # ACPI (arm64: given by the UEFI firmware)
     assert "reboot: Power down" in console
     assert str(state) not in osbuilder("ps").stdout
+    if arch == "arm64":
+        assert Path(f"{prefix}-kernel").read_bytes()[0x38:0x3C] == b"ARM\x64"  # an arm64 Image
+        assert "kernel 6.1.0-56-cloud-arm64" in console

@@ -111,6 +111,22 @@ def test_module_selection_takes_dependencies() -> None:
     assert select_modules(table, ["hid-generic"]) == {"kernel/drivers/hid/hid-generic.ko"}
     with pytest.raises(UserError, match="'ahci' matches no module"):
         select_modules(table, ["ahci"])
+    # built into the kernel: nothing to keep, and no error (the same list for every kernel)
+    assert select_modules(table, ["button"], frozenset({"button", "ext4"})) == set()
+    with pytest.raises(UserError, match="'ahci' matches no module"):
+        select_modules(table, ["ahci"], frozenset({"button"}))
+
+
+def test_kernel_recipe_for_each_architecture() -> None:
+    kernel = load_recipe(REPO / "kernels/cloud").recipe.kernel
+    assert kernel is not None
+    assert kernel.package_for("amd64") == "linux-image-6.1.0-56-cloud-amd64"
+    assert kernel.package_for("arm64") == "linux-image-6.1.0-56-cloud-arm64"
+    amd64, arm64 = kernel.modules_for("amd64"), kernel.modules_for("arm64")
+    assert amd64 is not None and arm64 is not None
+    assert {"ata_piix", "pvpanic*", "virtio*"} <= set(amd64)
+    assert "virtio*" in arm64 and "ata_piix" not in arm64 and "pvpanic*" not in arm64
+    assert not any(":" in pattern for pattern in [*amd64, *arm64])
 
 
 def test_bytecode_compiles_modules_to_unchecked_hash_pycs() -> None:

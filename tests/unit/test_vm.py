@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from osbuilder.commands import vm as vm_commands
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.media import MediaBoot
 from osbuilder.vm.accel import choose_accel
 from osbuilder.vm.disks import DataDisk, default_disk_path, parse_disk, prepare_disks
 from osbuilder.vm.qemu import (
+    AAVMF_CODE,
     OVMF_CODE,
     KernelBoot,
     Publish,
@@ -252,3 +254,36 @@ def test_disks_that_cannot_be_used_are_refused_and_nothing_is_left(tmp_path: Pat
     with pytest.raises(ExternalError, match="qemu-img"):
         prepare_disks([DataDisk(tmp_path / "huge.qcow2", 1 << 62)])
     assert not (tmp_path / "huge.qcow2").exists()
+
+
+def arm64_boot(tmp_path: Path) -> KernelBoot:
+    header = bytearray(64)
+    header[0x38:0x3C] = b"ARM\x64"  # an arm64 Image's magic
+    (tmp_path / "arm-kernel").write_bytes(bytes(header))
+    (tmp_path / "arm-initrd.img").write_bytes(b"i")
+    (tmp_path / "arm-cmdline").write_text("console=ttyAMA0\n")
+    return KernelBoot.from_prefix(tmp_path / "arm")
+
+
+def test_an_arm64_kernel_boots_on_an_arm64_machine_through_uefi(tmp_path: Path) -> None:
+    assert boot(tmp_path).architecture == "amd64"
+    arm = arm64_boot(tmp_path)
+    assert arm.architecture == "arm64"
+    command = qemu_command(VmConfig(arm, tmp_path / "state", append="quiet"))
+    joined = " ".join(command)
+    assert command[0] == "qemu-system-aarch64"
+    assert "-machine virt,accel=tcg -cpu max" in joined
+    assert f"-drive if=pflash,format=raw,readonly=on,file={AAVMF_CODE}" in joined
+    assert f"-drive if=pflash,format=raw,file={tmp_path}/state/efi-vars.fd" in joined
+    assert "pvpanic" not in joined  # the kernel has no driver: panic=-1 ends QEMU instead
+    assert "-append console=ttyAMA0 panic=-1 quiet" in joined
+    amd64 = " ".join(qemu_command(VmConfig(boot(tmp_path), tmp_path / "state")))
+    assert "pflash" not in amd64 and "panic=-1" not in amd64 and "-device pvpanic" in amd64
+
+
+def test_a_system_of_another_architecture_runs_under_tcg(tmp_path: Path) -> None:
+    arm = arm64_boot(tmp_path)  # (these tests run on amd64)
+    assert vm_commands._accel(None, arm) == "tcg"
+    assert vm_commands._accel("auto", arm) == "tcg"
+    with pytest.raises(UserError, match=r"--accel kvm: .* is an arm64 kernel, and KVM runs only"):
+        vm_commands._accel("kvm", arm)
