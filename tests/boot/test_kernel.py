@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from osbuilder.oci.platform import host_target
+from osbuilder.oci.pull import Puller
+from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 from tests.conftest import Packages
 
@@ -18,9 +21,9 @@ MARKER = "osbuilder-kernel-test: userspace reached"
 
 
 def kernel_files(store: ContentStore, reference: str, into: Path) -> dict[str, Path]:
-    descriptor = store.lookup(reference)
-    assert descriptor is not None
-    [layer] = store.manifest(descriptor.digest).layers
+    """The files of this machine's kernel image of `reference` (the tag may name an index)."""
+    image = Puller(store, None, host_target()).pull(parse_reference(reference)).image
+    [layer] = image.manifest.layers
     with tarfile.open(store.blob_path(layer.digest)) as tar:
         names = sorted(tar.getnames())
         tar.extractall(into, filter="data")
