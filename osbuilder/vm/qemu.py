@@ -1,14 +1,15 @@
 """QEMU command lines for built systems.
 
 kernel+initrd outputs (PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline) boot
-with -kernel/-initrd/-append; a boot medium (an ISO, raw or qcow2 image), known
+with -kernel/-initrd/-append, on a PC (q35), or for an arm64 kernel on QEMU's
+virt machine through UEFI (see MACHINES); a boot medium (an ISO, raw or qcow2 image), known
 by its contents (osbuilder/media.py), boots through the firmware (SeaBIOS, or
 OVMF for a GPT) from a read-only CD or virtio disk (the system lives in its
 initrd and never writes it). Every VM gets virtio-rng (Python's start does
 not wait for entropy), virtio-net user networking with published ports on
 127.0.0.1, a QMP socket, a pid file and its serial console logged to
 STATE/console.log; a guest kernel panic makes QEMU exit with a failure
-(pvpanic). `--net restricted` keeps the guest off every network but the
+(pvpanic; on arm64, panic=-1). `--net restricted` keeps the guest off every network but the
 published ports, as the tests use it. Data disks (`--disk`, vm/disks.py) are
 writable virtio disks after the boot medium.
 """
