@@ -1,5 +1,5 @@
 #!/bin/busybox sh
-# format [-type ext4] [-label LABEL] [-partition dos|gpt] [-force] [-verbose] [DEVICE]
+# format [-type ext4|xfs|btrfs] [-label LABEL] [-partition dos|gpt] [-force] [-verbose] [DEVICE]
 # One Linux partition filling the disk, formatted; see build.yml.
 set -eu
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -20,9 +20,14 @@ while [ $# -gt 0 ]; do
 	*) [ -z "$device" ] || fail "one device only, not $device and $1"; device=$1; shift ;;
 	esac
 done
-[ "$fstype" = ext4 ] || fail "-type $fstype: this package makes ext4 file systems only"
+case "$fstype" in
+ext4) max_label=16 ;;
+xfs) max_label=12 ;;
+btrfs) max_label=255 ;;
+*) fail "-type $fstype: ext4, xfs or btrfs" ;;
+esac
 case "$table" in dos | gpt) ;; *) fail "-partition $table: dos or gpt" ;; esac
-[ "${#label}" -le 16 ] || fail "-label $label: ext4 labels have at most 16 characters"
+[ "${#label}" -le "$max_label" ] || fail "-label $label: $fstype labels have at most $max_label characters"
 
 partitioned() { sfdisk --dump "$1" >/dev/null 2>&1; }
 # A file system on the whole disk, with no partition table: data too.
@@ -81,6 +86,10 @@ while [ ! -b "$partition" ]; do # devtmpfs adds the node once the kernel re-read
 	[ "$tries" -le 100 ] || fail "$partition did not appear after partitioning $device"
 	sleep 0.1
 done
-debug "making an ext4 file system on $partition"
-mkfs.ext4 -q -F ${label:+-L "$label"} "$partition"
-say "$partition: ext4${label:+, label $label}"
+debug "making an $fstype file system on $partition"
+case "$fstype" in
+ext4) mkfs.ext4 -q -F ${label:+-L "$label"} "$partition" ;;
+xfs) mkfs.xfs -q -f ${label:+-L "$label"} "$partition" ;;
+btrfs) mkfs.btrfs -q -f ${label:+-L "$label"} "$partition" >/dev/null ;;
+esac
+say "$partition: $fstype${label:+, label $label}"

@@ -97,13 +97,25 @@ onboot:
     command: [/usr/bin/format, -force, -verbose, -label, FORCED, /dev/vdb]
   - name: xfs
     image: {format}
-    command: [/usr/bin/format, -type, xfs]
+    command: [/usr/bin/format, -type, xfs, -label, XFSDISK]
+  - name: btrfs
+    image: {format}
+    command: [/usr/bin/format, -type, btrfs, -label, BTRFSDISK, -partition, gpt]
+  - name: zfs
+    image: {format}
+    command: [/usr/bin/format, -type, zfs]
   - name: by-device
     image: {mount}
     command: [/usr/bin/mountie, -device, /dev/vda1, /var/lib/one]
   - name: by-label
     image: {mount}
     command: [/usr/bin/mountie, -label, FORCED, /var/lib/two]
+  - name: xfs-mount
+    image: {mount}
+    command: [/usr/bin/mountie, -label, XFSDISK, /var/lib/xfs]
+  - name: btrfs-mount
+    image: {mount}
+    command: [/usr/bin/mountie, -label, BTRFSDISK, /var/lib/btrfs]
   - name: no-such-label
     image: {mount}
     command: [/usr/bin/mountie, -label, NOPE, /var/lib/three]
@@ -116,7 +128,7 @@ onboot:
       - /bin/sh
       - -c
       - >-
-        echo one > /var/lib/one/marker && echo two > /var/lib/two/marker &&
+        for d in one two xfs btrfs; do echo "$d" > "/var/lib/$d/marker"; done &&
         grep " /var/lib/" /proc/mounts | cut -d " " -f 1-3 | sed "s/^/mounted: /"
 services:
   - name: done
@@ -148,7 +160,9 @@ def test_format_and_mount_options(packages: Packages, tmp_path: Path) -> None:
     prefix = build_system(packages, spec, tmp_path / "out")
     blank = tmp_path / "blank.img"
     theirs = tmp_path / "theirs.img"  # a whole-disk file system: -force takes it anyway
+    xfs, btrfs = tmp_path / "xfs.img", tmp_path / "btrfs.img"  # found blank by format
     subprocess.run(["truncate", "-s", "64M", str(blank), str(theirs)], check=True)
+    subprocess.run(["truncate", "-s", "320M", str(xfs), str(btrfs)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-L", "THEIRS", str(theirs)], check=True)
     state = tmp_path / "state"
     result = osbuilder(
@@ -163,6 +177,8 @@ def test_format_and_mount_options(packages: Packages, tmp_path: Path) -> None:
         str(state),
         f"--disk={blank},format=raw",
         f"--disk={theirs},format=raw",
+        f"--disk={xfs},format=raw",
+        f"--disk={btrfs},format=raw",
         str(prefix),
     )
     console = (state / "console.log").read_text(errors="replace")
@@ -171,14 +187,22 @@ def test_format_and_mount_options(packages: Packages, tmp_path: Path) -> None:
     assert "format: /dev/vda is partitioned already: left as it is" in console
     assert "format: partitioning /dev/vdb (dos)" in console  # -verbose
     assert "format: /dev/vdb1: ext4, label FORCED" in console
-    assert "format: -type xfs: this package makes ext4 file systems only" in console
-    assert "*** onboot xfs FAILED: exit code 1 ***" in console
+    assert "format: /dev/vdc1: xfs, label XFSDISK" in console
+    assert "format: /dev/vdd1: btrfs, label BTRFSDISK" in console
+    assert "format: -type zfs: ext4, xfs or btrfs" in console
+    assert "*** onboot zfs FAILED: exit code 1 ***" in console
+    assert "mountie: /dev/vdc1 (xfs) on /var/lib/xfs" in console
+    assert "mountie: /dev/vdd1 (btrfs) on /var/lib/btrfs" in console
     assert "mountie: /dev/vda1 (ext4) on /var/lib/one" in console
     assert "mountie: /dev/vdb1 (ext4) on /var/lib/two" in console
     assert "mountie: no file system with LABEL=NOPE" in console
     assert "mountie: /mnt: mount points are under /var" in console
     assert "mounted: /dev/vda1 /var/lib/one ext4" in console
     assert "mounted: /dev/vdb1 /var/lib/two ext4" in console
+    assert "mounted: /dev/vdc1 /var/lib/xfs xfs" in console
+    assert "mounted: /dev/vdd1 /var/lib/btrfs btrfs" in console
     assert "onboot check: exit code 0" in console
     assert partition_label(blank) == ("gpt", "GPTDISK")
     assert partition_label(theirs) == ("dos", "FORCED")
+    assert partition_label(xfs) == ("dos", "XFSDISK")
+    assert partition_label(btrfs) == ("gpt", "BTRFSDISK")
