@@ -88,6 +88,13 @@ def register(
         help="a writable data disk, repeatable; created when missing (qcow2 unless "
         "format=raw; SIZE in GB, or 512M); PATH defaults to STATE/disk.img",
     )
+    data = run.add_mutually_exclusive_group()
+    data.add_argument(
+        "--data",
+        metavar="TEXT",
+        help="user data for the guest (a cidata disk the metadata package reads into /run/config)",
+    )
+    data.add_argument("--data-file", type=Path, metavar="FILE", help="user data from FILE")
     run.add_argument(
         "--append", default="", metavar="WORDS", help="extra kernel command line words"
     )
@@ -162,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
     from osbuilder.vm.disks import default_disk_path, parse_disk
     from osbuilder.vm.qemu import VmConfig, boot_target, parse_publish
     from osbuilder.vm.run import run_detached, run_foreground
+    from osbuilder.vm.userdata import checked, read_data_file
 
     boot = boot_target(args.prefix)
     if args.wait_tcp is not None and not args.detach:
@@ -181,6 +189,13 @@ def _run(args: argparse.Namespace) -> int:
             parse_disk(text, default_disk_path(state, index))
             for index, text in enumerate(args.disk)
         ],
+        user_data=(
+            read_data_file(args.data_file)
+            if args.data_file
+            else checked(args.data.encode(), "--data")
+            if args.data is not None
+            else None
+        ),
     )
     if args.detach:
         run_detached(config, _cache(), args.wait_tcp, args.timeout or 120.0)

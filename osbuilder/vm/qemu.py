@@ -11,7 +11,8 @@ not wait for entropy), virtio-net user networking with published ports on
 STATE/console.log; a guest kernel panic makes QEMU exit with a failure
 (pvpanic; on arm64, panic=-1). `--net restricted` keeps the guest off every network but the
 published ports, as the tests use it. Data disks (`--disk`, vm/disks.py) are
-writable virtio disks after the boot medium.
+writable virtio disks after the boot medium, user data (`--data`, vm/userdata.py) a
+read-only one after them.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ class VmConfig:
     append: str = ""  # extra kernel command line words
     detach: bool = False
     disks: list[DataDisk] = field(default_factory=list)
+    user_data: bytes | None = None  # --data: given to the guest on STATE/data.iso
 
     @property
     def efi_vars(self) -> Path:
@@ -168,6 +170,10 @@ class VmConfig:
                 f"--append: {self.boot.path} boots with the cmdline of its boot loader's "
                 "configuration; change the spec and rebuild, or run the kernel+initrd"
             )
+
+    @property
+    def data_iso(self) -> Path:
+        return self.state / "data.iso"
 
     @property
     def console_log(self) -> Path:
@@ -199,6 +205,11 @@ def qemu_command(config: VmConfig) -> list[str]:
                 "-drive",
                 f"file={_escaped(disk.path)},format={disk.drive_format()},if=virtio",
             )
+        ),
+        *(
+            ("-drive", f"file={_escaped(config.data_iso)},format=raw,if=virtio,readonly=on")
+            if config.user_data is not None
+            else ()
         ),
         "-device",
         "virtio-rng-pci",

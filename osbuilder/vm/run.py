@@ -22,6 +22,7 @@ from osbuilder.runner import run
 from osbuilder.vm.control import alive, read_pid, register, user_network_state
 from osbuilder.vm.disks import prepare_disks
 from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
+from osbuilder.vm.userdata import write_data_iso
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ def prepare_state(config: VmConfig) -> None:
                 raise UserError(f"{firmware}: not found; install it (apt-get install {package})")
         shutil.copyfile(variables, config.efi_vars)  # every boot starts from the defaults
     prepare_disks(config.disks)
+    if config.user_data is not None:
+        write_data_iso(config.user_data, config.data_iso)
 
 
 def require_emulator(config: VmConfig) -> None:

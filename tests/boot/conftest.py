@@ -83,6 +83,28 @@ def run_detached(
     )
 
 
+def run_until_poweroff(target: Path, state: Path, *options: str) -> str:
+    """`osbuilder run` of `target` in the foreground under TCG, without a network, until
+    the guest powers itself off (within 240 s); returns its console. `options` go before
+    `target`."""
+    result = osbuilder(
+        "run",
+        "--accel",
+        "tcg",
+        "--net",
+        "none",
+        "--timeout",
+        "240",
+        "--state",
+        str(state),
+        *options,
+        str(target),
+    )
+    console = (state / "console.log").read_text(errors="replace")
+    assert result.returncode == 0, console[-3000:]
+    return console
+
+
 def redis_cli(port: int, *command: str) -> str:
     """A real redis client's answer from the guest's Redis published on `port`."""
     return subprocess.run(

@@ -16,6 +16,7 @@ from tests.boot.conftest import (
     osbuilder,
     redis_cli,
     run_detached,
+    run_until_poweroff,
     spec_text,
 )
 from tests.conftest import REPO, Packages
@@ -164,25 +165,8 @@ def test_format_and_mount_options(packages: Packages, tmp_path: Path) -> None:
     subprocess.run(["truncate", "-s", "64M", str(blank), str(theirs)], check=True)
     subprocess.run(["truncate", "-s", "320M", str(xfs), str(btrfs)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-L", "THEIRS", str(theirs)], check=True)
-    state = tmp_path / "state"
-    result = osbuilder(
-        "run",
-        "--accel",
-        "tcg",
-        "--net",
-        "none",
-        "--timeout",
-        "240",
-        "--state",
-        str(state),
-        f"--disk={blank},format=raw",
-        f"--disk={theirs},format=raw",
-        f"--disk={xfs},format=raw",
-        f"--disk={btrfs},format=raw",
-        str(prefix),
-    )
-    console = (state / "console.log").read_text(errors="replace")
-    assert result.returncode == 0, console[-3000:]
+    disks = (f"--disk={disk},format=raw" for disk in (blank, theirs, xfs, btrfs))
+    console = run_until_poweroff(prefix, tmp_path / "state", *disks)
     assert "format: /dev/vda1: ext4, label GPTDISK" in console
     assert "format: /dev/vda is partitioned already: left as it is" in console
     assert "format: partitioning /dev/vdb (dos)" in console  # -verbose

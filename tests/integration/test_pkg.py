@@ -325,6 +325,7 @@ def test_repository_packages_build(packages: Packages) -> None:
         "osbuilder/redis",
         "osbuilder/format",
         "osbuilder/mount",
+        "osbuilder/metadata",
     }
     store = packages.store
     init = Puller(store, None, AMD64).pull(parse_reference(packages["osbuilder/init"])).image

@@ -271,3 +271,10 @@ def test_push_openstack_options_are_checked(
         main(["push", "openstack", *args, "image.qcow2"])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_run_takes_user_data_from_one_place(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "run", "--data", "x", "--data-file", "f", str(tmp_path / "sys"))
+    assert code == 2 and "not allowed with argument --data" in err

@@ -39,6 +39,7 @@ def test_every_recipe_loads() -> None:
         "osbuilder/redis",
         "osbuilder/format",
         "osbuilder/mount",
+        "osbuilder/metadata",
         "osbuilder/kernel",
     }
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
 from pathlib import Path
 
+import pycdlib
 import pytest
 
 from osbuilder.commands import vm as vm_commands
@@ -25,6 +27,7 @@ from osbuilder.vm.qemu import (
     qemu_command,
 )
 from osbuilder.vm.run import established, run_detached
+from osbuilder.vm.userdata import read_data_file, write_data_iso
 
 
 def boot(tmp_path: Path) -> KernelBoot:
@@ -287,3 +290,36 @@ def test_a_system_of_another_architecture_runs_under_tcg(tmp_path: Path) -> None
     assert vm_commands._accel("auto", arm) == "tcg"
     with pytest.raises(UserError, match=r"--accel kvm: .* is an arm64 kernel, and KVM runs only"):
         vm_commands._accel("kvm", arm)
+
+
+def test_user_data_is_a_cidata_volume_after_the_disks(tmp_path: Path) -> None:
+    iso = tmp_path / "data.iso"
+    write_data_iso(b'{"hostname": {"content": "h"}}', iso)
+    reader = pycdlib.PyCdlib()
+    reader.open(str(iso))
+    try:
+        assert reader.pvd.volume_identifier.decode().strip() == "cidata"
+        content = io.BytesIO()
+        reader.get_file_from_iso_fp(content, rr_path="/config")
+        assert content.getvalue() == b'{"hostname": {"content": "h"}}'
+    finally:
+        reader.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.iso"]  # no partial file left
+
+    disk = DataDisk(tmp_path / "d.qcow2", 1 << 20)
+    prepare_disks([disk])
+    config = VmConfig(boot(tmp_path), tmp_path / "state", disks=[disk], user_data=b"x")
+    joined = " ".join(qemu_command(config))
+    data_drive = f"-drive file={tmp_path}/state/data.iso,format=raw,if=virtio,readonly=on"
+    assert data_drive in joined
+    assert joined.index(str(disk.path)) < joined.index("data.iso")  # disks keep their names
+    assert "data.iso" not in " ".join(qemu_command(VmConfig(boot(tmp_path), tmp_path / "s")))
+
+
+def test_user_data_that_cannot_be_used_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"--data-file .*missing: cannot read it"):
+        read_data_file(tmp_path / "missing")
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * ((16 << 20) + 1))
+    with pytest.raises(UserError, match=r"user data is at most 16 MiB"):
+        read_data_file(big)
