@@ -58,6 +58,7 @@ from osbuilder.formats.compression import ZSTD_LEVEL  # noqa: E402
 from osbuilder.vm.control import alive  # noqa: E402
 from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, qemu_command  # noqa: E402
 from tests.boot.conftest import run_detached  # noqa: E402
+from tests.conftest import stop_process  # noqa: E402
 
 SPEC = REPO / "examples/redis.yml"
 NAME = "redis"
@@ -407,12 +408,7 @@ def boot_floor(boot: KernelBoot, state: Path, port: int, redis_cli: str) -> Boot
                     f"floor: {error}; the console ends:\n{tail(read_console(console))}"
                 ) from None
         finally:
-            qemu.terminate()
-            try:
-                qemu.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                qemu.kill()
-                qemu.wait()
+            stop_process(qemu)
     return Boot(seconds, read_console(console))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +13,20 @@ from osbuilder.oci.platform import host_target
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.build import build_package
 from osbuilder.pkg.recipe import load_recipe
+from osbuilder.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @dataclass(frozen=True)
@@ -34,15 +47,19 @@ def packages() -> Packages:
     return build_packages(host_target().architecture, RECIPES)
 
 
-# What examples/redis.yml is made of: the packages the other architecture's boot test needs.
-REDIS_OS_RECIPES = ("kernels/cloud", "pkg/init", "pkg/crun", "pkg/dhcpcd", "pkg/getty", "pkg/redis")
-
-
 @pytest.fixture(scope="session")
 def arm64_packages(packages: Packages) -> Packages:
-    """The Redis OS's packages for arm64 too (after the host's: one store, and each
-    name then an index of both)."""
-    return build_packages("arm64", [REPO / r for r in REDIS_OS_RECIPES])
+    """The packages examples/redis.yml names, for arm64 too (after the host's: one store,
+    and each name then an index of both)."""
+    spec = load_spec([REPO / "examples/redis.yml"]).spec
+    assert spec.kernel is not None
+    references = [
+        spec.kernel.image,
+        *(spec.init or []),
+        *(c.image for c in [*(spec.onboot or []), *(spec.services or [])]),
+    ]
+    names = {reference.rsplit(":", 1)[0] for reference in references}
+    return build_packages("arm64", [d for d in RECIPES if load_recipe(d).recipe.image in names])
 
 
 RECIPES = sorted([*REPO.glob("kernels/*/"), *REPO.glob("pkg/*/")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
         user_data=(
             read_data_file(args.data_file)
             if args.data_file
-            else checked(args.data.encode(), "--data")
+            else checked(os.fsencode(args.data), "--data")  # the bytes as typed
             if args.data is not None
             else None
         ),

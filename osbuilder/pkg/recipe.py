@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
 from osbuilder.errors import UserError
+from osbuilder.oci.platform import SUPPORTED_ARCHES
 from osbuilder.spec.diagnostics import diagnostics_from
-from osbuilder.spec.fieldtypes import AbsolutePath, ImageRef, OctalMode
+from osbuilder.spec.fieldtypes import AbsolutePath, ImageRef, OctalMode, fail
 from osbuilder.spec.model import ImageConfig, SpecModel
 from osbuilder.spec.source import (
     DataPath,
@@ -64,6 +65,22 @@ class DebianRoot(SpecModel):
     drop: list[str] = Field(default_factory=list, description="Globs of paths to leave out.")
 
 
+def _module_pattern(pattern: str) -> str:
+    """A module glob, or ARCH:GLOB for one architecture (a misspelt ARCH would never apply)."""
+    qualifier, sep, glob = pattern.rpartition(":")
+    if sep and qualifier not in SUPPORTED_ARCHES:
+        fail(
+            f"{qualifier!r} is not an architecture; write ARCH:GLOB with ARCH one of "
+            f"{', '.join(SUPPORTED_ARCHES)}"
+        )
+    if not glob:
+        fail("an empty module pattern")
+    return pattern
+
+
+ModulePattern = Annotated[str, AfterValidator(_module_pattern)]
+
+
 class KernelSource(SpecModel):
     """A kernel image from a Debian linux-image package, LinuxKit's layout."""
 
@@ -74,7 +91,7 @@ class KernelSource(SpecModel):
     version: str = Field(description="Its exact version: the recipe pins it.")
     suite: str = Field("bookworm", description="Debian suite to fetch it from.")
     mirror: str | None = None
-    modules: list[str] | None = Field(
+    modules: list[ModulePattern] | None = Field(
         None,
         description="Module-name globs to keep, with their dependencies (default: all); "
         "ARCH:GLOB applies to that architecture only.",

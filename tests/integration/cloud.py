@@ -31,6 +31,8 @@ from pathlib import Path
 import openstack
 import yaml
 
+from tests.conftest import stop_process
+
 PYTHON = "/usr/bin/python3"  # Debian's, which python3-glance is installed for
 START_TIMEOUT = 60.0
 REGION = "RegionOne"
@@ -239,12 +241,7 @@ def _server(
             time.sleep(0.2)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _answers(url: str) -> bool:

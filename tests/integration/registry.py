@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from tests.conftest import stop_process
 from tests.integration.tokenauth import TokenRequest, TokenServer
 
 REGISTRY_BINARY = "docker-registry"
@@ -154,16 +155,6 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path) -> Non
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextlib.contextmanager
 def running_registry(
     workdir: Path,
@@ -196,7 +187,7 @@ def running_registry(
             _wait_until_up(process, f"http://127.0.0.1:{port}", log)
             break
         except RegistryStartError:
-            _stop(process)
+            stop_process(process, STOP_TIMEOUT)
             if attempt == PORT_ATTEMPTS or "address already in use" not in log_tail(log):
                 raise
 
@@ -212,4 +203,4 @@ def running_registry(
             token_server=token,
         )
     finally:
-        _stop(process)
+        stop_process(process, STOP_TIMEOUT)

@@ -197,8 +197,22 @@ def test_bad_suite_is_one_clear_error(tmp_path: Path) -> None:
             "build.yml:3:8: config.net: net must be",
         ),
         ("image: osbuilder/x\ndebian:\n  packages: [a\n", "build.yml:4:1: YAML syntax error"),
+        (
+            "image: osbuilder/k\nkernel:\n  package: linux-image-${ARCH}\n  version: '1'\n"
+            "  modules: [virtio*, amd46:ata_piix]\n",
+            "build.yml:5:22: kernel.modules[1]: 'amd46' is not an architecture",
+        ),
     ],
-    ids=["typo", "missing-file", "tagged-name", "empty", "relative-path", "bad-label", "yaml"],
+    ids=[
+        "typo",
+        "missing-file",
+        "tagged-name",
+        "empty",
+        "relative-path",
+        "bad-label",
+        "yaml",
+        "module-arch",
+    ],
 )
 def test_invalid_recipe_is_a_located_error(tmp_path: Path, build_yml: str, message: str) -> None:
     directory = tmp_path / "bad"
