@@ -16,6 +16,10 @@ runtime, no supervision. It boots with osbuilder's own QEMU command line
 (osbuilder.vm.qemu.qemu_command, without -daemonize) and is timed from QEMU's start to
 PONG, polled the same way.
 
+The same system built kernel+squashfs is booted the same way after each floor and its
+median shown against the floor too (no target: the root is read from a disk as needed
+instead of unpacked whole before /init).
+
 RUNS interleaved runs each (osbuilder, floor, osbuilder, floor ...), a fresh free port
 for every boot, every VM stopped after its run (and on any error). Prints both medians,
 the ratio osbuilder/floor (target under TCG: <= 1.5), the init's own RSS from the
@@ -106,6 +110,7 @@ class Boot:
 class Results:
     ours: list[Boot] = field(default_factory=list)
     floor: list[Boot] = field(default_factory=list)
+    squashfs: list[Boot] = field(default_factory=list)  # kernel+squashfs: shown, no target
 
 
 def progress(message: str) -> None:
@@ -125,14 +130,16 @@ def check_tools() -> str:
 # --- building ---------------------------------------------------------------------------
 
 
-def build_system(store: Path, out: Path) -> Path:
-    """Build examples/redis.yml to kernel+initrd in `out`; returns the output prefix."""
+def build_system(store: Path, out: Path, format_name: str = "kernel+initrd") -> Path:
+    """Build examples/redis.yml to `format_name` in `out`; returns the output prefix."""
     command = [
         *OSBUILDER,
         "build",
         "--offline",
         "--cache",
         str(store),
+        "-f",
+        format_name,
         "-o",
         str(out),
         str(SPEC),
@@ -452,6 +459,14 @@ def report(results: Results) -> int:
     print(f"osbuilder run: median {median_ours:.2f} s  ({', '.join(f'{t:.2f}' for t in ours)})")
     print(f"floor:         median {median_floor:.2f} s  ({', '.join(f'{t:.2f}' for t in floor)})")
     print(f"ratio osbuilder/floor: {ratio:.2f} (target <= {RATIO_TARGET:g})")
+    if results.squashfs:
+        squashfs = [boot.seconds for boot in results.squashfs]
+        median_squashfs = statistics.median(squashfs)
+        print(
+            f"kernel+squashfs: median {median_squashfs:.2f} s  "
+            f"({', '.join(f'{t:.2f}' for t in squashfs)}); "
+            f"ratio to the floor {median_squashfs / median_floor:.2f} (no target)"
+        )
     rss_ok = len(known) == len(rss) and max(known) * 1024 / 1e6 <= RSS_TARGET_MB
     if known:
         peak = max(known)
@@ -464,6 +479,8 @@ def report(results: Results) -> int:
     print("guest uptime at each milestone, median s:")
     print(f"  osbuilder: {timeline(results.ours, OSBUILDER_MILESTONES)}")
     print(f"  floor:     {timeline(results.floor, FLOOR_MILESTONES)}")
+    if results.squashfs:
+        print(f"  squashfs:  {timeline(results.squashfs, OSBUILDER_MILESTONES)}")
     return 0 if ratio <= RATIO_TARGET and rss_ok else 1
 
 
@@ -475,6 +492,7 @@ def run(store: Path, runs: int) -> int:
         tmp = Path(tmp_name)
         progress(f"building {SPEC.relative_to(REPO)}")
         prefix = build_system(store, tmp / "out")
+        squashfs_prefix = build_system(store, tmp / "squashfs", "kernel+squashfs")
         progress("making the floor's initrd")
         ours_boot = KernelBoot.from_prefix(prefix)
         floor_boot = KernelBoot(
@@ -487,6 +505,10 @@ def run(store: Path, runs: int) -> int:
             boot = boot_floor(floor_boot, tmp / "floor-state", free_port(used), redis_cli)
             results.floor.append(boot)
             progress(f"run {number}/{runs}: floor {boot.seconds:.2f} s")
+            state = tmp / "squashfs-state"
+            boot = boot_osbuilder(squashfs_prefix, state, free_port(used), redis_cli)
+            results.squashfs.append(boot)
+            progress(f"run {number}/{runs}: kernel+squashfs {boot.seconds:.2f} s")
     return report(results)
 
 

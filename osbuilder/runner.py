@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from osbuilder.errors import ExternalError
 
@@ -55,20 +55,14 @@ def run(
     """
     argv = [str(part) for part in command]
     program = argv[0]
-    if shutil.which(program) is None and not Path(program).is_file():
-        raise ExternalError(f"{program}: command not found (is its package installed?)")
-    log.debug("run: %s", shlex.join(argv))
-    try:
-        process = subprocess.Popen(
-            argv,
-            stdin=None if input is None else subprocess.PIPE,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.PIPE,
-            env=None if env is None else {**os.environ, **env},
-            cwd=cwd,
-        )
-    except OSError as exc:
-        raise ExternalError(f"{program}: cannot run: {exc.strerror}") from None
+    process = _start(
+        argv,
+        env,
+        stdin=None if input is None else subprocess.PIPE,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+    )
     with process:
         try:
             stdout, stderr_bytes = process.communicate(input, timeout=timeout)
@@ -102,21 +96,15 @@ def stream_stdout(
     """
     argv = [str(part) for part in command]
     program = argv[0]
-    if shutil.which(program) is None and not Path(program).is_file():
-        raise ExternalError(f"{program}: command not found (is its package installed?)")
-    log.debug("run: %s", shlex.join(argv))
     with tempfile.TemporaryFile() as stderr:
-        try:
-            process = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                stdin=subprocess.DEVNULL,
-                env=None if env is None else {**os.environ, **env},
-                cwd=cwd,
-            )
-        except OSError as exc:
-            raise ExternalError(f"{program}: cannot run: {exc.strerror}") from None
+        process = _start(
+            argv,
+            env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+        )
         assert process.stdout is not None
         try:
             yield process.stdout
@@ -142,6 +130,58 @@ def stream_stdout(
         returncode = process.wait()
         if returncode != 0:
             _raise_failure(argv, returncode, stderr)
+
+
+@contextlib.contextmanager
+def feed_stdin(
+    command: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[IO[bytes]]:
+    """Run `command` and yield its stdin to write to while it runs.
+
+    The block's end closes stdin; the program must then exit 0, else an ExternalError
+    carries the tail of its stderr (which goes to a temporary file, as in stream_stdout;
+    stdout is discarded). If the block raises, the program is stopped; if the program
+    fails while the block is still writing, its own error is the one raised.
+    """
+    argv = [str(part) for part in command]
+    program = argv[0]
+    with tempfile.TemporaryFile() as stderr:
+        process = _start(argv, env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
+        assert process.stdin is not None
+        try:
+            yield process.stdin
+            process.stdin.close()
+        except BrokenPipeError:
+            # The program stopped reading: its exit status says why.
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            if (failed := process.wait()) != 0:
+                _raise_failure(argv, failed, stderr)
+            raise ExternalError(f"{program} exited before reading all its input") from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            _stop(process, program)
+            raise
+        returncode = process.wait()
+        if returncode != 0:
+            _raise_failure(argv, returncode, stderr)
+
+
+def _start(
+    argv: list[str], env: Mapping[str, str] | None, **options: Any
+) -> subprocess.Popen[bytes]:
+    """Start `argv` (logged first) with `env` added to ours; a clear error if it cannot."""
+    program = argv[0]
+    if shutil.which(program) is None and not Path(program).is_file():
+        raise ExternalError(f"{program}: command not found (is its package installed?)")
+    log.debug("run: %s", shlex.join(argv))
+    try:
+        return subprocess.Popen(argv, env=None if env is None else {**os.environ, **env}, **options)
+    except OSError as exc:
+        raise ExternalError(f"{program}: cannot run: {exc.strerror}") from None
 
 
 STOP_GRACE = 60.0  # seconds a stopped program gets to clean up (mmdebstrap: its temp root)

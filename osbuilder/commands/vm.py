@@ -37,7 +37,8 @@ def register(
         parents=[common],
         help="boot a built system under QEMU",
         description="Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline (the "
-        "kernel+initrd format), or an image built as iso-*, raw-*, qcow2-* or vhd (from a "
+        "kernel+initrd format; kernel+squashfs's root is attached as a read-only first "
+        "disk), or an image built as iso-*, raw-*, qcow2-* or vhd (from a "
         "read-only CD or disk; UEFI for a GPT), under QEMU, the serial console on the "
         "terminal. The exit status is 0 when the guest powers off cleanly, non-zero after a "
         "kernel panic or a timeout.",

@@ -60,6 +60,8 @@ Writer = Callable[[WriteJob], list["Output"]]
 # (some bring zstandard, some external tools). The files each writes: LinuxKit's names.
 FORMATS: dict[str, tuple[str, str]] = {
     "kernel+initrd": ("kernel_initrd", "write_kernel_initrd"),  # NAME-kernel, -initrd.img, -cmdline
+    # NAME-kernel, -squashfs.img, -squashfs-initrd.img (the boot stage), -cmdline
+    "kernel+squashfs": ("squashfs", "write_kernel_squashfs"),
     "tar": ("rootfs_tar", "write_rootfs_tar"),  # NAME.tar
     "iso-bios": ("iso", "write_iso_bios"),  # NAME.iso
     "raw-bios": ("disk", "write_raw_bios"),  # NAME-bios.img

@@ -39,13 +39,16 @@ def write_kernel_initrd(job: WriteJob) -> list[Output]:
         # The media formats of this build stage the initrd anyway: copy it rather than
         # compress the tree twice.
         staged = boot_files(job, FORMAT)
-        outputs = [_copy(staged.kernel, directory, kernel), _copy(staged.initrd, directory, initrd)]
+        outputs = [
+            copy_output(staged.kernel, directory, kernel),
+            copy_output(staged.initrd, directory, initrd),
+        ]
     else:
         # The kernel is copied (read, hashed, written, flushed to disk: all without the
         # GIL) on a helper thread while the initrd is compressed: it rides on what
         # compression leaves idle.
         with ThreadPoolExecutor(1, thread_name_prefix="kernel") as helper:
-            copied = helper.submit(_copy, parts.kernel, directory, kernel)
+            copied = helper.submit(copy_output, parts.kernel, directory, kernel)
             with directory.create(initrd) as initrd_out:
                 write_initrd(
                     job.system,
@@ -58,7 +61,7 @@ def write_kernel_initrd(job: WriteJob) -> list[Output]:
     return [*outputs, cmdline_out.result()]
 
 
-def _copy(content: Content | Path, directory: OutputDirectory, name: str) -> Output:
+def copy_output(content: Content | Path, directory: OutputDirectory, name: str) -> Output:
     opened = content.open("rb") if isinstance(content, Path) else content.open()
     with opened as source, directory.create(name) as out:
         shutil.copyfileobj(source, out, COPY_CHUNK)

@@ -19,8 +19,10 @@ from osbuilder.formats.cpio import write_cpio
 from osbuilder.formats.outputfile import scratch_file
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from typing import BinaryIO
 
+    from osbuilder.assemble.entry import Entry
     from osbuilder.assemble.system import AssembledSystem, KernelParts
     from osbuilder.formats import WriteJob
 
@@ -50,15 +52,25 @@ def initrd_compression(system: AssembledSystem, requested: Compression | None) -
     return requested or default_compression(system.kernel.config)
 
 
-def write_initrd(system: AssembledSystem, out: BinaryIO, compression: Compression) -> None:
+def write_initrd(
+    system: AssembledSystem,
+    out: BinaryIO,
+    compression: Compression,
+    entries: Iterable[Entry] | None = None,
+) -> None:
     """The initrd: CPU microcode first and uncompressed (where the kernel looks for it),
-    then the whole tree but the kernel as a compressed newc cpio."""
+    then `entries` (by default the whole tree but the kernel) as a compressed newc cpio."""
     ucode = system.kernel.ucode
     if ucode is not None:
         with ucode.open() as source:
             shutil.copyfileobj(source, out, COPY_CHUNK)
     with compressed_writer(out, compression) as stream:
-        write_cpio((e for e in system.tree.walk() if e.path not in SPLIT_OUT), stream)
+        write_cpio(root_entries(system) if entries is None else entries, stream)
+
+
+def root_entries(system: AssembledSystem) -> Iterator[Entry]:
+    """The root filesystem's entries, parents first: the tree but what goes beside it."""
+    return (e for e in system.tree.walk() if e.path not in SPLIT_OUT)
 
 
 def boot_files(job: WriteJob, format_name: str) -> BootFiles:

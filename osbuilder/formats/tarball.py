@@ -12,7 +12,7 @@ from __future__ import annotations
 import stat
 import tarfile
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import IO
 
 from osbuilder.assemble.entry import Content, Entry, Kind
 
@@ -30,7 +30,7 @@ _MEMBER_TYPE = {
 }
 
 
-def write_tar(entries: Iterable[Entry], out: BinaryIO) -> None:
+def write_tar(entries: Iterable[Entry], out: IO[bytes]) -> None:
     """Write `entries` to `out` as a PAX tar archive, in the order given.
 
     The first entry of a hard-link group (entries sharing one Content) carries the data;

@@ -67,6 +67,10 @@ def parse_cmdline(text: str) -> BootOptions:
         except ValueError:
             problems.append(f"osbuilder.shutdown_timeout={raw}: expected seconds")
             timeout = DEFAULT_SHUTDOWN_TIMEOUT
+    # Read by kernel+squashfs's boot stage (formats/boot_stage.py), which cannot report.
+    rootwait = values.pop("rootwait", "0")
+    if not rootwait.isdigit():
+        problems.append(f"osbuilder.rootwait={rootwait}: expected whole seconds")
     modules = tuple(m for m in values.pop("modules", "").split(",") if m)
     skipped = tuple(m for m in values.pop("modules_skip", "").split(",") if m)
     debug = _flag(values.pop("debug", "0") or "1")

@@ -1,18 +1,18 @@
 """QEMU command lines for built systems.
 
-kernel+initrd outputs (PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline) boot
-with -kernel/-initrd/-append, on a PC (q35), or for an arm64 kernel on QEMU's
-virt machine through UEFI (see MACHINES); a boot medium (an ISO, raw or qcow2 image), known
-by its contents (osbuilder/media.py), boots through the firmware (SeaBIOS, or
-OVMF for a GPT) from a read-only CD or virtio disk (the system lives in its
-initrd and never writes it). Every VM gets virtio-rng (Python's start does
-not wait for entropy), virtio-net user networking with published ports on
-127.0.0.1, a QMP socket, a pid file and its serial console logged to
-STATE/console.log; a guest kernel panic makes QEMU exit with a failure
-(pvpanic; on arm64, panic=-1). `--net restricted` keeps the guest off every network but the
-published ports, as the tests use it. Data disks (`--disk`, vm/disks.py) are
-writable virtio disks after the boot medium, user data (`--data`, vm/userdata.py) a
-read-only one after them.
+kernel+initrd outputs (PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline) boot with
+-kernel/-initrd/-append (kernel+squashfs ones too, with their boot stage as the initrd
+and the root's image as a read-only first virtio disk), on a PC (q35), or for an arm64
+kernel on QEMU's virt machine through UEFI (see MACHINES); a boot medium (an ISO, raw or
+qcow2 image), known by its contents (osbuilder/media.py), boots through the firmware
+(SeaBIOS, or OVMF for a GPT) from a read-only CD or virtio disk (the system lives in its
+initrd and never writes it). Every VM gets virtio-rng (Python's start does not wait for
+entropy), virtio-net user networking with published ports on 127.0.0.1, a QMP socket, a
+pid file and its serial console logged to STATE/console.log; a guest kernel panic makes
+QEMU exit with a failure (pvpanic; on arm64, panic=-1). `--net restricted` keeps the
+guest off every network but the published ports, as the tests use it. Data disks
+(`--disk`, vm/disks.py) are writable virtio disks after the boot medium, user data
+(`--data`, vm/userdata.py) a read-only one after them.
 """
 
 from __future__ import annotations
@@ -111,20 +111,40 @@ class KernelBoot:
     initrd: Path
     cmdline: str
     architecture: str = "amd64"
+    root: Path | None = None  # kernel+squashfs: the root's image, a read-only first disk
 
     @classmethod
     def from_prefix(cls, prefix: Path) -> KernelBoot:
+        """PREFIX's kernel+initrd, or its kernel+squashfs (the newer when both are there)."""
         kernel = Path(f"{prefix}-kernel")
         initrd = Path(f"{prefix}-initrd.img")
         cmdline = Path(f"{prefix}-cmdline")
-        missing = [p.name for p in (kernel, initrd) if not p.is_file()]
+        root = Path(f"{prefix}-squashfs.img")
+        stage = Path(f"{prefix}-squashfs-initrd.img")
+        if root.is_file() and not stage.is_file():
+            raise UserError(
+                f"{prefix}: {root.name} has no {stage.name} beside it to mount it with; "
+                "build again (osbuilder build -f kernel+squashfs FILE.yml)"
+            )
+        squashfs = root.is_file() and (not initrd.is_file() or _modified(root) > _modified(initrd))
+        missing = [p.name for p in (kernel, stage if squashfs else initrd) if not p.is_file()]
         if missing:
             raise UserError(
                 f"{prefix}: no {' or '.join(missing)}; build it first "
-                "(osbuilder build FILE.yml, format kernel+initrd)"
+                "(osbuilder build FILE.yml, format kernel+initrd or kernel+squashfs)"
             )
         text = cmdline.read_text().strip() if cmdline.is_file() else "console=ttyS0"
-        return cls(kernel, initrd, text, kernel_architecture(kernel))
+        return cls(
+            kernel,
+            stage if squashfs else initrd,
+            text,
+            kernel_architecture(kernel),
+            root if squashfs else None,
+        )
+
+
+def _modified(path: Path) -> int:
+    return path.stat().st_mtime_ns
 
 
 def boot_target(target: Path) -> KernelBoot | MediaBoot:
@@ -198,6 +218,11 @@ def qemu_command(config: VmConfig) -> list[str]:
         "-smp",
         str(config.cpus),
         *_boot_options(config),
+        *(
+            ("-drive", f"file={_escaped(root)},format=raw,if=virtio,readonly=on")
+            if isinstance(config.boot, KernelBoot) and (root := config.boot.root) is not None
+            else ()
+        ),
         *(
             option
             for disk in config.disks

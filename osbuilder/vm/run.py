@@ -158,7 +158,12 @@ def _panicked(config: VmConfig) -> bool:
 def _record(config: VmConfig, pid: int | None) -> dict[str, object]:
     boot = config.boot
     booted: dict[str, object] = (
-        {"kernel": str(boot.kernel), "initrd": str(boot.initrd), "architecture": boot.architecture}
+        {
+            "kernel": str(boot.kernel),
+            "initrd": str(boot.initrd),
+            "root": None if boot.root is None else str(boot.root),
+            "architecture": boot.architecture,
+        }
         if isinstance(boot, KernelBoot)
         else {"image": str(boot.path), "medium": boot.medium, "firmware": boot.firmware}
     )

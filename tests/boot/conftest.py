@@ -83,10 +83,11 @@ def run_detached(
     )
 
 
-def run_until_poweroff(target: Path, state: Path, *options: str) -> str:
+def run_foreground(
+    target: Path, state: Path, *options: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
     """`osbuilder run` of `target` in the foreground under TCG, without a network, until
-    the guest powers itself off (within 240 s); returns its console. `options` go before
-    `target`."""
+    QEMU ends (within 240 s); its result and the console. `options` go before `target`."""
     result = osbuilder(
         "run",
         "--accel",
@@ -100,7 +101,12 @@ def run_until_poweroff(target: Path, state: Path, *options: str) -> str:
         *options,
         str(target),
     )
-    console = (state / "console.log").read_text(errors="replace")
+    return result, (state / "console.log").read_text(errors="replace")
+
+
+def run_until_poweroff(target: Path, state: Path, *options: str) -> str:
+    """run_foreground, which must end with the guest powering itself off; its console."""
+    result, console = run_foreground(target, state, *options)
     assert result.returncode == 0, console[-3000:]
     return console
 

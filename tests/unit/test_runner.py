@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
 
 from osbuilder import runner
 from osbuilder.errors import ExternalError
-from osbuilder.runner import run, stream_stdout
+from osbuilder.runner import feed_stdin, run, stream_stdout
 
 
 def test_success_returns_captured_output() -> None:
@@ -73,5 +74,45 @@ def test_a_stopped_program_may_write_its_last_output_before_it_cleans_up(
     script = CLEANS_UP.replace("trap '", "trap 'head -c 1000000 /dev/zero; ")
     with pytest.raises(KeyboardInterrupt), stream_stdout(["sh", "-c", script, str(marker)]) as out:
         assert out.readline() == b"ready\n"
+        raise KeyboardInterrupt
+    assert marker.read_text() == "cleaned up\n"
+
+
+def test_what_is_fed_reaches_the_program(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    with feed_stdin(["sh", "-c", 'cat > "$0"', str(copy)]) as stdin:
+        stdin.write(b"x" * (1 << 20))  # more than a pipe holds
+    assert copy.read_bytes() == b"x" * (1 << 20)
+
+
+def test_a_fed_program_that_fails_or_stops_reading_gives_its_own_error() -> None:
+    with (
+        pytest.raises(ExternalError, match=r"failed \(exit 2\): bad input"),
+        feed_stdin(["sh", "-c", "cat > /dev/null; echo 'bad input' >&2; exit 2"]) as stdin,
+    ):
+        stdin.write(b"data")
+    # It exits at once: writing on meets a closed pipe, and its exit status is what is told.
+    with (
+        pytest.raises(ExternalError, match=r"failed \(exit 3\): gave up"),
+        feed_stdin(["sh", "-c", "echo 'gave up' >&2; exit 3"]) as stdin,
+    ):
+        for _ in range(64):
+            stdin.write(b"y" * (1 << 20))
+    with (
+        pytest.raises(ExternalError, match="exited before reading all its input"),
+        feed_stdin(["true"]) as stdin,
+    ):
+        for _ in range(64):
+            stdin.write(b"z" * (1 << 20))
+
+
+def test_an_interrupted_feed_stops_its_program_gently(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    script = CLEANS_UP.replace("echo ready", ': > "$0.ready"')  # its stdout goes nowhere
+    with pytest.raises(KeyboardInterrupt), feed_stdin(["sh", "-c", script, str(marker)]):
+        ready = Path(f"{marker}.ready")
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         raise KeyboardInterrupt
     assert marker.read_text() == "cleaned up\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -323,3 +324,33 @@ def test_user_data_that_cannot_be_used_is_refused(tmp_path: Path) -> None:
     big.write_bytes(b"x" * ((16 << 20) + 1))
     with pytest.raises(UserError, match=r"user data is at most 16 MiB"):
         read_data_file(big)
+
+
+def test_a_kernel_squashfs_prefix_boots_its_stage_with_the_root_as_the_first_disk(
+    tmp_path: Path,
+) -> None:
+    for suffix in ("kernel", "squashfs-initrd.img", "squashfs.img"):
+        (tmp_path / f"sys-{suffix}").write_text(suffix)
+    (tmp_path / "sys-cmdline").write_text("console=ttyS0\n")
+    loaded = KernelBoot.from_prefix(tmp_path / "sys")
+    assert (loaded.initrd.name, loaded.root) == (
+        "sys-squashfs-initrd.img",
+        tmp_path / "sys-squashfs.img",
+    )
+    disk = DataDisk(tmp_path / "d.qcow2", 1 << 20)
+    prepare_disks([disk])
+    joined = " ".join(qemu_command(VmConfig(loaded, tmp_path / "state", disks=[disk])))
+    assert f"-initrd {tmp_path}/sys-squashfs-initrd.img" in joined
+    root = f"-drive file={tmp_path}/sys-squashfs.img,format=raw,if=virtio,readonly=on"
+    assert root in joined
+    assert joined.index(root) < joined.index(str(disk.path))  # the root is vda, disks follow
+
+    # Both formats built with one name: the newer one boots (an older build's files may linger).
+    (tmp_path / "sys-initrd.img").write_text("initrd")
+    assert KernelBoot.from_prefix(tmp_path / "sys").root is None
+    os.utime(tmp_path / "sys-initrd.img", ns=(0, 0))
+    assert KernelBoot.from_prefix(tmp_path / "sys").root == tmp_path / "sys-squashfs.img"
+
+    (tmp_path / "sys-squashfs-initrd.img").unlink()
+    with pytest.raises(UserError, match=r"sys-squashfs\.img has no sys-squashfs-initrd\.img"):
+        KernelBoot.from_prefix(tmp_path / "sys")

@@ -24,7 +24,8 @@ from .fakes import RecordingConsole
 def test_cmdline_options() -> None:
     options = parse_cmdline(
         "console=ttyS0 osbuilder.runtime=runc osbuilder.shutdown_timeout=2.5 "
-        "osbuilder.debug osbuilder.modules=wireguard,dm_crypt osbuilder.modules_skip=sr_mod quiet"
+        "osbuilder.debug osbuilder.modules=wireguard,dm_crypt osbuilder.modules_skip=sr_mod quiet "
+        "osbuilder.rootwait=5"
     )
     assert options == BootOptions(
         runtime="runc",
@@ -38,12 +39,14 @@ def test_cmdline_options() -> None:
 
 def test_bad_cmdline_values_are_reported_not_fatal() -> None:
     options = parse_cmdline(
-        "osbuilder.runtime=docker osbuilder.shutdown_timeout=soon osbuilder.colour=1"
+        "osbuilder.runtime=docker osbuilder.shutdown_timeout=soon osbuilder.colour=1 "
+        "osbuilder.rootwait=1.5"
     )
     assert options.runtime == "" and options.shutdown_timeout == 10.0
     assert options.problems == (
         "osbuilder.runtime=docker: expected crun or runc",
         "osbuilder.shutdown_timeout=soon: expected seconds",
+        "osbuilder.rootwait=1.5: expected whole seconds",
         "osbuilder.colour: unknown option",
     )
 

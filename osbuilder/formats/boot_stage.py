@@ -1,0 +1,265 @@
+"""The boot stage of kernel+squashfs: a small initrd that mounts the squashfs root.
+
+LinuxKit's kernels have the block drivers and squashfs built in and mount the image as
+`root=` themselves. Debian's kernels build them as modules, so something must load them
+first: this initrd holds only the system's own static busybox, the modules the root
+needs (block drivers, squashfs, overlay, and what they depend on, in load order) and an
+/init script that loads them, finds the root, stacks a tmpfs over it with overlayfs and
+switch_roots into the system's /init. The system then runs exactly as from an initrd (a
+writable root, only what it writes held in memory) while its files stay on the disk.
+
+The root is `root=/dev/NAME` from the kernel's command line, else the first block device
+that starts with squashfs's magic, waited for up to `osbuilder.rootwait=SECONDS` (30; disks
+behind SCSI or USB show up late). Each failure prints one line naming what to do and
+ends the boot stage: the kernel then panics, which `osbuilder run` reports.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from osbuilder.assemble.entry import Entry, Kind
+from osbuilder.errors import UserError
+
+if TYPE_CHECKING:
+    from osbuilder.assemble.tree import Tree
+
+BUSYBOX = "bin/busybox"
+# Modules that may carry the root, loaded when the kernel has them as modules: virtio
+# (QEMU, most clouds), SCSI disks, IDE/SATA, NVMe, Xen, Hyper-V; then the file systems.
+ROOT_DEVICE_MODULES = (
+    "virtio_pci",
+    "virtio_mmio",
+    "virtio_blk",
+    "virtio_scsi",
+    "sd_mod",
+    "ata_piix",
+    "ahci",
+    "nvme",
+    "xen_blkfront",
+    "hv_storvsc",
+)
+FILESYSTEM_MODULES = ("squashfs", "overlay")
+# QEMU's panic device, so that a boot stage that fails ends the VM instead of hanging it.
+PANIC_MODULES = ("pvpanic", "pvpanic_mmio", "pvpanic_pci")
+ROOT_WAIT_SECONDS = 30
+
+_ELF_MAGIC = b"\x7fELF"
+_PT_INTERP = 3  # a program header naming the dynamic loader: not a static binary
+
+INIT_SCRIPT = """\
+#!/bin/busybox sh
+# osbuilder's boot stage (kernel+squashfs): load the root's drivers, mount the squashfs
+# root under a tmpfs overlay, then switch_root to the system's /init.
+bb=/bin/busybox
+# Through the kernel's log (as an error, shown even with `quiet`): a console write could
+# still be in the serial port's buffer when the kernel panics at the exit.
+fail() {
+    echo "<3>osbuilder boot stage: $*" >/dev/kmsg
+    exit 1
+}
+$bb mount -t devtmpfs -o mode=0755 devtmpfs /dev || fail "cannot mount /dev"
+$bb mount -t proc proc /proc || fail "cannot mount /proc"
+$bb mount -t sysfs sysfs /sys || fail "cannot mount /sys"
+for module in @MODULES@; do
+    $bb insmod "/lib/modules/$module" || fail "cannot load $module"
+done
+root= wait=@WAIT@
+for word in $($bb cat /proc/cmdline); do
+    case "$word" in
+    root=/dev/*) root="${word#root=}" ;;
+    osbuilder.rootwait=*) wait="${word#osbuilder.rootwait=}" ;;
+    esac
+done
+case "$wait" in '' | *[!0-9]*) wait=@WAIT@ ;; esac
+is_squashfs() { [ -b "$1" ] && [ "$($bb head -c 4 "$1" 2>/dev/null)" = hsqs ]; }
+find_root() {
+    if [ -n "$root" ]; then
+        is_squashfs "$root" && echo "$root"
+        return
+    fi
+    for block in /sys/class/block/*; do
+        device="/dev/${block##*/}"
+        if is_squashfs "$device"; then echo "$device"; return; fi
+    done
+}
+tries=0
+until device=$(find_root) && [ -n "$device" ]; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt $((wait * 5)) ]; then
+        if [ -n "$root" ]; then
+            fail "root=$root is not a squashfs disk; attach NAME-squashfs.img there"
+        fi
+        fail "no disk holds a squashfs root; attach NAME-squashfs.img (or give root=/dev/...)"
+    fi
+    $bb usleep 200000
+done
+$bb mkdir -p /root/lower /root/changes /newroot
+$bb mount -t squashfs -o ro "$device" /root/lower || fail "cannot mount $device"
+$bb mount -t tmpfs -o mode=0755 tmpfs /root/changes || fail "cannot mount a tmpfs"
+$bb mkdir /root/changes/upper /root/changes/work
+$bb mount -t overlay \\
+    -o lowerdir=/root/lower,upperdir=/root/changes/upper,workdir=/root/changes/work \\
+    overlay /newroot || fail "cannot mount the overlay root"
+[ -x /newroot/init ] || fail "$device has no /init"
+$bb umount /sys /proc
+$bb mount --move /dev /newroot/dev || $bb umount /dev
+exec $bb switch_root /newroot /init
+"""
+
+
+def boot_stage_entries(tree: Tree, epoch: int, format_name: str) -> list[Entry]:
+    """The boot stage's entries (parents first), taken from the system's `tree`."""
+    busybox = _static_busybox(tree, format_name)
+    modules = _root_modules(tree, format_name)
+    script = INIT_SCRIPT.replace("@MODULES@", " ".join(module for module, _ in modules))
+    script = script.replace("@WAIT@", str(ROOT_WAIT_SECONDS))
+    spool = tree.spool
+    entries = [
+        Entry(name, Kind.DIRECTORY, 0o755, mtime=epoch)
+        for name in ("bin", "dev", "lib", "lib/modules", "newroot", "proc", "root", "sys")
+    ]
+    # The kernel opens /dev/console for init's stdio before any /dev is mounted; /dev/kmsg
+    # is where its failures are told.
+    entries.append(Entry("dev/console", Kind.CHAR, 0o600, mtime=epoch, devmajor=5, devminor=1))
+    entries.append(Entry("dev/kmsg", Kind.CHAR, 0o644, mtime=epoch, devmajor=1, devminor=11))
+    entries.append(Entry(BUSYBOX, Kind.FILE, 0o755, mtime=epoch, content=busybox.content))
+    entries.append(
+        Entry("init", Kind.FILE, 0o755, mtime=epoch, content=spool.write_bytes(script.encode()))
+    )
+    directories = set()
+    for module, entry in modules:
+        parent = posixpath.dirname(f"lib/modules/{module}")
+        for directory in _parents(parent):
+            if directory not in directories:
+                directories.add(directory)
+                entries.append(Entry(directory, Kind.DIRECTORY, 0o755, mtime=epoch))
+        entries.append(
+            Entry(f"lib/modules/{module}", Kind.FILE, 0o644, mtime=epoch, content=entry.content)
+        )
+    spool.flush()
+    return sorted(entries, key=lambda e: e.path.split("/"))
+
+
+def _parents(directory: str) -> Iterator[str]:
+    """lib/modules/a/b -> lib/modules/a, lib/modules/a/b (what lies below lib/modules)."""
+    parts = directory.split("/")
+    for end in range(3, len(parts) + 1):
+        yield "/".join(parts[:end])
+
+
+def _static_busybox(tree: Tree, format_name: str) -> Entry:
+    entry = tree.get(tree.resolve(BUSYBOX, follow_last=True))
+    if entry is None or entry.kind is not Kind.FILE or entry.content is None:
+        raise UserError(
+            f"{format_name}: the system has no /{BUSYBOX} to mount its root with; "
+            "add an init image that has a static busybox (osbuilder/init has one)"
+        )
+    with entry.content.open() as stream:
+        head = stream.read(64 * 1024)
+    if not is_static_elf(head):
+        raise UserError(
+            f"{format_name}: /{BUSYBOX} is not a static executable, so it cannot run "
+            "before the root is mounted; use busybox-static (osbuilder/init has it)"
+        )
+    return entry
+
+
+def is_static_elf(head: bytes) -> bool:
+    """Whether the ELF file starting with `head` runs without a dynamic loader."""
+    if len(head) < 52 or not head.startswith(_ELF_MAGIC) or head[4] not in (1, 2):
+        return False
+    wide, order = head[4] == 2, "<" if head[5] == 1 else ">"
+    if wide:
+        (phoff,) = struct.unpack_from(order + "Q", head, 32)
+        phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
+    else:
+        (phoff,) = struct.unpack_from(order + "I", head, 28)
+        phentsize, phnum = struct.unpack_from(order + "HH", head, 42)
+    if phnum == 0 or phoff + phnum * phentsize > len(head):
+        return False
+    return all(
+        struct.unpack_from(order + "I", head, phoff + index * phentsize)[0] != _PT_INTERP
+        for index in range(phnum)
+    )
+
+
+def _root_modules(tree: Tree, format_name: str) -> list[tuple[str, Entry]]:
+    """(path below lib/modules, entry) of each module to load, dependencies first.
+
+    None when the kernel has no modules.dep (everything built in, as LinuxKit's kernels).
+    """
+    modules_dir = tree.resolve("lib/modules", follow_last=True)
+    versions = sorted(
+        path.rsplit("/", 2)[-2]
+        for path in tree.entries
+        if path.startswith(modules_dir + "/")
+        and path.endswith("/modules.dep")
+        and path.count("/") == modules_dir.count("/") + 2
+    )
+    if not versions:
+        return []
+    if len(versions) > 1:
+        raise UserError(
+            f"{format_name}: the system has modules of several kernels "
+            f"({', '.join(versions)}); keep those of the spec's kernel only"
+        )
+    base = f"{modules_dir}/{versions[0]}"
+    depends = _read_modules_dep(tree, f"{base}/modules.dep")
+    by_name = {_module_name(path): path for path in depends}
+    builtin = _read_builtin(tree, f"{base}/modules.builtin")
+    for name in FILESYSTEM_MODULES:
+        if name not in by_name and name not in builtin:
+            raise UserError(
+                f"{format_name}: the kernel has no {name} driver (neither a module in "
+                f"{versions[0]}'s modules.dep nor built in); add it to the kernel image"
+            )
+    order: list[str] = []
+    for name in (*PANIC_MODULES, *ROOT_DEVICE_MODULES, *FILESYSTEM_MODULES):
+        if name in by_name:
+            _add_with_dependencies(by_name[name], depends, order)
+    result = []
+    for path in order:
+        entry = tree.get(f"{base}/{path}")
+        if entry is None or entry.content is None:
+            raise UserError(
+                f"{format_name}: modules.dep names {path}, which the kernel image lacks"
+            )
+        result.append((f"{versions[0]}/{path}", entry))
+    return result
+
+
+def _add_with_dependencies(path: str, depends: dict[str, list[str]], order: list[str]) -> None:
+    if path in order:
+        return
+    for dependency in depends.get(path, []):
+        _add_with_dependencies(dependency, depends, order)
+    order.append(path)
+
+
+def _module_name(path: str) -> str:
+    """kernel/drivers/block/virtio_blk.ko[.xz] -> virtio_blk ('-' and '_' are one)."""
+    return posixpath.basename(path).split(".ko", 1)[0].replace("-", "_")
+
+
+def _read_modules_dep(tree: Tree, path: str) -> dict[str, list[str]]:
+    depends: dict[str, list[str]] = {}
+    for line in _read_text(tree, path).splitlines():
+        module, _, rest = line.partition(":")
+        if module:
+            depends[module] = rest.split()
+    return depends
+
+
+def _read_builtin(tree: Tree, path: str) -> set[str]:
+    return {_module_name(line) for line in _read_text(tree, path).splitlines() if line}
+
+
+def _read_text(tree: Tree, path: str) -> str:
+    entry = tree.get(path)
+    if entry is None or entry.content is None:
+        return ""
+    return entry.content.read_bytes().decode(errors="replace")

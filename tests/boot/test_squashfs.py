@@ -1,0 +1,73 @@
+"""kernel+squashfs: the Redis OS with its root on a read-only disk, mounted by the boot
+stage, answers a real redis client in 96 MB of memory (as kernel+initrd it needs about
+384: the whole tree is unpacked into memory); a root that is no squashfs ends the boot
+with the stage's line and a failure status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.boot.conftest import (
+    build_system,
+    free_port,
+    osbuilder,
+    redis_cli,
+    run_detached,
+    run_foreground,
+)
+from tests.conftest import REPO, Packages
+
+pytestmark = pytest.mark.boot
+
+
+def test_the_redis_os_on_squashfs_answers_in_96_mb(packages: Packages, tmp_path: Path) -> None:
+    prefix = build_system(
+        packages, REPO / "examples/redis.yml", tmp_path / "out", "kernel+squashfs"
+    )
+    port = free_port()
+    state = Path(f"{prefix}-state")
+    started = run_detached(prefix, port, "--mem", "96")
+    try:
+        console = (state / "console.log").read_text(errors="replace")
+        assert started.returncode == 0, started.stderr + console[-3000:]
+        assert redis_cli(port, "ping") == "PONG"
+        assert redis_cli(port, "set", "on", "squashfs") == "OK"
+        assert redis_cli(port, "get", "on") == "squashfs"
+        [record] = [
+            vm for vm in json.loads(osbuilder("ps", "--json").stdout) if vm["state"] == str(state)
+        ]
+        assert record["root"] == f"{prefix}-squashfs.img"
+        assert record["initrd"] == f"{prefix}-squashfs-initrd.img"
+    finally:
+        stopped = osbuilder("stop", str(state))
+    assert stopped.stdout.strip() == f"{state}: powered off", stopped.stderr
+    console = (state / "console.log").read_text(errors="replace")
+    assert "squashfs: version 4.0" in console  # the stage loaded the module
+    assert "init: osbuilder " in console and "onboot dhcpcd: exit code 0" in console
+    assert "osbuilder boot stage:" not in console
+    assert "reboot: Power down" in console
+
+
+def test_a_root_that_is_no_squashfs_ends_the_boot_with_the_stages_line(
+    packages: Packages, tmp_path: Path
+) -> None:
+    prefix = build_system(
+        packages, REPO / "examples/redis.yml", tmp_path / "out", "kernel+squashfs"
+    )
+    result, console = run_foreground(
+        prefix,
+        tmp_path / "state",
+        "--disk",
+        f"{tmp_path / 'blank.img'},size=16M,format=raw",
+        "--append",
+        "root=/dev/vdb osbuilder.rootwait=1",
+    )
+    assert result.returncode not in (0, 124), console[-3000:]  # a panic, not the timeout
+    assert (
+        "osbuilder boot stage: root=/dev/vdb is not a squashfs disk; "
+        "attach NAME-squashfs.img there" in console
+    )
+    assert "Kernel panic" in console and "init: osbuilder " not in console
