@@ -1,8 +1,9 @@
 """What a built image file is: its medium and the firmware it needs (`run`, `push openstack`).
 
-Known by its contents, not its name: an ISO 9660 image boots from a CD, a raw, qcow2 or
-fixed VHD disk from a virtio disk; an image with a GPT boots through UEFI (OVMF), anything else
-through the BIOS (SeaBIOS). A qcow2's own first sectors are read with `qemu-img dd`.
+Known by its contents, not its name: an ISO 9660 image boots from a CD, a raw, qcow2,
+VHD (fixed or dynamic) or VMDK disk from a virtio disk; an image with a GPT boots through
+UEFI (OVMF), anything else through the BIOS (SeaBIOS). The first sectors of the disk in a
+qcow2, dynamic VHD or VMDK are read with `qemu-img dd`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from pathlib import Path
 from osbuilder.errors import UserError
 from osbuilder.runner import run
 
-MEDIA = ("iso", "raw", "qcow2", "vhd")
+MEDIA = ("iso", "raw", "qcow2", "vhd", "vmdk")
 FIRMWARES = ("bios", "efi")
 _ISO_MAGIC = (0x8001, b"CD001")  # the primary volume descriptor's identifier
 _QCOW2_MAGIC = (0, b"QFI\xfb")
 _MBR_MAGIC = (0x1FE, b"\x55\xaa")
 _GPT_MAGIC = (0x200, b"EFI PART")  # the GPT header, in the disk's second sector
 _VHD_COOKIE = b"conectix"  # a fixed VHD: the raw disk, then a 512-byte footer
+_DYNAMIC_VHD_MAGIC = (0, _VHD_COOKIE)  # a dynamic VHD starts with a copy of its footer
+_VMDK_MAGIC = (0, b"KDMV")  # a sparse VMDK's header
 
 
 @dataclass(frozen=True)
@@ -36,14 +39,18 @@ class MediaBoot:
         if _has(head, _ISO_MAGIC):  # (iso-efi's has a GPT for booting it as a disk)
             return cls(path, "iso", _firmware(head))
         if _has(head, _QCOW2_MAGIC):
-            return cls(path, "qcow2", _firmware(_qcow2_head(path)))
+            return cls(path, "qcow2", _firmware(_disk_head(path, "qcow2")))
+        if _has(head, _DYNAMIC_VHD_MAGIC):
+            return cls(path, "vhd", _firmware(_disk_head(path, "vpc")))
+        if _has(head, _VMDK_MAGIC):
+            return cls(path, "vmdk", _firmware(_disk_head(path, "vmdk")))
         if _has(head, _MBR_MAGIC):  # a GPT disk has one too: its protective MBR
             medium = "vhd" if _tail(path).startswith(_VHD_COOKIE) else "raw"
             return cls(path, medium, _firmware(head))
         raise UserError(
-            f"{path}: not a bootable image (ISO, MBR or GPT disk, qcow2, VHD); give the PREFIX "
-            "of a kernel+initrd build (e.g. output/redis) or an .iso, .img, .qcow2 or .vhd it "
-            "built"
+            f"{path}: not a bootable image (ISO, MBR or GPT disk, qcow2, VHD, VMDK); give the "
+            "PREFIX of a kernel+initrd build (e.g. output/redis) or an .iso, .img, .qcow2, "
+            ".vhd or .vmdk it built"
         )
 
 
@@ -74,8 +81,8 @@ def _firmware(disk_head: bytes) -> str:
     return "efi" if _has(disk_head, _GPT_MAGIC) else "bios"
 
 
-def _qcow2_head(path: Path) -> bytes:
-    """The first two sectors of the disk in the qcow2 image `path`."""
+def _disk_head(path: Path, qemu_format: str) -> bytes:
+    """The first two sectors of the disk in the image `path` (QEMU's `qemu_format`)."""
     with tempfile.TemporaryDirectory(prefix="osbuilder-") as scratch:
         head = Path(scratch, "head")
         run(
@@ -83,7 +90,7 @@ def _qcow2_head(path: Path) -> bytes:
                 "qemu-img",
                 "dd",
                 "-f",
-                "qcow2",
+                qemu_format,
                 "-O",
                 "raw",
                 "bs=512",

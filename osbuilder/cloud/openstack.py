@@ -24,7 +24,8 @@ from osbuilder.media import MediaBoot
 
 log = logging.getLogger(__name__)
 
-DISK_FORMATS = {"iso": "iso", "raw": "raw", "qcow2": "qcow2", "vhd": "vhd"}  # -> Glance's
+# medium -> Glance's disk_format
+DISK_FORMATS = {"iso": "iso", "raw": "raw", "qcow2": "qcow2", "vhd": "vhd", "vmdk": "vmdk"}
 UPLOAD_TIMEOUT = 3600.0  # seconds for Glance to make an uploaded image active
 _CHUNK = 1 << 20
 

@@ -67,6 +67,8 @@ FORMATS: dict[str, tuple[str, str]] = {
     "raw-bios": ("disk", "write_raw_bios"),  # NAME-bios.img
     "qcow2-bios": ("disk", "write_qcow2_bios"),  # NAME.qcow2
     "vhd": ("disk", "write_vhd"),  # NAME.vhd
+    "dynamic-vhd": ("disk", "write_dynamic_vhd"),  # NAME-dynamic.vhd
+    "vmdk": ("disk", "write_vmdk"),  # NAME.vmdk
     "iso-efi": ("iso", "write_iso_efi"),  # NAME-efi.iso
     "raw-efi": ("disk", "write_raw_efi"),  # NAME-efi.img
     "qcow2-efi": ("disk", "write_qcow2_efi"),  # NAME-efi.qcow2
@@ -81,7 +83,17 @@ def writer(format_name: str) -> Writer:
 
 FORMAT_NAMES = tuple(FORMATS)
 BOOT_MEDIA = frozenset(
-    {"iso-bios", "raw-bios", "qcow2-bios", "vhd", "iso-efi", "raw-efi", "qcow2-efi"}
+    {
+        "iso-bios",
+        "raw-bios",
+        "qcow2-bios",
+        "vhd",
+        "dynamic-vhd",
+        "vmdk",
+        "iso-efi",
+        "raw-efi",
+        "qcow2-efi",
+    }
 )
 # What the media's boot loaders boot: SYSLINUX and the x86-64 EFI stub.
 MEDIA_ARCHITECTURES = frozenset({"amd64"})

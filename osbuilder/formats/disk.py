@@ -1,4 +1,5 @@
-"""The disk formats: raw-bios (NAME-bios.img), raw-efi (NAME-efi.img), their qcow2s, vhd.
+"""The disk formats: raw-bios (NAME-bios.img), raw-efi (NAME-efi.img), their qcow2s, vhd,
+dynamic-vhd and vmdk.
 
 Each is one partition at 1 MiB holding a FAT file system, made in a scratch file
 (mkfs.fat, mmd, mcopy: no root, no loop device) and written into the disk:
@@ -9,8 +10,8 @@ Each is one partition at 1 MiB holding a FAT file system, made in a scratch file
 - EFI: a GPT (sfdisk) whose one partition is an EFI system partition holding the unified
   kernel image (formats/uki.py) as the firmware's default loader, EFI/BOOT/BOOTX64.EFI.
 
-qcow2-bios and qcow2-efi are the same disks converted by `qemu-img`, and vhd the BIOS
-one as a fixed VHD. Every time in the
+qcow2-bios and qcow2-efi are the same disks converted by `qemu-img`, and vhd,
+dynamic-vhd and vmdk the BIOS one as a fixed or dynamic VHD and a VMDK. Every time in the
 file systems is the build's SOURCE_DATE_EPOCH, and the volume ID, disk signature and
 GUIDs come from the kernel's and initrd's digests: the images are reproducible.
 """
@@ -21,6 +22,7 @@ import os
 import shutil
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +31,8 @@ from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import syslinux
 from osbuilder.formats.staging import COPY_CHUNK, boot_files
 from osbuilder.formats.uki import unified_kernel_image
-from osbuilder.formats.vhd import fixed_vhd
+from osbuilder.formats.vhd import dynamic_vhd, fixed_vhd
+from osbuilder.formats.vmdk import vmdk_disk
 from osbuilder.runner import run
 
 if TYPE_CHECKING:
@@ -84,29 +87,52 @@ def write_qcow2_efi(job: WriteJob) -> list[Output]:
 
 def write_vhd(job: WriteJob) -> list[Output]:
     """NAME.vhd: the raw-bios disk as a fixed VHD (Hyper-V, Azure; formats/vhd.py)."""
-    image = _disk_image(job, _DISKS["bios"], "vhd")
-    converted = image.with_suffix(".vhd")
-    identity = uuid.UUID(disk_guid(boot_files(job, "vhd").identity, "vhd"))
-    fixed_vhd(image, converted, job.epoch, identity)
-    with job.outputs.create(f"{job.name}.vhd") as out, converted.open("rb") as source:
-        shutil.copyfileobj(source, out, COPY_CHUNK)
-    return [out.result()]
+    return [_write_vhd(job, "vhd", ".vhd", fixed_vhd)]
+
+
+def write_dynamic_vhd(job: WriteJob) -> list[Output]:
+    """NAME-dynamic.vhd: the raw-bios disk as a dynamic VHD (only what is written takes
+    room; formats/vhd.py)."""
+    return [_write_vhd(job, "dynamic-vhd", "-dynamic.vhd", dynamic_vhd)]
+
+
+def _write_vhd(
+    job: WriteJob,
+    format_name: str,
+    suffix: str,
+    convert: Callable[[Path, Path, int, uuid.UUID], None],
+) -> Output:
+    image = _disk_image(job, _DISKS["bios"], format_name)
+    converted = job.scratch / f"{format_name}.vhd"
+    identity = uuid.UUID(disk_guid(boot_files(job, format_name).identity, format_name))
+    convert(image, converted, job.epoch, identity)
+    return _copy_output(job, converted, job.name + suffix)
+
+
+def write_vmdk(job: WriteJob) -> list[Output]:
+    """NAME.vmdk: the raw-bios disk as a VMDK (formats/vmdk.py)."""
+    image = _disk_image(job, _DISKS["bios"], "vmdk")
+    name = f"{job.name}.vmdk"
+    converted = job.scratch / name  # the descriptor names the file it is written as
+    vmdk_disk(image, converted, boot_files(job, "vmdk").identity)
+    return [_copy_output(job, converted, name)]
+
+
+def _copy_output(job: WriteJob, source: Path, name: str) -> Output:
+    with job.outputs.create(name) as out, source.open("rb") as data:
+        shutil.copyfileobj(data, out, COPY_CHUNK)
+    return out.result()
 
 
 def _write_raw(job: WriteJob, disk: _Disk, format_name: str) -> Output:
-    image = _disk_image(job, disk, format_name)
-    with job.outputs.create(job.name + disk.raw_name) as out, image.open("rb") as source:
-        shutil.copyfileobj(source, out, COPY_CHUNK)
-    return out.result()
+    return _copy_output(job, _disk_image(job, disk, format_name), job.name + disk.raw_name)
 
 
 def _write_qcow2(job: WriteJob, disk: _Disk, format_name: str) -> Output:
     image = _disk_image(job, disk, format_name)
     converted = image.with_suffix(".qcow2")
     run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", image, converted])
-    with job.outputs.create(job.name + disk.qcow2_name) as out, converted.open("rb") as source:
-        shutil.copyfileobj(source, out, COPY_CHUNK)
-    return out.result()
+    return _copy_output(job, converted, job.name + disk.qcow2_name)
 
 
 def _disk_image(job: WriteJob, disk: _Disk, format_name: str) -> Path:

@@ -27,7 +27,8 @@ from osbuilder.vm.disks import DataDisk
 
 NETWORKS = ("user", "restricted", "none")
 ARM64_IMAGE_MAGIC = (0x38, b"ARM\x64")  # in the header of an arm64 kernel Image
-QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}  # disk medium -> QEMU's name
+# disk medium -> QEMU's name
+QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc", "vmdk": "vmdk"}
 # UEFI firmware (Debian's ovmf), for GPT disks: the code, and the variable store each VM
 # gets a fresh copy of.
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.boot
 def media(packages: Packages, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/redis.yml built as every BIOS medium, once for the module's tests."""
     out = tmp_path_factory.mktemp("media")
-    formats = ("iso-bios", "raw-bios", "qcow2-bios", "vhd", "iso-efi", "raw-efi", "qcow2-efi")
+    formats = ("iso-bios", "raw-bios", "qcow2-bios", "vhd", "dynamic-vhd", "vmdk")
+    formats += ("iso-efi", "raw-efi", "qcow2-efi")
     build_system(packages, REPO / "examples/redis.yml", out, *formats)
     return out
 
@@ -28,6 +29,8 @@ def media(packages: Packages, tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("redis-bios.img", "SYSLINUX 6"),
         ("redis.qcow2", "SYSLINUX 6"),
         ("redis.vhd", "SYSLINUX 6"),
+        ("redis-dynamic.vhd", "SYSLINUX 6"),
+        ("redis.vmdk", "SYSLINUX 6"),
         # OVMF started the unified kernel image, whose kernel took the initrd from it.
         ("redis-efi.iso", "EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID"),
         ("redis-efi.img", "EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID"),

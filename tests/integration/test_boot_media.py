@@ -27,7 +27,7 @@ kernel:
 init: [{init}]
 """
 FORMATS = (
-    *("kernel+initrd", "iso-bios", "raw-bios", "qcow2-bios", "vhd"),
+    *("kernel+initrd", "iso-bios", "raw-bios", "qcow2-bios", "vhd", "dynamic-vhd", "vmdk"),
     *("iso-efi", "raw-efi", "qcow2-efi"),
 )
 MEDIA = [option for name in FORMATS for option in ("-f", name)]
@@ -55,6 +55,8 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
             "spec-bios.img",
             "spec.qcow2",
             "spec.vhd",
+            "spec-dynamic.vhd",
+            "spec.vmdk",
             "spec-efi.iso",
             "spec-efi.img",
             "spec-efi.qcow2",
@@ -127,6 +129,13 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
         == disk.stat().st_size
     )
     tool("qemu-img", "compare", "-f", "raw", "-F", "vpc", disk, vhd)
+    dynamic = out / "spec-dynamic.vhd"
+    assert dynamic.read_bytes()[:8] == b"conectix"  # a dynamic VHD: the footer's copy first
+    assert dynamic.stat().st_size < disk.stat().st_size
+    tool("qemu-img", "compare", "-f", "raw", "-F", "vpc", disk, dynamic)
+    vmdk = out / "spec.vmdk"
+    assert json.loads(tool("qemu-img", "info", "--output", "json", vmdk))["format"] == "vmdk"
+    tool("qemu-img", "compare", "-f", "raw", "-F", "vmdk", disk, vmdk)
 
     efi = out / "spec-efi.img"
     table = json.loads(tool("sfdisk", "--json", efi))["partitiontable"]

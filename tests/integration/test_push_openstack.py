@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.formats.vhd import fixed_vhd
+from osbuilder.formats.vhd import dynamic_vhd, fixed_vhd
+from osbuilder.formats.vmdk import vmdk_disk
 from tests.integration.cloud import Cloud, running_cloud
 from tests.integration.helpers import osbuilder
 
@@ -94,7 +95,17 @@ def test_the_disk_format_comes_from_the_contents(cloud: Cloud, tmp_path: Path) -
     )
     vhd = tmp_path / "system.vhd"
     fixed_vhd(bios, vhd, 0, uuid.uuid4())  # as the vhd format writes it
-    for path, disk_format in ((bios, "raw"), (iso, "iso"), (vhd, "vhd")):
+    dynamic = tmp_path / "system-dynamic.vhd"
+    dynamic_vhd(bios, dynamic, 0, uuid.uuid4())
+    vmdk = tmp_path / "system.vmdk"
+    vmdk_disk(bios, vmdk, 1)
+    for path, disk_format in (
+        (bios, "raw"),
+        (iso, "iso"),
+        (vhd, "vhd"),
+        (dynamic, "vhd"),
+        (vmdk, "vmdk"),
+    ):
         result = osbuilder(  # the cloud named by $OS_CLOUD, as for any OpenStack client
             "push", "openstack", "--json", str(path),
             env={"OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml), "OS_CLOUD": cloud.name},

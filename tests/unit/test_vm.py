@@ -142,12 +142,15 @@ def image(path: Path, *marks: tuple[int, bytes]) -> Path:
     return path
 
 
-def qcow2_of(raw: Path) -> Path:
-    qcow2 = raw.with_suffix(".qcow2")
+def qcow2_of(raw: Path, qemu_format: str = "qcow2", options: str = "") -> Path:
+    """`raw` converted by qemu-img to `qemu_format` (qcow2, vpc, vmdk)."""
+    converted = raw.with_name(f"{raw.name}.{qemu_format}")
+    extra = ["-o", options] if options else []
     subprocess.run(
-        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)], check=True
+        ["qemu-img", "convert", "-f", "raw", "-O", qemu_format, *extra, str(raw), str(converted)],
+        check=True,
     )
-    return qcow2
+    return converted
 
 
 MBR = (0x1FE, b"\x55\xaa")
@@ -165,9 +168,13 @@ def test_run_knows_a_boot_medium_and_its_firmware_by_its_contents(tmp_path: Path
     assert boot_target(efi_iso) == MediaBoot(efi_iso, "iso", "efi")
     efi = image(tmp_path / "a-efi.img", MBR, GPT)  # (a protective MBR, then the GPT)
     assert boot_target(efi) == MediaBoot(efi, "raw", "efi")
-    for raw, firmware in ((bios, "bios"), (efi, "efi")):  # a qcow2's disk is read through it
+    for raw, firmware in ((bios, "bios"), (efi, "efi")):  # their disks are read through them
         qcow2 = qcow2_of(raw)
         assert boot_target(qcow2) == MediaBoot(qcow2, "qcow2", firmware)
+        dynamic = qcow2_of(raw, "vpc", "subformat=dynamic")
+        assert boot_target(dynamic) == MediaBoot(dynamic, "vhd", firmware)
+        vmdk = qcow2_of(raw, "vmdk")
+        assert boot_target(vmdk) == MediaBoot(vmdk, "vmdk", firmware)
     # An initrd given by mistake is refused, not handed to the firmware to hang on.
     initrd = image(tmp_path / "sys-initrd.img", (0, b"\x28\xb5\x2f\xfd"))
     with pytest.raises(UserError, match="not a bootable image"):
@@ -190,6 +197,9 @@ def test_media_boot_from_read_only_drives(tmp_path: Path) -> None:
     vhd = image(tmp_path / "a.vhd", MBR, (64 * 1024 - 512, b"conectix"))
     fixed = " ".join(qemu_command(VmConfig(MediaBoot.from_file(vhd), tmp_path / "state")))
     assert f"-drive file={vhd},readonly=on,format=vpc,if=virtio" in fixed  # QEMU's name
+    vmdk = qcow2_of(image(tmp_path / "v-bios.img", MBR), "vmdk")
+    sparse = " ".join(qemu_command(VmConfig(MediaBoot.from_file(vmdk), tmp_path / "state")))
+    assert f"-drive file={vmdk},readonly=on,format=vmdk,if=virtio" in sparse
     with pytest.raises(UserError, match=r"--append: .* boots with the cmdline of its boot loader"):
         VmConfig(MediaBoot.from_file(qcow2), tmp_path / "state", append="quiet")
 

@@ -24,7 +24,8 @@ from osbuilder.formats.disk import (
 )
 from osbuilder.formats.iso import link_or_copy
 from osbuilder.formats.uki import EFI_STUB, pe_checksum, set_pe_timestamp
-from osbuilder.formats.vhd import fixed_vhd, footer_checksum
+from osbuilder.formats.vhd import dynamic_vhd, fixed_vhd, footer_checksum
+from osbuilder.formats.vmdk import set_cid, vmdk_disk
 
 
 def test_the_mbr_boots_one_active_partition_at_one_mib() -> None:
@@ -201,3 +202,67 @@ def test_the_vhd_footer_is_the_builds_with_a_checksum_as_qemu_computes(tmp_path:
 def test_every_format_names_a_writer() -> None:
     for name in FORMATS:  # the table names modules and functions: a typo shows here
         assert callable(writer(name)), name
+
+
+def test_a_dynamic_vhd_has_the_builds_footers_and_holds_the_disk(tmp_path: Path) -> None:
+    raw = tmp_path / "disk.img"
+    raw.write_bytes(master_boot_record(MIB, 1, 0x0E).ljust(16 * MIB, b"\0"))
+    identity = uuid.UUID(int=0xFEDCBA9876543210)
+    ours = tmp_path / "ours.vhd"
+    dynamic_vhd(raw, ours, 1_700_000_000, identity)
+    data = ours.read_bytes()
+    assert len(data) < 3 * MIB  # only the blocks written (of 2 MiB) take room
+    for footer in (data[:512], data[-512:]):  # the copy in front and the footer itself
+        assert footer[:8] == b"conectix"
+        assert struct.unpack_from(">I", footer, 60) == (3,)  # disk type: dynamic
+        assert struct.unpack_from(">I", footer, 24) == (1_700_000_000 - 946684800,)
+        assert footer[68:84] == identity.bytes
+        assert struct.unpack_from(">I", footer, 64) == (footer_checksum(footer),)
+    subprocess.run(
+        ["qemu-img", "compare", "-q", "-f", "raw", "-F", "vpc", str(raw), str(ours)], check=True
+    )  # qemu reads it (its checksums hold) as the same disk
+    again = tmp_path / "again.vhd"
+    dynamic_vhd(raw, again, 1_700_000_000, identity)
+    assert again.read_bytes() == data
+
+
+def test_a_vmdk_names_its_file_and_the_builds_cid_and_holds_the_disk(tmp_path: Path) -> None:
+    raw = tmp_path / "disk.img"
+    raw.write_bytes(master_boot_record(MIB, 1, 0x0E).ljust(4 * MIB, b"\0"))
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    for directory in (first, second):
+        vmdk_disk(raw, directory / "system.vmdk", 0x1234ABCD)
+    data = (first / "system.vmdk").read_bytes()
+    assert data == (second / "system.vmdk").read_bytes()  # reproducible
+    assert data[:4] == b"KDMV"
+    assert b"\nCID=1234abcd\n" in data[:65536]
+    assert b'RW 8192 SPARSE "system.vmdk"' in data[:65536]
+    subprocess.run(
+        [
+            "qemu-img",
+            "compare",
+            "-q",
+            "-f",
+            "raw",
+            "-F",
+            "vmdk",
+            str(raw),
+            str(first / "system.vmdk"),
+        ],
+        check=True,
+    )
+    # qemu-img writes the CID without leading zeros: a short one becomes eight digits, the
+    # text after it moves on, and the descriptor stays as long as it was.
+    short = first / "system.vmdk"
+    descriptor = data.index(b"# Disk DescriptorFile")
+    length = data.index(b"\0", descriptor) - descriptor
+    end = descriptor + length  # the descriptor's text, then zeros: keep the file's layout
+    text = data[descriptor:end].replace(b"CID=1234abcd\n", b"CID=abc\n")
+    short.write_bytes(data[:descriptor] + text.ljust(length, b"\0") + data[end:])
+    set_cid(short, 0x1234ABCD)
+    assert short.read_bytes() == data
+    set_cid(short, 0xABC)
+    assert b"\nCID=00000abc\n" in short.read_bytes()
+    assert short.read_bytes().index(b"\0", descriptor) - descriptor == length
