@@ -27,6 +27,7 @@ from osbuilder.formats import (
     BOOT_MEDIA,
     FORMATS,
     MEDIA_ARCHITECTURES,
+    SQUASHFS_ROOT_MEDIA,
     WriteJob,
     WriteOptions,
     writer,
@@ -55,6 +56,8 @@ def build(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    if options.root == "squashfs":
+        _check_squashfs_root(formats)
     media = [f for f in formats if f in BOOT_MEDIA]
     if media and images.target.architecture not in MEDIA_ARCHITECTURES:
         raise UserError(
@@ -144,6 +147,21 @@ def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:
             exc.strerror or exc,
         )
         return Snapshots(scratch / "snapshots", store.open_blob)
+
+
+def _check_squashfs_root(formats: Sequence[str]) -> None:
+    """--root squashfs: only with formats that can keep the root on a squashfs."""
+    for name in formats:
+        if name in ("kernel+initrd", "iso-bios", "iso-efi"):
+            raise UserError(
+                f"--root squashfs: {name} keeps the root in its initrd; build it without "
+                "--root (for a kernel with a squashfs root: -f kernel+squashfs)"
+            )
+    if not any(name in SQUASHFS_ROOT_MEDIA for name in formats):
+        raise UserError(
+            "--root squashfs is for the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, "
+            "vmdk); kernel+squashfs has its root on a squashfs anyway"
+        )
 
 
 def _write(job: WriteJob) -> list[Output]:

@@ -66,6 +66,13 @@ def register(
         choices=("gzip", "zstd", "none"),
         help="initrd compression (default: zstd if the kernel has it, else gzip)",
     )
+    build.add_argument(
+        "--root",
+        choices=("initrd", "squashfs"),
+        default="initrd",
+        help="where the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, vmdk) keep the root "
+        "filesystem: in their initrd (default), or on a squashfs partition read as needed",
+    )
     where = build.add_mutually_exclusive_group()
     where.add_argument(
         "--offline",
@@ -117,7 +124,7 @@ def _build(args: argparse.Namespace) -> int:
                 formats=args.formats or [DEFAULT_FORMAT],
                 output_dir=args.dir,
                 name=name,
-                options=WriteOptions(compression=args.compress),
+                options=WriteOptions(compression=args.compress, root=args.root),
             )
         finally:
             if client is not None:

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class WriteOptions:
     compression: Compression | None = None  # None: the best the kernel can unpack
+    # Where the disk formats keep the root: in their initrd, or on a squashfs partition
+    # (mounted by kernel+squashfs's boot stage, which is then their initrd).
+    root: Literal["initrd", "squashfs"] = "initrd"
 
 
 T = TypeVar("T")
@@ -95,5 +98,7 @@ BOOT_MEDIA = frozenset(
         "qcow2-efi",
     }
 )
+# The media that can keep the root on a squashfs partition (--root squashfs): the disks.
+SQUASHFS_ROOT_MEDIA = BOOT_MEDIA - {"iso-bios", "iso-efi"}
 # What the media's boot loaders boot: SYSLINUX and the x86-64 EFI stub.
 MEDIA_ARCHITECTURES = frozenset({"amd64"})

@@ -52,6 +52,9 @@ FAT_SLACK = 2 * MIB
 FAT_LARGEST_FILE = (1 << 32) - 1  # a FAT directory entry's size field is 32 bits
 PARTITION_TYPES = {b"FAT12   ": 0x01, b"FAT16   ": 0x0E, b"FAT32   ": 0x0C}
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"  # the GPT type of an EFI system partition
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"  # GPT: Linux file system (--root squashfs)
+LINUX_MBR_TYPE = 0x83
+ROOT_NAME = "osbuilder root"
 GPT_TAIL = MIB  # after the partition: room for the backup GPT (33 sectors)
 _GUIDS = uuid.UUID("5d0a6c47-4f1c-4b8e-9a51-6f7362756c64")  # names osbuilder's GUIDs
 
@@ -148,19 +151,26 @@ def _make_disk(job: WriteJob, disk: _Disk, format_name: str) -> Path:
         partition = esp_image(job, format_name)
     image = job.scratch / f"{disk.firmware}.img"
     size = partition.stat().st_size
+    # --root squashfs: the root's image in a second partition, right after the first
+    # (whose size is whole MiB), padded to whole MiB too.
+    root_size = -(-boot.root.stat().st_size // MIB) * MIB if boot.root else 0
+    end = PARTITION_START * SECTOR + size + root_size
     try:
         with image.open("xb") as out, partition.open("rb") as source:
             if disk.firmware == "bios":
-                out.write(master_boot_record(size, boot.identity, partition_type(partition)))
+                kind = partition_type(partition)
+                out.write(master_boot_record(size, boot.identity, kind, root_size))
             out.truncate(PARTITION_START * SECTOR)
             out.seek(PARTITION_START * SECTOR)
             shutil.copyfileobj(source, out, COPY_CHUNK)
-            if disk.firmware == "efi":
-                out.truncate(PARTITION_START * SECTOR + size + GPT_TAIL)
+            if boot.root:
+                with boot.root.open("rb") as root:
+                    shutil.copyfileobj(root, out, COPY_CHUNK)
+            out.truncate(end + (GPT_TAIL if disk.firmware == "efi" else 0))
     except OSError as exc:
         raise cannot_write(image, exc) from None
     if disk.firmware == "efi":
-        _write_gpt(image, size, boot.identity)
+        _write_gpt(image, size, boot.identity, root_size)
     return image
 
 
@@ -239,18 +249,22 @@ def _mtools_environment(epoch: int) -> dict[str, str]:
     return {"SOURCE_DATE_EPOCH": str(epoch), "MTOOLS_SKIP_CHECK": "1"}
 
 
-def _write_gpt(image: Path, partition_bytes: int, identity: int) -> None:
-    """A GPT on `image` (by sfdisk) with one EFI system partition at PARTITION_START."""
-    script = "\n".join(
-        [
-            "label: gpt",
-            f"label-id: {disk_guid(identity, 'disk')}",
-            "unit: sectors",
-            f"start={PARTITION_START}, size={partition_bytes // SECTOR}, type={ESP_TYPE}, "
-            f'uuid={disk_guid(identity, "esp")}, name="EFI system partition"',
-            "",
-        ]
-    )
+def _write_gpt(image: Path, partition_bytes: int, identity: int, root_bytes: int = 0) -> None:
+    """A GPT on `image` (by sfdisk) with one EFI system partition at PARTITION_START,
+    and the root's partition after it if `root_bytes`."""
+    lines = [
+        "label: gpt",
+        f"label-id: {disk_guid(identity, 'disk')}",
+        "unit: sectors",
+        f"start={PARTITION_START}, size={partition_bytes // SECTOR}, type={ESP_TYPE}, "
+        f'uuid={disk_guid(identity, "esp")}, name="EFI system partition"',
+    ]
+    if root_bytes:
+        lines.append(
+            f"start={PARTITION_START + partition_bytes // SECTOR}, size={root_bytes // SECTOR}, "
+            f'type={LINUX_TYPE}, uuid={disk_guid(identity, "root")}, name="{ROOT_NAME}"'
+        )
+    script = "\n".join([*lines, ""])
     run(
         ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", image],
         input=script.encode(),
@@ -279,8 +293,11 @@ def partition_type(partition: Path) -> int:
     raise ValueError(f"{partition}: mkfs.fat made no FAT file system it names")
 
 
-def master_boot_record(partition_bytes: int, signature: int, partition_type: int) -> bytes:
-    """SYSLINUX's MBR code, the disk signature and one active partition at PARTITION_START."""
+def master_boot_record(
+    partition_bytes: int, signature: int, partition_type: int, root_bytes: int = 0
+) -> bytes:
+    """SYSLINUX's MBR code, the disk signature and one active partition at PARTITION_START,
+    and the root's (a Linux partition) after it if `root_bytes`."""
     code = syslinux.loader_file(syslinux.MBR_BIN).read_bytes()
     if len(code) > 440:
         raise ValueError(f"{syslinux.MBR_BIN}: {len(code)} bytes of MBR code, at most 440 fit")
@@ -296,5 +313,11 @@ def master_boot_record(partition_bytes: int, signature: int, partition_type: int
         PARTITION_START,
         partition_bytes // SECTOR,
     )
-    record = code.ljust(440, b"\0") + struct.pack("<IH", signature, 0) + entry + bytes(48)
+    if root_bytes:
+        start = PARTITION_START + partition_bytes // SECTOR
+        entry += struct.pack(
+            "<B3sB3sII", 0, beyond_chs, LINUX_MBR_TYPE, beyond_chs, start, root_bytes // SECTOR
+        )
+    table = entry.ljust(64, b"\0")
+    record = code.ljust(440, b"\0") + struct.pack("<IH", signature, 0) + table
     return record + b"\x55\xaa"

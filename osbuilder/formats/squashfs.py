@@ -19,10 +19,13 @@ and its only own time, the superblock's, is SOURCE_DATE_EPOCH.
 
 from __future__ import annotations
 
+import hashlib
 import re
-import shutil
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from osbuilder.errors import cannot_write
 from osbuilder.formats.boot_stage import boot_stage_entries
 from osbuilder.formats.compression import GZIP_LEVEL, ZSTD_LEVEL
 from osbuilder.formats.kernel_initrd import FORMAT as KERNEL_INITRD
@@ -38,6 +41,7 @@ from osbuilder.formats.tarball import write_tar
 from osbuilder.runner import feed_stdin
 
 if TYPE_CHECKING:
+    from osbuilder.assemble.entry import Entry
     from osbuilder.formats import WriteJob
     from osbuilder.formats.compression import Compression
     from osbuilder.formats.outputfile import Output
@@ -50,9 +54,47 @@ BOOT_STAGE_SUFFIX = "squashfs-initrd.img"
 def write_kernel_squashfs(job: WriteJob) -> list[Output]:
     parts = kernel_parts(job.system, FORMAT)
     assert parts.kernel is not None
-    stage = boot_stage_entries(job.system.tree, job.epoch, FORMAT)
+    stage = boot_stage(job, FORMAT)
+    outputs = [
+        copy_output(squashfs_root(job, FORMAT).path, job.outputs, f"{job.name}-{SQUASHFS_SUFFIX}")
+    ]
+    with job.outputs.create(f"{job.name}-{BOOT_STAGE_SUFFIX}") as out:
+        write_initrd(
+            job.system, out, initrd_compression(job.system, job.options.compression), stage
+        )
+    outputs.append(out.result())
+    if KERNEL_INITRD not in job.formats:  # else it writes the same kernel and cmdline
+        outputs.append(copy_output(parts.kernel, job.outputs, f"{job.name}-kernel"))
+        with job.outputs.create(f"{job.name}-cmdline") as out:
+            out.write(parts.cmdline.encode())
+        outputs.append(out.result())
+    return outputs
+
+
+@dataclass(frozen=True)
+class SquashfsRoot:
+    path: Path
+    sha256: str
+
+
+def squashfs_root(job: WriteJob, format_name: str) -> SquashfsRoot:
+    """The root filesystem as a squashfs image in the scratch directory, made once per
+    build (kernel+squashfs and the disks of --root squashfs share it)."""
+    return job.once("squashfs root", lambda: _make_squashfs_root(job, format_name))
+
+
+def boot_stage(job: WriteJob, format_name: str) -> list[Entry]:
+    """The boot stage's entries (formats/boot_stage.py), made once per build."""
+    return job.once(
+        "boot stage", lambda: boot_stage_entries(job.system.tree, job.epoch, format_name)
+    )
+
+
+def _make_squashfs_root(job: WriteJob, format_name: str) -> SquashfsRoot:
+    kernel_parts(job.system, format_name)  # a spec without a kernel is told so first
+    boot_stage(job, format_name)  # so is a system the boot stage could not mount
     image = job.scratch / "root.squashfs"
-    compressor = squashfs_compression(parts.config, job.options.compression)
+    compressor = squashfs_compression(job.system.kernel.config, job.options.compression)
     level = ZSTD_LEVEL if compressor == "zstd" else GZIP_LEVEL
     command = [
         "tar2sqfs",
@@ -68,22 +110,14 @@ def write_kernel_squashfs(job: WriteJob) -> list[Output]:
     ]
     with feed_stdin(command, env={"SOURCE_DATE_EPOCH": str(job.epoch)}) as stdin:
         write_tar(root_entries(job.system), stdin)
-    outputs = []
-    with job.outputs.create(f"{job.name}-{SQUASHFS_SUFFIX}") as out, image.open("rb") as source:
-        shutil.copyfileobj(source, out, COPY_CHUNK)
-    outputs.append(out.result())
-    image.unlink()
-    with job.outputs.create(f"{job.name}-{BOOT_STAGE_SUFFIX}") as out:
-        write_initrd(
-            job.system, out, initrd_compression(job.system, job.options.compression), stage
-        )
-    outputs.append(out.result())
-    if KERNEL_INITRD not in job.formats:  # else it writes the same kernel and cmdline
-        outputs.append(copy_output(parts.kernel, job.outputs, f"{job.name}-kernel"))
-        with job.outputs.create(f"{job.name}-cmdline") as out:
-            out.write(parts.cmdline.encode())
-        outputs.append(out.result())
-    return outputs
+    digest = hashlib.sha256()
+    try:
+        with image.open("rb") as made:
+            while chunk := made.read(COPY_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise cannot_write(image, exc) from None
+    return SquashfsRoot(image, digest.hexdigest())
 
 
 def squashfs_compression(kernel_config: str | None, requested: Compression | None) -> str:

@@ -33,9 +33,10 @@ COPY_CHUNK = 1 << 20
 @dataclass(frozen=True)
 class BootFiles:
     kernel: Path
-    initrd: Path
+    initrd: Path  # with --root squashfs, kernel+squashfs's boot stage
     cmdline: str
-    identity: int  # 32 bits from the kernel's and initrd's digests and the cmdline
+    identity: int  # 32 bits from the kernel's, initrd's (and root's) digests and the cmdline
+    root: Path | None = None  # --root squashfs: the root's squashfs image
 
 
 def kernel_parts(system: AssembledSystem, format_name: str) -> KernelParts:
@@ -85,8 +86,24 @@ def _stage(job: WriteJob, format_name: str) -> BootFiles:
     with scratch_file(kernel) as out, parts.kernel.open() as source:
         shutil.copyfileobj(source, out, COPY_CHUNK)
     kernel_digest = out.result().sha256
-    with scratch_file(initrd) as out:
-        write_initrd(job.system, out, initrd_compression(job.system, job.options.compression))
-    initrd_digest = out.result().sha256
-    identity = hashlib.sha256(f"{kernel_digest} {initrd_digest} {parts.cmdline}".encode())
-    return BootFiles(kernel, initrd, parts.cmdline, int.from_bytes(identity.digest()[:4], "big"))
+    compression = initrd_compression(job.system, job.options.compression)
+    root = None
+    if job.options.root == "squashfs":
+        # (imported here: the squashfs format itself writes its initrd with this module)
+        from osbuilder.formats.squashfs import boot_stage, squashfs_root
+
+        root = squashfs_root(job, format_name)
+        with scratch_file(initrd) as out:
+            write_initrd(job.system, out, compression, boot_stage(job, format_name))
+    else:
+        with scratch_file(initrd) as out:
+            write_initrd(job.system, out, compression)
+    digests = [kernel_digest, out.result().sha256, *([root.sha256] if root else [])]
+    identity = hashlib.sha256(" ".join([*digests, parts.cmdline]).encode())
+    return BootFiles(
+        kernel,
+        initrd,
+        parts.cmdline,
+        int.from_bytes(identity.digest()[:4], "big"),
+        root.path if root else None,
+    )

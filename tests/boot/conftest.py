@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.conftest import Packages
@@ -24,9 +24,11 @@ def build_system(
     *formats: str,
     env: Mapping[str, str] | None = None,
     arch: str | None = None,
+    options: Sequence[str] = (),
 ) -> Path:
     """`osbuilder build` of `spec` into `output` (kernel+initrd unless `formats` are
-    given), in `env` and for `arch` if given; returns the outputs' prefix."""
+    given), in `env` and for `arch` if given, with more `options`; returns the outputs'
+    prefix."""
     subprocess.run(
         [
             sys.executable,
@@ -40,6 +42,7 @@ def build_system(
             str(output),
             *(option for name in formats for option in ("-f", name)),
             *(("--arch", arch) if arch else ()),
+            *options,
             str(spec),
         ],
         check=True,

@@ -71,3 +71,34 @@ def test_a_root_that_is_no_squashfs_ends_the_boot_with_the_stages_line(
         "attach NAME-squashfs.img there" in console
     )
     assert "Kernel panic" in console and "init: osbuilder " not in console
+
+
+@pytest.mark.parametrize(
+    ("image", "memory", "loader"),
+    [
+        ("redis-bios.img", "128", "SYSLINUX 6"),
+        # OVMF itself needs more than 128 MB to start a loader.
+        ("redis-efi.qcow2", "160", "EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID"),
+    ],
+)
+def test_disks_with_a_squashfs_root_answer_in_little_memory(
+    packages: Packages, tmp_path: Path, image: str, memory: str, loader: str
+) -> None:
+    out = tmp_path / "out"
+    formats = ("raw-bios", "qcow2-efi")
+    build_system(
+        packages, REPO / "examples/redis.yml", out, *formats, options=("--root", "squashfs")
+    )
+    port = free_port()
+    state = Path(f"{out / image}-state")
+    started = run_detached(out / image, port, "--mem", memory)
+    try:
+        console = (state / "console.log").read_text(errors="replace")
+        assert started.returncode == 0, started.stderr + console[-3000:]
+        assert redis_cli(port, "ping") == "PONG"
+    finally:
+        stopped = osbuilder("stop", str(out / image))
+    assert stopped.stdout.strip() == f"{state}: powered off", stopped.stderr
+    console = (state / "console.log").read_text(errors="replace")
+    assert loader in console and "squashfs: version 4.0" in console
+    assert "reboot: Power down" in console

@@ -122,3 +122,76 @@ def test_the_squashfs_root_is_the_initrds_tree_and_builds_are_identical(
     sizes = {name: (out / name).stat().st_size for name in digests}
     assert sizes["redis-squashfs.img"] < sizes["redis-initrd.img"]
     assert sizes["redis-squashfs-initrd.img"] < 4_000_000
+
+
+def partition_bytes(disk: Path, number: int) -> bytes:
+    [part] = [
+        p
+        for p in json.loads(
+            subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, check=True).stdout
+        )["partitiontable"]["partitions"]
+        if p["node"].endswith(str(number))
+    ]
+    with disk.open("rb") as image:
+        image.seek(part["start"] * 512)
+        return image.read(part["size"] * 512)
+
+
+def test_disks_with_a_squashfs_root_carry_the_boot_stage_and_the_same_root(
+    packages: Packages, tmp_path: Path
+) -> None:
+    formats = ("-f", "raw-bios", "-f", "raw-efi", "-f", "kernel+squashfs")
+    first = build(packages, tmp_path, "--json", "--root", "squashfs", *formats, str(REDIS))
+    assert first.returncode == 0, first.stderr
+    digests = {Path(o["path"]).name: o["sha256"] for o in json.loads(first.stdout)}
+    again = build(packages, tmp_path, "--json", "--root", "squashfs", *formats, str(REDIS), out="2")
+    assert {Path(o["path"]).name: o["sha256"] for o in json.loads(again.stdout)} == digests
+    out = tmp_path / "out"
+    root = (out / "redis-squashfs.img").read_bytes()
+    stage = (out / "redis-squashfs-initrd.img").read_bytes()
+    for disk, boot_type, root_type in (
+        ("redis-bios.img", "e", "83"),
+        (
+            "redis-efi.img",
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+        ),
+    ):
+        table = json.loads(
+            subprocess.run(
+                ["sfdisk", "--json", str(out / disk)], capture_output=True, check=True
+            ).stdout
+        )["partitiontable"]
+        assert [p["type"] for p in table["partitions"]] == [boot_type, root_type]
+        second = partition_bytes(out / disk, 2)
+        assert second[: len(root)] == root and not second[len(root) :].strip(b"\0")
+        assert len(second) % (1 << 20) == 0
+        boot = tmp_path / f"{disk}.fat"
+        boot.write_bytes(partition_bytes(out / disk, 1))
+        if disk == "redis-bios.img":  # SYSLINUX boots the kernel with the boot stage
+            copied = tmp_path / "initrd.img"
+            subprocess.run(
+                ["mcopy", "-n", "-i", str(boot), "::initrd.img", str(copied)], check=True
+            )
+            assert copied.read_bytes() == stage
+    assert (out / "redis-bios.img").stat().st_size < 80 << 20  # no initrd of the whole tree
+
+
+@pytest.mark.parametrize(
+    ("formats", "message"),
+    [
+        (("iso-bios",), "--root squashfs: iso-bios keeps the root in its initrd"),
+        (
+            ("kernel+initrd", "raw-bios"),
+            "--root squashfs: kernel+initrd keeps the root in its initrd",
+        ),
+        (("tar",), "--root squashfs is for the disk formats"),
+    ],
+)
+def test_root_squashfs_is_refused_where_the_root_stays_in_an_initrd(
+    packages: Packages, tmp_path: Path, formats: tuple[str, ...], message: str
+) -> None:
+    options = [option for name in formats for option in ("-f", name)]
+    result = build(packages, tmp_path, "--root", "squashfs", *options, str(REDIS))
+    assert result.returncode != 0 and message in result.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

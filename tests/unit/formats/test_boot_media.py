@@ -40,6 +40,15 @@ def test_the_mbr_boots_one_active_partition_at_one_mib() -> None:
     assert set(record[462:510]) == {0}  # the other three entries are empty
 
 
+def test_with_a_squashfs_root_the_mbr_has_its_linux_partition_after_the_boot_one() -> None:
+    record = master_boot_record(18 * MIB, 1, 0x0E, 33 * MIB)
+    first = struct.unpack_from("<B3xB3xII", record, 446)
+    second = struct.unpack_from("<B3xB3xII", record, 462)
+    assert first == (0x80, 0x0E, PARTITION_START, 18 * MIB // 512)
+    assert second == (0, 0x83, PARTITION_START + 18 * MIB // 512, 33 * MIB // 512)
+    assert set(record[478:510]) == {0} and record[510:] == b"\x55\xaa"
+
+
 @pytest.mark.parametrize("content", [0, 1, 5 * MIB, 60_745_172, 1 << 30])
 def test_the_fat_holds_its_files_with_room_for_its_tables(content: int) -> None:
     size = fat_size(content)
