@@ -7,6 +7,7 @@ from it ourselves so that every value (and every mapping key) has a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +74,14 @@ class Diagnostic:
 
 
 def format_path(path: DataPath) -> str:
-    """`("services", 1, "env")` -> `services[1].env`."""
+    """`("services", 1, "env")` -> `services[1].env`; a key that is empty or has characters
+    that do not print (a line break) is quoted, so the error stays on one line."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not part or not part.isprintable():
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
         else:
             out += f".{part}" if out else part
     return out

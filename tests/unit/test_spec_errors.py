@@ -32,6 +32,12 @@ CASES = [
         ["t.yml:8:5: services[0]: unknown field 'capabilites' (did you mean 'capabilities'?)"],
     ),
     (
+        # (found by the fuzz test) a key that is a line break is quoted: one line still
+        "a-key-that-does-not-print",
+        HEAD + 'onboot:\n  - name: a\n    image: a\n    annotations:\n      "\\n\\n": null\n',
+        ['t.yml:9:15: onboot[0].annotations["\\n\\n"]: expected a string, got null'],
+    ),
+    (
         "typo-top-level",
         HEAD + "servces:\n  - name: a\n",
         ["t.yml:5:1: unknown field 'servces' (did you mean 'services'?)"],
