@@ -2,7 +2,8 @@
 
 /dev/kvm can exist and still be unusable: under nested virtualisation KVM
 may be far slower than TCG. `auto` therefore boots the kernel about to run
-under KVM until it panics for want of a root filesystem, and keeps KVM only
+under KVM (on its architecture's machine) until it panics for want of a root
+filesystem, and keeps KVM only
 if that takes under 1.5 s (a healthy KVM needs a fraction of it; TCG
 several). The answer is remembered for a day. A disk image brings no kernel
 to probe with: it gets the remembered answer, or KVM when there is none. OSBUILDER_QEMU_ACCEL or
@@ -14,11 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 from pathlib import Path
 
-from osbuilder.errors import UserError
+from osbuilder.errors import ExternalError, UserError
+from osbuilder.runner import run
+from osbuilder.vm.qemu import MACHINES, kernel_architecture
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +60,25 @@ def _kvm_device_usable() -> bool:
 
 
 def _kvm_is_fast(kernel: Path) -> bool:
-    command = [
-        "qemu-system-x86_64",
-        "-machine",
-        "q35,accel=kvm",
+    started = time.monotonic()
+    try:
+        result = run(probe_command(kernel), timeout=PROBE_LIMIT, check=False)
+    except ExternalError as error:  # too slow, or QEMU missing
+        log.info("KVM probe: %s; using TCG", error)
+        return False
+    elapsed = time.monotonic() - started
+    ok = b"Kernel panic" in result.stdout
+    log.info("KVM probe: %s in %.2f s", "fast" if ok else "failed", elapsed)
+    return ok
+
+
+def probe_command(kernel: Path) -> list[str]:
+    """QEMU booting `kernel` under KVM, on the machine of the kernel's architecture, to
+    its panic for want of a root (straight from QEMU's loader: no firmware needed)."""
+    machine = MACHINES[kernel_architecture(kernel)]
+    return [
+        machine.emulator,
+        *(option.format(accel="kvm") for option in machine.options),
         "-m",
         "256",
         "-nographic",
@@ -71,17 +88,5 @@ def _kvm_is_fast(kernel: Path) -> bool:
         "-kernel",
         str(kernel),
         "-append",
-        "console=ttyS0 panic=-1 root=/dev/nonexistent",
+        "console=ttyS0 console=ttyAMA0 panic=-1 root=/dev/nonexistent",
     ]
-    started = time.monotonic()
-    try:
-        result = subprocess.run(command, capture_output=True, timeout=PROBE_LIMIT, check=False)
-    except subprocess.TimeoutExpired:
-        log.info("KVM is present but slow (no panic within %.1f s): using TCG", PROBE_LIMIT)
-        return False
-    except OSError:
-        return False
-    elapsed = time.monotonic() - started
-    ok = b"Kernel panic" in result.stdout
-    log.info("KVM probe: %s in %.2f s", "fast" if ok else "failed", elapsed)
-    return ok

@@ -15,7 +15,7 @@ import pytest
 from osbuilder.commands import vm as vm_commands
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.media import MediaBoot
-from osbuilder.vm.accel import choose_accel
+from osbuilder.vm.accel import choose_accel, probe_command
 from osbuilder.vm.disks import DataDisk, default_disk_path, parse_disk, prepare_disks
 from osbuilder.vm.qemu import (
     AAVMF_CODE,
@@ -364,3 +364,19 @@ def test_a_kernel_squashfs_prefix_boots_its_stage_with_the_root_as_the_first_dis
     (tmp_path / "sys-squashfs-initrd.img").unlink()
     with pytest.raises(UserError, match=r"sys-squashfs\.img has no sys-squashfs-initrd\.img"):
         KernelBoot.from_prefix(tmp_path / "sys")
+
+
+def test_the_kvm_probe_boots_the_kernel_on_its_architectures_machine(tmp_path: Path) -> None:
+    pc = tmp_path / "bzImage"
+    pc.write_bytes(bytes(0x40))
+    arm = tmp_path / "Image"
+    arm.write_bytes(bytes(0x38) + b"ARM\x64" + bytes(8))
+    command = probe_command(pc)
+    assert command[:3] == ["qemu-system-x86_64", "-machine", "q35,accel=kvm"]
+    command = probe_command(arm)
+    assert command[:5] == ["qemu-system-aarch64", "-machine", "virt,accel=kvm", "-cpu", "max"]
+    assert command[-2:] == [
+        "-append",
+        "console=ttyS0 console=ttyAMA0 panic=-1 root=/dev/nonexistent",
+    ]
+    assert command[command.index("-kernel") + 1] == str(arm)
