@@ -4,10 +4,13 @@ file tree when it is LinuxKit's JSON, and sets the hostname it names."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
 from tests.boot.conftest import build_system, run_until_poweroff, spec_text
 from tests.conftest import Packages
 
@@ -72,5 +75,85 @@ def test_a_bad_tree_is_named_and_no_data_is_no_error(system: Path, tmp_path: Pat
     assert not any("escape" in line for line in console.splitlines() if "key=" in line)
 
     console = run_until_poweroff(system, tmp_path / "none")
-    assert "metadata: no user data: no cidata volume" in console
+    assert "metadata: cdrom: no cidata volume" in console
+    assert "metadata: no user data: none from cdrom" in console
+    assert "onboot metadata: exit code 0" in console
+
+
+OPENSTACK_SPEC = SPEC.replace(
+    "onboot:\n",
+    "onboot:\n  - name: dhcpcd\n    image: {dhcpcd}\n"
+    '    command: ["/sbin/dhcpcd", "--nobackground", "-f", "/dhcpcd.conf", "-1"]\n',
+).replace(
+    "    image: {metadata}\n",
+    '    image: {metadata}\n    command: ["/usr/bin/metadata", "openstack"]\n',
+)
+# What QEMU's guestfwd runs for each connection to the metadata service, the connection on
+# its stdin and stdout: one HTTP/1.0 answer from the files of the directory argv[1].
+METADATA_SERVICE = """\
+import os, sys
+root = os.path.realpath(sys.argv[1])
+request = sys.stdin.buffer.readline().split()
+while sys.stdin.buffer.readline().strip():
+    pass
+path = os.path.realpath(os.path.join(root, request[1].decode().lstrip("/")))
+if path.startswith(root + "/") and os.path.isfile(path):
+    body = open(path, "rb").read()
+    head = b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
+else:
+    body, head = b"", b"HTTP/1.0 404 Not Found\\r\\nContent-Length: 0\\r\\n\\r\\n"
+sys.stdout.buffer.write(head + body)
+"""
+
+
+def run_with_metadata_service(system: Path, state: Path, service: Path) -> str:
+    """Boot `system` (osbuilder's QEMU command line) with an OpenStack metadata service at
+    169.254.169.254 serving the files under `service`, as Nova's network gives one: QEMU's
+    user network on 169.254.0.0/16, the service's connections going to a local program.
+    Nothing leaves the host. Returns the console once the guest powered off."""
+    config = VmConfig(KernelBoot.from_prefix(system), state, network="restricted", detach=True)
+    state.mkdir()
+    server = state / "service.py"
+    server.write_text(METADATA_SERVICE)
+    command = [word for word in qemu_command(config) if word != "-daemonize"]
+    nic = command.index("-nic") + 1
+    command[nic] += (
+        ",net=169.254.0.0/16"
+        f",guestfwd=tcp:169.254.169.254:80-cmd:{sys.executable} {server} {service}"
+    )
+    subprocess.run(command, check=True, timeout=240, capture_output=True)
+    return config.console_log.read_text(errors="replace")
+
+
+def test_openstacks_metadata_service_gives_the_hostname_keys_and_user_data(
+    packages: Packages, tmp_path: Path
+) -> None:
+    spec = tmp_path / "openstack.yml"
+    spec.write_text(spec_text(packages, OPENSTACK_SPEC))
+    system = build_system(packages, spec, tmp_path / "out")
+    latest = tmp_path / "service/openstack/latest"
+    latest.mkdir(parents=True)
+    (latest / "meta_data.json").write_text(
+        json.dumps(
+            {
+                "uuid": "d8e02d56-2648-49a3-bf97-6be8f1204f38",
+                "hostname": "redis-1.novalocal",
+                "public_keys": {"mykey": "ssh-ed25519 AAAA nova@key"},
+            }
+        )
+    )
+    (latest / "user_data").write_text("plain user data\n")
+    console = run_with_metadata_service(system, tmp_path / "state", tmp_path / "service")
+    assert "metadata: openstack: 1 SSH key(s) in /run/config/ssh/authorized_keys" in console
+    assert "provider=openstack name=redis-1.novalocal" in console
+    assert "key=ssh-ed25519 AAAA nova@key modes=700 600" in console
+    assert "userdata=plain user data" in console
+
+    # No user data is no error; no service at all is told, and not an error either.
+    (latest / "user_data").unlink()
+    console = run_with_metadata_service(system, tmp_path / "again", tmp_path / "service")
+    assert "metadata: openstack: no user data" in console
+    assert "provider=openstack name=redis-1.novalocal" in console
+    console = run_until_poweroff(system, tmp_path / "none")
+    assert "metadata: openstack: no metadata service at 169.254.169.254" in console
     assert "onboot metadata: exit code 0" in console
