@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from osbuilder.vm.qemu import VmConfig, qemu_command
 from tests.conftest import Packages
 
 
@@ -129,3 +130,39 @@ def spec_text(packages: Packages, template: str) -> str:
     """A spec naming the repository's packages by short name: {init}, {getty} ..."""
     short = {name.split("/")[-1]: ref for name, ref in packages.references.items()}
     return template.format(**short)
+
+
+# What QEMU's guestfwd runs for each connection to the metadata service, the connection on
+# its stdin and stdout: one HTTP/1.0 answer from the files of the directory argv[1].
+METADATA_SERVICE = """\
+import os, sys
+root = os.path.realpath(sys.argv[1])
+request = sys.stdin.buffer.readline().split()
+while sys.stdin.buffer.readline().strip():
+    pass
+path = os.path.realpath(os.path.join(root, request[1].decode().lstrip("/")))
+if path.startswith(root + "/") and os.path.isfile(path):
+    body = open(path, "rb").read()
+    head = b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
+else:
+    body, head = b"", b"HTTP/1.0 404 Not Found\\r\\nContent-Length: 0\\r\\n\\r\\n"
+sys.stdout.buffer.write(head + body)
+"""
+
+
+def metadata_service_command(config: VmConfig, service: Path) -> list[str]:
+    """osbuilder's QEMU command line for `config` (made with detach, so the console goes to
+    its log only), in the foreground, with an OpenStack metadata service at
+    169.254.169.254 serving the files under `service`, as Nova's network gives one:
+    QEMU's user network on 169.254.0.0/16, the service's connections going to a local
+    program. Nothing leaves the host. Creates config.state."""
+    config.state.mkdir(parents=True)
+    server = config.state / "service.py"
+    server.write_text(METADATA_SERVICE)
+    command = [word for word in qemu_command(config) if word != "-daemonize"]
+    nic = command.index("-nic") + 1
+    command[nic] += (
+        ",net=169.254.0.0/16"
+        f",guestfwd=tcp:169.254.169.254:80-cmd:{sys.executable} {server} {service}"
+    )
+    return command

@@ -1,14 +1,24 @@
-"""examples/sshd.yml used as its comments say: the user's ~/.ssh key goes in, ssh and scp work."""
+"""examples/sshd.yml used as its comments say: the user's ~/.ssh key goes in, ssh and scp
+work; examples/openstack.yml lets in the key pair Nova's metadata service names."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import build_system, free_port, osbuilder, run_detached
+from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig
+from tests.boot.conftest import (
+    build_system,
+    free_port,
+    metadata_service_command,
+    osbuilder,
+    run_detached,
+)
 from tests.conftest import REPO, Packages
 
 pytestmark = pytest.mark.boot
@@ -100,3 +110,39 @@ def test_sshd_example_lets_the_users_key_in_and_no_other(
     assert stopped.returncode == 0, stopped.stderr
     console = (state / "console.log").read_text(errors="replace")
     assert "service sshd FAILED" not in console
+
+
+def test_openstack_example_lets_the_key_pairs_key_in_with_novas_hostname(
+    packages: Packages, tmp_path: Path
+) -> None:
+    key = make_key(tmp_path / "nova-key")
+    latest = tmp_path / "service/openstack/latest"
+    latest.mkdir(parents=True)
+    metadata = {
+        "hostname": "sshd-1.novalocal",
+        "public_keys": {"nova-key": Path(f"{key}.pub").read_text().strip()},
+    }
+    (latest / "meta_data.json").write_text(json.dumps(metadata))
+    prefix = build_system(packages, REPO / "examples/openstack.yml", tmp_path / "out")
+    port = free_port()
+    state = tmp_path / "state"
+    config = VmConfig(
+        KernelBoot.from_prefix(prefix),
+        state,
+        network="restricted",
+        publish=[Publish(port, 22)],
+        detach=True,
+    )
+    command = metadata_service_command(config, tmp_path / "service")
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        try:
+            deadline = time.monotonic() + 240
+            while (logged_in := ssh(port, key, "hostname; id -u")).returncode != 0:
+                assert time.monotonic() < deadline, logged_in.stderr
+                time.sleep(2)
+            assert logged_in.stdout.split() == ["sshd-1.novalocal", "0"]
+        finally:
+            stopped = osbuilder("stop", str(state))
+    assert stopped.returncode == 0, stopped.stderr
+    console = config.console_log.read_text(errors="replace")
+    assert "metadata: openstack: 1 SSH key(s) in /run/config/ssh/authorized_keys" in console

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
-from tests.boot.conftest import build_system, run_until_poweroff, spec_text
+from osbuilder.vm.qemu import KernelBoot, VmConfig
+from tests.boot.conftest import (
+    build_system,
+    metadata_service_command,
+    run_until_poweroff,
+    spec_text,
+)
 from tests.conftest import Packages
 
 pytestmark = pytest.mark.boot
@@ -88,40 +92,13 @@ OPENSTACK_SPEC = SPEC.replace(
     "    image: {metadata}\n",
     '    image: {metadata}\n    command: ["/usr/bin/metadata", "openstack"]\n',
 )
-# What QEMU's guestfwd runs for each connection to the metadata service, the connection on
-# its stdin and stdout: one HTTP/1.0 answer from the files of the directory argv[1].
-METADATA_SERVICE = """\
-import os, sys
-root = os.path.realpath(sys.argv[1])
-request = sys.stdin.buffer.readline().split()
-while sys.stdin.buffer.readline().strip():
-    pass
-path = os.path.realpath(os.path.join(root, request[1].decode().lstrip("/")))
-if path.startswith(root + "/") and os.path.isfile(path):
-    body = open(path, "rb").read()
-    head = b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
-else:
-    body, head = b"", b"HTTP/1.0 404 Not Found\\r\\nContent-Length: 0\\r\\n\\r\\n"
-sys.stdout.buffer.write(head + body)
-"""
 
 
 def run_with_metadata_service(system: Path, state: Path, service: Path) -> str:
-    """Boot `system` (osbuilder's QEMU command line) with an OpenStack metadata service at
-    169.254.169.254 serving the files under `service`, as Nova's network gives one: QEMU's
-    user network on 169.254.0.0/16, the service's connections going to a local program.
-    Nothing leaves the host. Returns the console once the guest powered off."""
+    """Boot `system` with an OpenStack metadata service serving the files under `service`
+    (conftest.metadata_service_command) until it powers off; its console."""
     config = VmConfig(KernelBoot.from_prefix(system), state, network="restricted", detach=True)
-    state.mkdir()
-    server = state / "service.py"
-    server.write_text(METADATA_SERVICE)
-    command = [word for word in qemu_command(config) if word != "-daemonize"]
-    nic = command.index("-nic") + 1
-    command[nic] += (
-        ",net=169.254.0.0/16"
-        f",guestfwd=tcp:169.254.169.254:80-cmd:{sys.executable} {server} {service}"
-    )
-    subprocess.run(command, check=True, timeout=240, capture_output=True)
+    subprocess.run(metadata_service_command(config, service), check=True, timeout=240)
     return config.console_log.read_text(errors="replace")
 
 
