@@ -9,8 +9,9 @@ qcow2 image), known by its contents (osbuilder/media.py), boots through the firm
 initrd and never writes it). Every VM gets virtio-rng (Python's start does not wait for
 entropy), virtio-net user networking with published ports on 127.0.0.1, a QMP socket, a
 pid file and its serial console logged to STATE/console.log; a guest kernel panic makes
-QEMU exit with a failure (pvpanic; on arm64, panic=-1). `--net restricted` keeps the
-guest off every network but the published ports, as the tests use it. Data disks
+QEMU exit with a failure (pvpanic; for a kernel QEMU boots, panic=-1 as well).
+`--net restricted` keeps the guest off every network but the published ports, as the
+tests use it. Data disks
 (`--disk`, vm/disks.py) are writable virtio disks after the boot medium, user data
 (`--data`, vm/userdata.py) a read-only one after them.
 """
@@ -283,8 +284,9 @@ def _boot_options(config: VmConfig) -> list[str]:
             f"if=pflash,format=raw,file={_escaped(config.efi_vars)}",
         ]
     if isinstance(boot, KernelBoot):
-        panic = () if config.machine.panic_device else ("panic=-1",)
-        cmdline = " ".join(p for p in (boot.cmdline, *panic, config.append) if p)
+        # panic=-1 (a reboot, which -no-reboot makes QEMU's exit) also ends a panic that
+        # comes before the init loads the pvpanic driver: an initrd too big for the memory.
+        cmdline = " ".join(p for p in (boot.cmdline, "panic=-1", config.append) if p)
         kernel = ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", cmdline]
         return [*firmware, *kernel]
     drive = f"file={_escaped(boot.path)},readonly=on"

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from osbuilder.vm.userdata import write_data_iso
 log = logging.getLogger(__name__)
 
 PANIC = b"Kernel panic - not syncing"
+INITRD_DID_NOT_FIT = b"Initramfs unpacking failed: write error"  # its ramfs is full
 TIMEOUT_EXIT = 124
 
 
@@ -81,6 +83,8 @@ def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
         process.wait()
         raise
     if _panicked(config):
+        if (hint := panic_hint(config)) is not None:
+            print(f"osbuilder: {hint}", file=sys.stderr, flush=True)
         return code or 1
     return code
 
@@ -100,9 +104,11 @@ def run_detached(config: VmConfig, cache: Path, wait_tcp: int | None, wait_timeo
     deadline = time.monotonic() + wait_timeout
     while time.monotonic() < deadline:
         if not alive(pid):
+            hint = panic_hint(config)
             raise ExternalError(
                 f"the VM stopped before port {wait_tcp} answered:\n"
                 + console_tail(config.console_log)
+                + (f"\n{hint}" if hint else "")
             )
         if guest_port_answers(config.state, host_port, wait_tcp):
             return
@@ -146,6 +152,21 @@ def console_tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return "(no console log)"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def panic_hint(config: VmConfig) -> str | None:
+    """What to do about a panic whose cause the console shows, if it is one we know."""
+    try:
+        console = config.console_log.read_bytes()
+    except OSError:
+        return None
+    if INITRD_DID_NOT_FIT in console:
+        return (
+            f"the initrd did not fit in the VM's {config.memory} MB (the kernel: "
+            "'Initramfs unpacking failed'); give it more memory (--mem), or build "
+            "kernel+squashfs, whose root stays on a disk"
+        )
+    return None
 
 
 def _panicked(config: VmConfig) -> bool:
