@@ -64,7 +64,8 @@ def register(
     build.add_argument(
         "--compress",
         choices=("gzip", "zstd", "none"),
-        help="initrd compression (default: zstd if the kernel has it, else gzip)",
+        help="initrd compression, and squashfs's with gzip or zstd (default: zstd if the "
+        "kernel has it, else gzip)",
     )
     build.add_argument(
         "--root",

@@ -2,7 +2,9 @@
 dynamic-vhd and vmdk.
 
 Each is one partition at 1 MiB holding a FAT file system, made in a scratch file
-(mkfs.fat, mmd, mcopy: no root, no loop device) and written into the disk:
+(mkfs.fat, mmd, mcopy: no root, no loop device) and written into the disk (with
+`--root squashfs`, the initrd there is kernel+squashfs's boot stage and a second
+partition after it holds the root's squashfs image):
 
 - BIOS: an MBR with SYSLINUX's boot code and one active partition holding the kernel,
   the initrd, syslinux.cfg and SYSLINUX itself (`syslinux --install` into the
@@ -13,7 +15,7 @@ Each is one partition at 1 MiB holding a FAT file system, made in a scratch file
 qcow2-bios and qcow2-efi are the same disks converted by `qemu-img`, and vhd,
 dynamic-vhd and vmdk the BIOS one as a fixed or dynamic VHD and a VMDK. Every time in the
 file systems is the build's SOURCE_DATE_EPOCH, and the volume ID, disk signature and
-GUIDs come from the kernel's and initrd's digests: the images are reproducible.
+GUIDs come from the kernel's and initrd's (and root's) digests: the images are reproducible.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from osbuilder.formats.kernel_initrd import FORMAT as KERNEL_INITRD
 from osbuilder.formats.kernel_initrd import copy_output
 from osbuilder.formats.staging import (
     COPY_CHUNK,
+    boot_files,
     initrd_compression,
     kernel_parts,
     root_entries,
@@ -58,11 +59,16 @@ def write_kernel_squashfs(job: WriteJob) -> list[Output]:
     outputs = [
         copy_output(squashfs_root(job, FORMAT).path, job.outputs, f"{job.name}-{SQUASHFS_SUFFIX}")
     ]
-    with job.outputs.create(f"{job.name}-{BOOT_STAGE_SUFFIX}") as out:
-        write_initrd(
-            job.system, out, initrd_compression(job.system, job.options.compression), stage
-        )
-    outputs.append(out.result())
+    stage_name = f"{job.name}-{BOOT_STAGE_SUFFIX}"
+    if job.options.root == "squashfs" and job.writes_boot_media():
+        # The disks of --root squashfs staged this very boot stage as their initrd.
+        outputs.append(copy_output(boot_files(job, FORMAT).initrd, job.outputs, stage_name))
+    else:
+        with job.outputs.create(stage_name) as out:
+            write_initrd(
+                job.system, out, initrd_compression(job.system, job.options.compression), stage
+            )
+        outputs.append(out.result())
     if KERNEL_INITRD not in job.formats:  # else it writes the same kernel and cmdline
         outputs.append(copy_output(parts.kernel, job.outputs, f"{job.name}-kernel"))
         with job.outputs.create(f"{job.name}-cmdline") as out:
