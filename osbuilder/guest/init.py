@@ -26,6 +26,7 @@ from osbuilder.guest.shutdown import (
     ShutdownSteps,
     ShutdownSwitch,
     kill_remaining,
+    release_swap,
     shut_down,
     unmount_all,
 )
@@ -90,6 +91,7 @@ class Init:
             run_onshutdown=lambda: self._run_kind("onshutdown", self.options.shutdown_timeout),
             stop_services=self._stop_services,
             kill_remaining=kill_remaining,
+            release_swap=release_swap,
             sync=os.sync,
             unmount_all=unmount_all,
             reboot=syscalls.reboot,

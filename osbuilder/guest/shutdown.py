@@ -1,5 +1,5 @@
 """Stopping the machine: onshutdown containers, services (SIGTERM, then SIGKILL past the
-timeout), every other process, sync, unmount, reboot(2).
+timeout), every other process, swap off, sync, unmount, reboot(2).
 
 Each step is guarded: a failing step is reported and the next one still runs, so the
 machine always reaches reboot(2).
@@ -54,6 +54,7 @@ class ShutdownSteps:
         run_onshutdown: Callable[[], None],
         stop_services: Callable[[float], None],
         kill_remaining: Callable[[float], None],
+        release_swap: Callable[[], None],
         sync: Callable[[], None],
         unmount_all: Callable[[], None],
         reboot: Callable[[int], None],
@@ -61,6 +62,7 @@ class ShutdownSteps:
         self.run_onshutdown = run_onshutdown
         self.stop_services = stop_services
         self.kill_remaining = kill_remaining
+        self.release_swap = release_swap
         self.sync = sync
         self.unmount_all = unmount_all
         self.reboot = reboot
@@ -73,6 +75,7 @@ def shut_down(action: str, steps: ShutdownSteps, console: Console, timeout: floa
         ("onshutdown", steps.run_onshutdown),
         ("stopping services", lambda: steps.stop_services(timeout)),
         ("stopping remaining processes", lambda: steps.kill_remaining(min(timeout, 2.0))),
+        ("swap off", steps.release_swap),
         ("sync", steps.sync),
         ("unmounting", steps.unmount_all),
     ]
@@ -126,6 +129,42 @@ def _unescape(field: str) -> str:
 def mount_points(mountinfo: str) -> list[str]:
     """Mount points in mount order (parents before children)."""
     return [_unescape(line.split()[4]) for line in mountinfo.splitlines() if line.strip()]
+
+
+def swap_areas(swaps: str) -> list[str]:
+    """The swap files and devices in use, from /proc/swaps (a header line, then one line
+    each, the name escaped as in mountinfo)."""
+    return [_unescape(line.split()[0]) for line in swaps.splitlines()[1:] if line.strip()]
+
+
+def release_swap(
+    swaps_path: Path = Path("/proc/swaps"),
+    mountinfo_path: Path = Path("/proc/self/mountinfo"),
+) -> None:
+    """swapoff(2) every swap area, then remove the device-mapper devices left unused (an
+    encrypted swap's): a swap file, or a mapping over one, keeps its file system busy,
+    which then could not be unmounted cleanly.
+
+    An area turned on inside a container is named in /proc/swaps from the root of the mount
+    it was opened through, which the init's namespace does not have: a data disk's file
+    shows as /swapfile, a mapped device as /mapper/NAME. So each name is tried as it is,
+    then under each of the init's mount points, deepest first; swapoff(2) takes only the
+    area itself (another file of that name is refused)."""
+    mounts = [point for point in reversed(mount_points(mountinfo_path.read_text())) if point != "/"]
+    failures = []
+    for area in swap_areas(swaps_path.read_text()):
+        error: OSError | None = None
+        for candidate in (area, *(point + area for point in mounts)):
+            try:
+                syscalls.swapoff(candidate)
+                break
+            except OSError as failure:
+                error = error or failure
+        else:
+            failures.append(str(error.strerror if error else area))
+    syscalls.remove_unused_device_mappings()
+    if failures:
+        raise OSError("; ".join(failures))
 
 
 def unmount_all(mountinfo_path: Path = Path("/proc/self/mountinfo")) -> None:

@@ -6,7 +6,9 @@ Each raises OSError with the errno, like the os module's own functions.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import struct
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -74,6 +76,30 @@ def umount(target: str, flags: int = 0) -> None:
 
 def reboot(command: int) -> None:
     _check(_libc.reboot(ctypes.c_int(ctypes.c_int32(command).value)), "reboot")
+
+
+def swapoff(path: str) -> None:
+    _check(_libc.swapoff(ctypes.c_char_p(_bytes(path))), f"swapoff {path}")
+
+
+# device-mapper's ioctl header (struct dm_ioctl, linux/dm-ioctl.h): version 4.0.0, 312 bytes,
+# no payload. DM_REMOVE_ALL = _IOWR(0xfd, 1, struct dm_ioctl).
+_DM_IOCTL_SIZE = 312
+_DM_REMOVE_ALL = 0xC0000000 | (_DM_IOCTL_SIZE << 16) | (0xFD << 8) | 1
+
+
+def remove_unused_device_mappings(control: str = "/dev/mapper/control") -> None:
+    """Remove every device-mapper device nothing holds open (what `dmsetup remove_all`
+    does); nothing to do when device-mapper was never loaded."""
+    header = struct.pack("=5I", 4, 0, 0, _DM_IOCTL_SIZE, _DM_IOCTL_SIZE)
+    try:
+        fd = os.open(control, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.ioctl(fd, _DM_REMOVE_ALL, header.ljust(_DM_IOCTL_SIZE, b"\0"))
+    finally:
+        os.close(fd)
 
 
 def filesystem_type(path: str) -> int:

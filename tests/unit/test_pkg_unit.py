@@ -40,6 +40,9 @@ def test_every_recipe_loads() -> None:
         "osbuilder/format",
         "osbuilder/mount",
         "osbuilder/metadata",
+        "osbuilder/sysctl",
+        "osbuilder/swap",
+        "osbuilder/poweroff",
         "osbuilder/kernel",
     }
 
