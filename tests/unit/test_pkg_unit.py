@@ -43,6 +43,7 @@ def test_every_recipe_loads() -> None:
         "osbuilder/sysctl",
         "osbuilder/swap",
         "osbuilder/poweroff",
+        "osbuilder/ntpd",
         "osbuilder/kernel",
     }
 
