@@ -46,7 +46,8 @@ def build_root_layer(
             new_layer(store) as layer,
             stream_stdout(command, env={"SOURCE_DATE_EPOCH": str(epoch)}) as output,
         ):
-            count = copy_stream(read_tar(output), layer, epoch, Dropper(root.drop), what, bytecode)
+            dropped = Dropper(root.drop, root.keep)
+            count = copy_stream(read_tar(output), layer, epoch, dropped, what, bytecode)
             if count == 0:
                 raise UserError(f"{what}: mmdebstrap produced an empty root filesystem")
     except CommandFailed as exc:

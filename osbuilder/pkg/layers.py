@@ -29,16 +29,28 @@ _KEPT_PAX_PREFIXES = ("SCHILY.xattr.",)
 
 
 class Dropper:
-    """Decides which paths a recipe's `drop` globs leave out (a glob drops what is below too)."""
+    """Decides which paths a recipe leaves out: what its `drop` globs match (and what is
+    below), and, when it has `keep` globs, whatever they do not match, is not below a
+    match, and is not a directory on the way to one."""
 
-    def __init__(self, patterns: Iterable[str]) -> None:
+    def __init__(self, patterns: Iterable[str], keep: Iterable[str] | None = None) -> None:
         self.patterns = [p.strip("/") for p in (*ALWAYS_DROPPED, *patterns)]
+        self.keep = None if keep is None else [p.strip("/").split("/") for p in keep]
 
     def __call__(self, name: str) -> bool:
+        if self.keep is not None and not any(_on_the_way(name, k) for k in self.keep):
+            return True
         return any(
             fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, p + "/*")
             for p in self.patterns
         )
+
+
+def _on_the_way(name: str, pattern: list[str]) -> bool:
+    """Whether `name` matches the glob `pattern` (split at '/'), is below a match, or is a
+    directory above one: component by component, as far as the shorter goes."""
+    parts = name.split("/")
+    return all(fnmatch.fnmatchcase(part, glob) for part, glob in zip(parts, pattern, strict=False))
 
 
 def normalise(member: tarfile.TarInfo, epoch: int) -> tarfile.TarInfo | None:

@@ -6,6 +6,7 @@ debian:                           # a root filesystem from Debian packages (mmde
   variant: extract                # mmdebstrap's variant; extract: unpack, no scripts
   packages: [redis-server]
   drop: [usr/share/doc/*, ...]    # globs of paths left out of the image
+  keep: [etc/ssl/certs, ...]      # or only these (with what is below), if given
 kernel:                           # or: a kernel image from a Debian kernel package
   package: linux-image-6.1.0-56-cloud-${ARCH}   # ${ARCH}: the architecture built
   version: 6.1.192-2
@@ -63,6 +64,12 @@ class DebianRoot(SpecModel):
     packages: list[str] = Field(min_length=1, description="Packages, optionally pkg=version.")
     mirror: str | None = Field(None, description="Mirror URL (default: mmdebstrap's).")
     drop: list[str] = Field(default_factory=list, description="Globs of paths to leave out.")
+    keep: list[str] | None = Field(
+        None,
+        description="Globs of the only paths to take, with what is below them (and the "
+        "directories above); `drop` still applies to them.",
+        min_length=1,
+    )
 
 
 def _module_pattern(pattern: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -198,6 +200,10 @@ def test_bad_suite_is_one_clear_error(tmp_path: Path) -> None:
         ),
         ("image: osbuilder/x\ndebian:\n  packages: [a\n", "build.yml:4:1: YAML syntax error"),
         (
+            "image: osbuilder/x\ndebian:\n  packages: [a]\n  keep: []\n",
+            "build.yml:4:9: debian.keep: List should have at least 1 item",
+        ),
+        (
             "image: osbuilder/k\nkernel:\n  package: linux-image-${ARCH}\n  version: '1'\n"
             "  modules: [virtio*, amd46:ata_piix]\n",
             "build.yml:5:22: kernel.modules[1]: 'amd46' is not an architecture",
@@ -211,6 +217,7 @@ def test_bad_suite_is_one_clear_error(tmp_path: Path) -> None:
         "relative-path",
         "bad-label",
         "yaml",
+        "empty-keep",
         "module-arch",
     ],
 )
@@ -340,6 +347,11 @@ def test_repository_packages_build(packages: Packages) -> None:
         "osbuilder/format",
         "osbuilder/mount",
         "osbuilder/metadata",
+        "osbuilder/sysctl",
+        "osbuilder/swap",
+        "osbuilder/poweroff",
+        "osbuilder/ntpd",
+        "osbuilder/ca-certificates",
     }
     store = packages.store
     init = Puller(store, None, AMD64).pull(parse_reference(packages["osbuilder/init"])).image
@@ -378,3 +390,55 @@ def test_bytecode_gives_one_digest_whichever_process_builds_it(tmp_path: Path) -
         sys.intern(character)  # as some module of a busy process might
     in_process = build_package(ContentStore(tmp_path / "store"), load_recipe(recipe))
     assert in_process.descriptor.digest == json.loads(on_the_command_line.stdout)[0]["digest"]
+
+
+def test_ca_certificates_give_the_system_a_bundle_openssl_reads(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """The ca-certificates package in `init`: the system's /etc/ssl/certs holds Debian's
+    bundle and the hashed names OpenSSL looks certificates up by, and the image holds
+    nothing but the certificates (its recipe's `keep`)."""
+    spec = tmp_path / "ca.yml"
+    spec.write_text(
+        f"kernel:\n  image: {packages['osbuilder/kernel']}\n"
+        f"init: [{packages['osbuilder/init']}, {packages['osbuilder/ca-certificates']}]\n"
+    )
+    result = osbuilder(
+        "build",
+        "--offline",
+        "--cache",
+        str(packages.store.root),
+        "-f",
+        "tar",
+        "-o",
+        str(tmp_path),
+        str(spec),
+    )
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "root"
+    with tarfile.open(tmp_path / "ca.tar") as tar:
+        tar.extractall(root, filter="fully_trusted")
+    store = packages.store
+    image = Puller(store, None, AMD64).pull(parse_reference(packages["osbuilder/ca-certificates"]))
+    [layer] = image.image.manifest.layers
+    with tarfile.open(store.blob_path(layer.digest)) as tar:
+        names = tar.getnames()
+    assert all(
+        name in ("etc", "etc/ssl", "usr", "usr/share")
+        or name.startswith(("etc/ssl/certs/", "usr/share/ca-certificates/"))
+        or name in ("etc/ssl/certs", "usr/share/ca-certificates")
+        for name in names
+    ), sorted(names)
+    certs = root / "etc/ssl/certs"
+    context = ssl.create_default_context(cafile=certs / "ca-certificates.crt")
+    assert len(context.get_ca_certs()) > 100
+    # A root certificate found through the hashed names alone (-CApath), its links resolved
+    # inside the system's tree.
+    verified = subprocess.run(
+        ["openssl", "verify", "-CApath", str(certs), str(certs / "ISRG_Root_X1.pem")],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.strip().endswith(": OK")

@@ -44,6 +44,7 @@ def test_every_recipe_loads() -> None:
         "osbuilder/swap",
         "osbuilder/poweroff",
         "osbuilder/ntpd",
+        "osbuilder/ca-certificates",
         "osbuilder/kernel",
     }
 
@@ -81,6 +82,28 @@ def test_init_tag_covers_the_guest_code(tmp_path: Path) -> None:
 def test_drop_globs(name: str, dropped: bool) -> None:
     drop = Dropper(["usr/share/doc", "usr/lib/python3.11/test"])
     assert drop(name) is dropped
+
+
+@pytest.mark.parametrize(
+    ("name", "dropped"),
+    [
+        ("etc", False),  # directories on the way to what is kept
+        ("etc/ssl", False),
+        ("etc/ssl/certs", False),
+        ("etc/ssl/certs/ca-certificates.crt", False),  # below what is kept
+        ("etc/ssl/private", True),
+        ("etc/passwd", True),
+        ("usr", False),
+        ("usr/lib/python3.11/os.py", False),  # a glob in the middle
+        ("usr/lib/python3.11/test/x.py", True),  # kept, but dropped
+        ("usr/lib/x86_64-linux-gnu/libc.so.6", True),
+        ("bin", True),
+        ("dev", True),
+    ],
+)
+def test_keep_globs(name: str, dropped: bool) -> None:
+    keep = Dropper(["usr/lib/python3.11/test"], keep=["etc/ssl/certs/", "usr/lib/python3.*"])
+    assert keep(name) is dropped
 
 
 def test_normalise_entries() -> None:
