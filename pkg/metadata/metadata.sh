@@ -1,6 +1,7 @@
 #!/bin/busybox sh
-# metadata [cdrom|openstack]...: user data (and, from OpenStack, the hostname and SSH keys)
-# into /run/config, from the first provider that has them (default: cdrom); see build.yml.
+# metadata [cdrom|openstack|aws|gcp]...: user data (and, from a cloud, the hostname and SSH
+# keys) into /run/config, from the first provider that has them (default: cdrom); see
+# build.yml.
 set -eu
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 config=/run/config
@@ -57,21 +58,35 @@ fetch() {
 	busybox timeout 2 busybox wget -q -O "$2" "$1" 2>/dev/null
 }
 
+# The network may still be coming up (a DHCP lease in another onboot container): command
+# $2... is tried 3 times, a second apart; $1 names the provider when none answers.
+with_retries() {
+	provider=$1
+	shift
+	for try in 1 2 3; do
+		"$@" && return 0
+		[ "$try" = 3 ] || sleep 1
+	done
+	say "$provider: no metadata service at 169.254.169.254"
+	return 1
+}
+
+# The SSH keys in file $1 (one per line) into ssh/authorized_keys; $2 names the provider.
+write_keys() {
+	[ -s "$1" ] || return 0
+	mkdir -p "$config/ssh"
+	chmod 0700 "$config/ssh"
+	grep -v '^[[:space:]]*$' "$1" >"$config/ssh/authorized_keys" || true
+	chmod 0600 "$config/ssh/authorized_keys"
+	say "$2: $(wc -l <"$config/ssh/authorized_keys") SSH key(s) in $config/ssh/authorized_keys"
+}
+
 # OpenStack's metadata service (Nova): the hostname, the SSH keys of the instance's key
 # pair into ssh/authorized_keys (as LinuxKit's openstack provider), the user data if any.
 openstack() {
 	base=http://169.254.169.254/openstack/latest
 	work=$(mktemp -d)
-	tries=1
-	# The network may still be coming up (a DHCP lease in another onboot container).
-	until fetch "$base/meta_data.json" "$work/meta_data.json"; do
-		if [ "$tries" -ge 3 ]; then
-			say "openstack: no metadata service at 169.254.169.254"
-			return 1
-		fi
-		tries=$((tries + 1))
-		sleep 1
-	done
+	with_retries openstack fetch "$base/meta_data.json" "$work/meta_data.json" || return 1
 	jq -e 'type == "object"' "$work/meta_data.json" >/dev/null 2>&1 ||
 		fail "openstack: meta_data.json is not a JSON object"
 	mkdir -p "$config"
@@ -80,14 +95,8 @@ openstack() {
 	if [ -n "$name" ]; then
 		printf '%s' "$name" >"$config/hostname"
 	fi
-	keys=$(jq -r '.public_keys // {} | to_entries[] | .value' "$work/meta_data.json")
-	if [ -n "$keys" ]; then
-		mkdir -p "$config/ssh"
-		chmod 0700 "$config/ssh"
-		printf '%s\n' "$keys" >"$config/ssh/authorized_keys"
-		chmod 0600 "$config/ssh/authorized_keys"
-		say "openstack: $(printf '%s\n' "$keys" | wc -l) SSH key(s) in $config/ssh/authorized_keys"
-	fi
+	jq -r '.public_keys // {} | to_entries[] | .value' "$work/meta_data.json" >"$work/keys"
+	write_keys "$work/keys" openstack
 	if fetch "$base/user_data" "$work/user_data"; then
 		apply_userdata "$work/user_data" openstack
 	else
@@ -96,12 +105,96 @@ openstack() {
 	rm -rf "$work"
 }
 
+# EC2's instance metadata service, IMDSv2 as instances now require: a session token from a
+# PUT (busybox's wget cannot send one: nc does), then GETs that carry it. A service that
+# answers the PUT with an error (no IMDSv2) is read without a token.
+aws_token() {
+	printf 'PUT /latest/api/token HTTP/1.0\r\nHost: 169.254.169.254\r\n%s\r\n\r\n' \
+		"X-aws-ec2-metadata-token-ttl-seconds: 300" |
+		busybox timeout 2 busybox nc 169.254.169.254 80 >"$work/token-response" 2>/dev/null &&
+		[ -s "$work/token-response" ]
+}
+
+aws_get() {
+	if [ -n "$token" ]; then
+		busybox timeout 2 busybox wget -q --header "X-aws-ec2-metadata-token: $token" \
+			-O "$2" "http://169.254.169.254/latest/$1" 2>/dev/null
+	else
+		fetch "http://169.254.169.254/latest/$1" "$2"
+	fi
+}
+
+aws() {
+	work=$(mktemp -d)
+	with_retries aws aws_token || return 1
+	token=
+	if head -n 1 "$work/token-response" | grep -q '^HTTP/1\.[01] 200'; then
+		token=$(awk 'body { print; next } /^\r?$/ { body = 1 }' "$work/token-response")
+	fi
+	if ! aws_get meta-data/instance-id "$work/instance-id"; then
+		say "aws: 169.254.169.254 is no EC2 metadata service"
+		return 1
+	fi
+	mkdir -p "$config"
+	echo aws >"$config/provider"
+	if aws_get meta-data/hostname "$work/hostname" && [ -s "$work/hostname" ]; then
+		cp "$work/hostname" "$config/hostname"
+	fi
+	if aws_get meta-data/public-keys/0/openssh-key "$work/keys"; then
+		write_keys "$work/keys" aws
+	fi
+	if aws_get user-data "$work/user_data"; then
+		apply_userdata "$work/user_data" aws
+	else
+		say "aws: no user data"
+	fi
+	rm -rf "$work"
+}
+
+# Google Compute Engine's metadata server: asked with, and answering with, the header
+# Metadata-Flavor: Google (which tells it from the other clouds' 169.254.169.254).
+gcp_get() {
+	busybox timeout 2 busybox wget -q -S --header "Metadata-Flavor: Google" -O "$2" \
+		"http://169.254.169.254/computeMetadata/v1/$1" 2>"$work/headers" &&
+		grep -qi '^ *Metadata-Flavor: *Google' "$work/headers"
+}
+
+gcp() {
+	work=$(mktemp -d)
+	with_retries gcp gcp_get instance/id "$work/id" || return 1
+	mkdir -p "$config"
+	echo gcp >"$config/provider"
+	if gcp_get instance/hostname "$work/hostname" && [ -s "$work/hostname" ]; then
+		cp "$work/hostname" "$config/hostname"
+	fi
+	# "user:key" lines, the instance's and then the project's (unless the instance blocks
+	# them); every key is root's here.
+	: >"$work/keys"
+	for attributes in instance/attributes project/attributes; do
+		if [ "$attributes" = project/attributes ] &&
+			gcp_get instance/attributes/block-project-ssh-keys "$work/block" &&
+			[ "$(cat "$work/block")" = true ]; then
+			continue
+		fi
+		if gcp_get "$attributes/ssh-keys" "$work/more"; then
+			sed -n 's/^[^:[:space:]]*://p' "$work/more" >>"$work/keys"
+		fi
+	done
+	write_keys "$work/keys" gcp
+	if gcp_get instance/attributes/user-data "$work/user_data"; then
+		apply_userdata "$work/user_data" gcp
+	else
+		say "gcp: no user data"
+	fi
+	rm -rf "$work"
+}
+
 providers=${*:-cdrom}
 found=
 for provider in $providers; do
 	case "$provider" in
-	cdrom | openstack) ;;
-	*) fail "provider $provider: use cdrom (a cidata volume) or openstack" ;;
+	cdrom | openstack | aws | gcp) ;;
+	*) fail "provider $provider: use cdrom (a cidata volume), openstack, aws or gcp" ;;
 	esac
 done
 for provider in $providers; do
@@ -115,6 +208,9 @@ if [ -z "$found" ]; then
 	exit 0
 fi
 if [ -f "$config/hostname" ]; then
-	hostname "$(cat "$config/hostname")"
+	name=$(head -n 1 "$config/hostname")
+	# A cloud's FQDN can be longer than a host name may be (64): its first label then.
+	[ "${#name}" -le 64 ] || name=${name%%.*}
+	hostname "$name"
 	say "hostname: $(hostname)"
 fi

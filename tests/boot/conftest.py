@@ -133,27 +133,51 @@ def spec_text(packages: Packages, template: str) -> str:
 
 
 # What QEMU's guestfwd runs for each connection to the metadata service, the connection on
-# its stdin and stdout: one HTTP/1.0 answer from the files of the directory argv[1].
+# its stdin and stdout: one HTTP/1.0 answer from the files of the directory argv[1], with
+# the rules of the clouds whose paths those are. EC2's (DIR/latest/...) wants IMDSv2's
+# session token, given for a PUT to /latest/api/token, unless DIR/imdsv1-only exists
+# (then that PUT is refused, as by a service without v2); Compute Engine's
+# (DIR/computeMetadata/...) wants, and answers with, Metadata-Flavor: Google.
 METADATA_SERVICE = """\
 import os, sys
 root = os.path.realpath(sys.argv[1])
-request = sys.stdin.buffer.readline().split()
-while sys.stdin.buffer.readline().strip():
-    pass
-path = os.path.realpath(os.path.join(root, request[1].decode().lstrip("/")))
-if path.startswith(root + "/") and os.path.isfile(path):
-    body = open(path, "rb").read()
-    head = b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
+method, target = sys.stdin.buffer.readline().split()[:2]
+headers = {}
+while line := sys.stdin.buffer.readline().strip():
+    name, _, value = line.decode().partition(":")
+    headers[name.strip().lower()] = value.strip()
+path = target.decode().partition("?")[0]
+token, token_header = "session-token-1", "x-aws-ec2-metadata-token"
+v1_only = os.path.exists(os.path.join(root, "imdsv1-only"))
+status, body, extra = b"404 Not Found", b"", b""
+if path.startswith("/computeMetadata/"):
+    extra = b"Metadata-Flavor: Google\\r\\n"
+if path == "/latest/api/token" and os.path.isdir(os.path.join(root, "latest")):
+    if v1_only:
+        status = b"403 Forbidden"
+    elif method == b"PUT" and "x-aws-ec2-metadata-token-ttl-seconds" in headers:
+        status, body = b"200 OK", token.encode()
+    else:
+        status = b"400 Bad Request"
+elif method != b"GET":
+    status = b"405 Method Not Allowed"
+elif path.startswith("/latest/") and not v1_only and headers.get(token_header) != token:
+    status = b"401 Unauthorized"
+elif path.startswith("/computeMetadata/") and headers.get("metadata-flavor") != "Google":
+    status = b"403 Forbidden"
 else:
-    body, head = b"", b"HTTP/1.0 404 Not Found\\r\\nContent-Length: 0\\r\\n\\r\\n"
+    full = os.path.realpath(os.path.join(root, path.lstrip("/")))
+    if full.startswith(root + "/") and os.path.isfile(full):
+        status, body = b"200 OK", open(full, "rb").read()
+head = b"HTTP/1.0 %s\\r\\n%sContent-Length: %d\\r\\n\\r\\n" % (status, extra, len(body))
 sys.stdout.buffer.write(head + body)
 """
 
 
 def metadata_service_command(config: VmConfig, service: Path) -> list[str]:
     """osbuilder's QEMU command line for `config` (made with detach, so the console goes to
-    its log only), in the foreground, with an OpenStack metadata service at
-    169.254.169.254 serving the files under `service`, as Nova's network gives one:
+    its log only), in the foreground, with a cloud's metadata service at 169.254.169.254
+    serving the files under `service` (METADATA_SERVICE), as a cloud's network gives one:
     QEMU's user network on 169.254.0.0/16, the service's connections going to a local
     program. Nothing leaves the host. Creates config.state."""
     config.state.mkdir(parents=True)

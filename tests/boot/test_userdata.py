@@ -134,3 +134,86 @@ def test_openstacks_metadata_service_gives_the_hostname_keys_and_user_data(
     console = run_until_poweroff(system, tmp_path / "none")
     assert "metadata: openstack: no metadata service at 169.254.169.254" in console
     assert "onboot metadata: exit code 0" in console
+
+
+def cloud_system(packages: Packages, work: Path, *providers: str) -> Path:
+    """The report system of OPENSTACK_SPEC reading `providers` instead, built in `work`."""
+    spec = work / "cloud.yml"
+    command = ", ".join(f'"{provider}"' for provider in providers)
+    spec.write_text(
+        spec_text(packages, OPENSTACK_SPEC).replace(
+            '["/usr/bin/metadata", "openstack"]', f'["/usr/bin/metadata", {command}]'
+        )
+    )
+    return build_system(packages, spec, work / "out")
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_ec2s_metadata_service_through_imdsv2_or_v1(packages: Packages, tmp_path: Path) -> None:
+    system = cloud_system(packages, tmp_path, "aws")
+    service = write_files(
+        tmp_path / "ec2",
+        {
+            "latest/meta-data/instance-id": "i-0123456789abcdef0",
+            "latest/meta-data/hostname": "ip-10-0-2-15.eu-west-1.compute.internal",
+            "latest/meta-data/public-keys/0/openssh-key": "ssh-ed25519 AAAA ec2@key\n",
+            "latest/user-data": "plain user data\n",
+        },
+    )
+    # The service answers only requests that carry the session token (IMDSv2).
+    console = run_with_metadata_service(system, tmp_path / "v2", service)
+    assert "metadata: aws: 1 SSH key(s) in /run/config/ssh/authorized_keys" in console
+    assert "provider=aws name=ip-10-0-2-15.eu-west-1.compute.internal" in console
+    assert "key=ssh-ed25519 AAAA ec2@key modes=700 600" in console
+    assert "userdata=plain user data" in console
+
+    # A service without IMDSv2 refuses the token's PUT: read without one.
+    (service / "imdsv1-only").touch()
+    (service / "latest/user-data").unlink()
+    console = run_with_metadata_service(system, tmp_path / "v1", service)
+    assert "provider=aws name=ip-10-0-2-15.eu-west-1.compute.internal" in console
+    assert "key=ssh-ed25519 AAAA ec2@key modes=700 600" in console
+    assert "metadata: aws: no user data" in console
+
+
+GCE_HOSTNAME = "a-long-instance-name-for-a-test.europe-west1-b.c.my-project-123456.internal"
+
+
+def test_compute_engines_metadata_server_after_a_provider_that_is_not_there(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """aws first: Compute Engine's server is no EC2 service, so gcp answers. Its hostname is
+    longer than a host name may be: the first label is taken."""
+    system = cloud_system(packages, tmp_path, "aws", "gcp")
+    v1 = "computeMetadata/v1"
+    service = write_files(
+        tmp_path / "gce",
+        {
+            f"{v1}/instance/id": "4520031799277581759",
+            f"{v1}/instance/hostname": GCE_HOSTNAME,
+            f"{v1}/instance/attributes/ssh-keys": "alice:ssh-ed25519 AAAA alice@laptop\n",
+            f"{v1}/project/attributes/ssh-keys": "bob:ssh-ed25519 BBBB bob@desk",
+            f"{v1}/instance/attributes/user-data": '{"motd": {"content": "hi"}}',
+        },
+    )
+    console = run_with_metadata_service(system, tmp_path / "gce-state", service)
+    assert "metadata: aws: 169.254.169.254 is no EC2 metadata service" in console
+    assert "metadata: gcp: 2 SSH key(s) in /run/config/ssh/authorized_keys" in console
+    assert "provider=gcp name=a-long-instance-name-for-a-test" in console
+    assert "key=ssh-ed25519 AAAA alice@laptop" in console
+    assert "ssh-ed25519 BBBB bob@desk modes=700 600" in console
+    assert "metadata: /run/config/motd" in console
+
+    # An instance that blocks the project's keys has only its own.
+    write_files(service, {f"{v1}/instance/attributes/block-project-ssh-keys": "true"})
+    (service / f"{v1}/instance/attributes/user-data").unlink()
+    console = run_with_metadata_service(system, tmp_path / "blocked", service)
+    assert "metadata: gcp: 1 SSH key(s) in /run/config/ssh/authorized_keys" in console
+    assert "key=ssh-ed25519 AAAA alice@laptop modes=700 600" in console
+    assert "metadata: gcp: no user data" in console
