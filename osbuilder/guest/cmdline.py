@@ -6,6 +6,7 @@ passes them to init), so they are read from /proc/cmdline.
 
 from __future__ import annotations
 
+from osbuilder.guest.logpump import DEFAULT_LOG_LIMIT, LogLimit
 from osbuilder.guest.records import Record
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
@@ -15,6 +16,7 @@ class BootOptions(Record):
     __slots__ = (
         "debug",
         "extra_modules",
+        "log_limit",
         "no_pivot",
         "problems",
         "runtime",
@@ -31,6 +33,7 @@ class BootOptions(Record):
         no_pivot: bool = False,  # keep the initramfs root and run the runtime with --no-pivot
         problems: tuple[str, ...] = (),
         skipped_modules: tuple[str, ...] = (),  # never loaded, whatever the devices want
+        log_limit: LogLimit = DEFAULT_LOG_LIMIT,
     ) -> None:
         self.runtime = runtime
         self.shutdown_timeout = shutdown_timeout
@@ -39,6 +42,18 @@ class BootOptions(Record):
         self.no_pivot = no_pivot
         self.problems = problems
         self.skipped_modules = skipped_modules
+        self.log_limit = log_limit
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024}
+
+
+def _size(value: str) -> int | None:
+    """'512K' -> 524288; None when it is no size."""
+    number, unit = value[:-1], value[-1:].upper()
+    if unit not in _UNITS or unit == "":
+        number, unit = value, ""
+    return int(number) * _UNITS[unit] if number.isdigit() else None
 
 
 def _flag(value: str) -> bool:
@@ -75,5 +90,28 @@ def parse_cmdline(text: str) -> BootOptions:
     skipped = tuple(m for m in values.pop("modules_skip", "").split(",") if m)
     debug = _flag(values.pop("debug", "0") or "1")
     no_pivot = _flag(values.pop("no_pivot", "0") or "1")
+    log_bytes, log_keep = DEFAULT_LOG_LIMIT.max_bytes, DEFAULT_LOG_LIMIT.keep
+    if "log_size" in values:
+        raw = values.pop("log_size")
+        size = _size(raw)
+        if size is None:
+            problems.append(f"osbuilder.log_size={raw}: expected bytes, or with K, M or G")
+        else:
+            log_bytes = size
+    if "log_files" in values:
+        raw = values.pop("log_files")
+        if raw.isdigit():
+            log_keep = int(raw)
+        else:
+            problems.append(f"osbuilder.log_files={raw}: expected a number of old files")
     problems.extend(f"osbuilder.{name}: unknown option" for name in sorted(values))
-    return BootOptions(runtime, timeout, debug, modules, no_pivot, tuple(problems), skipped)
+    return BootOptions(
+        runtime,
+        timeout,
+        debug,
+        modules,
+        no_pivot,
+        tuple(problems),
+        skipped,
+        LogLimit(log_bytes, log_keep),
+    )

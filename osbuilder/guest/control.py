@@ -50,12 +50,16 @@ def read_line(connection: socket.socket) -> bytes:
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
-    """The last `count` lines of a file, read without holding all of it."""
-    try:
-        with open(path, errors="replace") as file:
-            return [line.rstrip("\n") for line in deque(file, maxlen=count)]
-    except FileNotFoundError:
-        return []
+    """The last `count` lines of a log, read without holding all of it; when the log was
+    rotated not long ago, the start of them from the one before (NAME.log.1)."""
+    lines: deque[str] = deque(maxlen=count)
+    for part in (path.with_name(path.name + ".1"), path):
+        try:
+            with open(part, errors="replace") as file:
+                lines.extend(line.rstrip("\n") for line in file)
+        except FileNotFoundError:
+            continue
+    return list(lines)
 
 
 class ControlServer:

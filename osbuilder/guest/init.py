@@ -118,7 +118,9 @@ class Init:
         self.launcher = OciLauncher(
             runtime, self.reaper, preparer, self.paths.run_dir / "containers", self.console
         )
-        self.supervisor = Supervisor(self.launcher, self.console, self.paths.log_dir)
+        self.supervisor = Supervisor(
+            self.launcher, self.console, self.paths.log_dir, log_limit=self.options.log_limit
+        )
         commands = ControlCommands(
             self.supervisor, self.switch.request, self.options.shutdown_timeout
         )
@@ -155,6 +157,7 @@ class Init:
             should_stop=stop,
             # onshutdown containers are cleaned up before the unmounting that follows
             cleanup_later=kind == "onboot",
+            log_limit=self.options.log_limit,
         )
 
     def _start_services(self, runtime_name: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from osbuilder.guest.bundle import Bundle
 from osbuilder.guest.console import Console
 from osbuilder.guest.container import StartError
-from osbuilder.guest.logpump import OutputPump
+from osbuilder.guest.logpump import DEFAULT_LOG_LIMIT, LogLimit, OutputPump
 from osbuilder.guest.reaper import describe_exit
 from osbuilder.guest.records import Record
 
@@ -51,13 +51,14 @@ def run_to_completion(
     timeout: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     cleanup_later: bool = False,
+    log_limit: LogLimit = DEFAULT_LOG_LIMIT,
 ) -> StepResult:
     """Run one container to its end. With cleanup_later its deletion runs in the
     background at the lowest priority: a container that has ended holds nothing the
     next one needs (onboot), and the boot goes on a little sooner."""
     started = clock()
     what = f"{bundle.kind} {bundle.name}"
-    pump = OutputPump(bundle.label, log_dir / f"{bundle.log_name}.log", console)
+    pump = OutputPump(bundle.label, log_dir / f"{bundle.log_name}.log", console, log_limit)
     try:
         try:
             handle = launcher.launch(bundle, pump.write_fd)
@@ -100,6 +101,7 @@ def run_sequence(
     timeout: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     cleanup_later: bool = False,
+    log_limit: LogLimit = DEFAULT_LOG_LIMIT,
 ) -> list[StepResult]:
     """Run each in order; stop early (before the next one) when should_stop() says so."""
     results: list[StepResult] = []
@@ -109,7 +111,13 @@ def run_sequence(
             break
         results.append(
             run_to_completion(
-                bundle, launcher, console, log_dir, timeout, cleanup_later=cleanup_later
+                bundle,
+                launcher,
+                console,
+                log_dir,
+                timeout,
+                cleanup_later=cleanup_later,
+                log_limit=log_limit,
             )
         )
     return results

@@ -13,7 +13,7 @@ from pathlib import Path
 from osbuilder.guest.bundle import Bundle
 from osbuilder.guest.console import Console
 from osbuilder.guest.container import StartError
-from osbuilder.guest.logpump import OutputPump
+from osbuilder.guest.logpump import DEFAULT_LOG_LIMIT, LogLimit, OutputPump
 from osbuilder.guest.reaper import describe_exit
 from osbuilder.guest.restart import Backoff, RealClock, should_restart
 
@@ -41,11 +41,13 @@ class Service:
         log_dir: Path,
         clock: Clock,
         backoff: Backoff,
+        log_limit: LogLimit = DEFAULT_LOG_LIMIT,
     ) -> None:
         self.bundle = bundle
         self._launcher = launcher
         self._console = console
         self._log_dir = log_dir
+        self._log_limit = log_limit
         self._clock = clock
         self._backoff = backoff
         self._changed = threading.Condition()
@@ -108,7 +110,9 @@ class Service:
 
     def _output(self) -> OutputPump:
         if self._pump is None:
-            self._pump = OutputPump(self.bundle.label, self.log_path, self._console)
+            self._pump = OutputPump(
+                self.bundle.label, self.log_path, self._console, self._log_limit
+            )
         return self._pump
 
     def _run_once(self) -> tuple[int | None, float]:
@@ -254,10 +258,12 @@ class Supervisor:
         log_dir: Path,
         clock: Clock | None = None,
         backoff: Callable[[], Backoff] = Backoff,
+        log_limit: LogLimit = DEFAULT_LOG_LIMIT,
     ) -> None:
         self._launcher = launcher
         self._console = console
         self._log_dir = log_dir
+        self._log_limit = log_limit
         self._clock = clock or RealClock()
         self._backoff = backoff
         self.services: dict[str, Service] = {}
@@ -266,7 +272,13 @@ class Supervisor:
         """Each service starts in its own thread, so they start concurrently."""
         for bundle in bundles:
             service = Service(
-                bundle, self._launcher, self._console, self._log_dir, self._clock, self._backoff()
+                bundle,
+                self._launcher,
+                self._console,
+                self._log_dir,
+                self._clock,
+                self._backoff(),
+                self._log_limit,
             )
             self.services[service.name] = service
             service.begin()

@@ -1,7 +1,7 @@
 """The sysctl, swap and poweroff packages in one boot: kernel settings from the image's
 defaults, a spec's file and arguments; swap files on ext4 and btrfs data disks, one
 encrypted; and a clean poweroff asked for by a container, after which the swap is off and
-the disks are unmounted."""
+the disks are unmounted. And the init's log rotation (osbuilder.log_size, log_files)."""
 
 from __future__ import annotations
 
@@ -68,16 +68,24 @@ onboot:
   - name: swap-tmpfs
     image: {swap}
     command: [/swap.sh, --path, /var/swap, --size, 32M]
+  - name: chatty
+    image: {mount}
+    command:
+      - /bin/sh
+      - -c
+      - for i in $(seq 400); do echo "line $i of a chatty container, to fill its log"; done
   - name: check
     image: {mount}
     net: host
+    binds.add: [/var/log:/var/log]
     command:
       - /bin/sh
       - -c
       - >-
         for k in vm/swappiness fs/inotify/max_user_watches kernel/dmesg_restrict
         net/ipv4/conf/lo/rp_filter vm/dirty_ratio; do echo "setting: $k $(cat /proc/sys/$k)"; done;
-        echo "swap areas: $(sed 1d /proc/swaps | wc -l)"
+        echo "swap areas: $(sed 1d /proc/swaps | wc -l)";
+        for f in /var/log/*chatty*; do echo "log: ${{f##*/}} $(wc -c < $f)"; done
   - name: poweroff
     image: {poweroff}
     command: [/poweroff.sh, "1"]
@@ -103,7 +111,11 @@ def test_sysctl_swap_and_poweroff(packages: Packages, tmp_path: Path) -> None:
     subprocess.run(["truncate", "-s", "256M", str(ext4)], check=True)
     subprocess.run(["truncate", "-s", "320M", str(btrfs)], check=True)
     console = run_until_poweroff(
-        prefix, tmp_path / "state", f"--disk={ext4},format=raw", f"--disk={btrfs},format=raw"
+        prefix,
+        tmp_path / "state",
+        f"--disk={ext4},format=raw",
+        f"--disk={btrfs},format=raw",
+        "--append=osbuilder.log_size=8K osbuilder.log_files=1",
     )
 
     # sysctl: the image's defaults, the spec's file (bound in), then the arguments.
@@ -135,6 +147,12 @@ def test_sysctl_swap_and_poweroff(packages: Packages, tmp_path: Path) -> None:
     assert "less than 1G (a required condition): no swap file" in console
     assert "*** onboot swap-too-small FAILED: exit code 1 ***" in console
     assert "swap: /var/swap is on tmpfs, which cannot hold swap" in console
+
+    # A log past 8 KiB is rotated; one old file is kept.
+    logs = dict(line.split()[-2:] for line in console.splitlines() if "log: " in line)
+    assert sorted(logs) == ["onboot.012-chatty.log", "onboot.012-chatty.log.1"], logs
+    assert all(0 < int(size) <= 8192 for size in logs.values()), logs
+    assert "line 400 of a chatty container, to fill its log" in console
 
     # poweroff: asked for by a container, done by the init: the rest of onboot is skipped,
     # onshutdown runs, then the swap goes off and both disks are unmounted cleanly.

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from osbuilder.guest.cmdline import BootOptions, parse_cmdline
-from osbuilder.guest.logpump import OutputPump
+from osbuilder.guest.control import tail_lines
+from osbuilder.guest.logpump import LogLimit, OutputPump
 from osbuilder.guest.network import default_hostname, first_mac
 from osbuilder.guest.power import KEY_POWER, has_bit, power_button_devices, power_presses
 from osbuilder.guest.reaper import Reaper, ReaperThread, describe_exit
@@ -25,7 +26,7 @@ def test_cmdline_options() -> None:
     options = parse_cmdline(
         "console=ttyS0 osbuilder.runtime=runc osbuilder.shutdown_timeout=2.5 "
         "osbuilder.debug osbuilder.modules=wireguard,dm_crypt osbuilder.modules_skip=sr_mod quiet "
-        "osbuilder.rootwait=5"
+        "osbuilder.rootwait=5 osbuilder.log_size=64K osbuilder.log_files=0"
     )
     assert options == BootOptions(
         runtime="runc",
@@ -33,20 +34,25 @@ def test_cmdline_options() -> None:
         debug=True,
         extra_modules=("wireguard", "dm_crypt"),
         skipped_modules=("sr_mod",),
+        log_limit=LogLimit(64 * 1024, 0),
     )
+    assert parse_cmdline("osbuilder.log_size=0").log_limit == LogLimit(0, 2)  # no limit
     assert parse_cmdline("console=ttyS0") == BootOptions()
 
 
 def test_bad_cmdline_values_are_reported_not_fatal() -> None:
     options = parse_cmdline(
         "osbuilder.runtime=docker osbuilder.shutdown_timeout=soon osbuilder.colour=1 "
-        "osbuilder.rootwait=1.5"
+        "osbuilder.rootwait=1.5 osbuilder.log_size=1T osbuilder.log_files=-1"
     )
     assert options.runtime == "" and options.shutdown_timeout == 10.0
+    assert options.log_limit == LogLimit(1024 * 1024, 2)
     assert options.problems == (
         "osbuilder.runtime=docker: expected crun or runc",
         "osbuilder.shutdown_timeout=soon: expected seconds",
         "osbuilder.rootwait=1.5: expected whole seconds",
+        "osbuilder.log_size=1T: expected bytes, or with K, M or G",
+        "osbuilder.log_files=-1: expected a number of old files",
         "osbuilder.colour: unknown option",
     )
 
@@ -223,3 +229,62 @@ def test_output_pump_says_once_that_the_log_is_full_and_goes_on(tmp_path: Path) 
         "redis: two",
         "redis: three",
     ]
+
+
+def pump_lines(pump: OutputPump, console: RecordingConsole, lines: list[bytes]) -> None:
+    """Each line through the pump as a chunk of its own (it is on the console before the
+    next is written), then the pump closed and drained."""
+    for line in lines:
+        os.write(pump.write_fd, line)
+        console.wait_for(f"{pump.label}: {line.decode().strip()}", timeout=2)
+    pump.close_writer()
+    assert pump.join(2)
+
+
+def test_a_log_is_rotated_past_its_limit_and_the_oldest_dropped(tmp_path: Path) -> None:
+    log = tmp_path / "chatty.log"
+    log.write_bytes(b"from the last run\n")  # a restarted container's: counted
+    lines = [b"line %02d of the chatty service's output\n" % n for n in range(12)]  # 40 B
+    console = RecordingConsole()
+    pump_lines(OutputPump("chatty", log, console, LogLimit(100, 2)), console, lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chatty.log",
+        "chatty.log.1",
+        "chatty.log.2",
+    ]
+    assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
+    kept = b"".join((tmp_path / n).read_bytes() for n in ("chatty.log.2", "chatty.log.1"))
+    assert kept + log.read_bytes() == b"".join(lines[-6:])  # in order, nothing torn
+    # `osbuilder-ctl logs` reads across the last rotation.
+    assert tail_lines(log, 3) == [line.decode().strip() for line in lines[-3:]]
+    assert tail_lines(log, 100) == [line.decode().strip() for line in lines[-4:]]
+
+
+def test_output_read_in_one_chunk_is_split_at_lines_between_files(tmp_path: Path) -> None:
+    lines = [b"line %02d of the chatty service's output\n" % n for n in range(5)]  # 40 B
+    console = RecordingConsole()
+    pump = OutputPump("chatty", tmp_path / "chatty.log", console, LogLimit(100, 3))
+    os.write(pump.write_fd, b"".join(lines))  # read in one chunk of 200 bytes
+    pump.close_writer()
+    assert pump.join(2)
+    files = [tmp_path / n for n in ("chatty.log.2", "chatty.log.1", "chatty.log")]
+    assert [f.read_bytes() for f in files] == [lines[0] + lines[1], lines[2] + lines[3], lines[4]]
+    # A line longer than a whole file is cut (the console still has it whole).
+    pump = OutputPump("long", tmp_path / "long.log", console, LogLimit(30, 1))
+    os.write(pump.write_fd, lines[0])
+    pump.close_writer()
+    assert pump.join(2)
+    assert (tmp_path / "long.log.1").read_bytes() + (tmp_path / "long.log").read_bytes() == (
+        lines[0]
+    )
+    assert (tmp_path / "long.log.1").stat().st_size == 30
+
+
+def test_a_log_without_old_files_or_without_a_limit(tmp_path: Path) -> None:
+    lines = [b"line %04d\n" % n for n in range(9)]  # 10 B each
+    for limit, expected in ((LogLimit(25, 0), lines[-1:]), (LogLimit(0, 0), lines)):
+        console = RecordingConsole()
+        log = tmp_path / f"{limit.max_bytes}.log"
+        pump_lines(OutputPump(str(limit.max_bytes), log, console, limit), console, lines)
+        assert log.read_bytes() == b"".join(expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.log", "25.log"]
