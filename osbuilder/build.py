@@ -152,7 +152,7 @@ def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:
 def _check_squashfs_root(formats: Sequence[str]) -> None:
     """--root squashfs: only with formats that can keep the root on a squashfs."""
     for name in formats:
-        if name in ("kernel+initrd", "iso-bios", "iso-efi"):
+        if name in ("kernel+initrd", "tar-kernel-initrd", "iso-bios", "iso-efi"):
             raise UserError(
                 f"--root squashfs: {name} keeps the root in its initrd; build it without "
                 "--root (for a kernel with a squashfs root: -f kernel+squashfs)"
@@ -160,7 +160,7 @@ def _check_squashfs_root(formats: Sequence[str]) -> None:
     if not any(name in SQUASHFS_ROOT_MEDIA for name in formats):
         raise UserError(
             "--root squashfs is for the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, "
-            "vmdk); kernel+squashfs has its root on a squashfs anyway"
+            "vmdk, gcp); kernel+squashfs has its root on a squashfs anyway"
         )
 
 

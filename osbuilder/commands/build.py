@@ -71,8 +71,8 @@ def register(
         "--root",
         choices=("initrd", "squashfs"),
         default="initrd",
-        help="where the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, vmdk) keep the root "
-        "filesystem: in their initrd (default), or on a squashfs partition read as needed",
+        help="where the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, vmdk, gcp) keep the "
+        "root filesystem: in their initrd (default), or on a squashfs partition read as needed",
     )
     where = build.add_mutually_exclusive_group()
     where.add_argument(

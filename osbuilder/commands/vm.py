@@ -38,8 +38,9 @@ def register(
         help="boot a built system under QEMU",
         description="Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline (the "
         "kernel+initrd format; kernel+squashfs's root is attached as a read-only first "
-        "disk), or an image built as iso-*, raw-*, qcow2-* or vhd (from a "
-        "read-only CD or disk; UEFI for a GPT), under QEMU, the serial console on the "
+        "disk), or an image built as iso-*, raw-*, qcow2-*, vhd, vmdk or gcp (from a "
+        "read-only CD or disk; UEFI for a GPT; gcp's disk.raw is unpacked into the state "
+        "directory first), under QEMU, the serial console on the "
         "terminal. The exit status is 0 when the guest powers off cleanly, non-zero after a "
         "kernel panic or a timeout.",
     )
@@ -47,7 +48,8 @@ def register(
         "prefix",
         type=Path,
         metavar="PREFIX|IMAGE",
-        help="e.g. output/redis, or output/redis.iso, output/redis-bios.img, output/redis.qcow2",
+        help="e.g. output/redis, or output/redis.iso, output/redis-bios.img, output/redis.qcow2, "
+        "output/redis.img.tar.gz",
     )
     run.add_argument(
         "--accel",
@@ -173,10 +175,10 @@ def _run(args: argparse.Namespace) -> int:
     from osbuilder.vm.run import run_detached, run_foreground
     from osbuilder.vm.userdata import checked, read_data_file
 
-    boot = boot_target(args.prefix)
     if args.wait_tcp is not None and not args.detach:
         raise UserError("--wait-tcp goes with --detach")
     state = args.state or Path(f"{args.prefix}-state")
+    boot = boot_target(args.prefix, state)
     config = VmConfig(
         boot=boot,
         state=state,

@@ -3,8 +3,8 @@
 A writer takes one build's WriteJob (the assembled system, the output
 directory, the name) and creates its files in the output directory
 (outputfile.OutputDirectory: they appear together once the whole build has
-succeeded). The boot-media formats share the kernel and initrd staged once
-per build (formats/staging.py).
+succeeded). The boot-media formats and tar-kernel-initrd share the kernel and
+initrd staged once per build (formats/staging.py).
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ class WriteJob:
         """Whether a format of this build embeds the kernel and initrd in a medium."""
         return any(name in BOOT_MEDIA for name in self.formats)
 
+    def stages_boot_files(self) -> bool:
+        """Whether a format of this build takes the kernel and initrd as staged files
+        (formats/staging.py boot_files): the media, and tar-kernel-initrd."""
+        return any(name in STAGED_BOOT_FILES for name in self.formats)
+
 
 Writer = Callable[[WriteJob], list["Output"]]
 
@@ -63,6 +68,7 @@ Writer = Callable[[WriteJob], list["Output"]]
 # (some bring zstandard, some external tools). The files each writes: LinuxKit's names.
 FORMATS: dict[str, tuple[str, str]] = {
     "kernel+initrd": ("kernel_initrd", "write_kernel_initrd"),  # NAME-kernel, -initrd.img, -cmdline
+    "tar-kernel-initrd": ("kernel_tar", "write_tar_kernel_initrd"),  # NAME-initrd.tar
     # NAME-kernel, -squashfs.img, -squashfs-initrd.img (the boot stage), -cmdline
     "kernel+squashfs": ("squashfs", "write_kernel_squashfs"),
     "tar": ("rootfs_tar", "write_rootfs_tar"),  # NAME.tar
@@ -72,6 +78,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "vhd": ("disk", "write_vhd"),  # NAME.vhd
     "dynamic-vhd": ("disk", "write_dynamic_vhd"),  # NAME-dynamic.vhd
     "vmdk": ("disk", "write_vmdk"),  # NAME.vmdk
+    "gcp": ("gcp", "write_gcp"),  # NAME.img.tar.gz
     "iso-efi": ("iso", "write_iso_efi"),  # NAME-efi.iso
     "raw-efi": ("disk", "write_raw_efi"),  # NAME-efi.img
     "qcow2-efi": ("disk", "write_qcow2_efi"),  # NAME-efi.qcow2
@@ -93,11 +100,15 @@ BOOT_MEDIA = frozenset(
         "vhd",
         "dynamic-vhd",
         "vmdk",
+        "gcp",
         "iso-efi",
         "raw-efi",
         "qcow2-efi",
     }
 )
+# The formats that take the kernel and initrd staged once per build (kernel+initrd copies
+# them from there too, rather than compress the tree again).
+STAGED_BOOT_FILES = BOOT_MEDIA | {"tar-kernel-initrd"}
 # The media that can keep the root on a squashfs partition (--root squashfs): the disks.
 SQUASHFS_ROOT_MEDIA = BOOT_MEDIA - {"iso-bios", "iso-efi"}
 # What the media's boot loaders boot: SYSLINUX and the x86-64 EFI stub.

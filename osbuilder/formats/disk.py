@@ -13,7 +13,8 @@ partition after it holds the root's squashfs image):
   kernel image (formats/uki.py) as the firmware's default loader, EFI/BOOT/BOOTX64.EFI.
 
 qcow2-bios and qcow2-efi are the same disks converted by `qemu-img`, and vhd,
-dynamic-vhd and vmdk the BIOS one as a fixed or dynamic VHD and a VMDK. Every time in the
+dynamic-vhd and vmdk the BIOS one as a fixed or dynamic VHD and a VMDK (and gcp, in
+formats/gcp.py, as a Compute Engine image). Every time in the
 file systems is the build's SOURCE_DATE_EPOCH, and the volume ID, disk signature and
 GUIDs come from the kernel's and initrd's (and root's) digests: the images are reproducible.
 """
@@ -138,6 +139,12 @@ def _write_qcow2(job: WriteJob, disk: _Disk, format_name: str) -> Output:
     converted = image.with_suffix(".qcow2")
     run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", image, converted])
     return _copy_output(job, converted, job.name + disk.qcow2_name)
+
+
+def bios_disk(job: WriteJob, format_name: str) -> Path:
+    """raw-bios's disk in the scratch directory (made once per build), for the formats
+    that wrap it whole (gcp); not to be changed."""
+    return _disk_image(job, _DISKS["bios"], format_name)
 
 
 def _disk_image(job: WriteJob, disk: _Disk, format_name: str) -> Path:

@@ -35,9 +35,9 @@ def write_kernel_initrd(job: WriteJob) -> list[Output]:
     assert parts.kernel is not None
     directory, name = job.outputs, job.name
     kernel, initrd, cmdline = (f"{name}-{suffix}" for suffix in ("kernel", "initrd.img", "cmdline"))
-    if job.writes_boot_media():
-        # The media formats of this build stage the initrd anyway: copy it rather than
-        # compress the tree twice.
+    if job.stages_boot_files():
+        # The media formats (or tar-kernel-initrd) of this build stage the initrd anyway:
+        # copy it rather than compress the tree twice.
         staged = boot_files(job, FORMAT)
         outputs = [
             copy_output(staged.kernel, directory, kernel),

@@ -56,6 +56,14 @@ def alive(pid: int | None) -> bool:
         return False
 
 
+def refuse_running(state: Path) -> None:
+    """A clear error if a VM runs in the state directory `state`."""
+    if alive(read_pid(state)):
+        raise UserError(
+            f"{state}: a VM is already running there; stop it first (osbuilder stop {state})"
+        )
+
+
 def register(cache: Path, state: Path, record: dict[str, Any]) -> None:
     (state / "vm.json").write_text(json.dumps(record, indent=2) + "\n")
     directory = registry_dir(cache)

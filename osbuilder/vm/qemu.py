@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osbuilder.errors import UserError
-from osbuilder.media import MediaBoot
+from osbuilder.media import MediaBoot, is_image_archive, unpack_image_archive
+from osbuilder.vm.control import refuse_running
 from osbuilder.vm.disks import DataDisk
 
 NETWORKS = ("user", "restricted", "none")
@@ -149,9 +150,18 @@ def _modified(path: Path) -> int:
     return path.stat().st_mtime_ns
 
 
-def boot_target(target: Path) -> KernelBoot | MediaBoot:
-    """What `osbuilder run TARGET` boots: an image file, or a kernel+initrd PREFIX."""
+def boot_target(target: Path, state: Path | None = None) -> KernelBoot | MediaBoot:
+    """What `osbuilder run TARGET` boots: an image file, or a kernel+initrd PREFIX. A
+    Compute Engine image archive (gcp) has its disk unpacked into the VM's `state`
+    directory, which no VM may be running in, and boots from there."""
     if target.is_file():
+        if state is not None and is_image_archive(target):
+            refuse_running(state)
+            try:
+                state.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"{state}: cannot create: {exc.strerror}") from None
+            return MediaBoot.from_file(unpack_image_archive(target, state))
         return MediaBoot.from_file(target)
     return KernelBoot.from_prefix(target)
 

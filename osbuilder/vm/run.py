@@ -20,7 +20,7 @@ from pathlib import Path
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.runner import run
-from osbuilder.vm.control import alive, read_pid, register, user_network_state
+from osbuilder.vm.control import alive, read_pid, refuse_running, register, user_network_state
 from osbuilder.vm.disks import prepare_disks
 from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
 from osbuilder.vm.userdata import write_data_iso
@@ -33,11 +33,7 @@ TIMEOUT_EXIT = 124
 
 
 def prepare_state(config: VmConfig) -> None:
-    if alive(read_pid(config.state)):
-        raise UserError(
-            f"{config.state}: a VM is already running there; "
-            f"stop it first (osbuilder stop {config.state})"
-        )
+    refuse_running(config.state)
     config.state.mkdir(parents=True, exist_ok=True)
     for stale in (config.console_log, config.qmp_socket, config.pid_file):
         with contextlib.suppress(FileNotFoundError):

@@ -183,6 +183,40 @@ def test_run_knows_a_boot_medium_and_its_firmware_by_its_contents(tmp_path: Path
     assert isinstance(boot_target(tmp_path / "sys"), KernelBoot)  # not a file: a prefix
 
 
+def test_run_unpacks_a_gcp_archives_disk_into_the_state_directory(tmp_path: Path) -> None:
+    disk = image(tmp_path / "disk.raw", MBR)  # the member's name
+    archive = tmp_path / "a.img.tar.gz"
+    subprocess.run(["tar", "-czf", str(archive), "-C", str(tmp_path), "disk.raw"], check=True)
+    disk.rename(tmp_path / "original.raw")
+    state = tmp_path / "a.img.tar.gz-state"
+    assert boot_target(archive, state) == MediaBoot(state / "disk.raw", "raw", "bios")
+    assert (state / "disk.raw").read_bytes() == (tmp_path / "original.raw").read_bytes()
+    assert [p.name for p in state.iterdir()] == ["disk.raw"]  # nothing else left there
+    assert boot_target(archive, state) == MediaBoot(state / "disk.raw", "raw", "bios")  # again
+    # Not a medium itself, where there is no VM's state to unpack it in (push openstack).
+    with pytest.raises(UserError, match=r"a gzip'd file .*; unpack its disk\.raw \(tar -xzf\)"):
+        boot_target(archive)
+    # No disk.raw in it, or one that is no file: said so, and nothing is left behind.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/disk.raw").mkdir()
+    for members, message in (
+        (["original.raw"], "cannot unpack its disk.raw: tar: disk.raw: Not found in archive"),
+        (["-C", "other", "disk.raw"], "its disk.raw is not a file"),
+    ):
+        other = tmp_path / "other.tar.gz"
+        subprocess.run(["tar", "-czf", str(other), "-C", str(tmp_path), *members], check=True)
+        with pytest.raises(UserError) as raised:
+            boot_target(other, tmp_path / "other-state")
+        assert str(raised.value) == f"{other}: {message}"
+        assert list((tmp_path / "other-state").iterdir()) == []
+    # A VM running there goes on with its disk: refused before anything is unpacked.
+    (state / "disk.raw").unlink()
+    (state / "qemu.pid").write_text(str(os.getpid()))
+    with pytest.raises(UserError, match="a VM is already running there"):
+        boot_target(archive, state)
+    assert not (state / "disk.raw").exists()
+
+
 def test_media_boot_from_read_only_drives(tmp_path: Path) -> None:
     hybrid = image(tmp_path / "a,b.iso", (0x8001, b"CD001"))
     iso = " ".join(qemu_command(VmConfig(MediaBoot.from_file(hybrid), tmp_path / "state")))
