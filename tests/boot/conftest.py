@@ -126,6 +126,15 @@ def redis_cli(port: int, *command: str) -> str:
     ).stdout.strip()
 
 
+# The start of most test systems' specs: the kernel on the serial console, the init, crun.
+BASE_SPEC = """
+kernel:
+  image: {kernel}
+  cmdline: "console=ttyS0"
+init: [{init}, {crun}]
+"""
+
+
 def spec_text(packages: Packages, template: str) -> str:
     """A spec naming the repository's packages by short name: {init}, {getty} ..."""
     short = {name.split("/")[-1]: ref for name, ref in packages.references.items()}

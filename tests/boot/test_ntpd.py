@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import build_system, run_until_poweroff, spec_text
+from tests.boot.conftest import BASE_SPEC, build_system, run_until_poweroff, spec_text
 from tests.conftest import Packages
 
 pytestmark = pytest.mark.boot
@@ -70,11 +70,9 @@ def ntp_server() -> Iterator[list[float]]:
         server.close()
 
 
-SPEC = """
-kernel:
-  image: {kernel}
-  cmdline: "console=ttyS0"
-init: [{init}, {crun}]
+SPEC = (
+    BASE_SPEC
+    + """
 onboot:
   - name: dhcpcd
     image: {dhcpcd}
@@ -103,6 +101,7 @@ files:
     contents: "server 10.0.2.2\\n"
     mode: "0644"
 """
+)
 
 
 def test_ntpd_sets_the_clock(packages: Packages, ntp_server: list[float], tmp_path: Path) -> None:

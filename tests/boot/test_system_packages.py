@@ -10,16 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import build_system, run_until_poweroff, spec_text
+from tests.boot.conftest import BASE_SPEC, build_system, run_until_poweroff, spec_text
 from tests.conftest import Packages
 
 pytestmark = pytest.mark.boot
 
-SPEC = """
-kernel:
-  image: {kernel}
-  cmdline: "console=ttyS0"
-init: [{init}, {crun}]
+SPEC = (
+    BASE_SPEC
+    + """
 onboot:
   - name: sysctl
     image: {sysctl}
@@ -101,6 +99,7 @@ files:
     contents: "vm.dirty_ratio = 7\\n"
     mode: "0644"
 """
+)
 
 
 def test_sysctl_swap_and_poweroff(packages: Packages, tmp_path: Path) -> None:

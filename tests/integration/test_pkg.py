@@ -352,6 +352,7 @@ def test_repository_packages_build(packages: Packages) -> None:
         "osbuilder/poweroff",
         "osbuilder/ntpd",
         "osbuilder/ca-certificates",
+        "osbuilder/dm-crypt",
     }
     store = packages.store
     init = Puller(store, None, AMD64).pull(parse_reference(packages["osbuilder/init"])).image

@@ -45,6 +45,7 @@ def test_every_recipe_loads() -> None:
         "osbuilder/poweroff",
         "osbuilder/ntpd",
         "osbuilder/ca-certificates",
+        "osbuilder/dm-crypt",
         "osbuilder/kernel",
     }
 
