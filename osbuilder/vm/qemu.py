@@ -219,6 +219,14 @@ class VmConfig:
     def pid_file(self) -> Path:
         return self.state / "qemu.pid"
 
+    @property
+    def agent_socket(self) -> Path:
+        """The host's end of the guest agent's channel (the qemu-ga package)."""
+        return self.state / "qga.sock"
+
+
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
 
 def qemu_command(config: VmConfig) -> list[str]:
     machine = config.machine
@@ -251,6 +259,13 @@ def qemu_command(config: VmConfig) -> list[str]:
         "-device",
         "virtio-rng-pci",
         *(("-device", machine.panic_device) if machine.panic_device else ()),
+        # A channel for a guest agent (the qemu-ga package), named as hypervisors name it.
+        "-device",
+        "virtio-serial-pci",
+        "-chardev",
+        f"socket,id=agent,path={_escaped(config.agent_socket)},server=on,wait=off",
+        "-device",
+        f"virtserialport,chardev=agent,name={AGENT_CHANNEL}",
         "-action",
         "panic=exit-failure",
         "-no-reboot",

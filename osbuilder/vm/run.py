@@ -35,7 +35,7 @@ TIMEOUT_EXIT = 124
 def prepare_state(config: VmConfig) -> None:
     refuse_running(config.state)
     config.state.mkdir(parents=True, exist_ok=True)
-    for stale in (config.console_log, config.qmp_socket, config.pid_file):
+    for stale in (config.console_log, config.qmp_socket, config.agent_socket, config.pid_file):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
     if (uefi := config.firmware()) is not None:
@@ -192,6 +192,7 @@ def _record(config: VmConfig, pid: int | None) -> dict[str, object]:
         "cpus": config.cpus,
         "publish": [f"{p.host}:{p.guest}/{p.protocol}" for p in config.publish],
         "disks": [str(disk.path) for disk in config.disks],
+        "agent": str(config.agent_socket),
         "detached": config.detach,
         "started": time.time(),
         "user": os.getuid(),

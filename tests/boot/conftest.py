@@ -133,6 +133,12 @@ kernel:
   cmdline: "console=ttyS0"
 init: [{init}, {crun}]
 """
+# An onboot entry: an address from QEMU's user network, before the steps that need one.
+DHCPCD_ONBOOT = """
+  - name: dhcpcd
+    image: {dhcpcd}
+    command: ["/sbin/dhcpcd", "--nobackground", "-f", "/dhcpcd.conf", "-1"]
+"""
 
 
 def spec_text(packages: Packages, template: str) -> str:

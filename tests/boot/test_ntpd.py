@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import BASE_SPEC, build_system, run_until_poweroff, spec_text
+from tests.boot.conftest import (
+    BASE_SPEC,
+    DHCPCD_ONBOOT,
+    build_system,
+    run_until_poweroff,
+    spec_text,
+)
 from tests.conftest import Packages
 
 pytestmark = pytest.mark.boot
@@ -72,12 +78,9 @@ def ntp_server() -> Iterator[list[float]]:
 
 SPEC = (
     BASE_SPEC
-    + """
-onboot:
-  - name: dhcpcd
-    image: {dhcpcd}
-    command: ["/sbin/dhcpcd", "--nobackground", "-f", "/dhcpcd.conf", "-1"]
-  - name: wrong-clock
+    + "onboot:"
+    + DHCPCD_ONBOOT
+    + """  - name: wrong-clock
     image: {ntpd}
     command: [/bin/busybox, date, -u, -s, "2020-01-01 00:00:00"]
   - name: before

@@ -353,6 +353,7 @@ def test_repository_packages_build(packages: Packages) -> None:
         "osbuilder/ntpd",
         "osbuilder/ca-certificates",
         "osbuilder/dm-crypt",
+        "osbuilder/qemu-ga",
     }
     store = packages.store
     init = Puller(store, None, AMD64).pull(parse_reference(packages["osbuilder/init"])).image

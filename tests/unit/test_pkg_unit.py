@@ -46,6 +46,7 @@ def test_every_recipe_loads() -> None:
         "osbuilder/ntpd",
         "osbuilder/ca-certificates",
         "osbuilder/dm-crypt",
+        "osbuilder/qemu-ga",
         "osbuilder/kernel",
     }
 
