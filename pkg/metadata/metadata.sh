@@ -1,5 +1,5 @@
 #!/bin/busybox sh
-# metadata [cdrom|openstack|aws|gcp]...: user data (and, from a cloud, the hostname and SSH
+# metadata [cdrom|openstack|aws|gcp|digitalocean|hetzner]...: user data (and, from a cloud, the hostname and SSH
 # keys) into /run/config, from the first provider that has them (default: cdrom); see
 # build.yml.
 set -eu
@@ -189,12 +189,57 @@ gcp() {
 	rm -rf "$work"
 }
 
+# DigitalOcean's metadata service: everything in one JSON document.
+digitalocean() {
+	work=$(mktemp -d)
+	with_retries digitalocean fetch http://169.254.169.254/metadata/v1.json "$work/v1.json" ||
+		return 1
+	jq -e 'type == "object" and has("droplet_id")' "$work/v1.json" >/dev/null 2>&1 ||
+		fail "digitalocean: metadata/v1.json is no droplet's metadata"
+	mkdir -p "$config"
+	echo digitalocean >"$config/provider"
+	jq -r '.hostname // empty' "$work/v1.json" >"$work/hostname"
+	[ ! -s "$work/hostname" ] || cp "$work/hostname" "$config/hostname"
+	jq -r '.public_keys // [] | .[]' "$work/v1.json" >"$work/keys"
+	write_keys "$work/keys" digitalocean
+	if jq -e 'has("user_data")' "$work/v1.json" >/dev/null; then
+		jq -j '.user_data' "$work/v1.json" >"$work/user_data"
+		apply_userdata "$work/user_data" digitalocean
+	else
+		say "digitalocean: no user data"
+	fi
+	rm -rf "$work"
+}
+
+# Hetzner Cloud's metadata service: one path per item, the SSH keys a JSON array.
+hetzner() {
+	work=$(mktemp -d)
+	base=http://169.254.169.254/hetzner/v1
+	with_retries hetzner fetch "$base/metadata/instance-id" "$work/instance-id" || return 1
+	mkdir -p "$config"
+	echo hetzner >"$config/provider"
+	if fetch "$base/metadata/hostname" "$work/hostname" && [ -s "$work/hostname" ]; then
+		cp "$work/hostname" "$config/hostname"
+	fi
+	if fetch "$base/metadata/public-keys" "$work/public-keys"; then
+		jq -r '.[]' "$work/public-keys" >"$work/keys" 2>/dev/null ||
+			fail "hetzner: metadata/public-keys is not a JSON list"
+		write_keys "$work/keys" hetzner
+	fi
+	if fetch "$base/userdata" "$work/user_data" && [ -s "$work/user_data" ]; then
+		apply_userdata "$work/user_data" hetzner
+	else
+		say "hetzner: no user data"
+	fi
+	rm -rf "$work"
+}
+
 providers=${*:-cdrom}
 found=
 for provider in $providers; do
 	case "$provider" in
-	cdrom | openstack | aws | gcp) ;;
-	*) fail "provider $provider: use cdrom (a cidata volume), openstack, aws or gcp" ;;
+	cdrom | openstack | aws | gcp | digitalocean | hetzner) ;;
+	*) fail "provider $provider: use cdrom (a cidata volume), openstack, aws, gcp, digitalocean or hetzner" ;;
 	esac
 done
 for provider in $providers; do

@@ -217,3 +217,36 @@ def test_compute_engines_metadata_server_after_a_provider_that_is_not_there(
     assert "metadata: gcp: 1 SSH key(s) in /run/config/ssh/authorized_keys" in console
     assert "key=ssh-ed25519 AAAA alice@laptop modes=700 600" in console
     assert "metadata: gcp: no user data" in console
+
+
+def test_digitalocean_and_hetzner_metadata(packages: Packages, tmp_path: Path) -> None:
+    """hetzner first: on DigitalOcean's service it finds nothing and digitalocean answers;
+    on Hetzner's, hetzner does."""
+    system = cloud_system(packages, tmp_path, "hetzner", "digitalocean")
+    droplet = {
+        "droplet_id": 2756294,
+        "hostname": "sample-droplet",
+        "public_keys": ["ssh-ed25519 AAAA do@key", "ssh-ed25519 BBBB do@other"],
+        "user_data": "#!/bin/sh\necho droplet\n",
+    }
+    service = write_files(tmp_path / "do", {"metadata/v1.json": json.dumps(droplet)})
+    console = run_with_metadata_service(system, tmp_path / "do-state", service)
+    assert "metadata: hetzner: no metadata service at 169.254.169.254" in console
+    assert "metadata: digitalocean: 2 SSH key(s) in /run/config/ssh/authorized_keys" in console
+    assert "provider=digitalocean name=sample-droplet" in console
+    assert "key=ssh-ed25519 AAAA do@key" in console
+    assert "userdata=#!/bin/sh" in console
+
+    service = write_files(
+        tmp_path / "hetzner",
+        {
+            "hetzner/v1/metadata/instance-id": "42",
+            "hetzner/v1/metadata/hostname": "hetzner-1",
+            "hetzner/v1/metadata/public-keys": '["ssh-ed25519 CCCC hetzner@key"]',
+            "hetzner/v1/userdata": "",
+        },
+    )
+    console = run_with_metadata_service(system, tmp_path / "hetzner-state", service)
+    assert "provider=hetzner name=hetzner-1" in console
+    assert "key=ssh-ed25519 CCCC hetzner@key modes=700 600" in console
+    assert "metadata: hetzner: no user data" in console
