@@ -90,8 +90,9 @@ def whole_gib(size: int) -> int:
 
 
 def sparse_copy(source: Path, target: Path, size: int) -> None:
-    """`source` copied into the new file `target`, `size` bytes long (zeros after the
-    copy), its blocks of zeros (HOLE_BLOCK, aligned) left as holes."""
+    """`source` copied into the new file `target`, `size` bytes long (at least the
+    source's; zeros after the copy), its blocks of zeros (HOLE_BLOCK, aligned) left as
+    holes."""
     copied = 0
     with source.open("rb") as data, target.open("xb", buffering=0) as out:
         while chunk := data.read(COPY_CHUNK):
@@ -99,9 +100,7 @@ def sparse_copy(source: Path, target: Path, size: int) -> None:
             for start, end in data_runs(chunk, HOLE_BLOCK):
                 _write_at(out.fileno(), view[start:end], copied + start)
             copied += len(chunk)
-        if copied > size:
-            raise ValueError(f"{source}: {copied} bytes, more than the {size} to copy it into")
-        out.truncate(size)
+        out.truncate(size)  # (size is the source's, rounded up)
 
 
 def data_runs(chunk: bytes, block: int) -> Iterator[tuple[int, int]]:

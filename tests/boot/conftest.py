@@ -64,11 +64,14 @@ def osbuilder(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def run_detached(
-    target: Path, port: int, *options: str, guest_port: int = 6379
+    target: Path, port: int | None, *options: str, guest_port: int = 6379
 ) -> subprocess.CompletedProcess[str]:
     """`osbuilder run --detach` of `target` under TCG, its `guest_port` (Redis's unless
-    told) on `port`, until the guest answers there (or 240 s have passed); `options` go
-    before `target`."""
+    told) on `port`, until the guest answers there (or 240 s have passed); with no `port`,
+    until QEMU has started. `options` go before `target`."""
+    published = (
+        () if port is None else ("--publish", f"{port}:{guest_port}", "--wait-tcp", str(guest_port))
+    )
     return osbuilder(
         "run",
         "--detach",
@@ -76,10 +79,7 @@ def run_detached(
         "tcg",
         "--net",
         "restricted",
-        "--publish",
-        f"{port}:{guest_port}",
-        "--wait-tcp",
-        str(guest_port),
+        *published,
         "--timeout",
         "240",
         *options,
@@ -145,6 +145,15 @@ def spec_text(packages: Packages, template: str) -> str:
     """A spec naming the repository's packages by short name: {init}, {getty} ..."""
     short = {name.split("/")[-1]: ref for name, ref in packages.references.items()}
     return template.format(**short)
+
+
+def build_template(packages: Packages, template: str, work: Path, *formats: str) -> Path:
+    """WORK/NAME.yml from `template` (spec_text), built into WORK/out (build_system);
+    returns the outputs' prefix. NAME is WORK's name."""
+    work.mkdir(parents=True, exist_ok=True)
+    spec = work / f"{work.name}.yml"
+    spec.write_text(spec_text(packages, template))
+    return build_system(packages, spec, work / "out", *formats)
 
 
 # What QEMU's guestfwd runs for each connection to the metadata service, the connection on

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import BASE_SPEC, build_system, run_until_poweroff, spec_text
+from tests.boot.conftest import BASE_SPEC, build_template, run_until_poweroff
 from tests.conftest import Packages
 
 pytestmark = pytest.mark.boot
@@ -61,9 +61,7 @@ files:
 def test_encrypted_disks_are_made_reopened_and_never_made_over_data(
     packages: Packages, tmp_path: Path
 ) -> None:
-    spec = tmp_path / "crypt.yml"
-    spec.write_text(spec_text(packages, SPEC))
-    system = build_system(packages, spec, tmp_path / "out")
+    system = build_template(packages, SPEC, tmp_path / "crypt")
     luks, plain, theirs = (tmp_path / f"{name}.img" for name in ("luks", "plain", "theirs"))
     subprocess.run(["truncate", "-s", "64M", str(luks), str(plain), str(theirs)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-L", "THEIRS", str(theirs)], check=True)
@@ -95,8 +93,8 @@ def test_encrypted_disks_are_made_reopened_and_never_made_over_data(
     assert "ext4 made" not in console
 
     # Another key: the LUKS disk does not open, the plain one shows noise and is left be.
-    spec.write_text(spec_text(packages, SPEC).replace("0123456789abcdef", "fedcba9876543210"))
-    system = build_system(packages, spec, tmp_path / "other")
+    other_key = SPEC.replace("0123456789abcdef", "fedcba9876543210")
+    system = build_template(packages, other_key, tmp_path / "other-key")
     before = luks.read_bytes(), plain.read_bytes()
     console = run_until_poweroff(system, tmp_path / "third", *disks)
     assert "dm-crypt: /dev/vda: the key /etc/dm-crypt/key does not open it" in console

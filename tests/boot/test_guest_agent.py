@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.boot.conftest import BASE_SPEC, DHCPCD_ONBOOT, build_system, osbuilder, spec_text
+from tests.boot.conftest import BASE_SPEC, DHCPCD_ONBOOT, build_template, osbuilder, run_detached
 from tests.conftest import Packages
 
 pytestmark = pytest.mark.boot
@@ -79,21 +79,9 @@ class Agent:
 def test_the_guest_agent_answers_and_shuts_the_guest_down(
     packages: Packages, tmp_path: Path
 ) -> None:
-    spec = tmp_path / "agent.yml"
-    spec.write_text(spec_text(packages, SPEC))
-    system = build_system(packages, spec, tmp_path / "out")
+    system = build_template(packages, SPEC, tmp_path / "agent")
     state = tmp_path / "state"
-    started = osbuilder(
-        "run",
-        "--detach",
-        "--accel",
-        "tcg",
-        "--net",
-        "restricted",
-        "--state",
-        str(state),
-        str(system),
-    )
+    started = run_detached(system, None, "--state", str(state))
     assert started.returncode == 0, started.stderr
     try:
         agent = Agent(state / "qga.sock")

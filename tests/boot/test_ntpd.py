@@ -13,13 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import (
-    BASE_SPEC,
-    DHCPCD_ONBOOT,
-    build_system,
-    run_until_poweroff,
-    spec_text,
-)
+from tests.boot.conftest import BASE_SPEC, DHCPCD_ONBOOT, build_template, run_until_poweroff
 from tests.conftest import Packages
 
 pytestmark = pytest.mark.boot
@@ -108,9 +102,7 @@ files:
 
 
 def test_ntpd_sets_the_clock(packages: Packages, ntp_server: list[float], tmp_path: Path) -> None:
-    spec = tmp_path / "ntpd.yml"
-    spec.write_text(spec_text(packages, SPEC))
-    prefix = build_system(packages, spec, tmp_path / "out")
+    prefix = build_template(packages, SPEC, tmp_path / "ntpd")
     # The user network, for the host's loopback; the guest talks to 10.0.2.2 only.
     console = run_until_poweroff(prefix, tmp_path / "state", "--net", "user")
     today = datetime.datetime.now(datetime.UTC)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boot.conftest import BASE_SPEC, build_system, run_until_poweroff, spec_text
+from tests.boot.conftest import BASE_SPEC, build_template, run_until_poweroff
 from tests.conftest import Packages
 
 pytestmark = pytest.mark.boot
@@ -103,9 +103,7 @@ files:
 
 
 def test_sysctl_swap_and_poweroff(packages: Packages, tmp_path: Path) -> None:
-    spec = tmp_path / "packages.yml"
-    spec.write_text(spec_text(packages, SPEC))
-    prefix = build_system(packages, spec, tmp_path / "out")
+    prefix = build_template(packages, SPEC, tmp_path / "packages")
     ext4, btrfs = tmp_path / "ext4.img", tmp_path / "btrfs.img"
     subprocess.run(["truncate", "-s", "256M", str(ext4)], check=True)
     subprocess.run(["truncate", "-s", "320M", str(btrfs)], check=True)

@@ -12,6 +12,7 @@ import pytest
 from osbuilder.vm.qemu import KernelBoot, VmConfig
 from tests.boot.conftest import (
     build_system,
+    build_template,
     metadata_service_command,
     run_until_poweroff,
     spec_text,
@@ -105,9 +106,7 @@ def run_with_metadata_service(system: Path, state: Path, service: Path) -> str:
 def test_openstacks_metadata_service_gives_the_hostname_keys_and_user_data(
     packages: Packages, tmp_path: Path
 ) -> None:
-    spec = tmp_path / "openstack.yml"
-    spec.write_text(spec_text(packages, OPENSTACK_SPEC))
-    system = build_system(packages, spec, tmp_path / "out")
+    system = build_template(packages, OPENSTACK_SPEC, tmp_path / "openstack")
     latest = tmp_path / "service/openstack/latest"
     latest.mkdir(parents=True)
     (latest / "meta_data.json").write_text(
@@ -138,14 +137,11 @@ def test_openstacks_metadata_service_gives_the_hostname_keys_and_user_data(
 
 def cloud_system(packages: Packages, work: Path, *providers: str) -> Path:
     """The report system of OPENSTACK_SPEC reading `providers` instead, built in `work`."""
-    spec = work / "cloud.yml"
     command = ", ".join(f'"{provider}"' for provider in providers)
-    spec.write_text(
-        spec_text(packages, OPENSTACK_SPEC).replace(
-            '["/usr/bin/metadata", "openstack"]', f'["/usr/bin/metadata", {command}]'
-        )
+    template = OPENSTACK_SPEC.replace(
+        '["/usr/bin/metadata", "openstack"]', f'["/usr/bin/metadata", {command}]'
     )
-    return build_system(packages, spec, work / "out")
+    return build_template(packages, template, work / "cloud")
 
 
 def write_files(root: Path, files: dict[str, str]) -> Path:

@@ -183,8 +183,6 @@ def test_the_sparse_copy_keeps_the_bytes_and_leaves_the_zeros_as_holes(tmp_path:
     assert data[source.stat().st_size :] == bytes(8 * MIB - source.stat().st_size)
     # On disk: the first block, the data's and the last; the rest are holes.
     assert target.stat().st_blocks * 512 <= 256 * 1024 + 4 * 4096
-    with pytest.raises(ValueError, match="more than the"):
-        sparse_copy(source, tmp_path / "small", MIB)
 
 
 def archive(directory: Path) -> bytes:
