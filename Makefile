@@ -14,13 +14,14 @@ BIN := $(VENV)/bin
 # which boot on OVMF; python3-keystone and python3-glance are a real OpenStack (identity
 # and image services) for the push tests; openssh-client logs in to the sshd example;
 # qemu-system-arm and qemu-efi-aarch64 (UEFI) boot arm64 systems; squashfs-tools-ng
-# (tar2sqfs) makes kernel+squashfs roots, and reads them back in the tests (sqfs2tar).
+# (tar2sqfs) makes kernel+squashfs roots, and reads them back in the tests (sqfs2tar);
+# erofs-utils reads kernel+erofs roots back in the tests (fsck.erofs, dump.erofs).
 APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apache2-utils \
 	qemu-system-x86 qemu-utils busybox-static cpio zstd libarchive-tools runc crun \
 	golang-github-opencontainers-specs-dev redis-tools \
 	xorriso isolinux syslinux syslinux-common mtools dosfstools \
 	systemd-boot-efi binutils fdisk ovmf python3-keystone python3-glance openssh-client \
-	qemu-system-arm qemu-efi-aarch64 squashfs-tools-ng
+	qemu-system-arm qemu-efi-aarch64 squashfs-tools-ng erofs-utils
 
 # The content store `make packages` and `make demo` use (the user's default store).
 OSBUILDER := $(BIN)/osbuilder

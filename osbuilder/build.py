@@ -49,6 +49,7 @@ def build(
     output_dir: Path,
     name: str,
     options: WriteOptions,
+    decompress_kernel: bool = False,
 ) -> list[Output]:
     loaded = load_spec(spec_files)
     for warning in loaded.warnings:
@@ -76,7 +77,14 @@ def build(
         try:
             snapshots = _snapshots(images, Path(spool))
             try:
-                system = assemble(loaded.spec, images, Tree(contents), epoch, snapshots)
+                system = assemble(
+                    loaded.spec,
+                    images,
+                    Tree(contents),
+                    epoch,
+                    snapshots,
+                    decompress_kernel=decompress_kernel,
+                )
             except SpecValueError as error:
                 raise loaded.locate(error) from None
             contents.flush()
@@ -152,7 +160,7 @@ def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:
 def _check_squashfs_root(formats: Sequence[str]) -> None:
     """--root squashfs: only with formats that can keep the root on a squashfs."""
     for name in formats:
-        if name in ("kernel+initrd", "tar-kernel-initrd", "iso-bios", "iso-efi"):
+        if name in ("kernel+initrd", "tar-kernel-initrd", "iso-bios", "iso-efi", "iso-efi-initrd"):
             raise UserError(
                 f"--root squashfs: {name} keeps the root in its initrd; build it without "
                 "--root (for a kernel with a squashfs root: -f kernel+squashfs)"
@@ -160,7 +168,7 @@ def _check_squashfs_root(formats: Sequence[str]) -> None:
     if not any(name in SQUASHFS_ROOT_MEDIA for name in formats):
         raise UserError(
             "--root squashfs is for the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, "
-            "vmdk, gcp); kernel+squashfs has its root on a squashfs anyway"
+            "vmdk, aws, gcp); kernel+squashfs has its root on a squashfs anyway"
         )
 
 

@@ -66,11 +66,18 @@ class AssembledSystem:
 
 
 def assemble(
-    spec: Spec, images: ImageSource, tree: Tree, epoch: int, snapshots: Snapshots
+    spec: Spec,
+    images: ImageSource,
+    tree: Tree,
+    epoch: int,
+    snapshots: Snapshots,
+    *,
+    decompress_kernel: bool = False,
 ) -> AssembledSystem:
-    """Assemble the spec into `tree`, unpacking layers into (or reusing them from) `snapshots`."""
+    """Assemble the spec into `tree`, unpacking layers into (or reusing them from) `snapshots`;
+    with `decompress_kernel`, the kernel is its uncompressed image (kernel_decompress.py)."""
     system = AssembledSystem(tree)
-    assembler = _Assembler(spec, images, system, epoch, snapshots)
+    assembler = _Assembler(spec, images, system, epoch, snapshots, decompress_kernel)
     assembler.run()
     return system
 
@@ -83,8 +90,10 @@ class _Assembler:
         system: AssembledSystem,
         epoch: int,
         snapshots: Snapshots,
+        decompress_kernel: bool,
     ) -> None:
         self.spec = spec
+        self.decompress_kernel = decompress_kernel
         self.images = images
         self.system = system
         self.tree = system.tree
@@ -210,6 +219,12 @@ class _Assembler:
             )
         parts = self.system.kernel
         parts.kernel = binary.content
+        if self.decompress_kernel:
+            # (imported here: its decompressors' libraries cost every other build time)
+            from osbuilder.assemble.kernel_decompress import decompress_kernel
+
+            what = f"kernel image {source}'s {kernel.binary or 'kernel'}"
+            parts.kernel = decompress_kernel(binary.content, self.tree.spool, what)
         parts.cmdline = kernel.cmdline or ""
         config = scratch.get("config")
         if config is not None and config.content is not None:
@@ -220,7 +235,7 @@ class _Assembler:
             Kind.FILE,
             0o644,
             mtime=self.epoch,
-            content=binary.content,
+            content=parts.kernel,
             source=source,
             location="kernel",
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -53,6 +53,14 @@ class Spool:
             remaining -= len(chunk)
         self._size += size
         return Content(self.path, size, offset)
+
+    def write_chunks(self, chunks: Iterable[bytes]) -> Content:
+        """The concatenated chunks (of a length known only at their end) as one content."""
+        offset = self._size
+        for chunk in chunks:
+            self._put(chunk)
+            self._size += len(chunk)
+        return Content(self.path, self._size - offset, offset)
 
     def write_bytes(self, data: bytes) -> Content:
         offset = self._size

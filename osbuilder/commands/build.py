@@ -71,8 +71,15 @@ def register(
         "--root",
         choices=("initrd", "squashfs"),
         default="initrd",
-        help="where the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, vmdk, gcp) keep the "
-        "root filesystem: in their initrd (default), or on a squashfs partition read as needed",
+        help="where the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, vmdk, aws, gcp) keep "
+        "the root filesystem: in their initrd (default), or on a squashfs partition read as "
+        "needed",
+    )
+    build.add_argument(
+        "--decompress-kernel",
+        action="store_true",
+        help="write the kernel uncompressed: an x86 bzImage as its ELF vmlinux, a gzip'd "
+        "arm64 Image as the Image (for Firecracker, cloud-hypervisor; QEMU boots both)",
     )
     where = build.add_mutually_exclusive_group()
     where.add_argument(
@@ -126,6 +133,7 @@ def _build(args: argparse.Namespace) -> int:
                 output_dir=args.dir,
                 name=name,
                 options=WriteOptions(compression=args.compress, root=args.root),
+                decompress_kernel=args.decompress_kernel,
             )
         finally:
             if client is not None:

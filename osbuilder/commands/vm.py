@@ -37,10 +37,10 @@ def register(
         parents=[common],
         help="boot a built system under QEMU",
         description="Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline (the "
-        "kernel+initrd format; kernel+squashfs's root is attached as a read-only first "
-        "disk), or an image built as iso-*, raw-*, qcow2-*, vhd, vmdk or gcp (from a "
-        "read-only CD or disk; UEFI for a GPT; gcp's disk.raw is unpacked into the state "
-        "directory first), under QEMU, the serial console on the "
+        "kernel+initrd format; the root of kernel+squashfs or kernel+erofs is attached as "
+        "a read-only first disk), or an image built as iso-*, raw-*, qcow2-*, vhd, vmdk, "
+        "aws or gcp (from a read-only CD or disk; UEFI for a GPT; gcp's disk.raw is "
+        "unpacked into the state directory first), under QEMU, the serial console on the "
         "terminal. The exit status is 0 when the guest powers off cleanly, non-zero after a "
         "kernel panic or a timeout.",
     )

@@ -71,6 +71,8 @@ FORMATS: dict[str, tuple[str, str]] = {
     "tar-kernel-initrd": ("kernel_tar", "write_tar_kernel_initrd"),  # NAME-initrd.tar
     # NAME-kernel, -squashfs.img, -squashfs-initrd.img (the boot stage), -cmdline
     "kernel+squashfs": ("squashfs", "write_kernel_squashfs"),
+    # NAME-kernel, -erofs.img, -erofs-initrd.img (the boot stage), -cmdline
+    "kernel+erofs": ("kernel_erofs", "write_kernel_erofs"),
     "tar": ("rootfs_tar", "write_rootfs_tar"),  # NAME.tar
     "iso-bios": ("iso", "write_iso_bios"),  # NAME.iso
     "raw-bios": ("disk", "write_raw_bios"),  # NAME-bios.img
@@ -78,8 +80,10 @@ FORMATS: dict[str, tuple[str, str]] = {
     "vhd": ("disk", "write_vhd"),  # NAME.vhd
     "dynamic-vhd": ("disk", "write_dynamic_vhd"),  # NAME-dynamic.vhd
     "vmdk": ("disk", "write_vmdk"),  # NAME.vmdk
+    "aws": ("disk", "write_aws"),  # NAME.raw
     "gcp": ("gcp", "write_gcp"),  # NAME.img.tar.gz
     "iso-efi": ("iso", "write_iso_efi"),  # NAME-efi.iso
+    "iso-efi-initrd": ("iso", "write_iso_efi_initrd"),  # NAME-efi-initrd.iso (iso-efi's image)
     "raw-efi": ("disk", "write_raw_efi"),  # NAME-efi.img
     "qcow2-efi": ("disk", "write_qcow2_efi"),  # NAME-efi.qcow2
 }
@@ -100,8 +104,10 @@ BOOT_MEDIA = frozenset(
         "vhd",
         "dynamic-vhd",
         "vmdk",
+        "aws",
         "gcp",
         "iso-efi",
+        "iso-efi-initrd",
         "raw-efi",
         "qcow2-efi",
     }
@@ -110,6 +116,6 @@ BOOT_MEDIA = frozenset(
 # them from there too, rather than compress the tree again).
 STAGED_BOOT_FILES = BOOT_MEDIA | {"tar-kernel-initrd"}
 # The media that can keep the root on a squashfs partition (--root squashfs): the disks.
-SQUASHFS_ROOT_MEDIA = BOOT_MEDIA - {"iso-bios", "iso-efi"}
+SQUASHFS_ROOT_MEDIA = BOOT_MEDIA - {"iso-bios", "iso-efi", "iso-efi-initrd"}
 # What the media's boot loaders boot: SYSLINUX and the x86-64 EFI stub.
 MEDIA_ARCHITECTURES = frozenset({"amd64"})

@@ -1,16 +1,17 @@
-"""The boot stage of kernel+squashfs: a small initrd that mounts the squashfs root.
+"""The boot stage of kernel+squashfs and kernel+erofs: a small initrd that mounts the root.
 
-LinuxKit's kernels have the block drivers and squashfs built in and mount the image as
-`root=` themselves. Debian's kernels build them as modules, so something must load them
-first: this initrd holds only the system's own static busybox, the modules the root
-needs (block drivers, squashfs, overlay, and what they depend on, in load order) and an
-/init script that loads them, finds the root, stacks a tmpfs over it with overlayfs and
-switch_roots into the system's /init. The system then runs exactly as from an initrd (a
-writable root, only what it writes held in memory) while its files stay on the disk.
+LinuxKit's kernels have the block drivers and the file system built in and mount the
+image as `root=` themselves. Debian's kernels build them as modules, so something must
+load them first: this initrd holds only the system's own static busybox, the modules the
+root needs (squashfs or erofs, overlay, the block drivers, and what they depend on, in
+load order) and an /init script that loads them, finds the root, stacks a tmpfs over it with
+overlayfs and switch_roots into the system's /init. The system then runs exactly as from
+an initrd (a writable root, only what it writes held in memory) while its files stay on
+the disk.
 
 The root is `root=/dev/NAME` from the kernel's command line, else the first block device
-that starts with squashfs's magic, waited for up to `osbuilder.rootwait=SECONDS` (30; disks
-behind SCSI or USB show up late). Each failure prints one line naming what to do and
+that holds the file system's magic, waited for up to `osbuilder.rootwait=SECONDS` (30;
+disks behind SCSI or USB show up late). Each failure prints one line naming what to do and
 ends the boot stage: the kernel then panics, which `osbuilder run` reports.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import posixpath
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from osbuilder.assemble.entry import Entry, Kind
@@ -42,7 +44,20 @@ ROOT_DEVICE_MODULES = (
     "xen_blkfront",
     "hv_storvsc",
 )
-FILESYSTEM_MODULES = ("squashfs", "overlay")
+
+
+@dataclass(frozen=True)
+class RootFilesystem:
+    """A read-only file system a root image can be in."""
+
+    name: str  # the kernel's: its module, `mount -t`
+    magic: bytes  # what its image holds at `magic_offset`, to find the disk by
+    magic_offset: int
+
+
+SQUASHFS = RootFilesystem("squashfs", b"hsqs", 0)
+EROFS = RootFilesystem("erofs", struct.pack("<I", 0xE0F5E1E2), 1024)
+OVERLAY_MODULE = "overlay"
 # QEMU's panic device, so that a boot stage that fails ends the VM instead of hanging it.
 PANIC_MODULES = ("pvpanic", "pvpanic_mmio", "pvpanic_pci")
 ROOT_WAIT_SECONDS = 30
@@ -52,8 +67,8 @@ _PT_INTERP = 3  # a program header naming the dynamic loader: not a static binar
 
 INIT_SCRIPT = """\
 #!/bin/busybox sh
-# osbuilder's boot stage (kernel+squashfs): load the root's drivers, mount the squashfs
-# root under a tmpfs overlay, then switch_root to the system's /init.
+# osbuilder's boot stage (kernel+@FS@): load the root's drivers, mount the @FS@ root
+# under a tmpfs overlay, then switch_root to the system's /init.
 bb=/bin/busybox
 # Through the kernel's log (as an error, shown even with `quiet`): a console write could
 # still be in the serial port's buffer when the kernel panics at the exit.
@@ -67,6 +82,10 @@ $bb mount -t sysfs sysfs /sys || fail "cannot mount /sys"
 for module in @MODULES@; do
     $bb insmod "/lib/modules/$module" || fail "cannot load $module"
 done
+# The disk drivers of every hypervisor: those of hardware this machine lacks refuse to load.
+for module in @DRIVERS@; do
+    $bb insmod "/lib/modules/$module" 2>/dev/null
+done
 root= wait=@WAIT@
 for word in $($bb cat /proc/cmdline); do
     case "$word" in
@@ -75,15 +94,18 @@ for word in $($bb cat /proc/cmdline); do
     esac
 done
 case "$wait" in '' | *[!0-9]*) wait=@WAIT@ ;; esac
-is_squashfs() { [ -b "$1" ] && [ "$($bb head -c 4 "$1" 2>/dev/null)" = hsqs ]; }
+is_root() {
+    [ -b "$1" ] &&
+        [ "$($bb od -A n -t x1 -j @OFFSET@ -N 4 "$1" 2>/dev/null | $bb tr -d ' \n')" = @MAGIC@ ]
+}
 find_root() {
     if [ -n "$root" ]; then
-        is_squashfs "$root" && echo "$root"
+        is_root "$root" && echo "$root"
         return
     fi
     for block in /sys/class/block/*; do
         device="/dev/${block##*/}"
-        if is_squashfs "$device"; then echo "$device"; return; fi
+        if is_root "$device"; then echo "$device"; return; fi
     done
 }
 tries=0
@@ -91,14 +113,14 @@ until device=$(find_root) && [ -n "$device" ]; do
     tries=$((tries + 1))
     if [ "$tries" -gt $((wait * 5)) ]; then
         if [ -n "$root" ]; then
-            fail "root=$root is not a squashfs disk; attach NAME-squashfs.img there"
+            fail "root=$root holds no @FS@ image; attach NAME-@FS@.img there"
         fi
-        fail "no disk holds a squashfs root; attach NAME-squashfs.img (or give root=/dev/...)"
+        fail "no disk holds a @FS@ root; attach NAME-@FS@.img (or give root=/dev/...)"
     fi
     $bb usleep 200000
 done
 $bb mkdir -p /root/lower /root/changes /newroot
-$bb mount -t squashfs -o ro "$device" /root/lower || fail "cannot mount $device"
+$bb mount -t @FS@ -o ro "$device" /root/lower || fail "cannot mount $device"
 $bb mount -t tmpfs -o mode=0755 tmpfs /root/changes || fail "cannot mount a tmpfs"
 $bb mkdir /root/changes/upper /root/changes/work
 $bb mount -t overlay \\
@@ -111,12 +133,19 @@ exec $bb switch_root /newroot /init
 """
 
 
-def boot_stage_entries(tree: Tree, epoch: int, format_name: str) -> list[Entry]:
-    """The boot stage's entries (parents first), taken from the system's `tree`."""
+def boot_stage_entries(
+    tree: Tree, epoch: int, format_name: str, filesystem: RootFilesystem
+) -> list[Entry]:
+    """The boot stage's entries (parents first), taken from the system's `tree`, for a
+    root in `filesystem`."""
     busybox = _static_busybox(tree, format_name)
-    modules = _root_modules(tree, format_name)
-    script = INIT_SCRIPT.replace("@MODULES@", " ".join(module for module, _ in modules))
-    script = script.replace("@WAIT@", str(ROOT_WAIT_SECONDS))
+    modules = _root_modules(tree, format_name, filesystem)
+    required = " ".join(module for module, _, needed in modules if needed)
+    script = INIT_SCRIPT.replace("@MODULES@", required)
+    script = script.replace("@DRIVERS@", " ".join(m for m, _, needed in modules if not needed))
+    script = script.replace("@WAIT@", str(ROOT_WAIT_SECONDS)).replace("@FS@", filesystem.name)
+    script = script.replace("@OFFSET@", str(filesystem.magic_offset))
+    script = script.replace("@MAGIC@", filesystem.magic.hex())
     spool = tree.spool
     entries = [
         Entry(name, Kind.DIRECTORY, 0o755, mtime=epoch)
@@ -131,7 +160,7 @@ def boot_stage_entries(tree: Tree, epoch: int, format_name: str) -> list[Entry]:
         Entry("init", Kind.FILE, 0o755, mtime=epoch, content=spool.write_bytes(script.encode()))
     )
     directories = set()
-    for module, entry in modules:
+    for module, entry, _ in modules:
         parent = posixpath.dirname(f"lib/modules/{module}")
         for directory in _parents(parent):
             if directory not in directories:
@@ -187,8 +216,12 @@ def is_static_elf(head: bytes) -> bool:
     )
 
 
-def _root_modules(tree: Tree, format_name: str) -> list[tuple[str, Entry]]:
-    """(path below lib/modules, entry) of each module to load, dependencies first.
+def _root_modules(
+    tree: Tree, format_name: str, filesystem: RootFilesystem
+) -> list[tuple[str, Entry, bool]]:
+    """(path below lib/modules, entry, whether it must load) of each module to load,
+    dependencies first: the file systems' (which must), then the panic device's and the
+    disk drivers' (those of a hypervisor the machine is not on fail, which is no error).
 
     None when the kernel has no modules.dep (everything built in, as LinuxKit's kernels).
     """
@@ -211,24 +244,29 @@ def _root_modules(tree: Tree, format_name: str) -> list[tuple[str, Entry]]:
     depends = _read_modules_dep(tree, f"{base}/modules.dep")
     by_name = {_module_name(path): path for path in depends}
     builtin = _read_builtin(tree, f"{base}/modules.builtin")
-    for name in FILESYSTEM_MODULES:
+    filesystem_modules = (filesystem.name, OVERLAY_MODULE)
+    for name in filesystem_modules:
         if name not in by_name and name not in builtin:
             raise UserError(
                 f"{format_name}: the kernel has no {name} driver (neither a module in "
                 f"{versions[0]}'s modules.dep nor built in); add it to the kernel image"
             )
     order: list[str] = []
-    for name in (*PANIC_MODULES, *ROOT_DEVICE_MODULES, *FILESYSTEM_MODULES):
+    for name in filesystem_modules:
+        if name in by_name:
+            _add_with_dependencies(by_name[name], depends, order)
+    required = len(order)
+    for name in (*PANIC_MODULES, *ROOT_DEVICE_MODULES):
         if name in by_name:
             _add_with_dependencies(by_name[name], depends, order)
     result = []
-    for path in order:
+    for index, path in enumerate(order):
         entry = tree.get(f"{base}/{path}")
         if entry is None or entry.content is None:
             raise UserError(
                 f"{format_name}: modules.dep names {path}, which the kernel image lacks"
             )
-        result.append((f"{versions[0]}/{path}", entry))
+        result.append((f"{versions[0]}/{path}", entry, index < required))
     return result
 
 

@@ -1,5 +1,5 @@
 """The disk formats: raw-bios (NAME-bios.img), raw-efi (NAME-efi.img), their qcow2s, vhd,
-dynamic-vhd and vmdk.
+dynamic-vhd, vmdk and aws (NAME.raw).
 
 Each is one partition at 1 MiB holding a FAT file system, made in a scratch file
 (mkfs.fat, mmd, mcopy: no root, no loop device) and written into the disk (with
@@ -12,8 +12,9 @@ partition after it holds the root's squashfs image):
 - EFI: a GPT (sfdisk) whose one partition is an EFI system partition holding the unified
   kernel image (formats/uki.py) as the firmware's default loader, EFI/BOOT/BOOTX64.EFI.
 
-qcow2-bios and qcow2-efi are the same disks converted by `qemu-img`, and vhd,
-dynamic-vhd and vmdk the BIOS one as a fixed or dynamic VHD and a VMDK (and gcp, in
+qcow2-bios and qcow2-efi are the same disks converted by `qemu-img`, vhd, dynamic-vhd
+and vmdk the BIOS one as a fixed or dynamic VHD and a VMDK, aws the BIOS one as it is
+under the name LinuxKit gives it for EC2's import (and gcp, in
 formats/gcp.py, as a Compute Engine image). Every time in the
 file systems is the build's SOURCE_DATE_EPOCH, and the volume ID, disk signature and
 GUIDs come from the kernel's and initrd's (and root's) digests: the images are reproducible.
@@ -77,6 +78,12 @@ _DISKS = {
 
 def write_raw_bios(job: WriteJob) -> list[Output]:
     return [_write_raw(job, _DISKS["bios"], "raw-bios")]
+
+
+def write_aws(job: WriteJob) -> list[Output]:
+    """NAME.raw: the raw-bios disk, as EC2's VM Import (import-snapshot) takes a raw image
+    (LinuxKit's `aws` format and file name)."""
+    return [_copy_output(job, _disk_image(job, _DISKS["bios"], "aws"), job.name + ".raw")]
 
 
 def write_qcow2_bios(job: WriteJob) -> list[Output]:

@@ -1,4 +1,5 @@
-"""The ISO formats: `iso-bios` (NAME.iso) and `iso-efi` (NAME-efi.iso).
+"""The ISO formats: `iso-bios` (NAME.iso) and `iso-efi` (NAME-efi.iso; also written as
+NAME-efi-initrd.iso by `iso-efi-initrd`, LinuxKit's name for such an image).
 
 Both boot as a CD and, written to a disk or USB stick, as a disk:
 
@@ -66,12 +67,17 @@ def write_iso_bios(job: WriteJob) -> list[Output]:
 
 
 def write_iso_efi(job: WriteJob) -> list[Output]:
-    tree = job.scratch / "iso-efi"
-    try:
-        tree.mkdir()
-        link_or_copy(esp_image(job, "iso-efi"), tree / "efi.img")
-    except OSError as exc:
-        raise cannot_write(tree, exc) from None
+    return [_write_efi_iso(job, "iso-efi", f"{job.name}-efi.iso")]
+
+
+def write_iso_efi_initrd(job: WriteJob) -> list[Output]:
+    """LinuxKit's name for its UEFI ISO that boots a kernel and initrd, which osbuilder's
+    iso-efi is too: the same image, as NAME-efi-initrd.iso."""
+    return [_write_efi_iso(job, "iso-efi-initrd", f"{job.name}-efi-initrd.iso")]
+
+
+def _write_efi_iso(job: WriteJob, format_name: str, name: str) -> Output:
+    tree = job.once("efi iso tree", lambda: _efi_iso_tree(job, format_name))
     boot_options = [
         "-eltorito-platform",
         "efi",
@@ -83,7 +89,17 @@ def write_iso_efi(job: WriteJob) -> list[Output]:
         "--efi-boot-image",
         "--protective-msdos-label",
     ]
-    return [_write_iso(job, tree, boot_options, f"{job.name}-efi.iso")]
+    return _write_iso(job, tree, boot_options, name)
+
+
+def _efi_iso_tree(job: WriteJob, format_name: str) -> Path:
+    tree = job.scratch / "iso-efi"
+    try:
+        tree.mkdir()
+        link_or_copy(esp_image(job, format_name), tree / "efi.img")
+    except OSError as exc:
+        raise cannot_write(tree, exc) from None
+    return tree
 
 
 def _write_iso(job: WriteJob, tree: Path, boot_options: list[str], name: str) -> Output:

@@ -26,55 +26,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuilder.errors import cannot_write
-from osbuilder.formats.boot_stage import boot_stage_entries
+from osbuilder.formats.boot_stage import SQUASHFS
 from osbuilder.formats.compression import GZIP_LEVEL, ZSTD_LEVEL
-from osbuilder.formats.kernel_initrd import FORMAT as KERNEL_INITRD
-from osbuilder.formats.kernel_initrd import copy_output
-from osbuilder.formats.staging import (
-    COPY_CHUNK,
-    boot_files,
-    initrd_compression,
-    kernel_parts,
-    root_entries,
-    write_initrd,
-)
+from osbuilder.formats.kernel_root import boot_stage, write_kernel_root
+from osbuilder.formats.staging import COPY_CHUNK, boot_files, kernel_parts, root_entries
 from osbuilder.formats.tarball import write_tar
 from osbuilder.runner import feed_stdin
 
 if TYPE_CHECKING:
-    from osbuilder.assemble.entry import Entry
     from osbuilder.formats import WriteJob
     from osbuilder.formats.compression import Compression
     from osbuilder.formats.outputfile import Output
 
 FORMAT = "kernel+squashfs"
-SQUASHFS_SUFFIX = "squashfs.img"
-BOOT_STAGE_SUFFIX = "squashfs-initrd.img"
 
 
 def write_kernel_squashfs(job: WriteJob) -> list[Output]:
-    parts = kernel_parts(job.system, FORMAT)
-    assert parts.kernel is not None
-    stage = boot_stage(job, FORMAT)
-    outputs = [
-        copy_output(squashfs_root(job, FORMAT).path, job.outputs, f"{job.name}-{SQUASHFS_SUFFIX}")
-    ]
-    stage_name = f"{job.name}-{BOOT_STAGE_SUFFIX}"
-    if job.options.root == "squashfs" and job.writes_boot_media():
-        # The disks of --root squashfs staged this very boot stage as their initrd.
-        outputs.append(copy_output(boot_files(job, FORMAT).initrd, job.outputs, stage_name))
-    else:
-        with job.outputs.create(stage_name) as out:
-            write_initrd(
-                job.system, out, initrd_compression(job.system, job.options.compression), stage
-            )
-        outputs.append(out.result())
-    if KERNEL_INITRD not in job.formats:  # else it writes the same kernel and cmdline
-        outputs.append(copy_output(parts.kernel, job.outputs, f"{job.name}-kernel"))
-        with job.outputs.create(f"{job.name}-cmdline") as out:
-            out.write(parts.cmdline.encode())
-        outputs.append(out.result())
-    return outputs
+    # The disks of --root squashfs staged this very boot stage as their initrd.
+    staged = job.options.root == "squashfs" and job.writes_boot_media()
+    return write_kernel_root(
+        job,
+        FORMAT,
+        SQUASHFS,
+        lambda: squashfs_root(job, FORMAT).path,
+        (lambda: boot_files(job, FORMAT).initrd) if staged else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -89,16 +65,9 @@ def squashfs_root(job: WriteJob, format_name: str) -> SquashfsRoot:
     return job.once("squashfs root", lambda: _make_squashfs_root(job, format_name))
 
 
-def boot_stage(job: WriteJob, format_name: str) -> list[Entry]:
-    """The boot stage's entries (formats/boot_stage.py), made once per build."""
-    return job.once(
-        "boot stage", lambda: boot_stage_entries(job.system.tree, job.epoch, format_name)
-    )
-
-
 def _make_squashfs_root(job: WriteJob, format_name: str) -> SquashfsRoot:
     kernel_parts(job.system, format_name)  # a spec without a kernel is told so first
-    boot_stage(job, format_name)  # so is a system the boot stage could not mount
+    boot_stage(job, format_name, SQUASHFS)  # so is a system the boot stage could not mount
     image = job.scratch / "root.squashfs"
     compressor = squashfs_compression(job.system.kernel.config, job.options.compression)
     level = ZSTD_LEVEL if compressor == "zstd" else GZIP_LEVEL

@@ -90,11 +90,14 @@ def _stage(job: WriteJob, format_name: str) -> BootFiles:
     root = None
     if job.options.root == "squashfs":
         # (imported here: the squashfs format itself writes its initrd with this module)
-        from osbuilder.formats.squashfs import boot_stage, squashfs_root
+        from osbuilder.formats.boot_stage import SQUASHFS
+        from osbuilder.formats.kernel_root import boot_stage
+        from osbuilder.formats.squashfs import squashfs_root
 
         root = squashfs_root(job, format_name)
+        stage = boot_stage(job, format_name, SQUASHFS)
         with scratch_file(initrd) as out:
-            write_initrd(job.system, out, compression, boot_stage(job, format_name))
+            write_initrd(job.system, out, compression, stage)
     else:
         with scratch_file(initrd) as out:
             write_initrd(job.system, out, compression)

@@ -1,10 +1,10 @@
 """QEMU command lines for built systems.
 
 kernel+initrd outputs (PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline) boot with
--kernel/-initrd/-append (kernel+squashfs ones too, with their boot stage as the initrd
-and the root's image as a read-only first virtio disk), on a PC (q35), or for an arm64
-kernel on QEMU's virt machine through UEFI (see MACHINES); a boot medium (an ISO, raw or
-qcow2 image), known by its contents (osbuilder/media.py), boots through the firmware
+-kernel/-initrd/-append (kernel+squashfs and kernel+erofs ones too, with their boot stage
+as the initrd and the root's image as a read-only first virtio disk), on a PC (q35), or
+for an arm64 kernel on QEMU's virt machine through UEFI (see MACHINES); a boot medium
+(an ISO, raw or qcow2 image), known by its contents (osbuilder/media.py), boots through the firmware
 (SeaBIOS, or OVMF for a GPT) from a read-only CD or virtio disk (the system lives in its
 initrd and never writes it). Every VM gets virtio-rng (Python's start does not wait for
 entropy), virtio-net user networking with published ports on 127.0.0.1, a QMP socket, a
@@ -108,42 +108,51 @@ def kernel_architecture(kernel: Path) -> str:
         return "arm64" if image.read(len(magic)) == magic else "amd64"
 
 
+# kernel+FS formats: the root in PREFIX-FS.img, mounted by the boot stage PREFIX-FS-initrd.img.
+ROOT_IMAGE_FILESYSTEMS = ("squashfs", "erofs")
+
+
 @dataclass(frozen=True)
 class KernelBoot:
     kernel: Path
     initrd: Path
     cmdline: str
     architecture: str = "amd64"
-    root: Path | None = None  # kernel+squashfs: the root's image, a read-only first disk
+    root: Path | None = None  # kernel+squashfs/erofs: the root's image, a read-only first disk
 
     @classmethod
     def from_prefix(cls, prefix: Path) -> KernelBoot:
-        """PREFIX's kernel+initrd, or its kernel+squashfs (the newer when both are there)."""
+        """PREFIX's kernel+initrd, or its kernel+squashfs or kernel+erofs (the newest build
+        when several are there: an older build's files may linger)."""
         kernel = Path(f"{prefix}-kernel")
-        initrd = Path(f"{prefix}-initrd.img")
         cmdline = Path(f"{prefix}-cmdline")
-        root = Path(f"{prefix}-squashfs.img")
-        stage = Path(f"{prefix}-squashfs-initrd.img")
-        if root.is_file() and not stage.is_file():
-            raise UserError(
-                f"{prefix}: {root.name} has no {stage.name} beside it to mount it with; "
-                "build again (osbuilder build -f kernel+squashfs FILE.yml)"
-            )
-        squashfs = root.is_file() and (not initrd.is_file() or _modified(root) > _modified(initrd))
-        missing = [p.name for p in (kernel, stage if squashfs else initrd) if not p.is_file()]
+        initrd = Path(f"{prefix}-initrd.img")
+        # (the initrd to boot, the root's image or None, the file whose age tells)
+        found: list[tuple[Path, Path | None, Path]] = []
+        if initrd.is_file():
+            found.append((initrd, None, initrd))
+        for filesystem in ROOT_IMAGE_FILESYSTEMS:
+            root = Path(f"{prefix}-{filesystem}.img")
+            stage = Path(f"{prefix}-{filesystem}-initrd.img")
+            if not root.is_file():
+                continue
+            if not stage.is_file():
+                raise UserError(
+                    f"{prefix}: {root.name} has no {stage.name} beside it to mount it with; "
+                    f"build again (osbuilder build -f kernel+{filesystem} FILE.yml)"
+                )
+            found.append((stage, root, root))
+        missing = [p.name for p in (kernel,) if not p.is_file()]
+        if not found:
+            missing.append(initrd.name)
         if missing:
             raise UserError(
-                f"{prefix}: no {' or '.join(missing)}; build it first "
-                "(osbuilder build FILE.yml, format kernel+initrd or kernel+squashfs)"
+                f"{prefix}: no {' or '.join(missing)}; build it first (osbuilder build "
+                "FILE.yml, format kernel+initrd, kernel+squashfs or kernel+erofs)"
             )
+        boot_initrd, root_image, _ = max(found, key=lambda item: _modified(item[2]))
         text = cmdline.read_text().strip() if cmdline.is_file() else "console=ttyS0"
-        return cls(
-            kernel,
-            stage if squashfs else initrd,
-            text,
-            kernel_architecture(kernel),
-            root if squashfs else None,
-        )
+        return cls(kernel, boot_initrd, text, kernel_architecture(kernel), root_image)
 
 
 def _modified(path: Path) -> int:

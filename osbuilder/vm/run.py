@@ -160,7 +160,7 @@ def panic_hint(config: VmConfig) -> str | None:
         return (
             f"the initrd did not fit in the VM's {config.memory} MB (the kernel: "
             "'Initramfs unpacking failed'); give it more memory (--mem), or build "
-            "kernel+squashfs, whose root stays on a disk"
+            "kernel+squashfs or kernel+erofs, whose root stays on a disk"
         )
     return None
 

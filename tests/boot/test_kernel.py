@@ -13,7 +13,8 @@ from osbuilder.oci.platform import host_target
 from osbuilder.oci.pull import Puller
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
-from tests.conftest import Packages
+from tests.boot.conftest import build_system, free_port, osbuilder, redis_cli, run_detached
+from tests.conftest import REPO, Packages
 
 pytestmark = pytest.mark.boot
 
@@ -106,3 +107,30 @@ def test_kernel_boots_to_userspace(packages: Packages, tmp_path: Path) -> None:
         )
     console = boot_initrd(files["kernel"], initrd)
     assert MARKER in console, console[-2000:]
+
+
+def test_the_redis_os_boots_its_decompressed_kernel_as_firecracker_would_take_it(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """--decompress-kernel: Debian's bzImage (an lz4 payload) becomes its ELF vmlinux,
+    which QEMU boots through its PVH entry point, as Firecracker does."""
+    prefix = build_system(
+        packages,
+        REPO / "examples/redis.yml",
+        tmp_path / "out",
+        options=["--decompress-kernel"],
+    )
+    kernel = Path(f"{prefix}-kernel").read_bytes()
+    assert kernel[:4] == b"\x7fELF" and kernel[18] == 62  # e_machine: x86-64
+    port = free_port()
+    state = Path(f"{prefix}-state")
+    started = run_detached(prefix, port)
+    try:
+        console = (state / "console.log").read_text(errors="replace")
+        assert started.returncode == 0, started.stderr + console[-3000:]
+        assert redis_cli(port, "ping") == "PONG"
+    finally:
+        stopped = osbuilder("stop", str(state))
+    assert stopped.stdout.strip() == f"{state}: powered off", stopped.stderr
+    console = (state / "console.log").read_text(errors="replace")
+    assert "init: osbuilder " in console and "reboot: Power down" in console

@@ -1,5 +1,5 @@
-"""The boot media (iso-bios, raw-bios, qcow2-bios, iso-efi, raw-efi, qcow2-efi), read
-back with the real tools.
+"""The boot media (iso-bios, raw-bios, qcow2-bios, vhd, dynamic-vhd, vmdk, aws, iso-efi,
+iso-efi-initrd, raw-efi, qcow2-efi), read back with the real tools.
 
 That they boot is tests/boot/test_boot_media.py; here: what is on them, reproducibly.
 """
@@ -28,7 +28,7 @@ init: [{init}]
 """
 FORMATS = (
     *("kernel+initrd", "iso-bios", "raw-bios", "qcow2-bios", "vhd", "dynamic-vhd", "vmdk"),
-    *("iso-efi", "raw-efi", "qcow2-efi"),
+    *("aws", "iso-efi", "iso-efi-initrd", "raw-efi", "qcow2-efi"),
 )
 MEDIA = [option for name in FORMATS for option in ("-f", name)]
 
@@ -57,7 +57,9 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
             "spec.vhd",
             "spec-dynamic.vhd",
             "spec.vmdk",
+            "spec.raw",
             "spec-efi.iso",
+            "spec-efi-initrd.iso",
             "spec-efi.img",
             "spec-efi.qcow2",
         ]
@@ -68,6 +70,10 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
     out = tmp_path / "out"
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no spool left
     kernel, initrd = (out / "spec-kernel").read_bytes(), (out / "spec-initrd.img").read_bytes()
+    # LinuxKit's names for two of the images: aws's raw disk for EC2's import is raw-bios's,
+    # its UEFI ISO of a kernel and initrd is iso-efi's.
+    assert digests["spec.raw"] == digests["spec-bios.img"]
+    assert digests["spec-efi-initrd.iso"] == digests["spec-efi.iso"]
 
     iso = out / "spec.iso"
     listed = tool("xorriso", "-indev", iso, "-find", "/", "-type", "f")  # (and boot.cat)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -209,6 +212,22 @@ def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines()[0].startswith(f"{spec}:2:1: YAML syntax error:")
     assert "Traceback" not in result.stderr
+
+
+def test_output_read_only_in_part_ends_the_command_quietly() -> None:
+    """`osbuilder schema | head -c 100`: the reader goes away before the output ends, and
+    the command stops as other tools do, without an internal error."""
+    reader, writer = os.pipe()
+    # A pipe of one page: the schema (~47 KB) cannot be all in it when the reader leaves.
+    fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, 4096)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "osbuilder", "schema"], stdout=writer, stderr=subprocess.PIPE
+    )
+    os.close(writer)
+    with os.fdopen(reader, "rb") as output:
+        assert output.read(100).startswith(b"{")
+    _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr) == (128 + signal.SIGPIPE, b"")
 
 
 def test_a_spec_on_standard_input_is_validated_as_a_file(

@@ -400,6 +400,28 @@ def test_a_kernel_squashfs_prefix_boots_its_stage_with_the_root_as_the_first_dis
         KernelBoot.from_prefix(tmp_path / "sys")
 
 
+def test_of_a_prefixs_kernel_initrd_squashfs_and_erofs_builds_the_newest_boots(
+    tmp_path: Path,
+) -> None:
+    files = ("kernel", "initrd.img", "squashfs-initrd.img", "squashfs.img")
+    files += ("erofs-initrd.img", "erofs.img")
+    for age, suffix in enumerate(files):
+        (tmp_path / f"sys-{suffix}").write_text(suffix)
+        os.utime(tmp_path / f"sys-{suffix}", ns=(age * 10**9, age * 10**9))
+    loaded = KernelBoot.from_prefix(tmp_path / "sys")
+    assert (loaded.initrd.name, loaded.root) == ("sys-erofs-initrd.img", tmp_path / "sys-erofs.img")
+    os.utime(tmp_path / "sys-erofs.img", ns=(0, 0))
+    assert KernelBoot.from_prefix(tmp_path / "sys").root == tmp_path / "sys-squashfs.img"
+    os.utime(tmp_path / "sys-squashfs.img", ns=(0, 0))
+    assert KernelBoot.from_prefix(tmp_path / "sys").root is None
+
+    (tmp_path / "sys-erofs-initrd.img").unlink()
+    with pytest.raises(
+        UserError, match=r"sys-erofs\.img has no sys-erofs-initrd\.img.*kernel\+erofs"
+    ):
+        KernelBoot.from_prefix(tmp_path / "sys")
+
+
 def test_the_kvm_probe_boots_the_kernel_on_its_architectures_machine(tmp_path: Path) -> None:
     pc = tmp_path / "bzImage"
     pc.write_bytes(bytes(0x40))

@@ -69,9 +69,10 @@ def sample_tree(spool: Spool, *, devices: bool) -> list[Entry]:
 
 
 def run_tool(*argv: str | Path, cwd: Path | None = None, stdin: Path | None = None) -> bytes:
-    """Run a real tool (skipping the test when it is missing); its stdout."""
+    """Run a real tool; its stdout. A missing tool fails the test: `make test` installs
+    every tool the tests use."""
     if shutil.which(argv[0]) is None:
-        pytest.skip(f"{argv[0]} is not installed")
+        pytest.fail(f"{argv[0]} is not installed (`make test` installs it)")
     with open(stdin or "/dev/null", "rb") as source:
         done = subprocess.run(argv, cwd=cwd, stdin=source, capture_output=True, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")

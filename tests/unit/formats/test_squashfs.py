@@ -15,11 +15,11 @@ from osbuilder.assemble.system import AssembledSystem, KernelParts
 from osbuilder.assemble.tree import Spool as TreeSpool
 from osbuilder.assemble.tree import Tree
 from osbuilder.errors import UserError
-from osbuilder.formats import WriteJob, WriteOptions
+from osbuilder.formats import WriteJob, WriteOptions, writer
 from osbuilder.formats.boot_stage import is_static_elf
 from osbuilder.formats.compression import Compression
 from osbuilder.formats.outputfile import output_directory
-from osbuilder.formats.squashfs import squashfs_compression, write_kernel_squashfs
+from osbuilder.formats.squashfs import squashfs_compression
 from tests.unit.formats.helpers import CAPABILITY, read_newc, run_tool, sample_tree
 
 EPOCH = 1_700_000_000
@@ -38,13 +38,14 @@ kernel/fs/overlayfs/overlay.ko:
 kernel/net/bridge/bridge.ko: kernel/net/802/stp.ko
 kernel/net/802/stp.ko:
 """
-LOAD_ORDER = [
+# The file systems' modules, which must load, then the disk drivers, which may fail (a
+# hypervisor's that the machine is not on).
+LOAD_ORDER = ["kernel/fs/squashfs/squashfs.ko", "kernel/fs/overlayfs/overlay.ko"]
+DRIVERS_ORDER = [
     "kernel/drivers/virtio/virtio_ring.ko",
     "kernel/drivers/virtio/virtio.ko",
     "kernel/drivers/virtio/virtio_pci.ko",
     "kernel/drivers/block/virtio_blk.ko",
-    "kernel/fs/squashfs/squashfs.ko",
-    "kernel/fs/overlayfs/overlay.ko",
 ]
 STATIC_BUSYBOX = Path("/bin/busybox")  # Debian's busybox is static: what the stage runs
 
@@ -85,8 +86,10 @@ def build(
     assembled: AssembledSystem,
     out: str = "out",
     compression: Compression | None = None,
+    format_name: str = "kernel+squashfs",
 ) -> dict[str, bytes]:
-    """Write kernel+squashfs of `assembled` into tmp_path/out; every file's bytes by name."""
+    """Write `format_name` (kernel+squashfs) of `assembled` into tmp_path/out; every file's
+    bytes by name."""
     scratch = tmp_path / f"{out}-scratch"
     scratch.mkdir()
     directory = tmp_path / out
@@ -97,13 +100,24 @@ def build(
             outputs,
             "system",
             WriteOptions(compression),
-            ("kernel+squashfs",),
+            (format_name,),
             EPOCH,
             scratch,
         )
-        written = write_kernel_squashfs(job)
+        written = writer(format_name)(job)
     assert sorted(o.path.name for o in written) == sorted(p.name for p in directory.iterdir())
     return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def root_image(files: dict[str, bytes], filesystem: str) -> bytes:
+    """The root's image among a kernel+FS format's files, which are the four expected."""
+    assert sorted(files) == sorted(
+        f"system-{suffix}"
+        for suffix in ("cmdline", "kernel", f"{filesystem}-initrd.img", f"{filesystem}.img")
+    )
+    assert files["system-kernel"] == b"a kernel"
+    assert files["system-cmdline"] == b"console=ttyS0"
+    return files[f"system-{filesystem}.img"]
 
 
 def squashfs_members(image: bytes, tmp_path: Path) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
@@ -123,16 +137,7 @@ def test_the_squashfs_holds_the_tree_but_the_kernel_with_owners_modes_times_and_
     tmp_path: Path,
 ) -> None:
     assembled = system(tmp_path)
-    files = build(tmp_path, assembled)
-    assert sorted(files) == [
-        "system-cmdline",
-        "system-kernel",
-        "system-squashfs-initrd.img",
-        "system-squashfs.img",
-    ]
-    assert files["system-kernel"] == b"a kernel"
-    assert files["system-cmdline"] == b"console=ttyS0"
-    image = files["system-squashfs.img"]
+    image = root_image(build(tmp_path, assembled), "squashfs")
     assert image[:4] == b"hsqs"
     assert int.from_bytes(image[20:22], "little") == 6  # compressor id: zstd (the config's)
     members = squashfs_members(image, tmp_path)
@@ -186,8 +191,9 @@ def test_the_boot_stage_holds_busybox_the_roots_modules_in_load_order_and_its_in
     files = build(tmp_path, system(tmp_path), compression="none")
     members = {m.name.decode(): m for m in read_newc(files["system-squashfs-initrd.img"])}
     modules = [f"{VERSION}/{path}" for path in LOAD_ORDER]
+    drivers = [f"{VERSION}/{path}" for path in DRIVERS_ORDER]
     assert sorted(n for n in members if n.endswith(".ko")) == sorted(
-        f"lib/modules/{m}" for m in modules
+        f"lib/modules/{m}" for m in modules + drivers
     )
     assert members["bin/busybox"].data == STATIC_BUSYBOX.read_bytes()
     assert (members["dev/console"].rdevmajor, members["dev/console"].rdevminor) == (5, 1)
@@ -197,6 +203,8 @@ def test_the_boot_stage_holds_busybox_the_roots_modules_in_load_order_and_its_in
     script = init.data.decode()
     assert script.startswith("#!/bin/busybox sh\n")
     assert f"for module in {' '.join(modules)}; do" in script  # dependencies first
+    assert f"for module in {' '.join(drivers)}; do" in script
+    assert script.index(" ".join(modules)) < script.index(" ".join(drivers))
     assert "exec $bb switch_root /newroot /init" in script
     assert not [n for n in members if "bridge" in n or "stp" in n]  # not the root's
 
@@ -206,7 +214,7 @@ def test_a_kernel_with_everything_built_in_needs_no_modules(tmp_path: Path) -> N
     names = [m.name.decode() for m in read_newc(files["system-squashfs-initrd.img"])]
     assert not [n for n in names if n.endswith(".ko")]
     assert (
-        "for module in ; do"
+        'for module in ; do\n    $bb insmod "/lib/modules/$module" || fail'
         in dict(
             (m.name.decode(), m.data.decode(errors="replace"))
             for m in read_newc(files["system-squashfs-initrd.img"])
