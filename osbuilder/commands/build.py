@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from osbuilder.commands.common import (
@@ -16,6 +17,8 @@ from osbuilder.commands.common import (
     target_platform,
 )
 from osbuilder.errors import ExitCode
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FORMAT = "kernel+initrd"
 STDIN_DEFAULT_NAME = "system"  # the output name of a spec read from standard input
@@ -76,6 +79,11 @@ def register(
         "needed",
     )
     build.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build nothing: print the spec the files make (merged, templates expanded) as YAML",
+    )
+    build.add_argument(
         "--decompress-kernel",
         action="store_true",
         help="write the kernel uncompressed: an x86 bzImage as its ELF vmlinux, a gzip'd "
@@ -112,6 +120,8 @@ def _build(args: argparse.Namespace) -> int:
     from osbuilder.formats import WriteOptions
     from osbuilder.oci.progress import human_size
 
+    if args.dry_run:
+        return _dry_run(args.files)
     first = args.files[0]
     name = args.name or (STDIN_DEFAULT_NAME if str(first) == "-" else first.stem)
     store = open_store(args)
@@ -143,4 +153,21 @@ def _build(args: argparse.Namespace) -> int:
     else:
         for output in outputs:
             print(f"{output.path} ({human_size(output.size)}, sha256:{output.sha256[:16]})")
+    return ExitCode.OK
+
+
+def _dry_run(files: list[Path]) -> int:
+    """LinuxKit's --dry-run: the spec a build of `files` would build, as YAML."""
+    import yaml
+
+    from osbuilder.spec import load_spec
+
+    loaded = load_spec(files)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    data = loaded.spec.model_dump(by_alias=True, exclude_none=True)
+    for section in ("onboot", "onshutdown", "services"):
+        if section in data:  # each entry's name and image first, as specs are written
+            data[section] = [{"name": e["name"], "image": e["image"]} | e for e in data[section]]
+    print(yaml.safe_dump(data, sort_keys=False), end="")
     return ExitCode.OK

@@ -25,6 +25,7 @@ from osbuilder.spec.source import (
     SpecValueError,
     load_document,
 )
+from osbuilder.spec.templates import expand_templates
 
 
 class SpecInvalid(UserError):
@@ -94,7 +95,10 @@ def check_sources(sources: Sequence[tuple[str, str | bytes | None]]) -> Checked:
             raise UserError(f"{name}: cannot read spec: {exc.strerror or exc}") from None
         if document.data is None:  # an empty file is an empty spec
             document.data = {}
-        diagnostics += _schema_errors(document)
+        template_errors = expand_templates(document, STDIN_NAME)
+        unexpanded = {d.path for d in template_errors}  # (their own error says enough)
+        diagnostics += template_errors
+        diagnostics += [d for d in _schema_errors(document) if d.path not in unexpanded]
         if isinstance(document.data, dict):
             documents.append(document)
 

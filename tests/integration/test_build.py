@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from osbuilder.oci.store import ContentStore
-from tests.conftest import REPO, Packages
+from osbuilder.pkg.recipe import load_recipe
+from tests.conftest import RECIPES, REPO, Packages
 from tests.integration.helpers import osbuilder, store_image
 
 pytestmark = pytest.mark.integration
@@ -481,3 +483,22 @@ def test_a_store_that_cannot_keep_snapshots_still_builds(
         "redis-initrd.img",
         "redis-kernel",
     ]
+
+
+def test_a_spec_naming_its_packages_by_template_builds_the_same_system(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """examples/redis.yml with each image written `@pkg:PATH` (relative to the spec's own
+    directory, elsewhere than the recipes) builds bit-identical outputs."""
+    text = (REPO / "examples/redis.yml").read_text()
+    templated_dir = tmp_path / "elsewhere/specs"
+    templated_dir.mkdir(parents=True)
+    for directory in RECIPES:
+        name = load_recipe(directory).recipe.image
+        relative = os.path.relpath(directory, templated_dir)
+        text = re.sub(rf"{re.escape(name)}:[0-9a-f]{{20}}", f'"@pkg:{relative}"', text)
+    assert text.count('"@pkg:') == 6, text  # the kernel, two init images, three containers
+    templated = templated_dir / "redis.yml"
+    templated.write_text(text)
+    expected = build_json(packages.store.root, tmp_path / "tags", REPO / "examples/redis.yml")
+    assert build_json(packages.store.root, tmp_path / "templates", templated) == expected

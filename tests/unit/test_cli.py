@@ -19,6 +19,8 @@ import yaml
 from osbuilder import __version__
 from osbuilder.cli import main
 from osbuilder.commands.cloud import route
+from osbuilder.pkg.recipe import load_recipe
+from osbuilder.pkg.tag import package_reference
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.yml"))
@@ -199,6 +201,36 @@ def test_docs_spec_reference_is_generated_from_the_models(
     assert code == 0
     assert (REPO / "docs/spec.md").read_text() == out, "run `make docs` to regenerate"
     assert "| `capabilities.add` |" in out
+
+
+def test_a_dry_run_prints_the_merged_spec_and_builds_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LinuxKit's `build --dry-run`: the spec the files make, merged and with its templates
+    expanded, as YAML that is itself a valid spec; no store, no output directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    base = write(
+        tmp_path, "base.yml", "kernel:\n  image: osbuilder/kernel:1\ninit: [osbuilder/init:1]\n"
+    )
+    extra = write(
+        tmp_path,
+        "extra.yml",
+        f'init: ["@pkg:{REPO}/pkg/crun"]\nservices:\n  - image: redis:7\n    name: redis\n'
+        "    capabilities: [CAP_CHOWN]\n",
+    )
+    code, out, err = run(capsys, "build", "--dry-run", base, extra)
+    assert (code, err) == (0, "")
+    crun = package_reference(load_recipe(REPO / "pkg/crun"))
+    assert yaml.safe_load(out) == {
+        "kernel": {"image": "osbuilder/kernel:1"},
+        "init": ["osbuilder/init:1", crun],
+        "services": [{"name": "redis", "image": "redis:7", "capabilities": ["CAP_CHOWN"]}],
+    }
+    assert out.index("name: redis") < out.index("image: redis:7") < out.index("capabilities")
+    printed = write(tmp_path, "printed.yml", out)
+    assert run(capsys, "validate", printed)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.yml", "extra.yml", "printed.yml"]
 
 
 def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
