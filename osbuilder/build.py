@@ -42,7 +42,7 @@ SPOOL_PREFIX = ".osbuilder-spool-"
 
 
 def build(
-    spec_files: Sequence[Path],
+    spec_files: Sequence[Path | str],
     images: ImageSource,
     *,
     formats: Sequence[str],

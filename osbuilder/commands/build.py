@@ -39,7 +39,7 @@ def register(
         "(--pull re-resolves their tags).",
     )
     build.add_argument(
-        "files", nargs="+", type=Path, metavar="FILE", help="spec files (-: standard input)"
+        "files", nargs="+", metavar="FILE", help="spec files (-: standard input; or http(s) URLs)"
     )
     build.add_argument(
         "-f",
@@ -122,8 +122,7 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.dry_run:
         return _dry_run(args.files)
-    first = args.files[0]
-    name = args.name or (STDIN_DEFAULT_NAME if str(first) == "-" else first.stem)
+    name = args.name or _default_name(args.files[0])
     store = open_store(args)
     with progress_for(args) as progress:
         client = None if args.offline else registry_client(args)
@@ -156,7 +155,16 @@ def _build(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _dry_run(files: list[Path]) -> int:
+def _default_name(first: str) -> str:
+    """The outputs' name: the first spec file's stem (its URL's file name's)."""
+    from osbuilder.spec.remote import is_url, url_stem
+
+    if first == "-":
+        return STDIN_DEFAULT_NAME
+    return (url_stem(first) if is_url(first) else Path(first).stem) or STDIN_DEFAULT_NAME
+
+
+def _dry_run(files: list[str]) -> int:
     """LinuxKit's --dry-run: the spec a build of `files` would build, as YAML."""
     import yaml
 

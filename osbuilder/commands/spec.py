@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuilder.commands.common import print_json
@@ -26,7 +25,7 @@ def register(
         "1 when not.",
     )
     validate.add_argument(
-        "files", nargs="+", type=Path, metavar="FILE", help="spec files (-: standard input)"
+        "files", nargs="+", metavar="FILE", help="spec files (-: standard input; or http(s) URLs)"
     )
     validate.add_argument(
         "--merge",
@@ -52,7 +51,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     if [str(f) for f in args.files].count("-") > 1:
         raise UserError("- (standard input) can be given only once")
-    groups: list[list[Path]] = [args.files] if args.merge else [[f] for f in args.files]
+    groups: list[list[str]] = [args.files] if args.merge else [[f] for f in args.files]
     results = [(group, *check_specs(group)) for group in groups]
     valid = all(loaded is not None for _, loaded, _ in results)
     if args.json:

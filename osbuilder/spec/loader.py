@@ -18,6 +18,7 @@ from osbuilder.spec.checks import cross_checks
 from osbuilder.spec.diagnostics import diagnostics_from
 from osbuilder.spec.merge import merge_documents
 from osbuilder.spec.model import Spec
+from osbuilder.spec.remote import fetch_spec, is_url
 from osbuilder.spec.source import (
     Diagnostic,
     Document,
@@ -59,8 +60,8 @@ STDIN_NAME = "<stdin>"  # its name in diagnostics
 
 
 def check_specs(paths: Sequence[Path | str]) -> Checked:
-    """Validate and merge spec files ("-": standard input); return the spec (if valid)
-    and all diagnostics."""
+    """Validate and merge spec files ("-": standard input; an http(s) URL is fetched);
+    return the spec (if valid) and all diagnostics."""
     sources: list[tuple[str, str | bytes | None]] = []
     for path in paths:
         if str(path) == STDIN:
@@ -69,6 +70,9 @@ def check_specs(paths: Sequence[Path | str]) -> Checked:
             if sys.stdin is None:  # started without one (a daemon, a detached job)
                 raise UserError("- names standard input, and there is none")
             sources.append((STDIN_NAME, sys.stdin.buffer.read()))
+            continue
+        if is_url(str(path)):
+            sources.append((str(path), fetch_spec(str(path))))
             continue
         if Path(path).is_dir():
             raise UserError(f"{path}: a directory, not a spec file (give its .yml files)")

@@ -3,7 +3,8 @@ at PATH builds, what `osbuilder pkg show-tag PATH` prints.
 
 A spec can then name the packages beside it and follow their changes without anyone
 editing tags. PATH is relative to the spec file's directory (an absolute one stays as it
-is); a spec read from standard input has no directory and cannot use them. Templates are
+is); a spec read from standard input or fetched from a URL has no directory and cannot
+use them. Templates are
 expanded where images are named (kernel.image, init, the containers' and volumes' image)
 before validation, so the resulting reference is what is checked, built, and written by
 `metadata` files.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from osbuilder.errors import UserError
+from osbuilder.spec.remote import is_url
 from osbuilder.spec.source import DataPath, Diagnostic, Document
 
 PKG = "@pkg:"
@@ -38,20 +40,21 @@ def expand_templates(document: Document, stdin_name: str) -> list[Diagnostic]:
         if not (isinstance(value, str) and value.startswith("@")):
             continue
         try:
-            holder[key] = _expand(value, None if spec_file == stdin_name else spec_file, resolved)
+            holder[key] = _expand(value, spec_file, spec_file == stdin_name, resolved)
         except UserError as exc:
             diagnostics.append(Diagnostic(document.value_location(path), path, str(exc)))
     return diagnostics
 
 
-def _expand(value: str, spec_file: str | None, resolved: dict[Path, str]) -> str:
+def _expand(value: str, spec_file: str, stdin: bool, resolved: dict[Path, str]) -> str:
     if not value.startswith(PKG):
         kind = value.partition(":")[0]
         raise UserError(f"unknown template {kind!r} in {value!r}; the one there is: {PKG}PATH")
-    if spec_file is None:
+    if stdin or is_url(spec_file):
+        whence = "read from standard input" if stdin else "fetched from a URL"
         raise UserError(
-            f"{value}: a {PKG} path is relative to its spec file, and this spec was read "
-            "from standard input; give the file itself"
+            f"{value}: a {PKG} path is relative to its spec file, and this spec was "
+            f"{whence}; give the file itself"
         )
     directory = (Path(spec_file).parent / value.removeprefix(PKG)).resolve()
     if directory not in resolved:
