@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from osbuilder.assemble.images import ImageSource
+from osbuilder.assemble.sbom import DEFAULT_PATH as SBOM_PATH
 from osbuilder.assemble.snapshots import Snapshots
 from osbuilder.assemble.system import assemble
 from osbuilder.assemble.tree import Spool, Tree
@@ -50,6 +51,7 @@ def build(
     name: str,
     options: WriteOptions,
     decompress_kernel: bool = False,
+    sbom: str | None = SBOM_PATH,
 ) -> list[Output]:
     loaded = load_spec(spec_files)
     for warning in loaded.warnings:
@@ -84,6 +86,7 @@ def build(
                     epoch,
                     snapshots,
                     decompress_kernel=decompress_kernel,
+                    sbom=sbom,
                 )
             except SpecValueError as error:
                 raise loaded.locate(error) from None

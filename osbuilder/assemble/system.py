@@ -29,12 +29,15 @@ from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
 from osbuilder.assemble.layers import apply_layer, layer_compression
+from osbuilder.assemble.package_db import PackageDatabases
 from osbuilder.assemble.runtime_config import (
     allocate_ids,
     load_label,
     numeric_id,
     runtime_config,
 )
+from osbuilder.assemble.sbom import DEFAULT_PATH as SBOM_PATH
+from osbuilder.assemble.sbom import ImageRecord, write_sbom
 from osbuilder.assemble.snapshots import LayerRef, Snapshots
 from osbuilder.assemble.tree import Tree
 from osbuilder.errors import UserError
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 CONTAINERS = "containers"
 FILES_SOURCE = "osbuilder.files"
+PACKAGE_DB_SOURCE = "osbuilder.init-packages"  # the union of the init images' package databases
 
 
 @dataclass
@@ -73,11 +77,13 @@ def assemble(
     snapshots: Snapshots,
     *,
     decompress_kernel: bool = False,
+    sbom: str | None = SBOM_PATH,
 ) -> AssembledSystem:
     """Assemble the spec into `tree`, unpacking layers into (or reusing them from) `snapshots`;
-    with `decompress_kernel`, the kernel is its uncompressed image (kernel_decompress.py)."""
+    with `decompress_kernel`, the kernel is its uncompressed image (kernel_decompress.py);
+    the system's SPDX document goes to the path `sbom` names (sbom.py), unless it is None."""
     system = AssembledSystem(tree)
-    assembler = _Assembler(spec, images, system, epoch, snapshots, decompress_kernel)
+    assembler = _Assembler(spec, images, system, epoch, snapshots, decompress_kernel, sbom)
     assembler.run()
     return system
 
@@ -91,9 +97,12 @@ class _Assembler:
         epoch: int,
         snapshots: Snapshots,
         decompress_kernel: bool,
+        sbom: str | None,
     ) -> None:
         self.spec = spec
         self.decompress_kernel = decompress_kernel
+        self.sbom = sbom
+        self.images_used: list[ImageRecord] = []  # for the SBOM
         self.images = images
         self.system = system
         self.tree = system.tree
@@ -142,9 +151,13 @@ class _Assembler:
 
     def _run(self) -> None:
         self._kernel()
+        databases = PackageDatabases()
         for index, reference in enumerate(self.spec.init or []):
             image = self._image(reference, ("init", index))
             self._unpack(image, "", f"init[{index}]")
+            brought = databases.take(self.tree)
+            self._used(image, databases=brought)
+        databases.write(self.tree, self.epoch, PACKAGE_DB_SOURCE)
         if self.spec.init:
             adjust_image(
                 self.tree,
@@ -160,6 +173,15 @@ class _Assembler:
                 name = container.name if section == "services" else f"{index:03d}-{container.name}"
                 self._bundle(container, f"{CONTAINERS}/{section}/{name}", (section, index))
         self._files()
+        if self.sbom is not None:  # last: what it says is the system as built
+            write_sbom(self.tree, self.images_used, self.epoch, self.sbom)
+
+    def _used(
+        self, image: Image, root: str | None = None, databases: dict[str, Content] | None = None
+    ) -> None:
+        """Note an image of the system for the SBOM, with where its files are."""
+        digest = image.manifest_descriptor.digest
+        self.images_used.append(ImageRecord(str(image.reference), digest, root, databases or {}))
 
     # --- images -------------------------------------------------------------------------------
 
@@ -206,6 +228,7 @@ class _Assembler:
         if kernel is None or kernel.image is None:
             return
         image = self._image(kernel.image, ("kernel", "image"))
+        self._used(image)
         source = str(image.reference)
         # The kernel image's own files are read from a scratch tree; only what LinuxKit
         # takes (kernel, kernel.tar, ucode) goes into the system.
@@ -292,8 +315,10 @@ class _Assembler:
             image = self._image(volume.image, ("volumes", index, "image"))
             if volume.format == "oci":
                 self._oci_layout(image, f"{base}/lower", location)
+                self._used(image)  # (an OCI layout: no package database to read)
             else:
                 self._unpack(image, f"{base}/lower", location)
+                self._used(image, f"{base}/lower")
                 adjust_image(
                     self.tree,
                     f"{base}/lower",
@@ -378,6 +403,7 @@ class _Assembler:
             )
             self.unpacked[image.manifest_descriptor.digest] = root
             first = root
+        self._used(image, first)
         if not readonly:
             tmp = f"{prefix}/tmp"
             self._generated(tmp, Kind.DIRECTORY, 0o755, source, location)

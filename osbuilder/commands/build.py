@@ -83,6 +83,17 @@ def register(
         action="store_true",
         help="build nothing: print the spec the files make (merged, templates expanded) as YAML",
     )
+    sbom = build.add_mutually_exclusive_group()
+    sbom.add_argument(
+        "--sbom-output",
+        type=_root_path,
+        default="sbom.spdx.json",
+        metavar="PATH",
+        help="where in the root filesystem the system's SPDX SBOM goes (default sbom.spdx.json)",
+    )
+    sbom.add_argument(
+        "--no-sbom", action="store_true", help="write no SBOM into the root filesystem"
+    )
     build.add_argument(
         "--decompress-kernel",
         action="store_true",
@@ -114,6 +125,16 @@ def _output_name(value: str) -> str:
     return value
 
 
+def _root_path(value: str) -> str:
+    """A file's path in the root filesystem: relative to /, never above it."""
+    path = value.strip("/")
+    if not path or "\0" in path or ".." in path.split("/"):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a file's path in the root filesystem (no '..', not empty)"
+        )
+    return path
+
+
 def _build(args: argparse.Namespace) -> int:
     from osbuilder.assemble.images import ImageSource
     from osbuilder.build import build
@@ -143,6 +164,7 @@ def _build(args: argparse.Namespace) -> int:
                 name=name,
                 options=WriteOptions(compression=args.compress, root=args.root),
                 decompress_kernel=args.decompress_kernel,
+                sbom=None if args.no_sbom else args.sbom_output,
             )
         finally:
             if client is not None:

@@ -15,6 +15,17 @@ from osbuilder.pkg.layers import Dropper, copy_stream, read_tar
 from osbuilder.pkg.recipe import DebianRoot
 from osbuilder.runner import CommandFailed, stream_stdout
 
+# The extract variant unpacks the packages without dpkg, which leaves its database of
+# installed packages empty: then nothing that reads it (a vulnerability scanner, an SBOM
+# tool, osbuilder's sbom.spdx.json) knows what the image holds. While the downloaded
+# packages are still there, each one's control fields become its status paragraph, as
+# dpkg would have written it.
+STATUS_HOOK = (
+    'for deb in "$1"/var/cache/apt/archives/*.deb; do '
+    'dpkg-deb --field "$deb" && printf "Status: install ok installed\\n\\n" || exit 1; '
+    'done > "$1"/var/lib/dpkg/status'
+)
+
 
 def mmdebstrap_command(root: DebianRoot, architecture: str, target: str = "-") -> list[str]:
     command = [
@@ -25,6 +36,8 @@ def mmdebstrap_command(root: DebianRoot, architecture: str, target: str = "-") -
     ]
     if root.packages:
         command.append("--include=" + ",".join(root.packages))
+    if root.variant == "extract":
+        command.append(f"--extract-hook={STATUS_HOOK}")
     command += [root.suite, target]
     if root.mirror:
         command.append(root.mirror)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.recipe import load_recipe
@@ -502,3 +504,55 @@ def test_a_spec_naming_its_packages_by_template_builds_the_same_system(
     templated.write_text(text)
     expected = build_json(packages.store.root, tmp_path / "tags", REPO / "examples/redis.yml")
     assert build_json(packages.store.root, tmp_path / "templates", templated) == expected
+
+
+def test_the_system_carries_an_sbom_of_its_images_and_their_packages(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """sbom.spdx.json in the root (valid SPDX, as the SPDX project's validator reads it):
+    each image of examples/redis.yml with the Debian packages its database lists; the
+    root's dpkg database holds the packages of both init images, as dpkg-query reads it.
+    --sbom-output moves the document, --no-sbom leaves it out."""
+    spec_file = str(REPO / "examples/redis.yml")
+    result = build(packages, tmp_path, "-f", "tar", spec_file)
+    assert result.returncode == 0, result.stderr
+    extracted = tmp_path / "root"
+    with tarfile.open(tmp_path / "out/redis.tar") as tar:
+        tar.extractall(
+            extracted,
+            members=[tar.getmember(name) for name in ("sbom.spdx.json", "var/lib/dpkg/status")],
+            filter="data",
+        )
+    assert validate_full_spdx_document(parse_file(str(extracted / "sbom.spdx.json"))) == []
+    document = json.loads((extracted / "sbom.spdx.json").read_text())
+    names = {p["SPDXID"]: p["name"] for p in document["packages"]}
+    contains: dict[str, set[str]] = {}
+    for relationship in document["relationships"]:
+        if relationship["relationshipType"] == "CONTAINS":
+            element = names[relationship["spdxElementId"]]
+            contains.setdefault(element, set()).add(names[relationship["relatedSpdxElement"]])
+    assert "redis-server" in contains["docker.io/osbuilder/redis"]
+    assert "crun" in contains["docker.io/osbuilder/crun"]
+    assert "busybox-static" in contains["docker.io/osbuilder/init"]
+    assert set(contains["system"]) == {
+        f"docker.io/osbuilder/{name}"
+        for name in ("kernel", "init", "crun", "dhcpcd", "getty", "redis")
+    }
+    (extracted / "var/lib/dpkg/available").touch()
+    installed = subprocess.run(
+        ["dpkg-query", f"--admindir={extracted / 'var/lib/dpkg'}", "-W", "-f=${Package}\n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {"busybox-static", "python3.11-minimal", "crun"} <= set(installed)
+
+    moved = build(
+        packages, tmp_path, "-f", "tar", "--sbom-output", "/etc/sbom.json", spec_file, out="moved"
+    )
+    none = build(packages, tmp_path, "-f", "tar", "--no-sbom", spec_file, out="none")
+    assert moved.returncode == none.returncode == 0, moved.stderr + none.stderr
+    with tarfile.open(tmp_path / "moved/redis.tar") as tar:
+        assert "etc/sbom.json" in tar.getnames() and "sbom.spdx.json" not in tar.getnames()
+    with tarfile.open(tmp_path / "none/redis.tar") as tar:
+        assert not [n for n in tar.getnames() if "sbom" in n]

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from osbuilder.errors import UserError
+from osbuilder.pkg.debian import STATUS_HOOK, mmdebstrap_command
 from osbuilder.pkg.kernel import module_name, parse_modules_dep, select_modules
 from osbuilder.pkg.layers import Dropper, normalise
-from osbuilder.pkg.recipe import load_recipe
+from osbuilder.pkg.recipe import DebianRoot, load_recipe
 from osbuilder.pkg.tag import package_tag
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,3 +213,14 @@ def test_bytecode_does_not_depend_on_what_the_building_process_did() -> None:
     before = pyc()
     sys.intern("\x1f")  # as any module of the building process might
     assert pyc() == before
+
+
+def test_only_extract_roots_write_their_package_database_from_the_downloaded_packages() -> None:
+    """The extract variant leaves dpkg's database empty; a hook writes it while the .debs
+    are there. An essential root's dpkg writes its own, which the hook must not precede."""
+    extract = mmdebstrap_command(DebianRoot(packages=["redis-server"]), "amd64")
+    hooks = [part for part in extract if part.startswith("--extract-hook=")]
+    assert hooks == [f"--extract-hook={STATUS_HOOK}"]
+    assert 'dpkg-deb --field "$deb"' in STATUS_HOOK and "/var/lib/dpkg/status" in STATUS_HOOK
+    essential = mmdebstrap_command(DebianRoot(packages=["x"], variant="essential"), "amd64")
+    assert not [part for part in essential if part.startswith("--extract-hook")]
