@@ -7,6 +7,9 @@ with mmdebstrap's own work and nothing is unpacked on the host.
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci.imagewriter import Layer, new_layer
 from osbuilder.oci.store import ContentStore
@@ -15,16 +18,9 @@ from osbuilder.pkg.layers import Dropper, copy_stream, read_tar
 from osbuilder.pkg.recipe import DebianRoot
 from osbuilder.runner import CommandFailed, stream_stdout
 
-# The extract variant unpacks the packages without dpkg, which leaves its database of
-# installed packages empty: then nothing that reads it (a vulnerability scanner, an SBOM
-# tool, osbuilder's sbom.spdx.json) knows what the image holds. While the downloaded
-# packages are still there, each one's control fields become its status paragraph, as
-# dpkg would have written it.
-STATUS_HOOK = (
-    'for deb in "$1"/var/cache/apt/archives/*.deb; do '
-    'dpkg-deb --field "$deb" && printf "Status: install ok installed\\n\\n" || exit 1; '
-    'done > "$1"/var/lib/dpkg/status'
-)
+# The extract variant leaves dpkg's database empty: while the downloaded packages are
+# there, osbuilder.pkg.dpkg_status writes it from their control files.
+STATUS_HOOK = f'{shlex.quote(sys.executable)} -m osbuilder.pkg.dpkg_status "$1"'
 
 
 def mmdebstrap_command(root: DebianRoot, architecture: str, target: str = "-") -> list[str]:

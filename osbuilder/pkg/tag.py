@@ -17,7 +17,7 @@ from pathlib import Path
 from osbuilder.pkg.recipe import LoadedRecipe
 
 #: Bump when a change of osbuilder changes what a recipe builds into.
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
 TAG_LENGTH = 20
 _IGNORED = ("__pycache__", ".pytest_cache", ".mypy_cache")
 

@@ -133,6 +133,19 @@ def test_an_output_name_that_is_not_a_file_name_is_a_usage_error(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("path", ["../etc/sbom.json", "/", "a/../../b"])
+def test_an_sbom_path_outside_the_root_is_a_usage_error(
+    path: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "build", "-o", str(tmp_path), "--sbom-output", path, *EXAMPLES[:1])
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        f"osbuilder build: error: argument --sbom-output: {path!r} is not a file's path in "
+        "the root filesystem (no '..', not empty)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("option", "value", "problem"),
     [

@@ -221,6 +221,5 @@ def test_only_extract_roots_write_their_package_database_from_the_downloaded_pac
     extract = mmdebstrap_command(DebianRoot(packages=["redis-server"]), "amd64")
     hooks = [part for part in extract if part.startswith("--extract-hook=")]
     assert hooks == [f"--extract-hook={STATUS_HOOK}"]
-    assert 'dpkg-deb --field "$deb"' in STATUS_HOOK and "/var/lib/dpkg/status" in STATUS_HOOK
     essential = mmdebstrap_command(DebianRoot(packages=["x"], variant="essential"), "amd64")
     assert not [part for part in essential if part.startswith("--extract-hook")]
