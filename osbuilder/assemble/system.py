@@ -247,7 +247,11 @@ class _Assembler:
             from osbuilder.assemble.kernel_decompress import decompress_kernel
 
             what = f"kernel image {source}'s {kernel.binary or 'kernel'}"
-            parts.kernel = decompress_kernel(binary.content, self.tree.spool, what)
+            try:
+                parts.kernel = decompress_kernel(binary.content, self.tree.spool, what)
+            except UserError as exc:
+                where = ("kernel", "binary" if kernel.binary else "image")
+                raise SpecValueError(where, str(exc)) from None
         parts.cmdline = kernel.cmdline or ""
         config = scratch.get("config")
         if config is not None and config.content is not None:

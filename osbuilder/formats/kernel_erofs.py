@@ -13,7 +13,6 @@ reproducible like every output.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,8 @@ from osbuilder.errors import cannot_write
 from osbuilder.formats.boot_stage import EROFS
 from osbuilder.formats.erofs import set_uuid, write_erofs
 from osbuilder.formats.kernel_root import write_kernel_root
-from osbuilder.formats.staging import COPY_CHUNK, root_entries
+from osbuilder.formats.outputfile import scratch_file
+from osbuilder.formats.staging import root_entries
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -38,17 +38,14 @@ def write_kernel_erofs(job: WriteJob) -> list[Output]:
 
 def _root_image(job: WriteJob) -> Path:
     """The root's EROFS image, in the scratch directory: its UUID is set once its bytes
-    are known."""
+    (hashed as they are written) are known."""
     image = job.scratch / "root.erofs"
+    with scratch_file(image) as out:
+        write_erofs(root_entries(job.system), out, epoch=job.epoch, uuid=bytes(16))
+    digest = bytes.fromhex(out.result().sha256)
+    # A UUID the same bytes always get and other contents do not (version 4's layout).
     try:
-        with image.open("xb") as out:
-            write_erofs(root_entries(job.system), out, epoch=job.epoch, uuid=bytes(16))
-        digest = hashlib.sha256()
-        with image.open("rb") as made:
-            while chunk := made.read(COPY_CHUNK):
-                digest.update(chunk)
-        # A UUID the same bytes always get and other contents do not (version 4's layout).
-        set_uuid(image, uuid.UUID(bytes=digest.digest()[:16], version=4).bytes)
+        set_uuid(image, uuid.UUID(bytes=digest[:16], version=4).bytes)
     except OSError as exc:
         raise cannot_write(image, exc) from None
     return image

@@ -297,8 +297,20 @@ def test_a_bad_image_label_is_reported_at_the_line_naming_the_image(tmp_path: Pa
             "  tar: modules.tar\n",
             "{spec}:4:8: kernel.tar: kernel image {kernel} has no 'modules.tar' (set tar: none?)",
         ),
+        (
+            "  binary: System.map\n",
+            "{spec}:4:11: kernel.binary: kernel image {kernel}'s System.map is neither a bzImage "
+            "nor a gzip'd kernel: cannot decompress it (build without --decompress-kernel)",
+        ),
     ],
-    ids=["files-source", "files-source-directory", "kernel-ucode", "kernel-binary", "kernel-tar"],
+    ids=[
+        "files-source",
+        "files-source-directory",
+        "kernel-ucode",
+        "kernel-binary",
+        "kernel-tar",
+        "kernel-decompress",
+    ],
 )
 def test_a_value_that_cannot_be_built_is_reported_at_its_line(
     packages: Packages, tmp_path: Path, text: str, expected: str
@@ -310,7 +322,8 @@ def test_a_value_that_cannot_be_built_is_reported_at_its_line(
     path = tmp_path / "spec.yml"
     values = {"missing": missing, "directory": tmp_path}
     path.write_text(f"kernel:\n  image: {kernel}\n  cmdline: x\n" + text.format(**values))
-    result = build(packages, tmp_path, str(path))
+    options = ["--decompress-kernel"] if "decompress" in expected else []
+    result = build(packages, tmp_path, *options, str(path))
     assert result.returncode == 1
     message = expected.format(spec=path, kernel=kernel, **values)
     assert result.stderr.strip() == f"osbuilder: {message}"
