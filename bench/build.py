@@ -17,9 +17,9 @@ no more; and it pays what any Python build pays, interpreter start and the zstan
 import. The zstd CLI at the same level and thread count is timed too, as a reference only:
 it writes a differently framed stream (not the same work) and does not fsync. So is
 `osbuilder validate` of the same spec, a reference too: what any osbuilder command that
-reads a spec pays before it can do anything (the interpreter, the imports, pydantic's
-schemas, validation); the build is also shown against that plus the floor, which tells
-how much of the gap to the floor is the build's own work.
+reads a spec pays before it can do anything (the interpreter, the imports, validation);
+the build is also shown against that plus the floor, which tells how much of the gap to
+the floor is the build's own work.
 
 Five interleaved runs each (order alternating); prints both medians, the ratio build/floor
 (target <= 1.3) and the build's peak RSS (target <= 150 MB). Then a second spec adds a

@@ -82,7 +82,7 @@ def main() -> int:
                 capture_output=True,
             )
 
-        validate()  # warm imports and pydantic's validators
+        validate()  # warm the imports
         validate_times, parse_times, command_times = [], [], []
         for _ in range(RUNS):  # interleaved, so machine noise hits both alike
             validate_times.append(timed(validate))

@@ -33,9 +33,6 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # osbuilder uses no pydantic plugins, and looking for them reads the metadata of every
-    # installed distribution (about 10 ms of each command that loads a spec).
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = _parser()
     args = parser.parse_args(cloud.route(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(

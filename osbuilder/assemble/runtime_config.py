@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from osbuilder.errors import UserError
 from osbuilder.oci.model import ImageConfig as OciImageConfig
@@ -45,6 +44,7 @@ from osbuilder.spec.model import (
     Volume,
 )
 from osbuilder.spec.model import ImageConfig as LabelConfig
+from osbuilder.spec.schema import SchemaError, parse
 from osbuilder.spec.source import Document, Location, format_path
 
 #: The image label holding a LinuxKit package's default settings.
@@ -108,12 +108,12 @@ def load_label(image_config: OciImageConfig, image: str) -> LabelConfig | None:
         if key in data:
             raise UserError(f"{where}: {key!r} cannot be set in a label")
     try:
-        return LabelConfig.model_validate(data)
-    except ValidationError as exc:
+        return parse(LabelConfig, data)
+    except SchemaError as exc:
         document = Document(data=data, origin=Location(image, 1, 1))
         problems = [
             f"{where}: {format_path(d.path)}: {d.message}" if d.path else f"{where}: {d.message}"
-            for d in diagnostics_from(exc, document, LabelConfig)
+            for d in diagnostics_from(exc.problems, document)
         ]
         raise UserError("\n".join(problems)) from None
 
@@ -612,14 +612,13 @@ def _resources(resources: Resources | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if resources.devices is not None:
         out["devices"] = [
-            {"allow": bool(rule.allow)}
-            | rule.model_dump(by_alias=True, exclude_none=True, exclude={"allow"})
+            {"allow": bool(rule.allow)} | {k: v for k, v in rule.to_data().items() if k != "allow"}
             for rule in resources.devices
         ]
     for key in ("memory", "cpu"):
         section = getattr(resources, key)
         if section is not None:
-            out[key] = section.model_dump(by_alias=True, exclude_none=True)
+            out[key] = section.to_data()
     if resources.pids is not None:
         out["pids"] = {"limit": resources.pids.limit or 0}
     if resources.blockio is not None:
@@ -651,7 +650,7 @@ def _blockio(blockio: BlockIoResources) -> dict[str, Any]:
     if blockio.weight_device is not None:
         out["weightDevice"] = [
             {"major": d.major or 0, "minor": d.minor or 0}
-            | d.model_dump(by_alias=True, exclude_none=True, exclude={"major", "minor"})
+            | {k: v for k, v in d.to_data().items() if k not in ("major", "minor")}
             for d in blockio.weight_device
         ]
     for field, key in (

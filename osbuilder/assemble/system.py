@@ -511,7 +511,7 @@ class _Assembler:
 
     def _metadata(self, kind: str) -> bytes:
         """The spec as built: images named with the digests used (LinuxKit's metadata file)."""
-        data: dict[str, Any] = self.spec.model_dump(by_alias=True, exclude_none=True)
+        data: dict[str, Any] = self.spec.to_data()
         resolved = self.system.references
 
         def pin(reference: str) -> str:

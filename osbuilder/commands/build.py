@@ -195,7 +195,7 @@ def _dry_run(files: list[str]) -> int:
     loaded = load_spec(files)
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    data = loaded.spec.model_dump(by_alias=True, exclude_none=True)
+    data = loaded.spec.to_data()
     for section in ("onboot", "onshutdown", "services"):
         if section in data:  # each entry's name and image first, as specs are written
             data[section] = [{"name": e["name"], "image": e["image"]} | e for e in data[section]]

@@ -131,7 +131,7 @@ def image_spec(
         return ImageSpec(
             architecture=architecture, env=[DEFAULT_PATH], labels=labels, created=epoch
         )
-    label = config.model_dump(by_alias=True, exclude_none=True, exclude=set(IMAGE_CONFIG_KEYS))
+    label = {k: v for k, v in config.to_data().items() if k not in IMAGE_CONFIG_KEYS}
     if label:
         labels[LABEL] = canonical_json(label).decode()
     env = list(config.env or [])

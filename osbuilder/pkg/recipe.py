@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from msgspec import Meta, field
 
 from osbuilder.errors import UserError
 from osbuilder.oci.platform import SUPPORTED_ARCHES
 from osbuilder.spec.diagnostics import diagnostics_from
-from osbuilder.spec.fieldtypes import AbsolutePath, ImageRef, OctalMode, fail
+from osbuilder.spec.fieldtypes import AbsolutePath, ImageRef, OctalMode
 from osbuilder.spec.model import ImageConfig, SpecModel
+from osbuilder.spec.schema import Check, SchemaError, fail, parse
 from osbuilder.spec.source import (
     DataPath,
     Diagnostic,
@@ -56,20 +57,25 @@ Variant = Literal[
 ]
 
 
-class DebianRoot(SpecModel):
+class DebianRoot(SpecModel, frozen=True, kw_only=True):
     """A root filesystem made by mmdebstrap from Debian packages."""
 
-    suite: str = Field("bookworm", description="Debian suite.")
-    variant: Variant = Field("extract", description="mmdebstrap variant.")
-    packages: list[str] = Field(min_length=1, description="Packages, optionally pkg=version.")
-    mirror: str | None = Field(None, description="Mirror URL (default: mmdebstrap's).")
-    drop: list[str] = Field(default_factory=list, description="Globs of paths to leave out.")
-    keep: list[str] | None = Field(
-        None,
-        description="Globs of the only paths to take, with what is below them (and the "
-        "directories above); `drop` still applies to them.",
-        min_length=1,
+    suite: Annotated[str, Meta(description="Debian suite.")] = "bookworm"
+    variant: Annotated[Variant, Meta(description="mmdebstrap variant.")] = "extract"
+    packages: Annotated[
+        list[str], Meta(min_length=1, description="Packages, optionally pkg=version.")
+    ]
+    mirror: Annotated[str | None, Meta(description="Mirror URL (default: mmdebstrap's).")] = None
+    drop: Annotated[list[str], Meta(description="Globs of paths to leave out.")] = field(
+        default_factory=list
     )
+    keep: Annotated[
+        Annotated[list[str], Meta(min_length=1)] | None,
+        Meta(
+            description="Globs of the only paths to take, with what is below them (and the "
+            "directories above); `drop` still applies to them."
+        ),
+    ] = None
 
 
 def _module_pattern(pattern: str) -> str:
@@ -85,24 +91,29 @@ def _module_pattern(pattern: str) -> str:
     return pattern
 
 
-ModulePattern = Annotated[str, AfterValidator(_module_pattern)]
+ModulePattern = Annotated[str, Check(_module_pattern)]
 
 
-class KernelSource(SpecModel):
+class KernelSource(SpecModel, frozen=True, kw_only=True):
     """A kernel image from a Debian linux-image package, LinuxKit's layout."""
 
-    package: str = Field(
-        description="The linux-image package, e.g. linux-image-6.1.0-56-cloud-amd64; "
-        "${ARCH} stands for the architecture being built (amd64, arm64)."
-    )
-    version: str = Field(description="Its exact version: the recipe pins it.")
-    suite: str = Field("bookworm", description="Debian suite to fetch it from.")
+    package: Annotated[
+        str,
+        Meta(
+            description="The linux-image package, e.g. linux-image-6.1.0-56-cloud-amd64; "
+            "${ARCH} stands for the architecture being built (amd64, arm64)."
+        ),
+    ]
+    version: Annotated[str, Meta(description="Its exact version: the recipe pins it.")]
+    suite: Annotated[str, Meta(description="Debian suite to fetch it from.")] = "bookworm"
     mirror: str | None = None
-    modules: list[ModulePattern] | None = Field(
-        None,
-        description="Module-name globs to keep, with their dependencies (default: all); "
-        "ARCH:GLOB applies to that architecture only.",
-    )
+    modules: Annotated[
+        list[ModulePattern] | None,
+        Meta(
+            description="Module-name globs to keep, with their dependencies (default: all); "
+            "ARCH:GLOB applies to that architecture only."
+        ),
+    ] = None
 
     def package_for(self, architecture: str) -> str:
         return self.package.replace("${ARCH}", architecture)
@@ -119,21 +130,22 @@ class KernelSource(SpecModel):
         return chosen
 
 
-class FileEntry(SpecModel):
+class FileEntry(SpecModel, frozen=True, kw_only=True):
     """One of: a file or directory copied from the recipe, a symlink, or literal contents."""
 
-    path: AbsolutePath = Field(description="Where it goes in the image.")
-    source: str | None = Field(
-        None, description="File or directory, relative to the recipe directory."
-    )
-    symlink: str | None = Field(None, description="Make a symlink pointing here.")
-    contents: str | None = Field(None, description="The file's contents.")
-    mode: OctalMode | None = Field(
-        None, description="Mode (default: 0755 for executables and directories, else 0644)."
-    )
+    path: Annotated[AbsolutePath, Meta(description="Where it goes in the image.")]
+    source: Annotated[
+        str | None, Meta(description="File or directory, relative to the recipe directory.")
+    ] = None
+    symlink: Annotated[str | None, Meta(description="Make a symlink pointing here.")] = None
+    contents: Annotated[str | None, Meta(description="The file's contents.")] = None
+    mode: Annotated[
+        OctalMode | None,
+        Meta(description="Mode (default: 0755 for executables and directories, else 0644)."),
+    ] = None
 
 
-class PackageConfig(ImageConfig):
+class PackageConfig(ImageConfig, frozen=True):
     """The image config (entrypoint, cmd, env, workdir) and LinuxKit's label defaults."""
 
     entrypoint: list[str] | None = None
@@ -145,15 +157,16 @@ class PackageConfig(ImageConfig):
 IMAGE_CONFIG_KEYS = ("entrypoint", "cmd", "workdir", "env")
 
 
-class Recipe(SpecModel):
-    image: ImageRef = Field(description="Image name, without tag: osbuilder/NAME.")
+class Recipe(SpecModel, frozen=True, kw_only=True):
+    image: Annotated[ImageRef, Meta(description="Image name, without tag: osbuilder/NAME.")]
     debian: DebianRoot | None = None
     kernel: KernelSource | None = None
-    files: list[FileEntry] = Field(default_factory=list)
+    files: list[FileEntry] = field(default_factory=list)
     config: PackageConfig | None = None
-    bytecode: str | None = Field(
-        None, description="Python version (e.g. 3.11) to precompile the image's modules for."
-    )
+    bytecode: Annotated[
+        str | None,
+        Meta(description="Python version (e.g. 3.11) to precompile the image's modules for."),
+    ] = None
 
 
 @dataclass(frozen=True)
@@ -183,9 +196,9 @@ def load_recipe(directory: Path) -> LoadedRecipe:
     except SpecSyntaxError as exc:
         raise RecipeInvalid([exc.diagnostic]) from None
     try:
-        recipe = Recipe.model_validate(document.data if document.data is not None else {})
-    except ValidationError as exc:
-        raise RecipeInvalid(diagnostics_from(exc, document, Recipe)) from None
+        recipe = parse(Recipe, document.data if document.data is not None else {})
+    except SchemaError as exc:
+        raise RecipeInvalid(diagnostics_from(exc.problems, document)) from None
     origin = Location(str(path), 1, 1)
     problems: list[Diagnostic] = []
     if recipe.debian is None and recipe.kernel is None and not recipe.files:

@@ -1,37 +1,23 @@
 """Constrained scalar types of the spec, each with one clear error message.
 
-Each type is a pydantic `Annotated` type: the check runs where the value is,
-so an error points at the exact list item or field.
+Each type is an `Annotated` type carrying a `Check` (see spec/schema.py): the check
+runs where the value is, so an error points at the exact list item or field.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from msgspec import Meta
 
 from osbuilder.oci.reference import InvalidReference, parse_reference
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES, SPECIAL_CAPABILITY_SETS
+from osbuilder.spec.schema import Check, did_you_mean, fail
 from osbuilder.spec.source import describe
 
-#: Error type of our own checks; the message is the user-facing text.
-SPEC_ERROR = "spec"
-
-
-def fail(message: str) -> NoReturn:
-    # The message goes through the context so braces in user input stay literal.
-    raise PydanticCustomError(SPEC_ERROR, "{message}", {"message": message})
-
-
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """` (did you mean 'x'?)` when a choice is close to `word`, else ''."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.7)
-    if not close:
-        close = difflib.get_close_matches(word.upper(), choices, n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+__all__ = ["did_you_mean", "fail"]
 
 
 def _image_reference(value: str) -> str:
@@ -44,9 +30,7 @@ def _image_reference(value: str) -> str:
 
 #: An image reference: `name[:tag][@digest]`, checked against the reference grammar.
 ImageRef = Annotated[
-    str,
-    AfterValidator(_image_reference),
-    WithJsonSchema({"type": "string", "description": "image reference, e.g. redis:7"}),
+    str, Check(_image_reference), Meta(description="image reference, e.g. redis:7")
 ]
 
 
@@ -75,9 +59,9 @@ def _capability_list(values: list[str]) -> list[str]:
     return values
 
 
-Capability = Annotated[str, AfterValidator(_capability)]
+Capability = Annotated[str, Check(_capability)]
 #: Capability names (CAP_*), or a lone `all` / `none`.
-CapabilityList = Annotated[list[Capability], AfterValidator(_capability_list)]
+CapabilityList = Annotated[list[Capability], Check(_capability_list)]
 
 
 def _mode(value: Any) -> Any:
@@ -92,7 +76,7 @@ def _mode(value: Any) -> Any:
 
 
 #: A file mode as an octal string ("0644"), as LinuxKit requires.
-OctalMode = Annotated[str, BeforeValidator(_mode)]
+OctalMode = Annotated[str, Check(_mode, before=True)]
 
 
 def _numeric_or_name(value: Any) -> int | str:
@@ -104,14 +88,10 @@ def _numeric_or_name(value: Any) -> int | str:
 
 
 #: A uid or gid: a number, or the name of a container of the spec (resolved at build).
-UserId = Annotated[
-    int | str,
-    PlainValidator(_numeric_or_name),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]}),
-]
+UserId = Annotated[int | str, Check(_numeric_or_name, before=True)]
 
 
-def _namespace(kind: str, allow_none: bool) -> Any:
+def _namespace(kind: str, allow_none: bool) -> Check:
     choices = ("host", "new", "none") if allow_none else ("host", "new")
 
     def check(value: str) -> str:
@@ -123,7 +103,7 @@ def _namespace(kind: str, allow_none: bool) -> Any:
             f"(e.g. /proc/1/ns/{kind}), got {value!r}{did_you_mean(value, choices)}"
         )
 
-    return AfterValidator(check)
+    return Check(check)
 
 
 NetNamespace = Annotated[str, _namespace("net", allow_none=True)]
@@ -145,7 +125,7 @@ def _bind(value: str) -> str:
 
 
 #: `source:destination[:options]`; a source without a leading '/' names a volume.
-Bind = Annotated[str, AfterValidator(_bind)]
+Bind = Annotated[str, Check(_bind)]
 
 
 def _tmpfs(value: str) -> str:
@@ -157,7 +137,7 @@ def _tmpfs(value: str) -> str:
     return value
 
 
-Tmpfs = Annotated[str, AfterValidator(_tmpfs)]
+Tmpfs = Annotated[str, Check(_tmpfs)]
 
 RLIMITS = (
     "RLIMIT_CPU",
@@ -194,7 +174,7 @@ def _rlimit(value: str) -> str:
     return value
 
 
-Rlimit = Annotated[str, AfterValidator(_rlimit)]
+Rlimit = Annotated[str, Check(_rlimit)]
 
 
 def _env(value: str) -> str:
@@ -204,7 +184,7 @@ def _env(value: str) -> str:
     return value
 
 
-EnvVar = Annotated[str, AfterValidator(_env)]
+EnvVar = Annotated[str, Check(_env)]
 
 
 def _absolute(value: str) -> str:
@@ -213,7 +193,7 @@ def _absolute(value: str) -> str:
     return value
 
 
-AbsolutePath = Annotated[str, AfterValidator(_absolute)]
+AbsolutePath = Annotated[str, Check(_absolute)]
 
 
 def _file_path(value: str) -> str:
@@ -227,7 +207,7 @@ def _file_path(value: str) -> str:
 
 
 #: Where a `files` entry lands in the image; relative to / (a leading '/' is allowed).
-ImagePath = Annotated[str, AfterValidator(_file_path)]
+ImagePath = Annotated[str, Check(_file_path)]
 
 CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -241,7 +221,7 @@ def _container_name(value: str) -> str:
     return value
 
 
-ContainerName = Annotated[str, AfterValidator(_container_name)]
+ContainerName = Annotated[str, Check(_container_name)]
 
 VOLUME_NAME = re.compile(r"[a-z0-9_-]*")
 
@@ -252,7 +232,7 @@ def _volume_name(value: str) -> str:
     return value
 
 
-VolumeName = Annotated[str, AfterValidator(_volume_name)]
+VolumeName = Annotated[str, Check(_volume_name)]
 
 
 def _platform(value: str) -> str:
@@ -262,12 +242,12 @@ def _platform(value: str) -> str:
     return value
 
 
-Platform = Annotated[str, AfterValidator(_platform)]
+Platform = Annotated[str, Check(_platform)]
 
 DEVICE_TYPES = ("a", "b", "c", "u", "p")
 DeviceType = Annotated[
     str,
-    AfterValidator(
+    Check(
         lambda v: (
             v
             if v in DEVICE_TYPES
@@ -291,7 +271,7 @@ PROPAGATIONS = (
 )
 Propagation = Annotated[
     str,
-    AfterValidator(
+    Check(
         lambda v: (
             v
             if v in PROPAGATIONS
@@ -303,4 +283,4 @@ Propagation = Annotated[
     ),
 ]
 
-OomScoreAdj = Annotated[int, Field(ge=-1000, le=1000)]
+OomScoreAdj = Annotated[int, Meta(ge=-1000, le=1000)]

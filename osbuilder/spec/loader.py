@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from osbuilder.errors import UserError
 from osbuilder.spec.checks import cross_checks
 from osbuilder.spec.diagnostics import diagnostics_from
 from osbuilder.spec.merge import merge_documents
 from osbuilder.spec.model import Spec
 from osbuilder.spec.remote import fetch_spec, is_url
+from osbuilder.spec.schema import parse, problems
 from osbuilder.spec.source import (
     Diagnostic,
     Document,
@@ -116,7 +115,7 @@ def check_sources(sources: Sequence[tuple[str, str | bytes | None]]) -> Checked:
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors or merged is None:
         return None, diagnostics
-    spec = Spec.model_validate(merged.data)
+    spec = parse(Spec, merged.data)
     warnings = [d for d in diagnostics if d.severity == "warning"]
     return LoadedSpec(spec, merged, warnings), diagnostics
 
@@ -130,8 +129,4 @@ def load_spec(paths: Sequence[Path | str]) -> LoadedSpec:
 
 
 def _schema_errors(document: Document) -> list[Diagnostic]:
-    try:
-        Spec.model_validate(document.data)
-    except ValidationError as exc:
-        return diagnostics_from(exc, document, Spec)
-    return []
+    return diagnostics_from(problems(Spec, document.data), document)

@@ -1,4 +1,4 @@
-"""The spec: pydantic models of LinuxKit's YAML schema.
+"""The spec: msgspec models of LinuxKit's YAML schema (validated by spec/schema.py).
 
 These models are the single source of truth: they validate specs, give the
 JSON Schema (`osbuilder schema`) and generate docs/spec.md. Field names and
@@ -8,9 +8,9 @@ load unchanged; unlike LinuxKit, an unknown key is an error.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import Meta, field
 
 from osbuilder.spec.fieldtypes import (
     AbsolutePath,
@@ -35,152 +35,158 @@ from osbuilder.spec.fieldtypes import (
     UtsNamespace,
     VolumeName,
 )
+from osbuilder.spec.schema import Model
 
 
-class SpecModel(BaseModel):
+class SpecModel(Model, frozen=True):
     """Strict: unknown keys are errors and YAML types are never coerced."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    @classmethod
-    def field_keys(cls) -> list[str]:
-        """The YAML keys this section accepts."""
-        return [info.alias or name for name, info in cls.model_fields.items()]
 
 
 # --- kernel -----------------------------------------------------------------
 
 
-class Kernel(SpecModel):
+class Kernel(SpecModel, frozen=True):
     """The kernel image and its command line."""
 
-    image: ImageRef | None = Field(None, description="Image holding the kernel.")
-    cmdline: str | None = Field(None, description="Kernel command line.")
-    binary: str | None = Field(
-        None, description="File in the image that is the kernel (default `kernel`)."
-    )
-    tar: str | None = Field(
-        None,
-        description="Tarball in the image unpacked into / (default `kernel.tar`; `none` skips).",
-    )
-    ucode: str | None = Field(
-        None, description="CPU microcode cpio in the image, prepended to the initrd."
-    )
+    image: Annotated[ImageRef | None, Meta(description="Image holding the kernel.")] = None
+    cmdline: Annotated[str | None, Meta(description="Kernel command line.")] = None
+    binary: Annotated[
+        str | None, Meta(description="File in the image that is the kernel (default `kernel`).")
+    ] = None
+    tar: Annotated[
+        str | None,
+        Meta(
+            description="Tarball in the image unpacked into / (default `kernel.tar`; `none` skips)."
+        ),
+    ] = None
+    ucode: Annotated[
+        str | None, Meta(description="CPU microcode cpio in the image, prepended to the initrd.")
+    ] = None
 
 
 # --- container entries --------------------------------------------------------
 
 
-class IdMapping(SpecModel):
+class IdMapping(SpecModel, frozen=True):
     """A user namespace id mapping."""
 
-    host_id: int = Field(alias="hostID", ge=0, description="First id on the host.")
-    container_id: int = Field(alias="containerID", ge=0, description="First id in the container.")
-    size: int = Field(ge=1, description="How many ids are mapped.")
+    host_id: Annotated[int, Meta(ge=0, description="First id on the host.")] = field(name="hostID")
+    container_id: Annotated[int, Meta(ge=0, description="First id in the container.")] = field(
+        name="containerID"
+    )
+    size: Annotated[int, Meta(ge=1, description="How many ids are mapped.")]
 
 
-class Mount(SpecModel):
+class Mount(SpecModel, frozen=True):
     """A mount, as in the OCI runtime spec; type and destination are inferred when obvious."""
 
-    destination: str | None = Field(None, description="Mount point in the container.")
-    type: str | None = Field(None, description="Filesystem type (bind, tmpfs, proc ...).")
-    source: str | None = Field(None, description="Source; a bind source without '/' is a volume.")
-    options: list[str] | None = Field(None, description="Mount options.")
-    uidmappings: list[IdMapping] | None = Field(None, description="Idmapped mount uid mappings.")
-    gidmappings: list[IdMapping] | None = Field(None, description="Idmapped mount gid mappings.")
+    destination: Annotated[str | None, Meta(description="Mount point in the container.")] = None
+    type: Annotated[str | None, Meta(description="Filesystem type (bind, tmpfs, proc ...).")] = None
+    source: Annotated[
+        str | None, Meta(description="Source; a bind source without '/' is a volume.")
+    ] = None
+    options: Annotated[list[str] | None, Meta(description="Mount options.")] = None
+    uidmappings: Annotated[
+        list[IdMapping] | None, Meta(description="Idmapped mount uid mappings.")
+    ] = None
+    gidmappings: Annotated[
+        list[IdMapping] | None, Meta(description="Idmapped mount gid mappings.")
+    ] = None
 
 
-class Device(SpecModel):
+class Device(SpecModel, frozen=True):
     """A device node made in the container, allowed in its device cgroup."""
 
-    path: str = Field(description="Device path in the container, or `all` for a cgroup rule only.")
-    type: DeviceType = Field(description="a (all), b (block), c (char), u, p (fifo).")
-    major: int | None = Field(None, description="Major number.")
-    minor: int | None = Field(None, description="Minor number.")
-    mode: OctalMode | None = Field(None, description="File mode as an octal string.")
+    path: Annotated[
+        str, Meta(description="Device path in the container, or `all` for a cgroup rule only.")
+    ]
+    type: Annotated[DeviceType, Meta(description="a (all), b (block), c (char), u, p (fifo).")]
+    major: Annotated[int | None, Meta(description="Major number.")] = None
+    minor: Annotated[int | None, Meta(description="Minor number.")] = None
+    mode: Annotated[OctalMode | None, Meta(description="File mode as an octal string.")] = None
 
 
-class DeviceCgroup(SpecModel):
+class DeviceCgroup(SpecModel, frozen=True):
     """A device cgroup rule."""
 
     allow: bool | None = None
     type: str | None = None
     major: int | None = None
     minor: int | None = None
-    access: str | None = Field(None, description="Some of r, w, m.")
+    access: Annotated[str | None, Meta(description="Some of r, w, m.")] = None
 
 
-class MemoryResources(SpecModel):
+class MemoryResources(SpecModel, frozen=True):
     limit: int | None = None
     reservation: int | None = None
     swap: int | None = None
     kernel: int | None = None
-    kernel_tcp: int | None = Field(None, alias="kernelTCP")
+    kernel_tcp: int | None = field(default=None, name="kernelTCP")
     swappiness: int | None = None
-    disable_oom_killer: bool | None = Field(None, alias="disableOOMKiller")
+    disable_oom_killer: bool | None = field(default=None, name="disableOOMKiller")
 
 
-class CpuResources(SpecModel):
+class CpuResources(SpecModel, frozen=True):
     shares: int | None = None
     quota: int | None = None
     period: int | None = None
-    realtime_runtime: int | None = Field(None, alias="realtimeRuntime")
-    realtime_period: int | None = Field(None, alias="realtimePeriod")
+    realtime_runtime: int | None = field(default=None, name="realtimeRuntime")
+    realtime_period: int | None = field(default=None, name="realtimePeriod")
     cpus: str | None = None
     mems: str | None = None
 
 
-class PidsResources(SpecModel):
+class PidsResources(SpecModel, frozen=True):
     limit: int | None = None
 
 
-class WeightDevice(SpecModel):
+class WeightDevice(SpecModel, frozen=True):
     major: int | None = None
     minor: int | None = None
     weight: int | None = None
-    leaf_weight: int | None = Field(None, alias="leafWeight")
+    leaf_weight: int | None = field(default=None, name="leafWeight")
 
 
-class ThrottleDevice(SpecModel):
+class ThrottleDevice(SpecModel, frozen=True):
     major: int | None = None
     minor: int | None = None
     rate: int | None = None
 
 
-class BlockIoResources(SpecModel):
+class BlockIoResources(SpecModel, frozen=True):
     weight: int | None = None
-    leaf_weight: int | None = Field(None, alias="leafWeight")
-    weight_device: list[WeightDevice] | None = Field(None, alias="weightDevice")
-    throttle_read_bps_device: list[ThrottleDevice] | None = Field(
-        None, alias="throttleReadBpsDevice"
+    leaf_weight: int | None = field(default=None, name="leafWeight")
+    weight_device: list[WeightDevice] | None = field(default=None, name="weightDevice")
+    throttle_read_bps_device: list[ThrottleDevice] | None = field(
+        default=None, name="throttleReadBpsDevice"
     )
-    throttle_write_bps_device: list[ThrottleDevice] | None = Field(
-        None, alias="throttleWriteBpsDevice"
+    throttle_write_bps_device: list[ThrottleDevice] | None = field(
+        default=None, name="throttleWriteBpsDevice"
     )
-    throttle_read_iops_device: list[ThrottleDevice] | None = Field(
-        None, alias="throttleReadIOPSDevice"
+    throttle_read_iops_device: list[ThrottleDevice] | None = field(
+        default=None, name="throttleReadIOPSDevice"
     )
-    throttle_write_iops_device: list[ThrottleDevice] | None = Field(
-        None, alias="throttleWriteIOPSDevice"
+    throttle_write_iops_device: list[ThrottleDevice] | None = field(
+        default=None, name="throttleWriteIOPSDevice"
     )
 
 
-class HugepageLimit(SpecModel):
-    page_size: int | None = Field(None, alias="pageSize")
+class HugepageLimit(SpecModel, frozen=True):
+    page_size: int | None = field(default=None, name="pageSize")
     limit: int | None = None
 
 
-class InterfacePriority(SpecModel):
+class InterfacePriority(SpecModel, frozen=True):
     name: str | None = None
     priority: int | None = None
 
 
-class NetworkResources(SpecModel):
-    class_id: int | None = Field(None, alias="classID")
+class NetworkResources(SpecModel, frozen=True):
+    class_id: int | None = field(default=None, name="classID")
     priorities: list[InterfacePriority] | None = None
 
 
-class Resources(SpecModel):
+class Resources(SpecModel, frozen=True):
     """cgroup limits, as the OCI runtime spec's linux.resources."""
 
     devices: list[DeviceCgroup] | None = None
@@ -188,22 +194,22 @@ class Resources(SpecModel):
     cpu: CpuResources | None = None
     pids: PidsResources | None = None
     blockio: BlockIoResources | None = None
-    hugepage_limits: list[HugepageLimit] | None = Field(None, alias="hugepageLimits")
+    hugepage_limits: list[HugepageLimit] | None = field(default=None, name="hugepageLimits")
     network: NetworkResources | None = None
 
 
-class Interface(SpecModel):
+class Interface(SpecModel, frozen=True):
     """A network interface the init creates or moves into the container's namespace."""
 
-    name: str | None = Field(None, description="Interface name inside the container.")
-    add: str | None = Field(None, description="Kind of interface to create (e.g. veth).")
-    peer: str | None = Field(None, description="Name of the veth peer.")
-    create_in_root: bool | None = Field(
-        None, alias="createInRoot", description="Create in the root namespace, then move it."
-    )
+    name: Annotated[str | None, Meta(description="Interface name inside the container.")] = None
+    add: Annotated[str | None, Meta(description="Kind of interface to create (e.g. veth).")] = None
+    peer: Annotated[str | None, Meta(description="Name of the veth peer.")] = None
+    create_in_root: Annotated[
+        bool | None, Meta(description="Create in the root namespace, then move it.")
+    ] = field(default=None, name="createInRoot")
 
 
-class BindNamespaces(SpecModel):
+class BindNamespaces(SpecModel, frozen=True):
     """Paths where the init bind-mounts the container's namespaces once it runs."""
 
     cgroup: str | None = None
@@ -215,18 +221,22 @@ class BindNamespaces(SpecModel):
     uts: str | None = None
 
 
-class Runtime(SpecModel):
+class Runtime(SpecModel, frozen=True):
     """Actions the init performs around a container; not part of the OCI spec (runtime.json)."""
 
-    cgroups: list[str] | None = Field(None, description="cgroups to create.")
-    mounts: list[Mount] | None = Field(None, description="Mounts made before the container starts.")
-    mkdir: list[str] | None = Field(None, description="Directories to create first.")
-    interfaces: list[Interface] | None = Field(None, description="Network interfaces to set up.")
-    bind_ns: BindNamespaces | None = Field(None, alias="bindNS")
-    namespace: str | None = Field(None, description="containerd namespace (services).")
+    cgroups: Annotated[list[str] | None, Meta(description="cgroups to create.")] = None
+    mounts: Annotated[
+        list[Mount] | None, Meta(description="Mounts made before the container starts.")
+    ] = None
+    mkdir: Annotated[list[str] | None, Meta(description="Directories to create first.")] = None
+    interfaces: Annotated[
+        list[Interface] | None, Meta(description="Network interfaces to set up.")
+    ] = None
+    bind_ns: BindNamespaces | None = field(default=None, name="bindNS")
+    namespace: Annotated[str | None, Meta(description="containerd namespace (services).")] = None
 
 
-class ImageConfig(SpecModel):
+class ImageConfig(SpecModel, frozen=True):
     """Runtime settings of a container.
 
     The same settings are accepted in an image's `org.mobyproject.config`
@@ -234,123 +244,167 @@ class ImageConfig(SpecModel):
     config's (command, env, cwd).
     """
 
-    capabilities: CapabilityList | None = Field(
-        None, description="Capabilities (CAP_*, or a lone `all`/`none`); replaces the label's."
-    )
-    capabilities_add: CapabilityList | None = Field(
-        None, alias="capabilities.add", description="Capabilities added to the label's."
-    )
-    ambient: CapabilityList | None = Field(None, description="Ambient capabilities.")
-    mounts: list[Mount] | None = Field(None, description="Extra mounts.")
-    binds: list[Bind] | None = Field(
-        None, description="Bind mounts `src:dst[:opts]`; replaces the label's binds."
-    )
-    binds_add: list[Bind] | None = Field(
-        None, alias="binds.add", description="Bind mounts added to the label's."
-    )
-    devices: list[Device] | None = Field(None, description="Device nodes and cgroup rules.")
-    tmpfs: list[Tmpfs] | None = Field(None, description="tmpfs mounts `dst[:opts]`.")
-    command: list[str] | None = Field(None, description="Command; replaces entrypoint and cmd.")
-    env: list[EnvVar] | None = Field(None, description="Environment, `NAME=value` entries.")
-    cwd: AbsolutePath | None = Field(None, description="Working directory (default /).")
-    net: NetNamespace | None = Field(
-        None, description="Network namespace: host (default), new, none or a path."
-    )
-    pid: PidNamespace | None = Field(
-        None, description="PID namespace: new (default), host or a path."
-    )
-    ipc: IpcNamespace | None = Field(
-        None, description="IPC namespace: host (default), new or a path."
-    )
-    uts: UtsNamespace | None = Field(
-        None, description="UTS namespace: host (default), new or a path."
-    )
-    userns: UserNamespace | None = Field(
-        None, description="User namespace: host (default), new or a path."
-    )
-    readonly: bool | None = Field(None, description="Read-only root filesystem, /dev and /sys.")
-    masked_paths: list[str] | None = Field(None, alias="maskedPaths")
-    readonly_paths: list[str] | None = Field(None, alias="readonlyPaths")
-    uid: UserId | None = Field(None, description="User id, or the name of a container.")
-    gid: UserId | None = Field(None, description="Group id, or the name of a container.")
-    additional_gids: list[UserId] | None = Field(None, alias="additionalGids")
-    no_new_privileges: bool | None = Field(None, alias="noNewPrivileges")
+    capabilities: Annotated[
+        CapabilityList | None,
+        Meta(description="Capabilities (CAP_*, or a lone `all`/`none`); replaces the label's."),
+    ] = None
+    capabilities_add: Annotated[
+        CapabilityList | None, Meta(description="Capabilities added to the label's.")
+    ] = field(default=None, name="capabilities.add")
+    ambient: Annotated[CapabilityList | None, Meta(description="Ambient capabilities.")] = None
+    mounts: Annotated[list[Mount] | None, Meta(description="Extra mounts.")] = None
+    binds: Annotated[
+        list[Bind] | None,
+        Meta(description="Bind mounts `src:dst[:opts]`; replaces the label's binds."),
+    ] = None
+    binds_add: Annotated[
+        list[Bind] | None, Meta(description="Bind mounts added to the label's.")
+    ] = field(default=None, name="binds.add")
+    devices: Annotated[
+        list[Device] | None,
+        Meta(description="Device nodes and cgroup rules."),
+    ] = None
+    tmpfs: Annotated[list[Tmpfs] | None, Meta(description="tmpfs mounts `dst[:opts]`.")] = None
+    command: Annotated[
+        list[str] | None, Meta(description="Command; replaces entrypoint and cmd.")
+    ] = None
+    env: Annotated[
+        list[EnvVar] | None,
+        Meta(description="Environment, `NAME=value` entries."),
+    ] = None
+    cwd: Annotated[AbsolutePath | None, Meta(description="Working directory (default /).")] = None
+    net: Annotated[
+        NetNamespace | None,
+        Meta(description="Network namespace: host (default), new, none or a path."),
+    ] = None
+    pid: Annotated[
+        PidNamespace | None, Meta(description="PID namespace: new (default), host or a path.")
+    ] = None
+    ipc: Annotated[
+        IpcNamespace | None, Meta(description="IPC namespace: host (default), new or a path.")
+    ] = None
+    uts: Annotated[
+        UtsNamespace | None, Meta(description="UTS namespace: host (default), new or a path.")
+    ] = None
+    userns: Annotated[
+        UserNamespace | None, Meta(description="User namespace: host (default), new or a path.")
+    ] = None
+    readonly: Annotated[
+        bool | None, Meta(description="Read-only root filesystem, /dev and /sys.")
+    ] = None
+    masked_paths: list[str] | None = field(default=None, name="maskedPaths")
+    readonly_paths: list[str] | None = field(default=None, name="readonlyPaths")
+    uid: Annotated[UserId | None, Meta(description="User id, or the name of a container.")] = None
+    gid: Annotated[UserId | None, Meta(description="Group id, or the name of a container.")] = None
+    additional_gids: list[UserId] | None = field(default=None, name="additionalGids")
+    no_new_privileges: bool | None = field(default=None, name="noNewPrivileges")
     hostname: str | None = None
-    oom_score_adj: OomScoreAdj | None = Field(None, alias="oomScoreAdj")
-    rootfs_propagation: Propagation | None = Field(None, alias="rootfsPropagation")
-    cgroups_path: str | None = Field(None, alias="cgroupsPath")
+    oom_score_adj: OomScoreAdj | None = field(default=None, name="oomScoreAdj")
+    rootfs_propagation: Propagation | None = field(default=None, name="rootfsPropagation")
+    cgroups_path: str | None = field(default=None, name="cgroupsPath")
     resources: Resources | None = None
-    sysctl: dict[str, str] | None = Field(None, description="Sysctls set in the container.")
-    rlimits: list[Rlimit] | None = Field(None, description="Limits `name,soft,hard`.")
-    uid_mappings: list[IdMapping] | None = Field(None, alias="uidMappings")
-    gid_mappings: list[IdMapping] | None = Field(None, alias="gidMappings")
+    sysctl: Annotated[
+        dict[str, str] | None,
+        Meta(description="Sysctls set in the container."),
+    ] = None
+    rlimits: Annotated[list[Rlimit] | None, Meta(description="Limits `name,soft,hard`.")] = None
+    uid_mappings: list[IdMapping] | None = field(default=None, name="uidMappings")
+    gid_mappings: list[IdMapping] | None = field(default=None, name="gidMappings")
     annotations: dict[str, str] | None = None
-    runtime: Runtime | None = Field(None, description="Actions of the init around the container.")
+    runtime: Annotated[
+        Runtime | None, Meta(description="Actions of the init around the container.")
+    ] = None
 
 
-class Container(ImageConfig):
+class Container(ImageConfig, frozen=True, kw_only=True):
     """An onboot, onshutdown or service container: a name, an image and its settings."""
 
-    name: ContainerName = Field(description="Name of the container (unique among services).")
-    image: ImageRef = Field(description="Image to run.")
-    restart: Literal["always", "on-failure", "never"] | None = Field(
-        None,
-        description="Services only (an osbuilder extension): restart when the service exits "
-        "(always), exits non-zero (on-failure, the default) or never.",
-    )
+    name: Annotated[
+        ContainerName, Meta(description="Name of the container (unique among services).")
+    ]
+    image: Annotated[ImageRef, Meta(description="Image to run.")]
+    restart: Annotated[
+        Literal["always", "on-failure", "never"] | None,
+        Meta(
+            description="Services only (an osbuilder extension): restart when the service exits "
+            "(always), exits non-zero (on-failure, the default) or never."
+        ),
+    ] = None
 
 
 # --- files, volumes, trust --------------------------------------------------------
 
 
-class File(SpecModel):
+class File(SpecModel, frozen=True):
     """A file, directory or symlink added to the image after everything else.
 
     Exactly one of contents, source, directory, symlink and metadata is set
     (checked with the other cross-field rules in `checks`).
     """
 
-    path: ImagePath = Field(description="Where it goes in the image.")
-    directory: bool | None = Field(None, description="Make a directory.")
-    symlink: str | None = Field(None, description="Make a symlink pointing here.")
-    contents: str | None = Field(None, description="The file's contents.")
-    source: str | None = Field(None, description="Copy this host file (relative to the cwd).")
-    metadata: Literal["yaml", "json"] | None = Field(
-        None, description="Write the resolved spec in this format."
-    )
-    optional: bool | None = Field(None, description="Skip when `source` is missing.")
-    mode: OctalMode | None = Field(None, description="Octal mode (default 0600, dirs 0700).")
-    uid: UserId | None = Field(None, description="Owner: a number or a container name.")
-    gid: UserId | None = Field(None, description="Group: a number or a container name.")
+    path: Annotated[ImagePath, Meta(description="Where it goes in the image.")]
+    directory: Annotated[bool | None, Meta(description="Make a directory.")] = None
+    symlink: Annotated[str | None, Meta(description="Make a symlink pointing here.")] = None
+    contents: Annotated[str | None, Meta(description="The file's contents.")] = None
+    source: Annotated[
+        str | None, Meta(description="Copy this host file (relative to the cwd).")
+    ] = None
+    metadata: Annotated[
+        Literal["yaml", "json"] | None, Meta(description="Write the resolved spec in this format.")
+    ] = None
+    optional: Annotated[bool | None, Meta(description="Skip when `source` is missing.")] = None
+    mode: Annotated[
+        OctalMode | None,
+        Meta(description="Octal mode (default 0600, dirs 0700)."),
+    ] = None
+    uid: Annotated[UserId | None, Meta(description="Owner: a number or a container name.")] = None
+    gid: Annotated[UserId | None, Meta(description="Group: a number or a container name.")] = None
 
 
-class Volume(SpecModel):
+class Volume(SpecModel, frozen=True):
     """A volume, laid out at /containers/volumes/NAME and bound into containers by name."""
 
-    name: VolumeName = Field(description="Name, ^[a-z0-9_-]*$, unique.")
-    image: ImageRef | None = Field(None, description="Image whose contents fill the volume.")
-    readonly: bool | None = Field(None, description="Containers may only bind it with `ro`.")
-    format: Literal["oci", "filesystem"] | None = Field(
-        None, description="`filesystem` (default): the image's files; `oci`: an OCI layout."
-    )
-    platforms: list[Platform] | None = Field(None, description="Platforms for `format: oci`.")
+    name: Annotated[VolumeName, Meta(description="Name, ^[a-z0-9_-]*$, unique.")]
+    image: Annotated[
+        ImageRef | None,
+        Meta(description="Image whose contents fill the volume."),
+    ] = None
+    readonly: Annotated[
+        bool | None,
+        Meta(description="Containers may only bind it with `ro`."),
+    ] = None
+    format: Annotated[
+        Literal["oci", "filesystem"] | None,
+        Meta(description="`filesystem` (default): the image's files; `oci`: an OCI layout."),
+    ] = None
+    platforms: Annotated[
+        list[Platform] | None, Meta(description="Platforms for `format: oci`.")
+    ] = None
 
 
-class Trust(SpecModel):
+class Trust(SpecModel, frozen=True):
     """Docker Content Trust (Notary v1). Accepted for old specs and ignored, as in LinuxKit."""
 
     image: list[str] | None = None
     org: list[str] | None = None
 
 
-class Spec(SpecModel):
+class Spec(SpecModel, frozen=True):
     """An osbuilder (LinuxKit) system spec."""
 
-    kernel: Kernel | None = Field(None, description="The kernel.")
-    init: list[ImageRef] | None = Field(None, description="Images unpacked into / in order.")
-    onboot: list[Container] | None = Field(None, description="Containers run once at boot.")
-    onshutdown: list[Container] | None = Field(None, description="Containers run at shutdown.")
-    services: list[Container] | None = Field(None, description="Long-running containers.")
-    files: list[File] | None = Field(None, description="Extra files, added last.")
-    volumes: list[Volume] | None = Field(None, description="Volumes.")
-    trust: Trust | None = Field(None, description="Ignored (Notary v1 is gone).")
+    kernel: Annotated[Kernel | None, Meta(description="The kernel.")] = None
+    init: Annotated[
+        list[ImageRef] | None,
+        Meta(description="Images unpacked into / in order."),
+    ] = None
+    onboot: Annotated[
+        list[Container] | None,
+        Meta(description="Containers run once at boot."),
+    ] = None
+    onshutdown: Annotated[
+        list[Container] | None, Meta(description="Containers run at shutdown.")
+    ] = None
+    services: Annotated[list[Container] | None, Meta(description="Long-running containers.")] = None
+    files: Annotated[list[File] | None, Meta(description="Extra files, added last.")] = None
+    volumes: Annotated[list[Volume] | None, Meta(description="Volumes.")] = None
+    trust: Annotated[Trust | None, Meta(description="Ignored (Notary v1 is gone).")] = None

@@ -10,9 +10,11 @@ import types
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel
+import msgspec
 
 from osbuilder.spec.model import Container, Spec
+
+Model = type[msgspec.Struct]
 
 _HEADER = """\
 # Spec reference
@@ -29,8 +31,8 @@ of later files override earlier ones.
 
 def render_markdown() -> str:
     sections: list[str] = [_HEADER]
-    seen: set[type[BaseModel]] = set()
-    queue: list[type[BaseModel]] = [Spec, Container]
+    seen: set[Model] = set()
+    queue: list[Model] = [Spec, Container]
     while queue:
         model = queue.pop(0)
         if model in seen:
@@ -40,7 +42,7 @@ def render_markdown() -> str:
     return "\n".join(sections).rstrip() + "\n"
 
 
-def _render_model(model: type[BaseModel], queue: list[type[BaseModel]]) -> str:
+def _render_model(model: Model, queue: list[Model]) -> str:
     title = "Top level" if model is Spec else model.__name__
     doc = (model.__doc__ or "").strip()
     lines = [
@@ -51,16 +53,25 @@ def _render_model(model: type[BaseModel], queue: list[type[BaseModel]]) -> str:
         "| key | type | meaning |",
         "|---|---|---|",
     ]
-    for name, field in model.model_fields.items():
-        key = field.alias or name
-        required = " (required)" if field.is_required() else ""
-        meaning = (field.description or "").replace("|", "\\|")
-        type_text = _type_name(field.annotation, queue)
-        lines.append(f"| `{key}`{required} | {type_text} | {meaning} |")
+    for field in msgspec.structs.fields(model):
+        required = " (required)" if field.required else ""
+        meaning = _description(field.type).replace("|", "\\|")
+        type_text = _type_name(field.type, queue)
+        lines.append(f"| `{field.encode_name}`{required} | {type_text} | {meaning} |")
     return "\n".join(lines) + "\n"
 
 
-def _type_name(annotation: Any, queue: list[type[BaseModel]]) -> str:
+def _description(annotation: Any) -> str:
+    """The field's own description: the one on its outermost annotation (the last one
+    when Python has flattened nested `Annotated`s)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        for meta in reversed(typing.get_args(annotation)[1:]):
+            if isinstance(meta, msgspec.Meta) and meta.description:
+                return meta.description
+    return ""
+
+
+def _type_name(annotation: Any, queue: list[Model]) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
@@ -74,7 +85,7 @@ def _type_name(annotation: Any, queue: list[type[BaseModel]]) -> str:
         return f"map of {_type_name(args[0], queue)} to {_type_name(args[1], queue)}"
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in args)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
         if annotation not in queue:
             queue.append(annotation)
         return f"[{annotation.__name__}](#{annotation.__name__.lower()})"

@@ -201,7 +201,7 @@ def test_bad_suite_is_one_clear_error(tmp_path: Path) -> None:
         ("image: osbuilder/x\ndebian:\n  packages: [a\n", "build.yml:4:1: YAML syntax error"),
         (
             "image: osbuilder/x\ndebian:\n  packages: [a]\n  keep: []\n",
-            "build.yml:4:9: debian.keep: List should have at least 1 item",
+            "build.yml:4:9: debian.keep: must have at least 1 item, got 0",
         ),
         (
             "image: osbuilder/k\nkernel:\n  package: linux-image-${ARCH}\n  version: '1'\n"

@@ -27,6 +27,7 @@ from osbuilder.assemble.runtime_config import (
 from osbuilder.oci.model import ImageConfig, RuntimeConfig
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES
 from osbuilder.spec.model import Container, Spec
+from osbuilder.spec.schema import parse
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("grep", "id", "hostname", "touch", "ls", "tr")
@@ -44,7 +45,8 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="runc needs root"),
 ]
 
-SPEC = Spec.model_validate(
+SPEC = parse(
+    Spec,
     {
         "onboot": [
             {
@@ -72,7 +74,7 @@ SPEC = Spec.model_validate(
                 "restart": "never",
             }
         ],
-    }
+    },
 )
 
 IMAGES = {

@@ -48,6 +48,7 @@ from osbuilder.oci.model import RuntimeConfig
 from osbuilder.spec import load_spec
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES
 from osbuilder.spec.model import Container, Spec, Volume
+from osbuilder.spec.schema import parse
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = Path("/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema")
@@ -106,7 +107,7 @@ def image_config(label: dict[str, Any] | None = None, **config: Any) -> OciImage
 
 
 def container(**fields: Any) -> Container:
-    return Container.model_validate({"name": "web", "image": "example/web:1", **fields})
+    return parse(Container, {"name": "web", "image": "example/web:1", **fields})
 
 
 def generate(
@@ -965,8 +966,8 @@ def test_mapping_errors_name_the_container(entry: dict[str, Any], message: str) 
 
 
 def test_unknown_capability_reaching_the_mapping_is_an_error() -> None:
-    # Models built without validation (model_construct) are checked again.
-    entry = Container.model_construct(name="web", image="x", capabilities=["CAP_NOPE"])
+    # Models built by their constructor (which does not validate) are checked again.
+    entry = Container(name="web", image="x", capabilities=["CAP_NOPE"])
     with pytest.raises(UserError, match="capabilities: unknown capability 'CAP_NOPE'"):
         runtime_config(entry, image_config(), None, {})
 
@@ -1008,22 +1009,24 @@ def test_read_write_bind_of_a_read_only_volume_fails(entry: dict[str, Any]) -> N
 
 
 def test_allocate_ids_from_100_in_section_order() -> None:
-    spec = Spec.model_validate(
+    spec = parse(
+        Spec,
         {
             "services": [{"name": "s1", "image": "x"}, {"name": "s2", "image": "x"}],
             "onshutdown": [{"name": "down", "image": "x"}],
             "onboot": [{"name": "b1", "image": "x"}, {"name": "b2", "image": "x"}],
-        }
+        },
     )
     assert allocate_ids(spec) == {"b1": 100, "b2": 101, "down": 102, "s1": 103, "s2": 104}
 
 
 def test_allocate_ids_name_in_two_sections_takes_the_later_id() -> None:
-    spec = Spec.model_validate(
+    spec = parse(
+        Spec,
         {
             "onboot": [{"name": "same", "image": "x"}, {"name": "root", "image": "x"}],
             "services": [{"name": "same", "image": "x"}],
-        }
+        },
     )
     ids = allocate_ids(spec)
     assert ids == {"same": 102, "root": 101}

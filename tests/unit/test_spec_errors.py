@@ -128,10 +128,7 @@ CASES = [
     (
         "oomscoreadj-out-of-range",
         HEAD + "services:\n  - name: a\n    image: a\n    oomScoreAdj: -2000\n",
-        [
-            "t.yml:8:18: services[0].oomScoreAdj: input should be greater than or equal to "
-            "-1000, got -2000"
-        ],
+        ["t.yml:8:18: services[0].oomScoreAdj: must be at least -1000, got -2000"],
     ),
     (
         "sysctl-value-not-a-string",

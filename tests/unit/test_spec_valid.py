@@ -7,9 +7,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
-from pydantic import BaseModel
 
 from osbuilder.spec import check_sources, check_specs, load_spec
 from osbuilder.spec.model import Spec
@@ -57,22 +57,25 @@ def test_old_trust_section_is_accepted_with_a_warning() -> None:
     assert "ignored" in warning.message
 
 
-def _schema_fields(model: type[BaseModel], seen: set[type[BaseModel]]) -> set[tuple[str, str]]:
+Model = type[msgspec.Struct]
+
+
+def _schema_fields(model: Model, seen: set[Model]) -> set[tuple[str, str]]:
     """Every (model, key) the spec accepts, through all nested models."""
     if model in seen:
         return set()
     seen.add(model)
     fields = set()
-    for name, field in model.model_fields.items():
-        fields.add((model.__name__, field.alias or name))
-        nested = _model_in(field.annotation)
+    for field in msgspec.structs.fields(model):
+        fields.add((model.__name__, field.encode_name))
+        nested = _model_in(field.type)
         if nested is not None:
             fields |= _schema_fields(nested, seen)
     return fields
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _model_in(annotation: Any) -> Model | None:
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
         return annotation
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType, list, dict, typing.Annotated):
@@ -83,17 +86,17 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _used_fields(model: type[BaseModel], data: Any) -> set[tuple[str, str]]:
+def _used_fields(model: Model, data: Any) -> set[tuple[str, str]]:
     """The (model, key) pairs a document uses, walking data and models together."""
     if isinstance(data, list):
         return {pair for item in data for pair in _used_fields(model, item)}
     if not isinstance(data, dict):
         return set()
-    fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+    fields = {f.encode_name: f.type for f in msgspec.structs.fields(model)}
     used = set()
     for key, value in data.items():
         used.add((model.__name__, key))
-        nested = _model_in(fields[key].annotation)
+        nested = _model_in(fields[key])
         if nested is not None:
             used |= _used_fields(nested, value)
     return used
