@@ -1,3 +1,3 @@
-from osbuilder.cli import main
+from osbuilder.cli import run
 
-raise SystemExit(main())
+run()

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from osbuilder import __version__
 from osbuilder.commands import build, cloud, images, pkg, spec, vm
@@ -30,6 +31,26 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum: int, frame: object) -> None:
     raise Terminated
+
+
+def run() -> NoReturn:
+    """The `osbuilder` program: `main`, then the process ends at once.
+
+    A normal exit would first tear every module down one by one (~10 ms of each command,
+    2% of a whole build) with nothing left to do: `main` has closed its files, joined its
+    threads and removed its temporary files. What such an exit still does that matters is
+    done here: logging's handlers and the standard streams are flushed.
+    """
+    code = main()
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away with output still buffered: as in main
+        code = 128 + signal.SIGPIPE
+    sys.stderr.flush()
+    if threading.active_count() > 1:  # (not expected) let Python wait for them, as usual
+        sys.exit(code)
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

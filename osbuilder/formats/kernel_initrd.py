@@ -39,26 +39,28 @@ def write_kernel_initrd(job: WriteJob) -> list[Output]:
         # The media formats (or tar-kernel-initrd) of this build stage the initrd anyway:
         # copy it rather than compress the tree twice.
         staged = boot_files(job, FORMAT)
-        outputs = [
+        return [
             copy_output(staged.kernel, directory, kernel),
             copy_output(staged.initrd, directory, initrd),
+            write_output(parts.cmdline.encode(), directory, cmdline),
         ]
-    else:
-        # The kernel is copied (read, hashed, written, flushed to disk: all without the
-        # GIL) on a helper thread while the initrd is compressed: it rides on what
-        # compression leaves idle.
-        with ThreadPoolExecutor(1, thread_name_prefix="kernel") as helper:
-            copied = helper.submit(copy_output, parts.kernel, directory, kernel)
-            with directory.create(initrd) as initrd_out:
-                write_initrd(
-                    job.system,
-                    initrd_out,
-                    initrd_compression(job.system, job.options.compression),
-                )
-            outputs = [copied.result(), initrd_out.result()]
-    with directory.create(cmdline) as cmdline_out:
-        cmdline_out.write(parts.cmdline.encode())
-    return [*outputs, cmdline_out.result()]
+    # The kernel and the cmdline are written (read, hashed, written, flushed to disk: all
+    # without the GIL) on a helper thread while the initrd is compressed: they ride on
+    # what compression leaves idle.
+    with ThreadPoolExecutor(1, thread_name_prefix="kernel") as helper:
+        copied = helper.submit(copy_output, parts.kernel, directory, kernel)
+        written = helper.submit(write_output, parts.cmdline.encode(), directory, cmdline)
+        with directory.create(initrd) as initrd_out:
+            write_initrd(
+                job.system, initrd_out, initrd_compression(job.system, job.options.compression)
+            )
+        return [copied.result(), initrd_out.result(), written.result()]
+
+
+def write_output(data: bytes, directory: OutputDirectory, name: str) -> Output:
+    with directory.create(name) as out:
+        out.write(data)
+    return out.result()
 
 
 def copy_output(content: Content | Path, directory: OutputDirectory, name: str) -> Output:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from osbuilder.formats.boot_stage import RootFilesystem, boot_stage_entries
 from osbuilder.formats.kernel_initrd import FORMAT as KERNEL_INITRD
-from osbuilder.formats.kernel_initrd import copy_output
+from osbuilder.formats.kernel_initrd import copy_output, write_output
 from osbuilder.formats.staging import initrd_compression, kernel_parts, write_initrd
 
 if TYPE_CHECKING:
@@ -46,9 +46,7 @@ def write_kernel_root(
         outputs.append(out.result())
     if _writes_kernel(job, format_name):
         outputs.append(copy_output(parts.kernel, job.outputs, f"{job.name}-kernel"))
-        with job.outputs.create(f"{job.name}-cmdline") as out:
-            out.write(parts.cmdline.encode())
-        outputs.append(out.result())
+        outputs.append(write_output(parts.cmdline.encode(), job.outputs, f"{job.name}-cmdline"))
     return outputs
 
 

@@ -62,6 +62,7 @@ class ContentStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._index: tuple[tuple[int, ...], tuple[Descriptor, ...]] | None = None
         self.blobs = root / "blobs" / "sha256"
         self.ingest_dir = root / "ingest"
         # Derived from layer blobs (assemble/snapshots.py): named HEX.*, gone with blob HEX.
@@ -274,8 +275,17 @@ class ContentStore:
             return count, size
 
     def _read_index(self) -> list[Descriptor]:
-        data = (self.root / "index.json").read_bytes()
-        return list(parse_json(Index, data, f"{self.root}/index.json").manifests)
+        """The index's entries; parsed again only when the file changed (a build looks up
+        each of its images, and a store's index can name hundreds)."""
+        path = self.root / "index.json"
+        with path.open("rb") as file:
+            stat = os.fstat(file.fileno())
+            # Writes replace the file (a new inode); size and mtime catch an edit in place.
+            identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if self._index is None or self._index[0] != identity:
+                entries = parse_json(Index, file.read(), str(path)).manifests
+                self._index = (identity, tuple(entries))
+        return list(self._index[1])
 
     def _write_index(self, entries: list[Descriptor]) -> None:
         index: dict[str, Any] = {

@@ -6,7 +6,8 @@ types are LinuxKit's (src/cmd/linuxkit/moby/schema.go), so LinuxKit specs
 load unchanged; unlike LinuxKit, an unknown key is an error.
 """
 
-from __future__ import annotations
+# (No `from __future__ import annotations` here: msgspec would then compile and evaluate
+# every annotation's text when it first meets the models, ~3 ms of each command.)
 
 from typing import Annotated, Literal
 

@@ -172,6 +172,18 @@ def test_retagging_replaces_the_name(tmp_path: Path) -> None:
     ]
 
 
+def test_names_given_through_another_handle_are_seen(tmp_path: Path) -> None:
+    # Each process has its own handle on a shared store: one that has read the index
+    # must not keep answering from what it read then.
+    reader, writer = ContentStore(tmp_path), ContentStore(tmp_path)
+    image = put_image(writer, [b"1"])
+    assert reader.lookup("r/x:1") is None
+    writer.tag("r/x:1", image)
+    assert reader.lookup("r/x:1") == image
+    writer.untag("r/x:1")
+    assert reader.lookup("r/x:1") is None
+
+
 def test_corrupted_blob_on_disk_is_detected_when_read(tmp_path: Path) -> None:
     store = ContentStore(tmp_path)
     digest = store.put_bytes(b'{"a": 1}')
