@@ -11,9 +11,10 @@ from __future__ import annotations
 import enum
 import io
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from msgspec import Struct, field
 
 
 class Kind(enum.Enum):
@@ -25,8 +26,7 @@ class Kind(enum.Enum):
     FIFO = "fifo"
 
 
-@dataclass(frozen=True, slots=True)
-class Content:
+class Content(Struct, frozen=True):
     """The bytes of a regular file: `size` bytes at `offset` in the file `path`.
 
     Entries that share one Content object are hard links to one another.
@@ -125,8 +125,7 @@ class FileWindow(io.RawIOBase):
         super().close()
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(Struct):
     """A path of the tree (relative, no leading '/', '' never appears) and its metadata."""
 
     path: str

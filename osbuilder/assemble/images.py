@@ -8,8 +8,9 @@ never touches the network.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from msgspec import Struct, field
 
 from osbuilder.errors import UserError
 from osbuilder.oci.platform import TargetPlatform
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
     from osbuilder.oci.registry import RegistryClient
 
 
-@dataclass
-class ImageSource:
+class ImageSource(Struct):
     store: ContentStore
     client: RegistryClient | None  # None: offline
     target: TargetPlatform

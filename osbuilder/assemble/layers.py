@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import posixpath
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -146,11 +147,21 @@ def apply_layer(
 ) -> None:
     """Apply one layer, whose file contents are in `data`, to the image rooted at `base`."""
     added: set[str] = set()  # paths this layer wrote: its own whiteouts spare them
+    # Where each directory named by members resolves to, kept while no symlink is made,
+    # replaced or removed (resolution follows nothing else): most members share theirs.
+    parents: dict[str, str] = {}
     try:
         for member in members:
-            _apply(tree, member, data, base, source, location, added)
+            _apply(tree, member, data, base, source, location, added, parents)
     except TreeError as exc:
         raise TreeError(f"{what}: {exc}") from None
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    """`path` and each directory above it."""
+    while path:
+        yield path
+        path = posixpath.dirname(path)
 
 
 def member_name(raw: str) -> str:
@@ -169,15 +180,24 @@ def _apply(
     source: str,
     location: str,
     added: set[str],
+    parents: dict[str, str],
 ) -> None:
     name = member_name(member.name)
     if not name:
         return
     directory, leaf = posixpath.split(name)
-    parent = tree.resolve(directory, base=base, follow_last=True) if directory else base
+    parent = parents.get(directory)
+    if parent is None:
+        parent = tree.resolve(directory, base=base, follow_last=True) if directory else base
+        parents[directory] = parent
     if leaf.startswith(WHITEOUT):
+        parents.clear()  # what goes may be a symlink that directories resolved through
         if leaf == OPAQUE:
-            for path in [p for p in tree.entries if p.startswith(parent + "/") and p not in added]:
+            # What lower layers have below `parent` goes; this layer's own entries stay, and
+            # so do the directories they are in (a tree has no entry without its parent).
+            below = parent + "/"
+            kept = {a for path in added if path.startswith(below) for a in _ancestors(path)}
+            for path in [p for p in tree.entries if p.startswith(below) and p not in kept]:
                 tree.entries.pop(path, None)
         else:
             hidden = leaf[len(WHITEOUT) :]
@@ -217,5 +237,11 @@ def _apply(
         entry.linkname = member.linkname
     elif entry.kind is Kind.FILE:
         entry.content = Content(data, member.size, member.offset)
+    old = tree.get(path)
+    if entry.kind is Kind.SYMLINK or (
+        old is not None
+        and (old.kind is Kind.SYMLINK or (old.kind is Kind.DIRECTORY and kind is not old.kind))
+    ):
+        parents.clear()  # a symlink comes or goes (a directory replaced takes what is below)
     tree.put(entry)  # over a directory, a directory keeps what is below it
     added.add(path)

@@ -16,8 +16,9 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass, field
 from urllib.parse import quote
+
+from msgspec import Struct, field
 
 from osbuilder import __version__
 from osbuilder.assemble.entry import Content, Entry, Kind
@@ -31,8 +32,7 @@ NAMESPACE = "https://osbuilder.invalid/spdx/"  # + a digest: a URI no one else m
 SYSTEM_ID = "SPDXRef-System"
 
 
-@dataclass
-class ImageRecord:
+class ImageRecord(Struct):
     """An image of the system and where its package databases are."""
 
     reference: str  # as the spec names it, resolved (registry/repository:tag)
@@ -41,8 +41,7 @@ class ImageRecord:
     databases: dict[str, Content] = field(default_factory=dict)  # init images: their own
 
 
-@dataclass(frozen=True)
-class _Package:
+class _Package(Struct, frozen=True):
     manager: str  # deb or apk
     name: str
     version: str

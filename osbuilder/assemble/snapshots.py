@@ -23,9 +23,10 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from msgspec import Struct
 
 from osbuilder.assemble.entry import Content
 from osbuilder.assemble.layers import Member, index_tar
@@ -39,8 +40,7 @@ INDEX_FORMAT = 2  # bump when Member or the index layout changes: old indexes ar
 WORKERS = 2  # layers inflated at once (inflating lets go of the GIL)
 
 
-@dataclass(frozen=True)
-class LayerRef:
+class LayerRef(Struct, frozen=True):
     """A layer to unpack: its blob, how it is compressed, what its content must hash to."""
 
     digest: str  # the blob's, as the manifest gives it (the store verified the blob)
@@ -49,15 +49,13 @@ class LayerRef:
     what: str  # names the layer in errors, e.g. "image docker.io/x/y:1, layer sha256:..."
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Struct, frozen=True):
     path: Path  # the uncompressed tar
     members: list[Member]
     diff_id: str  # the tar's digest
 
 
-@dataclass(frozen=True)
-class _Index:
+class _Index(Struct, frozen=True):
     members: list[Member]
     diff_id: str
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from msgspec import Struct, field
 
 from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
@@ -52,8 +52,7 @@ FILES_SOURCE = "osbuilder.files"
 PACKAGE_DB_SOURCE = "osbuilder.init-packages"  # the union of the init images' package databases
 
 
-@dataclass
-class KernelParts:
+class KernelParts(Struct):
     """What the kernel+initrd writer takes besides the tree."""
 
     kernel: Content | None = None
@@ -62,8 +61,7 @@ class KernelParts:
     config: str | None = None  # the kernel's .config, to choose the initrd's compression
 
 
-@dataclass
-class AssembledSystem:
+class AssembledSystem(Struct):
     tree: Tree
     kernel: KernelParts = field(default_factory=KernelParts)
     references: dict[str, str] = field(default_factory=dict)  # spec reference -> digest

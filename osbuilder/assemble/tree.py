@@ -93,7 +93,8 @@ class Spool:
 
 
 class Tree:
-    """Entries by normalised path; the root ('') is an implicit directory."""
+    """Entries by normalised path; the root ('') is an implicit directory, and every other
+    entry's parent directory is an entry too."""
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
@@ -151,8 +152,10 @@ class Tree:
 
     def remove(self, path: str) -> None:
         """Whiteout: the path and everything below it disappear."""
-        self.entries.pop(path, None)
-        self.remove_below(path)
+        old = self.entries.pop(path, None)
+        # Every entry's parent is an entry too: only a directory has anything below it.
+        if not path or (old is not None and old.kind is Kind.DIRECTORY):
+            self.remove_below(path)
 
     def remove_below(self, path: str) -> None:
         prefix = path + "/" if path else ""

@@ -10,6 +10,7 @@ from osbuilder.commands.common import (
     add_platform_option,
     add_registry_options,
     add_store_options,
+    no_cycle_collection,
     open_store,
     print_json,
     progress_for,
@@ -136,6 +137,11 @@ def _root_path(value: str) -> str:
 
 
 def _build(args: argparse.Namespace) -> int:
+    with no_cycle_collection():
+        return _build_outputs(args)
+
+
+def _build_outputs(args: argparse.Namespace) -> int:
     from osbuilder.assemble.images import ImageSource
     from osbuilder.build import build
     from osbuilder.formats import WriteOptions

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
+
+from msgspec import Struct, field
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
@@ -21,8 +22,7 @@ if TYPE_CHECKING:
     from osbuilder.formats.outputfile import Output, OutputDirectory
 
 
-@dataclass(frozen=True)
-class WriteOptions:
+class WriteOptions(Struct, frozen=True):
     compression: Compression | None = None  # None: the best the kernel can unpack
     # Where the disk formats keep the root: in their initrd, or on a squashfs partition
     # (mounted by kernel+squashfs's boot stage, which is then their initrd).
@@ -32,8 +32,7 @@ class WriteOptions:
 T = TypeVar("T")
 
 
-@dataclass
-class WriteJob:
+class WriteJob(Struct):
     """One build's writing, handed to each format's writer."""
 
     system: AssembledSystem

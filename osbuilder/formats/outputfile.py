@@ -12,9 +12,10 @@ import hashlib
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
+
+from msgspec import Struct
 
 from osbuilder.atomicfile import FileSet, locked
 from osbuilder.errors import cannot_write
@@ -23,8 +24,7 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(Struct, frozen=True):
     path: Path
     size: int
     sha256: str

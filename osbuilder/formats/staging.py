@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from osbuilder.errors import UserError
 from osbuilder.formats.compression import Compression, compressed_writer, default_compression
@@ -30,8 +31,7 @@ SPLIT_OUT = frozenset({"boot/kernel", "boot/ucode.cpio"})  # not in the initrd: 
 COPY_CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class BootFiles:
+class BootFiles(Struct, frozen=True):
     kernel: Path
     initrd: Path  # with --root squashfs, kernel+squashfs's boot stage
     cmdline: str

@@ -17,9 +17,10 @@ import json
 import os
 import tarfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
+
+from msgspec import Struct, field
 
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor
@@ -60,8 +61,7 @@ class _DiffIdHasher:
         self.gzip.close()
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(Struct, frozen=True):
     descriptor: Descriptor
     diff_id: str
 
@@ -102,8 +102,7 @@ def new_layer(store: ContentStore) -> Iterator[LayerWriter]:
     writer.result = Layer(descriptor, diff_id)
 
 
-@dataclass
-class ImageSpec:
+class ImageSpec(Struct):
     """What goes into an image's config besides its layers."""
 
     architecture: str = "amd64"

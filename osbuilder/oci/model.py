@@ -1,6 +1,6 @@
 """OCI image JSON documents: descriptors, manifests, indexes, image configs.
 
-Registry JSON is untrusted input. These are plain frozen dataclasses with a
+Registry JSON is untrusted input. These are plain frozen records (Structs) with a
 strict `from_json` each: a wrong type or a malformed digest is an error
 naming the field. (Not pydantic: on the `osbuilder pull` path its import and
 model construction cost more than the download of a small image.) Manifests
@@ -9,12 +9,13 @@ are never re-serialised: their digest is of the bytes the registry sent.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import msgspec
+from msgspec import Struct, field
 
 from osbuilder.errors import ExternalError
 from osbuilder.oci import mediatypes
@@ -78,8 +79,7 @@ def _object(value: Any, where: str) -> dict[str, Any]:
 # --- the documents -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(Struct, frozen=True):
     architecture: str
     os: str
     variant: str | None = None
@@ -107,15 +107,14 @@ class Platform:
         return out
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(Struct, frozen=True):
     media_type: str
     digest: str
     size: int
     annotations: dict[str, str] | None = None
     platform: Platform | None = None
     urls: list[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # kept on round trips
+    extra: dict[str, Any] = field(default_factory=dict)  # kept on round trips
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Descriptor:
@@ -155,11 +154,10 @@ class Descriptor:
         return {**self.extra, **out}
 
     def replace(self, **changes: Any) -> Descriptor:
-        return dataclasses.replace(self, **changes)
+        return msgspec.structs.replace(self, **changes)
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Struct, frozen=True):
     media_type: str | None
     config: Descriptor
     layers: list[Descriptor]
@@ -182,8 +180,7 @@ class Manifest:
         )
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(Struct, frozen=True):
     media_type: str | None
     manifests: list[Descriptor]
     annotations: dict[str, str] | None = None
@@ -203,8 +200,7 @@ class Index:
         )
 
 
-@dataclass(frozen=True)
-class RuntimeConfig:
+class RuntimeConfig(Struct, frozen=True):
     """The `config` part of an image config: how to run the image."""
 
     user: str | None = None
@@ -227,8 +223,7 @@ class RuntimeConfig:
         )
 
 
-@dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(Struct, frozen=True):
     architecture: str
     os: str
     diff_ids: list[str]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import platform as host_platform
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from osbuilder.errors import UserError
 from osbuilder.oci.model import Descriptor, Index, Platform
@@ -15,8 +16,7 @@ SUPPORTED_ARCHES = ("amd64", "arm64")
 _DEFAULT_VARIANT = {"arm64": "v8"}
 
 
-@dataclass(frozen=True)
-class TargetPlatform:
+class TargetPlatform(Struct, frozen=True):
     architecture: str
     os: str = "linux"
     variant: str | None = None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci.model import (
@@ -33,8 +34,7 @@ if TYPE_CHECKING:  # a build from the store alone never loads the HTTP side
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(Struct, frozen=True):
     """An image in the store, resolved for one platform."""
 
     reference: ImageReference
@@ -48,8 +48,7 @@ class Image:
         return self.descriptor.digest
 
 
-@dataclass(frozen=True)
-class PullResult:
+class PullResult(Struct, frozen=True):
     image: Image
     transferred: int  # bytes downloaded by this pull
     network: bool  # whether the registry was contacted at all

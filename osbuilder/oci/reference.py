@@ -8,7 +8,8 @@ The grammar is the one of distribution/reference.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from osbuilder.errors import UserError
 
@@ -33,8 +34,7 @@ class InvalidReference(UserError):
     """An image reference that does not follow the reference grammar."""
 
 
-@dataclass(frozen=True, slots=True)
-class ImageReference:
+class ImageReference(Struct, frozen=True):
     """A fully qualified image reference: registry, repository, tag and/or digest."""
 
     registry: str

@@ -22,9 +22,10 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
+
+from msgspec import Struct
 
 from osbuilder.atomicfile import atomic_output, fsync_directory
 from osbuilder.errors import ExternalError, UserError, cannot_write
@@ -51,10 +52,21 @@ def default_store_root() -> Path:
     return Path(cache) / "osbuilder"
 
 
-@dataclass(frozen=True)
-class StoredReference:
+class StoredReference(Struct, frozen=True):
     name: str
     descriptor: Descriptor
+
+
+_ParsedIndex = tuple[tuple[int, ...], tuple[Descriptor, ...], tuple[StoredReference, ...]]
+
+
+def _named(entries: tuple[Descriptor, ...]) -> Iterator[StoredReference]:
+    """The entries that carry a name, each without the annotation that names it."""
+    for entry in entries:
+        annotations = dict(entry.annotations or {})
+        name = annotations.pop(mediatypes.REF_NAME_ANNOTATION, None)
+        if name:
+            yield StoredReference(name, entry.replace(annotations=annotations or None))
 
 
 class ContentStore:
@@ -62,7 +74,8 @@ class ContentStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._index: tuple[tuple[int, ...], tuple[Descriptor, ...]] | None = None
+        # The index as last read: (the file's identity, its entries, the named ones).
+        self._index: _ParsedIndex | None = None
         self.blobs = root / "blobs" / "sha256"
         self.ingest_dir = root / "ingest"
         # Derived from layer blobs (assemble/snapshots.py): named HEX.*, gone with blob HEX.
@@ -212,14 +225,9 @@ class ContentStore:
     # --- names ------------------------------------------------------------------------------
 
     def references(self) -> list[StoredReference]:
-        found = []
-        for entry in self._read_index():
-            annotations = dict(entry.annotations or {})
-            name = annotations.pop(mediatypes.REF_NAME_ANNOTATION, None)
-            if name:
-                bare = entry.replace(annotations=annotations or None)
-                found.append(StoredReference(name, bare))
-        return found
+        self._read_index()
+        assert self._index is not None
+        return list(self._index[2])
 
     def lookup(self, name: str) -> Descriptor | None:
         for ref in self.references():
@@ -283,8 +291,8 @@ class ContentStore:
             # Writes replace the file (a new inode); size and mtime catch an edit in place.
             identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
             if self._index is None or self._index[0] != identity:
-                entries = parse_json(Index, file.read(), str(path)).manifests
-                self._index = (identity, tuple(entries))
+                entries = tuple(parse_json(Index, file.read(), str(path)).manifests)
+                self._index = (identity, entries, tuple(_named(entries)))
         return list(self._index[1])
 
     def _write_index(self, entries: list[Descriptor]) -> None:

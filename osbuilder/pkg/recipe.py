@@ -22,11 +22,10 @@ config:                           # entrypoint, cmd, env, workdir: the image con
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from msgspec import Meta, field
+from msgspec import Meta, Struct, field
 
 from osbuilder.errors import UserError
 from osbuilder.oci.platform import SUPPORTED_ARCHES
@@ -169,8 +168,7 @@ class Recipe(SpecModel, frozen=True, kw_only=True):
     ] = None
 
 
-@dataclass(frozen=True)
-class LoadedRecipe:
+class LoadedRecipe(Struct, frozen=True):
     directory: Path
     recipe: Recipe
 

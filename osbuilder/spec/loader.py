@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from msgspec import Struct, field
 
 from osbuilder.errors import UserError
 from osbuilder.spec.checks import cross_checks
@@ -36,8 +37,7 @@ class SpecInvalid(UserError):
         super().__init__("\n".join(str(d) for d in diagnostics))
 
 
-@dataclass
-class LoadedSpec:
+class LoadedSpec(Struct):
     """A valid spec with the locations of its values, and any warnings."""
 
     spec: Spec

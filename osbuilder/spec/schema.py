@@ -16,11 +16,11 @@ import difflib
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import msgspec
+from msgspec import Struct
 
 from osbuilder.spec.source import DataPath, describe
 
@@ -55,8 +55,7 @@ def fail(message: str) -> NoReturn:
     raise CheckFailed(message)
 
 
-@dataclass(frozen=True, eq=False)
-class Check:
+class Check(Struct, frozen=True, eq=False):
     """Annotated metadata: `function(value)` calls `fail` for a value it refuses.
 
     It runs once the value has its declared type (for a list, once every item is
@@ -68,8 +67,7 @@ class Check:
     before: bool = False
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Struct, frozen=True):
     """What is wrong at `path`; with `key`, at that key of the mapping at `path`."""
 
     path: DataPath
@@ -119,8 +117,7 @@ def shown(value: Any) -> str:
 # --- the walk -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Plan:
+class _Plan(Struct, frozen=True):
     """An annotation taken apart: its bare type, whether None is allowed, its constraints."""
 
     bare: Any

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from msgspec import Struct, field
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -34,8 +34,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 DataPath = tuple[str | int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
+class Location(Struct, frozen=True):
     file: str
     line: int  # 1-based
     column: int  # 1-based
@@ -44,8 +43,7 @@ class Location:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True, slots=True)
-class Diagnostic:
+class Diagnostic(Struct, frozen=True):
     """One problem in a spec: where, which field, and what is wrong."""
 
     location: Location
@@ -87,8 +85,7 @@ def format_path(path: DataPath) -> str:
     return out
 
 
-@dataclass
-class Document:
+class Document(Struct):
     """Data parsed from YAML, with the location of each value and each key."""
 
     data: Any

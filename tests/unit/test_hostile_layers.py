@@ -110,6 +110,30 @@ def test_symlink_then_write_stays_inside(tree: Tree) -> None:
     assert not Path("/etc/passwd").read_bytes().startswith(b"owned")
 
 
+@pytest.mark.parametrize("removal", ["replace", "whiteout"])
+def test_a_directory_turned_symlink_mid_layer_is_followed(tree: Tree, removal: str) -> None:
+    # Members already written through d/ must not make later ones skip the new symlink.
+    def build(t: tarfile.TarFile) -> None:
+        add(t, "d/before", data=b"1")
+        if removal == "whiteout":
+            add(t, ".wh.d")
+        add(t, "d", tarfile.SYMTYPE, linkname="/etc")
+        add(t, "d/after", data=b"2")
+        add(t, "e", tarfile.SYMTYPE, linkname="d")
+        add(t, "e/through-two", data=b"3")
+
+    apply(tree, layer(build))
+    only_inside(tree)
+    assert sorted(tree.entries) == [
+        "img",
+        "img/d",
+        "img/e",
+        "img/etc",
+        "img/etc/after",
+        "img/etc/through-two",
+    ]
+
+
 def test_symlink_loop_is_refused(tree: Tree) -> None:
     def build(t: tarfile.TarFile) -> None:
         add(t, "a", tarfile.SYMTYPE, linkname="b")
@@ -167,6 +191,19 @@ def test_whiteouts_remove_lower_files_only(tree: Tree) -> None:
     assert tree.get("img/a/gone") is None
     assert tree.get("img/b/x") is None
     assert tree.get("img/b/new") is not None
+
+
+def test_an_opaque_directory_keeps_the_directories_of_the_layers_own_files(tree: Tree) -> None:
+    apply(tree, layer(lambda t: (add(t, "b/sub/old", data=b"1"), add(t, "b/other", data=b"2"))))
+
+    def upper(t: tarfile.TarFile) -> None:
+        add(t, "b/sub/new", data=b"3")  # no entry of its own for b/sub in this layer
+        add(t, "b/.wh..wh..opq")
+
+    apply(tree, layer(upper))
+    assert sorted(tree.entries) == ["img", "img/b", "img/b/sub", "img/b/sub/new"]
+    tree.remove("img/b/sub")  # and what is below a directory goes with it
+    assert sorted(tree.entries) == ["img", "img/b"]
 
 
 @pytest.mark.parametrize("name", ["a/.wh.", "a/.wh...", "a/.wh.."])

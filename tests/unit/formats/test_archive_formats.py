@@ -6,10 +6,10 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.system import AssembledSystem, KernelParts
