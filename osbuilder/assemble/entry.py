@@ -57,10 +57,15 @@ class ContentReader:
         self._chunk_size = chunk_size
         self._files: dict[Path, int] = {}
 
-    def copy(self, content: Content, out: IO[bytes]) -> None:
-        fd = self._files.get(content.path)
+    def fd(self, path: Path) -> int:
+        """An open descriptor of `path`, for reading at offsets (os.pread)."""
+        fd = self._files.get(path)
         if fd is None:
-            fd = self._files[content.path] = os.open(content.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = self._files[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return fd
+
+    def copy(self, content: Content, out: IO[bytes]) -> None:
+        fd = self.fd(content.path)
         offset, left = content.offset, content.size
         while left:
             chunk = os.pread(fd, min(self._chunk_size, left), offset)

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import BinaryIO, NamedTuple
 
-from osbuilder.assemble.entry import ContentReader, Entry, Kind
+from osbuilder.assemble.entry import Content, ContentReader, Entry, Kind
 from osbuilder.errors import UserError
 
 MAGIC = b"070701"
@@ -85,16 +85,62 @@ def write_cpio(entries: Iterable[Entry], out: BinaryIO) -> None:
     inodes = _Inodes(entries)
     directories: set[str] = set()
     with ContentReader(CHUNK_SIZE) as contents:
+        blocks = _Blocks(out, contents)
         for entry in entries:
             parent = _parent(entry.path)
             if parent and parent not in directories:
                 raise ValueError(f"cpio: {entry.path!r} comes before its directory {parent!r}")
             if entry.kind is Kind.DIRECTORY:
                 directories.add(entry.path)
-            _write_member(out, contents, entry, *inodes.next(entry))
+            _write_member(blocks, entry, *inodes.next(entry))
+        trailer = _Header(nlink=1, namesize=len(TRAILER) + 1)
+        _write_record(blocks, trailer.pack(), TRAILER)
+        blocks.flush()
 
-    trailer = _Header(nlink=1, namesize=len(TRAILER) + 1)
-    _write_record(out, trailer.pack(), TRAILER)
+
+class _Blocks:
+    """The archive gathered into blocks of CHUNK_SIZE bytes, each handed to `out` whole.
+
+    File contents are read from their files straight into the block (os.preadv): every
+    byte is copied once on its way to the compressor, as when compressing a file, instead
+    of into a new bytes object and then into a write buffer. `out` must be done with a
+    block when its write returns (the block is reused).
+    """
+
+    def __init__(self, out: BinaryIO, contents: ContentReader) -> None:
+        self._out = out
+        self._contents = contents
+        self._block = memoryview(bytearray(CHUNK_SIZE))
+        self._used = 0
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            taken = min(CHUNK_SIZE - self._used, len(view))
+            self._block[self._used : self._used + taken] = view[:taken]
+            self._used += taken
+            view = view[taken:]
+            if self._used == CHUNK_SIZE:
+                self.flush()
+
+    def copy(self, content: Content) -> None:
+        fd = self._contents.fd(content.path)
+        offset, left = content.offset, content.size
+        while left:
+            want = min(CHUNK_SIZE - self._used, left)
+            got = os.preadv(fd, [self._block[self._used : self._used + want]], offset)
+            if not got:
+                raise EOFError(f"{content.path} ends {left} bytes early")
+            self._used += got
+            offset += got
+            left -= got
+            if self._used == CHUNK_SIZE:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._used:
+            self._out.write(self._block[: self._used])
+            self._used = 0
 
 
 class _Inodes:
@@ -122,9 +168,7 @@ class _Inodes:
         return self._group_inodes[group], self._links[group], self._links_left[group] == 0
 
 
-def _write_member(
-    out: BinaryIO, contents: ContentReader, entry: Entry, inode: int, nlink: int, has_data: bool
-) -> None:
+def _write_member(out: _Blocks, entry: Entry, inode: int, nlink: int, has_data: bool) -> None:
     name = os.fsencode(entry.path)
     if len(name) + 1 > PATH_MAX:
         raise _unrepresentable(entry, f"its name is longer than {PATH_MAX - 1} bytes")
@@ -154,11 +198,11 @@ def _write_member(
     if target:
         out.write(target)
     elif size and entry.content is not None:
-        contents.copy(entry.content, out)
+        out.copy(entry.content)
     out.write(_padding(size))
 
 
-def _write_record(out: BinaryIO, header: bytes, name: bytes) -> None:
+def _write_record(out: _Blocks, header: bytes, name: bytes) -> None:
     """A header and its NUL-terminated name, padded so that the data starts 4-byte aligned."""
     record = header + name + b"\0"
     out.write(record + _padding(len(record)))
