@@ -148,3 +148,18 @@ def test_a_file_of_4_gib_is_refused(spool: Spool) -> None:
     huge = Entry("huge", Kind.FILE, 0o644, content=Content(small.path, 2**32))
     with pytest.raises(UserError, match="filesize"):
         cpio_bytes([huge])
+
+
+def test_contents_that_cross_blocks_arrive_whole(spool: Spool) -> None:
+    # Around the writer's 1 MiB blocks: sizes just below, at and above, one after another.
+    sizes = [(1 << 20) - 109, 1 << 20, (1 << 20) + 3, 3 * (1 << 20) + 1, 0, 7]
+    datas = [bytes([i + 1]) * size for i, size in enumerate(sizes)]
+    entries = [Entry(f"f{i}", Kind.FILE, 0o644, content=spool(d)) for i, d in enumerate(datas)]
+    assert [m.data for m in read_newc(cpio_bytes(entries))] == datas
+
+
+def test_a_content_file_that_ends_early_is_an_error(spool: Spool) -> None:
+    short = spool(b"x" * 100)
+    entry = Entry("f", Kind.FILE, 0o644, content=Content(short.path, 200, short.offset))
+    with pytest.raises(EOFError, match="ends 100 bytes early"):
+        cpio_bytes([entry])
