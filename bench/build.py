@@ -121,8 +121,32 @@ with open(sys.argv[1], "rb") as source, open(sys.argv[2], "wb") as out:
 """
 
 
+# What the floor may import beyond the standard library: the compressor and its module.
+FLOOR_MODULES = ("osbuilder", "osbuilder.formats", "osbuilder.formats.compression", "zstandard")
+IMPORTS = """\
+import sys
+started = set(sys.modules)
+from osbuilder.formats.compression import compressed_writer
+new = set(sys.modules) - started
+print(*sorted(m for m in new if m.partition(".")[0] not in sys.stdlib_module_names))
+"""
+
+
 class CommandFailed(Exception):
     pass
+
+
+def floor_extra_imports() -> list[str]:
+    """Modules the floor imports that compressing does not need (none, or the floor would
+    be charged for osbuilder's other modules: the build's own cost)."""
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTS], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return [
+        name
+        for name in result.stdout.split()
+        if name not in FLOOR_MODULES and not name.startswith("zstandard.")
+    ]
 
 
 @dataclass(frozen=True)
@@ -371,6 +395,7 @@ def run(store_root: Path, runs: int, big_size: int) -> int:
             for label in labels:
                 results[label].append(measure(commands[label]))
         identical = filecmp.cmp(floor_output, initrd, shallow=False)
+        extra_imports = floor_extra_imports()
         initrd_size, cpio_size = initrd.stat().st_size, cpio.stat().st_size
         shutil.rmtree(out)
         cpio.unlink()
@@ -379,7 +404,15 @@ def run(store_root: Path, runs: int, big_size: int) -> int:
 
     return report(
         Summary(
-            store_root, runs, compression, initrd_size, cpio_size, identical, launcher, results
+            store_root,
+            runs,
+            compression,
+            initrd_size,
+            cpio_size,
+            identical,
+            extra_imports,
+            launcher,
+            results,
         ),
         big,
         big_size,
@@ -395,6 +428,7 @@ class Summary:
     initrd_size: int
     cpio_size: int
     identical: bool  # the floor's output is the build's initrd, byte for byte
+    extra_imports: list[str]  # what the floor imports beyond compressing's needs
     launcher: int  # the peak RSS of `true` run by the launcher: what measuring adds at most
     results: dict[str, list[Measured]]
 
@@ -422,6 +456,8 @@ def report(summary: Summary, big: BigBuilds | None, big_size: int, seconds: floa
             f"({times(values)})"
         )
     print(f"  floor output identical to the build's initrd: {'yes' if summary.identical else 'NO'}")
+    extra = ", ".join(summary.extra_imports)
+    print(f"  floor imports only the compressor (and stdlib): {f'NO: {extra}' if extra else 'yes'}")
     print(f"  launcher baseline RSS: {mb(summary.launcher)} (the most measuring can add)")
     start_and_floor = median(results["validate"]) + median(floors)
     print(
@@ -434,6 +470,8 @@ def report(summary: Summary, big: BigBuilds | None, big_size: int, seconds: floa
     ]
     if not summary.identical:
         checks.append(("floor is the build's compression", "no", "yes", False))
+    if summary.extra_imports:
+        checks.append(("floor imports only the compressor", "no", "yes", False))
     if big is not None:
         print(
             f"{size_label(big_size)} of random bytes written as an image in "

@@ -29,10 +29,9 @@ from osbuilder.formats import (
     FORMATS,
     MEDIA_ARCHITECTURES,
     SQUASHFS_ROOT_MEDIA,
-    WriteJob,
-    WriteOptions,
     writer,
 )
+from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
 from osbuilder.oci.imagewriter import source_date_epoch
 from osbuilder.spec import SpecValueError, load_spec

@@ -144,7 +144,7 @@ def _build(args: argparse.Namespace) -> int:
 def _build_outputs(args: argparse.Namespace) -> int:
     from osbuilder.assemble.images import ImageSource
     from osbuilder.build import build
-    from osbuilder.formats import WriteOptions
+    from osbuilder.formats.job import WriteOptions
     from osbuilder.oci.progress import human_size
 
     if args.dry_run:

@@ -1,6 +1,6 @@
 """Output writers: one module per output family, and the table naming them.
 
-A writer takes one build's WriteJob (the assembled system, the output
+A writer takes one build's WriteJob (formats/job.py: the assembled system, the output
 directory, the name) and creates its files in the output directory
 (outputfile.OutputDirectory: they appear together once the whole build has
 succeeded). The boot-media formats and tar-kernel-initrd share the kernel and
@@ -11,57 +11,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar, cast
-
-from msgspec import Struct, field
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
-    from osbuilder.assemble.system import AssembledSystem
-    from osbuilder.formats.compression import Compression
-    from osbuilder.formats.outputfile import Output, OutputDirectory
+    from osbuilder.formats.job import WriteJob
+    from osbuilder.formats.outputfile import Output
 
+# (This module stays light: importing any module of the package, e.g. the compression that
+# bench/build.py's floor times alone, imports it first.)
 
-class WriteOptions(Struct, frozen=True):
-    compression: Compression | None = None  # None: the best the kernel can unpack
-    # Where the disk formats keep the root: in their initrd, or on a squashfs partition
-    # (mounted by kernel+squashfs's boot stage, which is then their initrd).
-    root: Literal["initrd", "squashfs"] = "initrd"
-
-
-T = TypeVar("T")
-
-
-class WriteJob(Struct):
-    """One build's writing, handed to each format's writer."""
-
-    system: AssembledSystem
-    outputs: OutputDirectory
-    name: str
-    options: WriteOptions
-    formats: tuple[str, ...]  # every format this build writes
-    epoch: int  # SOURCE_DATE_EPOCH: the time of everything the writers generate
-    scratch: Path  # a private directory for intermediate files, removed with the build
-    _made: dict[str, object] = field(default_factory=dict)
-
-    def once(self, what: str, make: Callable[[], T]) -> T:
-        """What `make` makes (an intermediate file several formats take), made on the
-        first call for `what` only."""
-        if what not in self._made:
-            self._made[what] = make()
-        return cast(T, self._made[what])
-
-    def writes_boot_media(self) -> bool:
-        """Whether a format of this build embeds the kernel and initrd in a medium."""
-        return any(name in BOOT_MEDIA for name in self.formats)
-
-    def stages_boot_files(self) -> bool:
-        """Whether a format of this build takes the kernel and initrd as staged files
-        (formats/staging.py boot_files): the media, and tar-kernel-initrd."""
-        return any(name in STAGED_BOOT_FILES for name in self.formats)
-
-
-Writer = Callable[[WriteJob], list["Output"]]
+Writer = Callable[["WriteJob"], list["Output"]]
 
 # Format name -> (module, writer) in this package, imported only when the format is built
 # (some bring zstandard, some external tools). The files each writes: LinuxKit's names.
@@ -91,7 +50,7 @@ FORMATS: dict[str, tuple[str, str]] = {
 def writer(format_name: str) -> Writer:
     """The function that writes `format_name` (one of FORMATS)."""
     module, function = FORMATS[format_name]
-    return cast(Writer, getattr(importlib.import_module(f"{__name__}.{module}"), function))
+    return cast("Writer", getattr(importlib.import_module(f"{__name__}.{module}"), function))
 
 
 FORMAT_NAMES = tuple(FORMATS)

@@ -40,7 +40,7 @@ from osbuilder.formats.vmdk import vmdk_disk
 from osbuilder.runner import run
 
 if TYPE_CHECKING:
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
 
 SECTOR = 512

@@ -34,7 +34,7 @@ from osbuilder.formats.staging import COPY_CHUNK
 from osbuilder.runner import stream_stdout
 
 if TYPE_CHECKING:
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
 
 FORMAT = "gcp"

@@ -29,7 +29,7 @@ from osbuilder.formats.staging import COPY_CHUNK, boot_files
 from osbuilder.runner import stream_stdout
 
 if TYPE_CHECKING:
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
 
 VOLUME_ID = "OSBUILDER"

@@ -26,7 +26,7 @@ from osbuilder.formats.staging import root_entries
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
 
 FORMAT = "kernel+erofs"

@@ -24,7 +24,7 @@ from osbuilder.formats.staging import (
 
 if TYPE_CHECKING:
     from osbuilder.assemble.entry import Content
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output, OutputDirectory
 
 FORMAT = "kernel+initrd"

@@ -16,7 +16,7 @@ from osbuilder.formats.staging import initrd_compression, kernel_parts, write_in
 
 if TYPE_CHECKING:
     from osbuilder.assemble.entry import Entry
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
 
 ROOT_IMAGE_FORMATS = ("kernel+squashfs", "kernel+erofs")

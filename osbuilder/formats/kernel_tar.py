@@ -27,7 +27,7 @@ from osbuilder.assemble.entry import Content
 from osbuilder.formats.staging import COPY_CHUNK, boot_files, kernel_parts
 
 if TYPE_CHECKING:
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
     from osbuilder.formats.staging import BootFiles
 

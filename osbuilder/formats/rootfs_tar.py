@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from osbuilder.formats.tarball import write_tar
 
 if TYPE_CHECKING:
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
 
 

@@ -34,8 +34,8 @@ from osbuilder.formats.tarball import write_tar
 from osbuilder.runner import feed_stdin
 
 if TYPE_CHECKING:
-    from osbuilder.formats import WriteJob
     from osbuilder.formats.compression import Compression
+    from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
 
 FORMAT = "kernel+squashfs"

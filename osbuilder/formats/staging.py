@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from osbuilder.assemble.entry import Entry
     from osbuilder.assemble.system import AssembledSystem, KernelParts
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
 
 SPLIT_OUT = frozenset({"boot/kernel", "boot/ucode.cpio"})  # not in the initrd: beside it
 COPY_CHUNK = 1 << 20

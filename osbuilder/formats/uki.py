@@ -22,7 +22,7 @@ from osbuilder.runner import run
 from osbuilder.spec.source import SpecValueError
 
 if TYPE_CHECKING:
-    from osbuilder.formats import WriteJob
+    from osbuilder.formats.job import WriteJob
 
 EFI_STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
 PAGE = 0x1000

@@ -15,7 +15,7 @@ from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.system import AssembledSystem, KernelParts
 from osbuilder.assemble.tree import Spool as TreeSpool
 from osbuilder.assemble.tree import Tree
-from osbuilder.formats import WriteJob, WriteOptions, kernel_initrd, staging
+from osbuilder.formats import kernel_initrd, staging
 from osbuilder.formats.gcp import (
     GIB,
     MEMBER,
@@ -25,6 +25,7 @@ from osbuilder.formats.gcp import (
     sparse_copy,
     whole_gib,
 )
+from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.kernel_initrd import write_kernel_initrd
 from osbuilder.formats.kernel_tar import (
     kernel_initrd_members,

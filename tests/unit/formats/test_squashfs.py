@@ -15,9 +15,10 @@ from osbuilder.assemble.system import AssembledSystem, KernelParts
 from osbuilder.assemble.tree import Spool as TreeSpool
 from osbuilder.assemble.tree import Tree
 from osbuilder.errors import UserError
-from osbuilder.formats import WriteJob, WriteOptions, writer
+from osbuilder.formats import writer
 from osbuilder.formats.boot_stage import is_static_elf
 from osbuilder.formats.compression import Compression
+from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import output_directory
 from osbuilder.formats.squashfs import squashfs_compression
 from tests.unit.formats.helpers import CAPABILITY, read_newc, run_tool, sample_tree
