@@ -14,9 +14,10 @@ parameters the build uses (zstd level ZSTD_LEVEL on ZSTD_WORKERS threads, or gzi
 does its initrd. That is the honest floor: its output is checked to be byte-identical to
 the build's initrd, so it does exactly the compression work the build must do, no less and
 no more; and it pays what any Python build pays, interpreter start and the zstandard
-import, and nothing else (checked: it must import no module beyond the standard library,
-zstandard and osbuilder's compression module, which would charge it for the build's own). The zstd CLI at the same level and thread count is timed too, as a reference only:
-it writes a differently framed stream (not the same work) and does not fsync. So is
+import, and nothing else (checked: a module beyond the standard library, zstandard and
+osbuilder's compression module would charge it for the build's own work). The zstd CLI at
+the same level and thread count is timed too, as a reference only: it writes a
+differently framed stream (not the same work) and does not fsync. So is
 `osbuilder validate` of the same spec, a reference too: what any osbuilder command that
 reads a spec pays before it can do anything (the interpreter, the imports, validation);
 the build is also shown against that plus the floor, which tells how much of the gap to
