@@ -213,7 +213,7 @@ def _walk_type(bare: Any, value: Any, path: DataPath, found: list[Problem]) -> b
                 ok = False
         return ok
     if origin is Literal:
-        if value in args and any(type(value) is type(a) for a in args):
+        if any(value == a and type(value) is type(a) for a in args):  # (True is not 1)
             return True
         choices = [repr(a) for a in args]
         listed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
