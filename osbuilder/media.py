@@ -11,8 +11,9 @@ disk first (`unpack_image_archive`).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from osbuilder.errors import UserError, cannot_write
 from osbuilder.runner import CommandFailed, run
@@ -30,8 +31,7 @@ _GZIP_MAGIC = (0, b"\x1f\x8b")  # a Compute Engine image archive is gzip'd
 ARCHIVE_DISK = "disk.raw"  # the archive's member that is the disk
 
 
-@dataclass(frozen=True)
-class MediaBoot:
+class MediaBoot(Struct, frozen=True):
     path: Path
     medium: str  # one of MEDIA
     firmware: str = "bios"  # one of FIRMWARES

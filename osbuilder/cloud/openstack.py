@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.media import MediaBoot
@@ -30,8 +31,7 @@ UPLOAD_TIMEOUT = 3600.0  # seconds for Glance to make an uploaded image active
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class GlanceImage:
+class GlanceImage(Struct, frozen=True):
     id: str
     name: str
     status: str

@@ -20,8 +20,9 @@ from __future__ import annotations
 import posixpath
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from osbuilder.assemble.entry import Entry, Kind
 from osbuilder.errors import UserError
@@ -46,8 +47,7 @@ ROOT_DEVICE_MODULES = (
 )
 
 
-@dataclass(frozen=True)
-class RootFilesystem:
+class RootFilesystem(Struct, frozen=True):
     """A read-only file system a root image can be in."""
 
     name: str  # the kernel's: its module, `mount -t`

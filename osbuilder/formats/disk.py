@@ -27,9 +27,10 @@ import shutil
 import struct
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import syslinux
@@ -63,8 +64,7 @@ GPT_TAIL = MIB  # after the partition: room for the backup GPT (33 sectors)
 _GUIDS = uuid.UUID("5d0a6c47-4f1c-4b8e-9a51-6f7362756c64")  # names osbuilder's GUIDs
 
 
-@dataclass(frozen=True)
-class _Disk:
+class _Disk(Struct, frozen=True):
     firmware: str  # "bios" or "efi"
     raw_name: str  # the raw format's file, NAME + this
     qcow2_name: str

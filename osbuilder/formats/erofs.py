@@ -38,9 +38,10 @@ import os
 import stat
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+
+from msgspec import Struct, field
 
 from osbuilder.assemble.entry import Content, ContentReader, Entry, Kind
 from osbuilder.errors import UserError
@@ -128,8 +129,7 @@ def write_erofs(entries: Iterable[Entry], out: BinaryIO, *, epoch: int, uuid: by
                 _write_data(inode, contents, out)
 
 
-@dataclass(eq=False, slots=True)
-class _Inode:
+class _Inode(Struct, eq=False):
     entry: Entry  # its first name's entry (the root's is made up)
     number: int  # i_ino: only 32-bit stat() shows it, the kernel numbers inodes by nid
     nlink: int = 1

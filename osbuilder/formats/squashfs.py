@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from osbuilder.errors import cannot_write
 from osbuilder.formats.boot_stage import SQUASHFS
@@ -53,8 +54,7 @@ def write_kernel_squashfs(job: WriteJob) -> list[Output]:
     )
 
 
-@dataclass(frozen=True)
-class SquashfsRoot:
+class SquashfsRoot(Struct, frozen=True):
     path: Path
     sha256: str
 

@@ -21,9 +21,10 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from msgspec import Struct
 
 from osbuilder.errors import ExternalError, UserError
 
@@ -33,8 +34,7 @@ _DOCKER_HUB_KEYS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _HUB_SERVER_URL = "https://index.docker.io/v1/"
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Struct, frozen=True):
     username: str
     password: str = ""
     identity_token: str | None = None  # a refresh token from `docker login` with OAuth
@@ -156,8 +156,7 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"|(\w+)=([^\s,]+)')
 _REPO_PATH = re.compile(r"^/v2/(?P<name>.+?)/(?:manifests|blobs|tags)/")
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(Struct, frozen=True):
     scheme: str
     params: dict[str, str]
 

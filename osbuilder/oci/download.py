@@ -13,8 +13,9 @@ then reuse.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from osbuilder.errors import ExternalError, UserError, WriteFailed
 from osbuilder.oci.model import Descriptor
@@ -69,20 +70,23 @@ def download_blob(
         raise AssertionError("no endpoints")  # pragma: no cover - pull_endpoints is never empty
 
 
-@dataclass
-class _Download:
+class _Download(Struct):
     client: RegistryClient
     endpoint: Endpoint
     repository: str
     blob: Descriptor
     store: ContentStore
     progress: Progress
+    # Set by run():
+    what: str = ""  # the blob, for messages
+    url: str = ""
+    direct: bool = True  # until the registry challenges us: then httpx answers it
 
     def run(self) -> int:
         digest = self.blob.digest
         self.what = f"blob {digest[:19]} of {self.repository} from {self.endpoint.base_url}"
         self.url = self.endpoint.url(f"{self.repository}/blobs/{digest}")
-        self.direct = True  # until the registry challenges us: then httpx answers it
+        self.direct = True
         partial = self.store.partial(digest, self.blob.size)
         self.progress.begin(digest, f"{self.repository}@{digest[7:19]}", self.blob.size)
         try:

@@ -1,10 +1,10 @@
 """OCI image JSON documents: descriptors, manifests, indexes, image configs.
 
-Registry JSON is untrusted input. These are plain frozen records (Structs) with a
-strict `from_json` each: a wrong type or a malformed digest is an error
-naming the field. (Not pydantic: on the `osbuilder pull` path its import and
-model construction cost more than the download of a small image.) Manifests
-are never re-serialised: their digest is of the bytes the registry sent.
+Registry JSON is untrusted input. These are plain frozen records with a strict
+`from_json` each: a wrong type or a malformed digest is an error naming the
+field, and a descriptor keeps the fields it does not know, for round trips
+(which msgspec's typed decoding would drop or refuse). Manifests are never
+re-serialised: their digest is of the bytes the registry sent.
 """
 
 from __future__ import annotations

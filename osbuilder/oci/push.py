@@ -8,7 +8,7 @@ content is missing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from msgspec import Struct, field
 
 from osbuilder.errors import UserError
 from osbuilder.oci.model import Descriptor, is_index
@@ -18,8 +18,7 @@ from osbuilder.oci.registry import RegistryClient
 from osbuilder.oci.store import ContentStore
 
 
-@dataclass
-class PushResult:
+class PushResult(Struct):
     destination: ImageReference
     digest: str
     uploaded: list[str] = field(default_factory=list)
@@ -67,8 +66,7 @@ def push(
         return result
 
 
-@dataclass
-class _Pusher:
+class _Pusher(Struct):
     store: ContentStore
     client: RegistryClient
     dest: ImageReference

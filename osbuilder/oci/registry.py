@@ -18,10 +18,11 @@ import ipaddress
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from msgspec import Struct, field
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci import mediatypes
@@ -47,8 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RegistryOptions:
+class RegistryOptions(Struct, frozen=True):
     """How to reach registries: which may use plain HTTP, mirrors, retry policy."""
 
     insecure_registries: frozenset[str] = frozenset()
@@ -59,8 +59,7 @@ class RegistryOptions:
     chunk_size: int = 64 * 1024 * 1024  # uploads larger than this go in chunks
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(Struct, frozen=True):
     """A base URL serving a registry's API: the registry itself or a mirror of it."""
 
     registry: str  # the registry whose content this serves (for names and messages)
@@ -72,8 +71,7 @@ class Endpoint:
         return f"{self.base_url}/v2/{path}"
 
 
-@dataclass(frozen=True)
-class FetchedManifest:
+class FetchedManifest(Struct, frozen=True):
     endpoint: Endpoint
     data: bytes
     media_type: str

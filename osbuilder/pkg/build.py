@@ -12,7 +12,8 @@ leaves at most unnamed blobs that `cache gc` removes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from osbuilder.oci.imagewriter import (
     ImageSpec,
@@ -40,8 +41,7 @@ LABEL = "org.mobyproject.config"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class BuiltPackage:
+class BuiltPackage(Struct, frozen=True):
     reference: str
     descriptor: Descriptor
     built: bool  # False: the store had it already

@@ -15,9 +15,10 @@ import json
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from osbuilder.errors import ExternalError, UserError
 
@@ -26,8 +27,7 @@ def registry_dir(cache: Path) -> Path:
     return cache / "vms"
 
 
-@dataclass(frozen=True)
-class RunningVm:
+class RunningVm(Struct, frozen=True):
     state: Path
     pid: int
     record: dict[str, Any]

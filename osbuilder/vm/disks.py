@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from osbuilder.errors import UserError
 from osbuilder.runner import run
@@ -23,8 +24,7 @@ _SIZE = re.compile(r"(?P<number>\d+)(?P<unit>[MG]?)", re.IGNORECASE)
 MIN_SIZE = 1 << 20
 
 
-@dataclass(frozen=True)
-class DataDisk:
+class DataDisk(Struct, frozen=True):
     path: Path
     size: int | None = None  # bytes: the size to create it with when it does not exist
     format: str | None = None  # None: qcow2 when created, else what the file holds

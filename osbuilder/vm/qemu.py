@@ -19,8 +19,9 @@ tests use it. Data disks
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from msgspec import Struct, field
 
 from osbuilder.errors import UserError
 from osbuilder.media import MediaBoot, is_image_archive, unpack_image_archive
@@ -41,8 +42,7 @@ AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
 _PUBLISH = re.compile(r"(?P<host>\d{1,5}):(?P<guest>\d{1,5})(?:/(?P<proto>tcp|udp))?")
 
 
-@dataclass(frozen=True)
-class Publish:
+class Publish(Struct, frozen=True):
     host: int
     guest: int
     protocol: str = "tcp"
@@ -61,8 +61,7 @@ def parse_publish(text: str) -> Publish:
     return Publish(host, guest, match["proto"] or "tcp")
 
 
-@dataclass(frozen=True)
-class Machine:
+class Machine(Struct, frozen=True):
     """How QEMU emulates a PC or an arm64 server for a system of that architecture."""
 
     architecture: str
@@ -112,8 +111,7 @@ def kernel_architecture(kernel: Path) -> str:
 ROOT_IMAGE_FILESYSTEMS = ("squashfs", "erofs")
 
 
-@dataclass(frozen=True)
-class KernelBoot:
+class KernelBoot(Struct, frozen=True):
     kernel: Path
     initrd: Path
     cmdline: str
@@ -175,8 +173,7 @@ def boot_target(target: Path, state: Path | None = None) -> KernelBoot | MediaBo
     return KernelBoot.from_prefix(target)
 
 
-@dataclass
-class VmConfig:
+class VmConfig(Struct):
     boot: KernelBoot | MediaBoot
     state: Path
     accel: str = "tcg"
