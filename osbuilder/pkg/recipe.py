@@ -31,8 +31,8 @@ from osbuilder.errors import UserError
 from osbuilder.oci.platform import SUPPORTED_ARCHES
 from osbuilder.spec.diagnostics import diagnostics_from
 from osbuilder.spec.fieldtypes import AbsolutePath, ImageRef, OctalMode
-from osbuilder.spec.model import ImageConfig, SpecModel
-from osbuilder.spec.schema import Check, SchemaError, fail, parse
+from osbuilder.spec.model import ImageConfig
+from osbuilder.spec.schema import Check, Model, SchemaError, fail, parse
 from osbuilder.spec.source import (
     DataPath,
     Diagnostic,
@@ -56,7 +56,7 @@ Variant = Literal[
 ]
 
 
-class DebianRoot(SpecModel, frozen=True, kw_only=True):
+class DebianRoot(Model, frozen=True, kw_only=True):
     """A root filesystem made by mmdebstrap from Debian packages."""
 
     suite: Annotated[str, Meta(description="Debian suite.")] = "bookworm"
@@ -93,7 +93,7 @@ def _module_pattern(pattern: str) -> str:
 ModulePattern = Annotated[str, Check(_module_pattern)]
 
 
-class KernelSource(SpecModel, frozen=True, kw_only=True):
+class KernelSource(Model, frozen=True, kw_only=True):
     """A kernel image from a Debian linux-image package, LinuxKit's layout."""
 
     package: Annotated[
@@ -129,7 +129,7 @@ class KernelSource(SpecModel, frozen=True, kw_only=True):
         return chosen
 
 
-class FileEntry(SpecModel, frozen=True, kw_only=True):
+class FileEntry(Model, frozen=True, kw_only=True):
     """One of: a file or directory copied from the recipe, a symlink, or literal contents."""
 
     path: Annotated[AbsolutePath, Meta(description="Where it goes in the image.")]
@@ -156,7 +156,7 @@ class PackageConfig(ImageConfig, frozen=True):
 IMAGE_CONFIG_KEYS = ("entrypoint", "cmd", "workdir", "env")
 
 
-class Recipe(SpecModel, frozen=True, kw_only=True):
+class Recipe(Model, frozen=True, kw_only=True):
     image: Annotated[ImageRef, Meta(description="Image name, without tag: osbuilder/NAME.")]
     debian: DebianRoot | None = None
     kernel: KernelSource | None = None

@@ -38,15 +38,10 @@ from osbuilder.spec.fieldtypes import (
 )
 from osbuilder.spec.schema import Model
 
-
-class SpecModel(Model, frozen=True):
-    """Strict: unknown keys are errors and YAML types are never coerced."""
-
-
 # --- kernel -----------------------------------------------------------------
 
 
-class Kernel(SpecModel, frozen=True):
+class Kernel(Model, frozen=True):
     """The kernel image and its command line."""
 
     image: Annotated[ImageRef | None, Meta(description="Image holding the kernel.")] = None
@@ -68,7 +63,7 @@ class Kernel(SpecModel, frozen=True):
 # --- container entries --------------------------------------------------------
 
 
-class IdMapping(SpecModel, frozen=True):
+class IdMapping(Model, frozen=True):
     """A user namespace id mapping."""
 
     host_id: Annotated[int, Meta(ge=0, description="First id on the host.")] = field(name="hostID")
@@ -78,7 +73,7 @@ class IdMapping(SpecModel, frozen=True):
     size: Annotated[int, Meta(ge=1, description="How many ids are mapped.")]
 
 
-class Mount(SpecModel, frozen=True):
+class Mount(Model, frozen=True):
     """A mount, as in the OCI runtime spec; type and destination are inferred when obvious."""
 
     destination: Annotated[str | None, Meta(description="Mount point in the container.")] = None
@@ -95,7 +90,7 @@ class Mount(SpecModel, frozen=True):
     ] = None
 
 
-class Device(SpecModel, frozen=True):
+class Device(Model, frozen=True):
     """A device node made in the container, allowed in its device cgroup."""
 
     path: Annotated[
@@ -107,7 +102,7 @@ class Device(SpecModel, frozen=True):
     mode: Annotated[OctalMode | None, Meta(description="File mode as an octal string.")] = None
 
 
-class DeviceCgroup(SpecModel, frozen=True):
+class DeviceCgroup(Model, frozen=True):
     """A device cgroup rule."""
 
     allow: bool | None = None
@@ -117,7 +112,7 @@ class DeviceCgroup(SpecModel, frozen=True):
     access: Annotated[str | None, Meta(description="Some of r, w, m.")] = None
 
 
-class MemoryResources(SpecModel, frozen=True):
+class MemoryResources(Model, frozen=True):
     limit: int | None = None
     reservation: int | None = None
     swap: int | None = None
@@ -127,7 +122,7 @@ class MemoryResources(SpecModel, frozen=True):
     disable_oom_killer: bool | None = field(default=None, name="disableOOMKiller")
 
 
-class CpuResources(SpecModel, frozen=True):
+class CpuResources(Model, frozen=True):
     shares: int | None = None
     quota: int | None = None
     period: int | None = None
@@ -137,24 +132,24 @@ class CpuResources(SpecModel, frozen=True):
     mems: str | None = None
 
 
-class PidsResources(SpecModel, frozen=True):
+class PidsResources(Model, frozen=True):
     limit: int | None = None
 
 
-class WeightDevice(SpecModel, frozen=True):
+class WeightDevice(Model, frozen=True):
     major: int | None = None
     minor: int | None = None
     weight: int | None = None
     leaf_weight: int | None = field(default=None, name="leafWeight")
 
 
-class ThrottleDevice(SpecModel, frozen=True):
+class ThrottleDevice(Model, frozen=True):
     major: int | None = None
     minor: int | None = None
     rate: int | None = None
 
 
-class BlockIoResources(SpecModel, frozen=True):
+class BlockIoResources(Model, frozen=True):
     weight: int | None = None
     leaf_weight: int | None = field(default=None, name="leafWeight")
     weight_device: list[WeightDevice] | None = field(default=None, name="weightDevice")
@@ -172,22 +167,22 @@ class BlockIoResources(SpecModel, frozen=True):
     )
 
 
-class HugepageLimit(SpecModel, frozen=True):
+class HugepageLimit(Model, frozen=True):
     page_size: int | None = field(default=None, name="pageSize")
     limit: int | None = None
 
 
-class InterfacePriority(SpecModel, frozen=True):
+class InterfacePriority(Model, frozen=True):
     name: str | None = None
     priority: int | None = None
 
 
-class NetworkResources(SpecModel, frozen=True):
+class NetworkResources(Model, frozen=True):
     class_id: int | None = field(default=None, name="classID")
     priorities: list[InterfacePriority] | None = None
 
 
-class Resources(SpecModel, frozen=True):
+class Resources(Model, frozen=True):
     """cgroup limits, as the OCI runtime spec's linux.resources."""
 
     devices: list[DeviceCgroup] | None = None
@@ -199,7 +194,7 @@ class Resources(SpecModel, frozen=True):
     network: NetworkResources | None = None
 
 
-class Interface(SpecModel, frozen=True):
+class Interface(Model, frozen=True):
     """A network interface the init creates or moves into the container's namespace."""
 
     name: Annotated[str | None, Meta(description="Interface name inside the container.")] = None
@@ -210,7 +205,7 @@ class Interface(SpecModel, frozen=True):
     ] = field(default=None, name="createInRoot")
 
 
-class BindNamespaces(SpecModel, frozen=True):
+class BindNamespaces(Model, frozen=True):
     """Paths where the init bind-mounts the container's namespaces once it runs."""
 
     cgroup: str | None = None
@@ -222,7 +217,7 @@ class BindNamespaces(SpecModel, frozen=True):
     uts: str | None = None
 
 
-class Runtime(SpecModel, frozen=True):
+class Runtime(Model, frozen=True):
     """Actions the init performs around a container; not part of the OCI spec (runtime.json)."""
 
     cgroups: Annotated[list[str] | None, Meta(description="cgroups to create.")] = None
@@ -237,7 +232,7 @@ class Runtime(SpecModel, frozen=True):
     namespace: Annotated[str | None, Meta(description="containerd namespace (services).")] = None
 
 
-class ImageConfig(SpecModel, frozen=True):
+class ImageConfig(Model, frozen=True):
     """Runtime settings of a container.
 
     The same settings are accepted in an image's `org.mobyproject.config`
@@ -336,7 +331,7 @@ class Container(ImageConfig, frozen=True, kw_only=True):
 # --- files, volumes, trust --------------------------------------------------------
 
 
-class File(SpecModel, frozen=True):
+class File(Model, frozen=True):
     """A file, directory or symlink added to the image after everything else.
 
     Exactly one of contents, source, directory, symlink and metadata is set
@@ -362,7 +357,7 @@ class File(SpecModel, frozen=True):
     gid: Annotated[UserId | None, Meta(description="Group: a number or a container name.")] = None
 
 
-class Volume(SpecModel, frozen=True):
+class Volume(Model, frozen=True):
     """A volume, laid out at /containers/volumes/NAME and bound into containers by name."""
 
     name: Annotated[VolumeName, Meta(description="Name, ^[a-z0-9_-]*$, unique.")]
@@ -383,14 +378,14 @@ class Volume(SpecModel, frozen=True):
     ] = None
 
 
-class Trust(SpecModel, frozen=True):
+class Trust(Model, frozen=True):
     """Docker Content Trust (Notary v1). Accepted for old specs and ignored, as in LinuxKit."""
 
     image: list[str] | None = None
     org: list[str] | None = None
 
 
-class Spec(SpecModel, frozen=True):
+class Spec(Model, frozen=True):
     """An osbuilder (LinuxKit) system spec."""
 
     kernel: Annotated[Kernel | None, Meta(description="The kernel.")] = None
