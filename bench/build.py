@@ -21,7 +21,8 @@ differently framed stream (not the same work) and does not fsync. So is
 `osbuilder validate` of the same spec, a reference too: what any osbuilder command that
 reads a spec pays before it can do anything (the interpreter, the imports, validation);
 the build is also shown against that plus the floor, which tells how much of the gap to
-the floor is the build's own work.
+the floor is the build's own work. And `osbuilder build --json`, which also computes
+each output's sha256 as it is written (the plain build does not: it prints no digests).
 
 Five interleaved runs each (order alternating); prints both medians, the ratio build/floor
 (target <= 1.3) and the build's peak RSS (target <= 150 MB). Then a second spec adds a
@@ -388,6 +389,7 @@ def run(store_root: Path, runs: int, big_size: int) -> int:
                 str(tmp / "cli.zst"),
             ]
         commands["validate"] = [*OSBUILDER, "validate", str(SPEC)]
+        commands["build --json"] = build_command(store_root, out, "redis", [SPEC], ["--json"])
         launcher = measure(["true"]).peak_rss
 
         results: dict[str, list[Measured]] = {label: [] for label in commands}
@@ -452,6 +454,7 @@ def report(summary: Summary, big: BigBuilds | None, big_size: int, seconds: floa
     if "zstd" in results:
         rows.append(("zstd CLI (reference only)", results["zstd"]))
     rows.append(("osbuilder validate (ref.)", results["validate"]))
+    rows.append(("build --json (ref.)", results["build --json"]))
     for label, values in rows:
         print(
             f"  {label:27} median {median(values):5.2f} s  peak RSS {mb(max_rss(values)):>9}  "

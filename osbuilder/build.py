@@ -92,7 +92,7 @@ def build(
             contents.flush()
             scratch = Path(spool) / "formats"  # the writers' intermediate files
             _make_directory(scratch)
-            with output_directory(output_dir) as outputs:
+            with output_directory(output_dir, digests=options.digests) as outputs:
                 job = WriteJob(
                     system,
                     outputs,

@@ -21,6 +21,7 @@ class WriteOptions(Struct, frozen=True):
     # Where the disk formats keep the root: in their initrd, or on a squashfs partition
     # (mounted by kernel+squashfs's boot stage, which is then their initrd).
     root: Literal["initrd", "squashfs"] = "initrd"
+    digests: bool = True  # each output's sha256, computed as it is written (Output.sha256)
 
 
 T = TypeVar("T")

@@ -42,7 +42,7 @@ def _root_image(job: WriteJob) -> Path:
     image = job.scratch / "root.erofs"
     with scratch_file(image) as out:
         write_erofs(root_entries(job.system), out, epoch=job.epoch, uuid=bytes(16))
-    digest = bytes.fromhex(out.result().sha256)
+    digest = bytes.fromhex(out.sha256())
     # A UUID the same bytes always get and other contents do not (version 4's layout).
     try:
         set_uuid(image, uuid.UUID(bytes=digest[:16], version=4).bytes)

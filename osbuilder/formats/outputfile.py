@@ -1,9 +1,11 @@
 """The output files of a build: written atomically, together, and measured as written.
 
 Every file a build writes appears when the whole build has succeeded, or none does
-(see atomicfile.FileSet). Each is hashed and counted as its bytes pass (size, sha256):
-a fraction of the cost of reading it back, and mostly overlapping the compression the
-writer waits for. A failure to write (a full disk) is the user's to fix, not a bug.
+(see atomicfile.FileSet). Each is counted as its bytes pass, and hashed (sha256) when
+the build was asked for digests: hashing as written is a fraction of the cost of
+reading the file back, but still ~5% of a kernel+initrd build (one more pass over every
+byte, on a machine the compression keeps busy), so it is done only when asked.
+A failure to write (a full disk) is the user's to fix, not a bug.
 """
 
 from __future__ import annotations
@@ -27,18 +29,19 @@ if TYPE_CHECKING:
 class Output(Struct, frozen=True):
     path: Path
     size: int
-    sha256: str
+    sha256: str | None  # None when the build was not asked for digests
 
-    def as_json(self) -> dict[str, str | int]:
+    def as_json(self) -> dict[str, str | int | None]:
         return {"path": str(self.path), "size": self.size, "sha256": self.sha256}
 
 
 class OutputDirectory:
     """Where a build's writers create their files; see `output_directory`."""
 
-    def __init__(self, path: Path, files: FileSet) -> None:
+    def __init__(self, path: Path, files: FileSet, *, digests: bool) -> None:
         self.path = path
         self._files = files
+        self._digests = digests
 
     @contextmanager
     def create(self, name: str) -> Iterator[OutputFile]:
@@ -47,7 +50,7 @@ class OutputDirectory:
         in_block = False
         try:
             with self._files.create(path) as file:
-                out = OutputFile(path, file)
+                out = OutputFile(path, file, digest=self._digests)
                 in_block = True
                 yield out
                 out.flush()
@@ -61,16 +64,17 @@ class OutputDirectory:
 
 
 @contextmanager
-def output_directory(path: Path) -> Iterator[OutputDirectory]:
+def output_directory(path: Path, *, digests: bool = True) -> Iterator[OutputDirectory]:
     """The files created in the block appear in `path` together when it ends without
     error; otherwise none does, and any earlier build's files are left as they were.
+    With `digests`, each file's sha256 is computed as it is written.
 
     Builds into one directory at once commit one after the other (a lock on the directory
     itself), so the files of one never mix with the other's.
     """
     files = FileSet()
     try:
-        yield OutputDirectory(path, files)
+        yield OutputDirectory(path, files, digests=digests)
     except BaseException:
         files.discard()
         raise
@@ -86,7 +90,7 @@ def output_directory(path: Path) -> Iterator[OutputDirectory]:
 
 @contextmanager
 def scratch_file(path: Path) -> Iterator[OutputFile]:
-    """A build's private intermediate file (not an output), measured as written.
+    """A build's private intermediate file (not an output), measured and hashed as written.
 
     Failing to create or write it is reported as for outputs; the caller removes it.
     """
@@ -95,7 +99,7 @@ def scratch_file(path: Path) -> Iterator[OutputFile]:
     except OSError as exc:
         raise cannot_write(path, exc) from None
     with file:
-        out = OutputFile(path, file)
+        out = OutputFile(path, file, digest=True)
         try:
             yield out
             out.flush()
@@ -112,12 +116,12 @@ class _OutputWriteError(OSError):
 
 
 class _Measuring(io.RawIOBase):
-    """Passes writes on to `file`, counting and hashing them."""
+    """Passes writes on to `file`, counting them and, given a `digest`, hashing them."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO, digest: hashlib._Hash | None) -> None:
         super().__init__()
         self.file = file
-        self.digest = hashlib.sha256()
+        self.digest = digest
         self.size = 0
 
     def writable(self) -> bool:
@@ -125,7 +129,8 @@ class _Measuring(io.RawIOBase):
 
     def write(self, data: ReadableBuffer, /) -> int:
         view = memoryview(data)
-        self.digest.update(view)
+        if self.digest is not None:
+            self.digest.update(view)
         try:
             self.file.write(view)
         except OSError as exc:
@@ -137,11 +142,21 @@ class _Measuring(io.RawIOBase):
 class OutputFile(io.BufferedWriter):
     """What a writer writes into; `result()` describes the file once it is complete."""
 
-    def __init__(self, path: Path, file: BinaryIO) -> None:
-        self._measured = _Measuring(file)
+    def __init__(self, path: Path, file: BinaryIO, *, digest: bool) -> None:
+        self._measured = _Measuring(file, hashlib.sha256() if digest else None)
         super().__init__(self._measured, 1 << 20)
         self.path = path
 
     def result(self) -> Output:
         self.flush()
-        return Output(self.path, self._measured.size, self._measured.digest.hexdigest())
+        digest = self._measured.digest
+        return Output(
+            self.path, self._measured.size, None if digest is None else digest.hexdigest()
+        )
+
+    def sha256(self) -> str:
+        """The sha256 of what was written: of a scratch file (always hashed) or an output
+        of a build asked for digests."""
+        self.flush()
+        assert self._measured.digest is not None, f"{self.path} is not being hashed"
+        return self._measured.digest.hexdigest()

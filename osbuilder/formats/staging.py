@@ -85,7 +85,7 @@ def _stage(job: WriteJob, format_name: str) -> BootFiles:
     kernel, initrd = job.scratch / "kernel", job.scratch / "initrd.img"
     with scratch_file(kernel) as out, parts.kernel.open() as source:
         shutil.copyfileobj(source, out, COPY_CHUNK)
-    kernel_digest = out.result().sha256
+    kernel_digest = out.sha256()
     compression = initrd_compression(job.system, job.options.compression)
     root = None
     if job.options.root == "squashfs":
@@ -101,7 +101,7 @@ def _stage(job: WriteJob, format_name: str) -> BootFiles:
     else:
         with scratch_file(initrd) as out:
             write_initrd(job.system, out, compression)
-    digests = [kernel_digest, out.result().sha256, *([root.sha256] if root else [])]
+    digests = [kernel_digest, out.sha256(), *([root.sha256] if root else [])]
     identity = hashlib.sha256(" ".join([*digests, parts.cmdline]).encode())
     return BootFiles(
         kernel,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import pytest
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
+from osbuilder.oci.progress import human_size
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.recipe import load_recipe
 from tests.conftest import RECIPES, REPO, Packages
@@ -71,6 +73,8 @@ def test_redis_example_builds_kernel_initrd_reproducibly(
     second = build(packages, tmp_path, "--json", str(REDIS), out="again")
     assert [o["sha256"] for o in json.loads(second.stdout)] == [o["sha256"] for o in outputs]
     out = tmp_path / "out"
+    for output in outputs:  # the digests are those of the files written
+        assert output["sha256"] == hashlib.sha256(Path(output["path"]).read_bytes()).hexdigest()
     assert (out / "redis-cmdline").read_text() == "console=tty0 console=ttyS0 console=ttyAMA0"
     assert (out / "redis-kernel").read_bytes()[0x202:0x206] == b"HdrS"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no spool or temp left
@@ -135,6 +139,7 @@ def test_tar_format_annotates_every_entry(packages: Packages, tmp_path: Path) ->
     result = build(packages, tmp_path, "-f", "tar", "--name", "sys", str(REDIS))
     assert result.returncode == 0, result.stderr
     archive = tmp_path / "out/sys.tar"
+    assert result.stdout == f"{archive} ({human_size(archive.stat().st_size)})\n"
     listing = subprocess.run(
         ["bsdtar", "-tf", str(archive)], capture_output=True, text=True, check=True
     ).stdout.splitlines()
