@@ -185,7 +185,7 @@ def _apply(
     name = member_name(member.name)
     if not name:
         return
-    directory, leaf = posixpath.split(name)
+    directory, _, leaf = name.rpartition("/")  # (a normalised name: posixpath.split's)
     parent = parents.get(directory)
     if parent is None:
         parent = tree.resolve(directory, base=base, follow_last=True) if directory else base

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from osbuilder.assemble.jsondoc import json_document
 from osbuilder.errors import UserError
 from osbuilder.oci.model import ImageConfig as OciImageConfig
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES, SPECIAL_CAPABILITY_SETS
@@ -177,7 +178,7 @@ def runtime_config(
 
 def encode(document: Mapping[str, Any]) -> bytes:
     """The bytes of config.json or runtime.json: indented by 4 as LinuxKit's, newline-ended."""
-    return json.dumps(document, indent=4, ensure_ascii=False).encode() + b"\n"
+    return json_document(document, indent=4)
 
 
 class _Mapping:

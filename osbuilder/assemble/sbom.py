@@ -22,6 +22,7 @@ from msgspec import Struct, field
 
 from osbuilder import __version__
 from osbuilder.assemble.entry import Content, Entry, Kind
+from osbuilder.assemble.jsondoc import json_document
 from osbuilder.assemble.package_db import APK_INSTALLED, DPKG_STATUS
 from osbuilder.assemble.tree import Tree
 from osbuilder.oci.reference import parse_reference
@@ -109,7 +110,7 @@ def write_sbom(tree: Tree, images: list[ImageRecord], epoch: int, path: str) -> 
         "documentDescribes": [SYSTEM_ID],
         **body,
     }
-    data = json.dumps(document, indent=2).encode() + b"\n"
+    data = json_document(document, indent=2)
     tree.put(
         Entry(
             path,

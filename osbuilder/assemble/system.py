@@ -28,6 +28,7 @@ from msgspec import Struct, field
 from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
+from osbuilder.assemble.jsondoc import json_document
 from osbuilder.assemble.layers import apply_layer, layer_compression
 from osbuilder.assemble.package_db import PackageDatabases
 from osbuilder.assemble.runtime_config import (
@@ -528,4 +529,4 @@ class _Assembler:
 
 
 def _json(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, indent=4, sort_keys=True).encode() + b"\n"
+    return json_document(data, indent=4, sort_keys=True)

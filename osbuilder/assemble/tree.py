@@ -11,7 +11,6 @@ snapshots (named by digest), generated contents go to one spool file.
 from __future__ import annotations
 
 import contextlib
-import posixpath
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -163,11 +162,11 @@ class Tree:
             del self.entries[name]
 
     def _make_parents(self, path: str, like: Entry) -> None:
-        parent = posixpath.dirname(path)
+        parent = path.rpartition("/")[0]  # (a normalised path: posixpath.dirname's)
         missing = []
         while parent and parent not in self.entries:
             missing.append(parent)
-            parent = posixpath.dirname(parent)
+            parent = parent.rpartition("/")[0]
         if parent and self.entries[parent].kind is not Kind.DIRECTORY:
             # A resolved path's parents are never symlinks; a file there is replaced.
             self.remove(parent)
