@@ -15,6 +15,7 @@ from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 from tests.boot.conftest import build_system, free_port, osbuilder, redis_cli, run_detached
 from tests.conftest import REPO, Packages
+from tests.tarfiles import extract_all
 
 pytestmark = pytest.mark.boot
 
@@ -27,7 +28,7 @@ def kernel_files(store: ContentStore, reference: str, into: Path) -> dict[str, P
     [layer] = image.manifest.layers
     with tarfile.open(store.blob_path(layer.digest)) as tar:
         names = sorted(tar.getnames())
-        tar.extractall(into, filter="data")
+        extract_all(tar, into)
     assert names == ["System.map", "config", "kernel", "kernel.tar"]
     return {name: into / name for name in names}
 

@@ -22,6 +22,7 @@ from tests.conftest import RECIPES, REPO, Packages
 from tests.integration.helpers import AMD64, ARM64, blob_files_are_valid, osbuilder
 from tests.integration.images import skopeo
 from tests.integration.registry import Registry
+from tests.tarfiles import extract_all
 
 pytestmark = pytest.mark.integration
 
@@ -401,7 +402,7 @@ def test_ca_certificates_give_the_system_a_bundle_openssl_reads(
     assert result.returncode == 0, result.stderr
     root = tmp_path / "root"
     with tarfile.open(tmp_path / "ca.tar") as tar:
-        tar.extractall(root, filter="fully_trusted")
+        extract_all(tar, root, trusted=True)
     store = packages.store
     image = Puller(store, None, AMD64).pull(parse_reference(packages["osbuilder/ca-certificates"]))
     [layer] = image.image.manifest.layers
