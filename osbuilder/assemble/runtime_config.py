@@ -177,8 +177,9 @@ def runtime_config(
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
-    """The bytes of config.json or runtime.json: indented by 4 as LinuxKit's, newline-ended."""
-    return json_document(document, indent=4)
+    """The bytes of config.json or runtime.json: indented by 4 as LinuxKit's, keys sorted,
+    newline-ended."""
+    return json_document(document, indent=4, sort_keys=True)
 
 
 class _Mapping:

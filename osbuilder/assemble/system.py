@@ -28,11 +28,11 @@ from msgspec import Struct, field
 from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
-from osbuilder.assemble.jsondoc import json_document
 from osbuilder.assemble.layers import apply_layer, layer_compression
 from osbuilder.assemble.package_db import PackageDatabases
 from osbuilder.assemble.runtime_config import (
     allocate_ids,
+    encode,
     load_label,
     numeric_id,
     runtime_config,
@@ -433,9 +433,9 @@ class _Assembler:
                 {"source": f"/{first}", "destination": f"/{prefix}/rootfs", "options": ["bind"]}
             ]
         runtime["mounts"] = mounts + list(runtime.get("mounts") or [])
-        self._generated(f"{prefix}/config.json", Kind.FILE, 0o644, source, location, _json(config))
+        self._generated(f"{prefix}/config.json", Kind.FILE, 0o644, source, location, encode(config))
         self._generated(
-            f"{prefix}/runtime.json", Kind.FILE, 0o644, source, location, _json(runtime)
+            f"{prefix}/runtime.json", Kind.FILE, 0o644, source, location, encode(runtime)
         )
 
     # --- files --------------------------------------------------------------------------------
@@ -526,7 +526,3 @@ class _Assembler:
         if kind == "json":
             return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
         return yaml.safe_dump(data, sort_keys=True).encode()
-
-
-def _json(data: dict[str, Any]) -> bytes:
-    return json_document(data, indent=4, sort_keys=True)

@@ -1052,7 +1052,10 @@ def test_root_path_and_encoding_are_deterministic() -> None:
     second, _ = generate(entry, root_path="/containers/services/web/rootfs")
     assert first["root"] == {"path": "/containers/services/web/rootfs"}
     assert encode(first) == encode(second)
-    assert encode(first).startswith(b'{\n    "ociVersion": "1.0.2",\n    "process": {')
+    text = encode(first)
+    assert text.startswith(b'{\n    "linux": {\n        "') and text.endswith(b"\n}\n")
+    assert list(json.loads(text)) == sorted(first)  # keys sorted, at every level
+    assert list(json.loads(text)["linux"]) == sorted(first["linux"])
     assert json.loads(encode(runtime)) == runtime
 
 
