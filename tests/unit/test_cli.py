@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import io
 import json
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from osbuilder import __version__
-from osbuilder.cli import main
+from osbuilder.cli import COMMANDS, _parser, main
 from osbuilder.commands.cloud import route
 from osbuilder.pkg.recipe import load_recipe
 from osbuilder.pkg.tag import package_reference
@@ -181,11 +182,30 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.strip() == f"osbuilder {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["validate"], ["schema"]])
+# (push-openstack is what `push openstack` is parsed as)
+@pytest.mark.parametrize("command", [[], *(name.split("-") for name in COMMANDS)])
 def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, *command, "--help")
+    code, out, _ = run(capsys, "-v", *command, "--help")
     assert code == 0
-    assert out.startswith("usage: osbuilder")
+    assert out.startswith(" ".join(["usage: osbuilder", *command]))
+
+
+def test_the_command_table_names_the_module_that_registers_each_command() -> None:
+    """A command line makes only its own command's parser, found in cli.COMMANDS."""
+    everything = _parser()
+    for name, register in COMMANDS.items():
+        alone = argparse.ArgumentParser()
+        register(alone.add_subparsers(), argparse.ArgumentParser(add_help=False))
+        assert name in alone._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    listed = everything._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert sorted(listed) == sorted(COMMANDS)
+    assert _parser(["--debug", "build", "x.yml"]).parse_args(["build", "x.yml"]).files == ["x.yml"]
+
+
+def test_a_mistyped_command_is_told_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "biuld", "x.yml")
+    assert code == 2
+    assert "invalid choice: 'biuld'" in err and "'validate'" in err and "'run'" in err
 
 
 def test_schema_is_a_json_schema_that_accepts_specs_and_rejects_typos(
