@@ -73,13 +73,13 @@ from bench.common import (  # noqa: E402
     build_packages,
     byte_compile,
 )
+from osbuilder.epoch import source_date_epoch  # noqa: E402
 from osbuilder.formats.compression import GZIP_LEVEL, ZSTD_LEVEL, ZSTD_WORKERS  # noqa: E402
 from osbuilder.oci.imagewriter import (  # noqa: E402
     ImageSpec,
     dir_info,
     file_info,
     new_layer,
-    source_date_epoch,
     write_image,
 )
 from osbuilder.oci.platform import host_target  # noqa: E402

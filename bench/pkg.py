@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from osbuilder.oci.imagewriter import source_date_epoch  # noqa: E402
+from osbuilder.epoch import source_date_epoch  # noqa: E402
 from osbuilder.pkg.debian import mmdebstrap_command  # noqa: E402
 from osbuilder.pkg.recipe import load_recipe  # noqa: E402
 

@@ -23,6 +23,7 @@ from osbuilder.assemble.snapshots import Snapshots
 from osbuilder.assemble.system import assemble
 from osbuilder.assemble.tree import Spool, Tree
 from osbuilder.atomicfile import abandoned, locked, remove_abandoned
+from osbuilder.epoch import source_date_epoch
 from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import (
     BOOT_MEDIA,
@@ -33,7 +34,6 @@ from osbuilder.formats import (
 )
 from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
-from osbuilder.oci.imagewriter import source_date_epoch
 from osbuilder.spec import SpecValueError, load_spec
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ import contextlib
 import gzip
 import hashlib
 import json
-import os
 import tarfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -22,26 +21,12 @@ from typing import IO, Any
 
 from msgspec import Struct, field
 
+from osbuilder.epoch import DEFAULT_EPOCH
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.store import BlobWriter, ContentStore
 
-#: Used when SOURCE_DATE_EPOCH is not set: 2024-01-01T00:00:00Z.
-DEFAULT_EPOCH = 1704067200
 _GZIP_LEVEL = 6
-
-
-def source_date_epoch() -> int:
-    """SOURCE_DATE_EPOCH (reproducible-builds.org), else a fixed default."""
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if value is None:
-        return DEFAULT_EPOCH
-    try:
-        return int(value)
-    except ValueError:
-        from osbuilder.errors import UserError
-
-        raise UserError(f"SOURCE_DATE_EPOCH must be a number of seconds, got {value!r}") from None
 
 
 class _DiffIdHasher:

@@ -15,12 +15,12 @@ import logging
 
 from msgspec import Struct
 
+from osbuilder.epoch import source_date_epoch
 from osbuilder.oci.imagewriter import (
     ImageSpec,
     Layer,
     canonical_json,
     new_layer,
-    source_date_epoch,
     write_image,
     write_index,
 )
