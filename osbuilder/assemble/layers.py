@@ -1,55 +1,41 @@
 """Applying OCI image layers to the tree: whiteouts, links, and hostile input.
 
 A layer arrives as the index of an uncompressed tar kept in a file (see
-snapshots.py): its members' headers, each with the offset of its data in that
-file, so file contents are never copied, only referred to. Indexing refuses
-extended headers larger than MAX_HEADER before tarfile would read them into
-memory, and data that runs past the tar's end. Applying normalises member
-names (leading '/' and './' dropped) and rejects a name with a '..'
-component; parent paths are resolved within the image's own root, so a
+snapshots.py and tarindex.py): its members' headers, each with the offset of its
+data in that file, so file contents are never copied, only referred to. Applying
+normalises member names (leading '/' and './' dropped) and rejects a name with a
+'..' component; parent paths are resolved within the image's own root, so a
 symlink can never lead a later member outside it; hard links must point at a
 regular file already in the image. Every error names the image and the member.
 """
 
 from __future__ import annotations
 
-import io
 import posixpath
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
-from osbuilder.assemble.entry import Content, Entry, FileWindow, Kind
+from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.tree import Tree, TreeError
 from osbuilder.oci import mediatypes
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-MAX_HEADER = 1024 * 1024
 
-_KINDS = {  # by tar type flag, as the index keeps it
-    flag.decode(): kind
-    for flag, kind in (
-        (tarfile.REGTYPE, Kind.FILE),
-        (tarfile.AREGTYPE, Kind.FILE),
-        (tarfile.CONTTYPE, Kind.FILE),
-        (tarfile.DIRTYPE, Kind.DIRECTORY),
-        (tarfile.SYMTYPE, Kind.SYMLINK),
-        (tarfile.CHRTYPE, Kind.CHAR),
-        (tarfile.BLKTYPE, Kind.BLOCK),
-        (tarfile.FIFOTYPE, Kind.FIFO),
-    )
+# By tar type flag, as the index keeps it (tarfile's REGTYPE, AREGTYPE, ... : a warm build
+# reads no tar, so it does not load tarfile).
+_KINDS = {
+    "0": Kind.FILE,
+    "\0": Kind.FILE,  # a regular file, in old tars
+    "7": Kind.FILE,  # a contiguous file
+    "5": Kind.DIRECTORY,
+    "2": Kind.SYMLINK,
+    "3": Kind.CHAR,
+    "4": Kind.BLOCK,
+    "6": Kind.FIFO,
 }
-_HARDLINK = tarfile.LNKTYPE.decode()
-_EXTENDED = (
-    tarfile.XHDTYPE,
-    tarfile.XGLTYPE,
-    tarfile.SOLARIS_XHDTYPE,
-    tarfile.GNUTYPE_LONGNAME,
-    tarfile.GNUTYPE_LONGLINK,
-)
-_XATTR = "SCHILY.xattr."
+_HARDLINK = "1"
 
 
 class Member(NamedTuple):
@@ -69,15 +55,6 @@ class Member(NamedTuple):
     xattrs: dict[str, str]  # as in the PAX header (values decoded with surrogateescape)
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
-    """Refuses oversized extended headers, which tarfile would read whole into memory."""
-
-    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _EXTENDED and self.size > MAX_HEADER:
-            raise tarfile.ReadError(f"an extended header of {self.size} bytes")
-        return super()._proc_member(tar)  # type: ignore[misc,no-any-return]
-
-
 def layer_compression(media_type: str) -> str:
     """'gzip', 'zstd' or '' (an uncompressed tar), from a layer's media type."""
     if media_type.endswith("+zstd"):
@@ -88,48 +65,6 @@ def layer_compression(media_type: str) -> str:
     ):
         return "gzip"
     return ""
-
-
-# --- indexing ------------------------------------------------------------------------------
-
-
-def index_tar(file: IO[bytes], offset: int, size: int, what: str) -> list[Member]:
-    """The members of the tar stored in `file` at `offset` (`size` bytes), headers only.
-
-    Raises TreeError ("WHAT: corrupt layer (...)") for a tar that cannot be read, and for
-    a member whose data runs past the end.
-    """
-    members: list[Member] = []
-    try:
-        window = io.BufferedReader(FileWindow(file, offset, size), 64 * 1024)
-        with tarfile.open(fileobj=window, mode="r:", tarinfo=_BoundedTarInfo) as tar:
-            while (info := tar.next()) is not None:
-                members.append(_member(info, offset))
-                if info.isreg() and info.offset_data + info.size > size:
-                    missing = info.offset_data + info.size - size
-                    raise TreeError(f"member {info.name!r}: content ends {missing} bytes early")
-    except TreeError as exc:
-        raise TreeError(f"{what}: {exc}") from None
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise TreeError(f"{what}: corrupt layer ({exc})") from None
-    return members
-
-
-def _member(info: tarfile.TarInfo, offset: int) -> Member:
-    return Member(
-        info.name,
-        info.type.decode("latin-1"),
-        info.mode & 0o7777,
-        info.uid,
-        info.gid,
-        int(info.mtime),
-        info.size if info.isreg() else 0,
-        offset + info.offset_data,
-        info.linkname,
-        info.devmajor,
-        info.devminor,
-        {k[len(_XATTR) :]: v for k, v in info.pax_headers.items() if k.startswith(_XATTR)},
-    )
 
 
 # --- applying ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import IO
 from msgspec import Struct
 
 from osbuilder.assemble.entry import Content
-from osbuilder.assemble.layers import Member, index_tar
+from osbuilder.assemble.layers import Member
 from osbuilder.assemble.tree import TreeError
 from osbuilder.atomicfile import atomic_output
 from osbuilder.errors import UserError
@@ -117,6 +117,8 @@ class Snapshots:
         index = self._read_index(path, content.path, content.size)
         if index is not None:
             return index.members
+        from osbuilder.assemble.tarindex import index_tar  # (tarfile) only when indexing
+
         with content.path.open("rb", buffering=0) as tar:
             members = index_tar(tar, content.offset, content.size, what)
         self._write_index(path, content.path, members, content.size, "")
@@ -143,6 +145,7 @@ class Snapshots:
 
     def _unpack(self, ref: LayerRef) -> Snapshot:
         from osbuilder.assemble.inflate import inflated  # (isal) only when there is inflating
+        from osbuilder.assemble.tarindex import index_tar
 
         tar = self._tar_path(ref.digest)
         digest, size = hashlib.sha256(), 0

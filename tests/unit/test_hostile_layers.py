@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from osbuilder.assemble.entry import Kind
-from osbuilder.assemble.layers import MAX_HEADER, apply_layer
+from osbuilder.assemble.layers import apply_layer
 from osbuilder.assemble.snapshots import LayerRef, Snapshots
+from osbuilder.assemble.tarindex import MAX_HEADER
 from osbuilder.assemble.tree import Spool, Tree, TreeError
 
 Build = Callable[[tarfile.TarFile], None]
@@ -320,3 +321,32 @@ def test_results_are_deterministic(tmp_path: Path) -> None:
         "img/b/2",
         "img/c",
     ]
+
+
+def test_every_member_type_applies_as_its_kind(tree: Tree) -> None:
+    """Regular files of old tars (type '\\0') and contiguous files ('7') are files too."""
+
+    def build(t: tarfile.TarFile) -> None:
+        add(t, "old", tarfile.AREGTYPE, data=b"a")
+        add(t, "contiguous", tarfile.CONTTYPE, data=b"c", size=1)
+        add(t, "dir", tarfile.DIRTYPE, mode=0o755)
+        add(t, "link", tarfile.SYMTYPE, linkname="old")
+        add(t, "hard", tarfile.LNKTYPE, linkname="old")
+        add(t, "tty", tarfile.CHRTYPE, devmajor=5)
+        add(t, "disk", tarfile.BLKTYPE, devmajor=8)
+        add(t, "pipe", tarfile.FIFOTYPE)
+
+    apply(tree, layer(build))
+    kinds = {path: (kind, content) for path, kind, _, content in snapshot(tree)}
+    assert kinds == {
+        "img": ("directory", b""),
+        "img/contiguous": ("file", b"c"),
+        "img/dir": ("directory", b""),
+        "img/disk": ("block", b""),
+        "img/hard": ("file", b"a"),
+        "img/link": ("symlink", b""),
+        "img/old": ("file", b"a"),
+        "img/pipe": ("fifo", b""),
+        "img/tty": ("char", b""),
+    }
+    assert tree.get("img/hard").content is tree.get("img/old").content  # type: ignore[union-attr]
