@@ -1,5 +1,5 @@
-"""The JSON files a build generates (config.json, runtime.json, the SBOM): indented, and
-ended by a newline.
+"""The JSON files a build generates (config.json, runtime.json, the SBOM, a volume's OCI
+index.json, the spec as built for `files: metadata: json`): indented, newline-ended.
 
 msgspec writes them: the json module's indenting encoder is pure Python, ten times
 slower (~1 ms of every build). The bytes are those json.dumps gives with the same indent

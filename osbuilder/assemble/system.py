@@ -16,7 +16,6 @@ An image used by several containers is unpacked once; the others' overlay
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 from pathlib import Path
@@ -28,6 +27,7 @@ from msgspec import Struct, field
 from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
+from osbuilder.assemble.jsondoc import json_document
 from osbuilder.assemble.layers import apply_layer, layer_compression
 from osbuilder.assemble.package_db import PackageDatabases
 from osbuilder.assemble.runtime_config import (
@@ -362,7 +362,7 @@ class _Assembler:
             0o644,
             source,
             location,
-            json.dumps(index, indent=2).encode(),
+            json_document(index, indent=2),
         )
         self._generated(
             f"{base}/oci-layout",
@@ -524,5 +524,5 @@ class _Assembler:
             for container in data.get(section, []):
                 container["image"] = pin(container["image"])
         if kind == "json":
-            return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+            return json_document(data, indent=2, sort_keys=True)
         return yaml.safe_dump(data, sort_keys=True).encode()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
@@ -211,6 +212,98 @@ services:
         "CAP_NET_ADMIN"
     ]  # the spec's replace the label's
     assert dhcpcd["user"]["uid"] >= 100  # getty's allocated id
+
+
+def test_files_and_volumes_are_built_into_the_tree(packages: Packages, tmp_path: Path) -> None:
+    """Each kind of `files` entry (contents, source, directory, symlink, the spec as built
+    in YAML and JSON, optional sources), default modes, ids by name, and the volumes: empty,
+    an image's files, an image as an OCI layout."""
+    host = tmp_path / "host.txt"
+    host.write_text("from the host\n")
+    path = spec(
+        tmp_path,
+        packages,
+        f"""
+init: [{{init}}]
+onboot:
+  - name: writer
+    image: {{getty}}
+    uid: writer
+    gid: writer
+    binds: [vola:/vola, volb:/volb:ro]
+volumes:
+  - name: vola
+  - name: volb
+    image: {{getty}}
+    readonly: true
+  - name: volc
+    image: {{getty}}
+    format: oci
+files:
+  - path: etc/motd
+    contents: "welcome é\\n"
+    mode: "0644"
+  - path: etc/secret
+    contents: "s"
+  - path: etc/owned
+    contents: "x"
+    uid: writer
+    gid: writer
+  - path: var/lib/data
+    directory: true
+  - path: bin/sh-link
+    symlink: /bin/busybox
+  - path: etc/from-host
+    source: {host}
+  - path: etc/absent
+    source: {tmp_path / "missing"}
+    optional: true
+  - path: etc/spec.yml
+    metadata: yaml
+  - path: etc/spec.json
+    metadata: json
+""",
+    )
+    result = build(packages, tmp_path, "-f", "tar", "--name", "t", str(path))
+    assert result.returncode == 0, result.stderr
+    with tarfile.open(tmp_path / "out/t.tar") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+
+        def read(name: str) -> bytes:
+            data = tar.extractfile(members[name])
+            assert data is not None
+            return data.read()
+
+        assert read("etc/motd") == "welcome é\n".encode()
+        assert members["etc/motd"].mode == 0o644
+        assert members["etc/secret"].mode == 0o600  # the default: only root reads it
+        writer = json.loads(read("containers/onboot/000-writer/config.json"))["process"]["user"]
+        assert (members["etc/owned"].uid, members["etc/owned"].gid) == (
+            writer["uid"],
+            writer["gid"],
+        )
+        assert writer["uid"] >= 100  # allocated, as LinuxKit allocates named ids
+        assert members["var/lib/data"].isdir() and members["var/lib/data"].mode == 0o700
+        assert members["bin/sh-link"].issym()
+        assert members["bin/sh-link"].linkname == "/bin/busybox"
+        assert read("etc/from-host") == b"from the host\n"
+        assert "etc/absent" not in members
+        as_built = yaml.safe_load(read("etc/spec.yml"))
+        assert as_built == json.loads(read("etc/spec.json"))
+        digest = packages.store.lookup(packages.references["osbuilder/getty"])
+        assert digest is not None
+        pinned = f"{packages.references['osbuilder/getty']}@{digest.digest}"
+        assert as_built["onboot"][0]["image"].endswith(pinned.split("/", 1)[-1])
+        assert read("etc/spec.json").endswith(b"\n}\n")
+
+        volumes = "containers/volumes"
+        assert members[f"{volumes}/vola/lower"].isdir()
+        assert not [n for n in members if n.startswith(f"{volumes}/vola/lower/")]
+        assert members[f"{volumes}/volb/lower/usr/bin"].isdir()  # the image's own files
+        index = json.loads(read(f"{volumes}/volc/lower/index.json"))
+        [manifest] = index["manifests"]
+        blob = f"{volumes}/volc/lower/blobs/sha256/{manifest['digest'][7:]}"
+        assert hashlib.sha256(read(blob)).hexdigest() == manifest["digest"][7:]
 
 
 def test_read_write_bind_of_a_read_only_volume_fails(packages: Packages, tmp_path: Path) -> None:
