@@ -18,18 +18,20 @@ BIN := $(VENV)/bin
 # and image services) for the push tests; openssh-client logs in to the sshd example;
 # qemu-system-arm and qemu-efi-aarch64 (UEFI) boot arm64 systems; squashfs-tools-ng
 # (tar2sqfs) makes kernel+squashfs roots, and reads them back in the tests (sqfs2tar);
-# erofs-utils reads kernel+erofs roots back in the tests (fsck.erofs, dump.erofs).
+# erofs-utils reads kernel+erofs roots back in the tests (fsck.erofs, dump.erofs);
+# apt-utils (apt-ftparchive) indexes a locked build's checked .debs for mmdebstrap, and
+# with gpg/gpg-agent makes the tests' signed Debian repository.
 APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apache2-utils \
 	qemu-system-x86 qemu-utils busybox-static cpio zstd libarchive-tools runc crun \
 	golang-github-opencontainers-specs-dev redis-tools \
 	xorriso isolinux syslinux syslinux-common mtools dosfstools \
 	systemd-boot-efi binutils fdisk ovmf python3-keystone python3-glance openssh-client \
-	qemu-system-arm qemu-efi-aarch64 squashfs-tools-ng erofs-utils
+	qemu-system-arm qemu-efi-aarch64 squashfs-tools-ng erofs-utils apt-utils gpg gpg-agent
 
 # The content store `make packages` and `make demo` use (the user's default store).
 OSBUILDER := $(BIN)/osbuilder
 
-.PHONY: demo test deps apt venv lint typecheck pytest docs bench clean packages update-tags
+.PHONY: demo test deps apt venv lint typecheck pytest docs bench clean packages
 
 # The Redis OS: build it, boot it in the background with 6379 published, ask it PING.
 DEMO_PORT ?= 6379
@@ -46,15 +48,14 @@ demo: deps packages
 # Every package and kernel image, into the content store (up-to-date ones are skipped);
 # `make packages ARCH=arm64` for arm64 (each tag then names an index of both), all but
 # the ones whose recipe runs maintainer scripts (variant: essential), which needs a host
-# that can run that architecture's programs.
+# that can run that architecture's programs. Each installs the versions its build.lock
+# names; --refresh-missing re-locks those Debian's mirror has dropped since (one line
+# each; the lock and the tag change, and the examples follow through `@pkg:`), so this
+# keeps working on a fresh machine at any date.
 SCRIPTED = pkg/ca-certificates
 packages: deps
-	$(OSBUILDER) pkg build $(if $(ARCH),--arch $(ARCH)) kernels/* \
+	$(OSBUILDER) pkg build --refresh-missing $(if $(ARCH),--arch $(ARCH)) kernels/* \
 		$(if $(ARCH),$(filter-out $(SCRIPTED),$(wildcard pkg/*)),pkg/*)
-
-# Point the examples at the current package tags (a unit test checks they match).
-update-tags: venv
-	$(BIN)/python scripts/update-example-tags.py
 
 test: deps lint typecheck pytest
 

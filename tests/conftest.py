@@ -11,7 +11,7 @@ import pytest
 
 from osbuilder.oci.platform import host_target
 from osbuilder.oci.store import ContentStore
-from osbuilder.pkg.build import build_package
+from osbuilder.pkg.build import Sources, build_package
 from osbuilder.pkg.recipe import load_recipe
 from osbuilder.spec import load_spec
 
@@ -71,6 +71,9 @@ def build_packages(architecture: str, recipes: list[Path]) -> Packages:
     references = {}
     for directory in recipes:
         loaded = load_recipe(directory)
-        built = build_package(store, loaded, architecture=architecture)
+        # As `make packages`: locked versions Debian's mirror dropped are locked anew.
+        built = build_package(
+            store, loaded, architecture=architecture, sources=Sources(refresh_missing=True)
+        )
         references[loaded.recipe.image] = built.reference
     return Packages(store, references)

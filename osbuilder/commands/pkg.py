@@ -1,4 +1,4 @@
-"""`osbuilder pkg build` and `osbuilder pkg show-tag`: package images without Docker."""
+"""`osbuilder pkg build`, `pkg lock` and `pkg show-tag`: package images without Docker."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from osbuilder.commands.common import (
     target_platform,
 )
 from osbuilder.errors import ExitCode
+from osbuilder.oci.platform import SUPPORTED_ARCHES
 
 
 def register(
@@ -39,9 +40,41 @@ def register(
     )
     build.add_argument("--arch", metavar="ARCH", help="target architecture (default: this one)")
     build.add_argument("--json", action="store_true", help="print the images built as JSON")
+    _add_mirror_options(build)
+    build.add_argument(
+        "--refresh-missing",
+        action="store_true",
+        help="re-lock the packages no mirror serves any more (each is named), instead of "
+        "failing; the recipe's build.lock changes, and so does its tag",
+    )
     add_store_options(build)
     add_registry_options(build)
     build.set_defaults(handler=_build)
+
+    lock = pkg_sub.add_parser(
+        "lock",
+        parents=[common],
+        help="pin recipes' Debian packages in DIR/build.lock",
+        description="Resolve each recipe's Debian packages and their whole dependency closure "
+        "against its archives, for each architecture, and write DIR/build.lock: every "
+        "package's version and SHA256 as the archives' signed indexes give them. `pkg build` "
+        "then installs exactly those, and the image tag changes with the lock.",
+    )
+    lock.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="recipe directories")
+    lock.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; list what the mirror no longer has or has newer (exit 1 if any)",
+    )
+    lock.add_argument(
+        "--arch",
+        action="append",
+        choices=SUPPORTED_ARCHES,
+        metavar="ARCH",
+        help=f"lock this architecture only (repeatable; default: {', '.join(SUPPORTED_ARCHES)})",
+    )
+    _add_mirror_options(lock, resolving=True)
+    lock.set_defaults(handler=_lock)
 
     show = pkg_sub.add_parser(
         "show-tag", parents=[common], help="print the full reference a recipe builds"
@@ -52,6 +85,31 @@ def register(
     pkg.set_defaults(handler=lambda args: _usage(pkg))
 
 
+def _add_mirror_options(parser: argparse.ArgumentParser, *, resolving: bool = False) -> None:
+    if resolving:
+        parser.add_argument(
+            "--mirror",
+            metavar="URL",
+            help="resolve against this archive instead of the recipe's (e.g. a snapshot)",
+        )
+    else:
+        parser.add_argument(
+            "--mirror",
+            action="append",
+            default=[],
+            metavar="URL",
+            help="take packages from this mirror (repeatable; e.g. a snapshot archive that "
+            "keeps the locked versions; every .deb is still checked against the lock)",
+        )
+    parser.add_argument(
+        "--keyring",
+        type=Path,
+        metavar="FILE",
+        help="OpenPGP keyring that signs the mirror's Release files (default: Debian's, "
+        "or the host's trusted keys)",
+    )
+
+
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return ExitCode.USAGE
@@ -60,7 +118,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _build(args: argparse.Namespace) -> int:
     from osbuilder.errors import UserError
     from osbuilder.oci.push import push
-    from osbuilder.pkg.build import build_package
+    from osbuilder.pkg.build import Sources, build_package
     from osbuilder.pkg.recipe import load_recipe
 
     if args.image and len(args.dirs) > 1:
@@ -68,10 +126,16 @@ def _build(args: argparse.Namespace) -> int:
     recipes = [load_recipe(directory) for directory in args.dirs]  # all valid before building
     store = open_store(args)
     architecture = target_platform(args).architecture
+    sources = Sources(tuple(args.mirror), args.keyring, args.refresh_missing)
     results = []
     for loaded in recipes:
         built = build_package(
-            store, loaded, architecture=architecture, image=args.image, force=args.force
+            store,
+            loaded,
+            architecture=architecture,
+            image=args.image,
+            force=args.force,
+            sources=sources,
         )
         if args.push:
             with registry_client(args) as client:
@@ -87,6 +151,34 @@ def _build(args: argparse.Namespace) -> int:
                 for r in results
             ]
         )
+    return ExitCode.OK
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from osbuilder.pkg.lock import check_lock, lock_recipe
+    from osbuilder.pkg.lockfile import LOCK_FILE
+    from osbuilder.pkg.recipe import load_recipe
+
+    mirror = args.mirror
+    recipes = [load_recipe(directory) for directory in args.dirs]  # all valid before locking
+    if args.check:
+        drift = [
+            line
+            for loaded in recipes
+            for line in check_lock(loaded, mirror=mirror, keyring=args.keyring)
+        ]
+        for line in drift:
+            print(line)
+        return ExitCode.USER if drift else ExitCode.OK
+    for loaded in recipes:
+        lock = lock_recipe(
+            loaded, args.arch or SUPPORTED_ARCHES, mirror=mirror, keyring=args.keyring
+        )
+        if lock is None:
+            print(f"{loaded.directory}: no Debian packages to lock")
+        else:
+            counts = ", ".join(f"{len(lock.packages_for(a))} for {a}" for a in lock.architectures)
+            print(f"{loaded.directory / LOCK_FILE}: {counts}")
     return ExitCode.OK
 
 

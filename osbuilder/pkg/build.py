@@ -11,7 +11,11 @@ leaves at most unnamed blobs that `cache gc` removes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from msgspec import Struct
 
@@ -29,9 +33,12 @@ from osbuilder.oci.platform import TargetPlatform
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.bytecode import Bytecode
-from osbuilder.pkg.debian import build_root_layer
+from osbuilder.pkg.debian import Mirror, build_root_layer
+from osbuilder.pkg.fetch import PackagesGone, locked_mirror
 from osbuilder.pkg.kernel import build_kernel_layer
 from osbuilder.pkg.layers import add_files
+from osbuilder.pkg.lock import current_lock, recipe_request, refresh_missing
+from osbuilder.pkg.lockfile import LOCK_FILE, PackageLock
 from osbuilder.pkg.recipe import IMAGE_CONFIG_KEYS, RECIPE_FILE, LoadedRecipe, PackageConfig
 from osbuilder.pkg.tag import package_reference
 
@@ -47,6 +54,20 @@ class BuiltPackage(Struct, frozen=True):
     built: bool  # False: the store had it already
 
 
+class Sources(Struct, frozen=True):
+    """Where a build may take Debian packages from, and what it may do about a lock."""
+
+    #: Mirrors to try first (an unlocked build: instead of the recipe's).
+    mirrors: tuple[str, ...] = ()
+    #: The keyring of the mirrors' Release files (an unlocked build, or a refresh).
+    keyring: Path | None = None
+    #: Re-lock the versions no mirror serves any more, rather than fail.
+    refresh_missing: bool = False
+
+
+DEFAULT_SOURCES = Sources()
+
+
 def build_package(
     store: ContentStore,
     loaded: LoadedRecipe,
@@ -54,9 +75,19 @@ def build_package(
     architecture: str = "amd64",
     image: str | None = None,
     force: bool = False,
+    sources: Sources = DEFAULT_SOURCES,
 ) -> BuiltPackage:
-    reference = str(parse_reference(package_reference(loaded, image)))
     what = str(loaded.directory / RECIPE_FILE)
+    lock = current_lock(loaded, architecture)
+    if lock is None and recipe_request(loaded) is not None:
+        log.warning(
+            "%s: no %s, so its Debian packages are whatever the mirror has today; pin them "
+            "with `osbuilder pkg lock %s`",
+            what,
+            LOCK_FILE,
+            loaded.directory,
+        )
+    reference = str(parse_reference(package_reference(loaded, image)))
     recipe = loaded.recipe
     target = TargetPlatform(architecture)
     with store.using():
@@ -69,14 +100,21 @@ def build_package(
         layers: list[Layer] = []
         bytecode = Bytecode(recipe.bytecode, epoch, what) if recipe.bytecode else None
         try:
-            if recipe.debian is not None:
-                log.info("%s: running mmdebstrap", what)
-                layers.append(
-                    build_root_layer(store, recipe.debian, architecture, epoch, what, bytecode)
-                )
-            if recipe.kernel is not None:
-                log.info("%s: unpacking %s", what, recipe.kernel.package)
-                layers.append(build_kernel_layer(store, recipe.kernel, architecture, epoch, what))
+            with _mirror(loaded, lock, architecture, sources) as mirror:
+                # A refreshed lock is a new tag.
+                reference = str(parse_reference(package_reference(loaded, image)))
+                if recipe.debian is not None:
+                    log.info("%s: running mmdebstrap", what)
+                    layers.append(
+                        build_root_layer(
+                            store, recipe.debian, architecture, epoch, what, bytecode, mirror
+                        )
+                    )
+                if recipe.kernel is not None:
+                    log.info("%s: unpacking %s", what, recipe.kernel.package)
+                    layers.append(
+                        build_kernel_layer(store, recipe.kernel, architecture, epoch, what, mirror)
+                    )
             if recipe.files:
                 with new_layer(store) as layer:
                     add_files(layer, loaded.directory, recipe.files, epoch, bytecode)
@@ -92,6 +130,38 @@ def build_package(
             descriptor = write_index(store, [*others, entry])
         store.tag(reference, descriptor)
         return BuiltPackage(reference, descriptor, built=True)
+
+
+@contextmanager
+def _mirror(
+    loaded: LoadedRecipe, lock: PackageLock | None, architecture: str, sources: Sources
+) -> Iterator[Mirror]:
+    """Where mmdebstrap takes the packages: for a locked recipe, a repository of exactly
+    the locked .debs (downloaded and checked first); else the mirrors given or the recipe's."""
+    keyring = str(sources.keyring) if sources.keyring else None
+    request = recipe_request(loaded)
+    if lock is None or request is None:
+        yield Mirror(lines=sources.mirrors, keyring=keyring)
+        return
+    what = str(loaded.directory / RECIPE_FILE)
+
+    def repository(lock: PackageLock) -> contextlib.AbstractContextManager[Mirror]:
+        return locked_mirror(
+            lock, architecture, request.suite, sources.mirrors, what, loaded.directory
+        )
+
+    try:
+        with repository(lock) as mirror:
+            yield mirror
+            return
+    except PackagesGone as gone:
+        if not sources.refresh_missing:
+            raise
+        missing = gone.missing
+    # Resolved again against the recipe's archives: the places the lock came from.
+    lock = refresh_missing(loaded, lock, architecture, missing, keyring=sources.keyring)
+    with repository(lock) as mirror:
+        yield mirror
 
 
 def _images_by_platform(store: ContentStore, named: Descriptor | None) -> list[Descriptor]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 import sys
 
+from msgspec import Struct
+
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci.imagewriter import Layer, new_layer
 from osbuilder.oci.store import ContentStore
@@ -23,20 +25,48 @@ from osbuilder.runner import CommandFailed, stream_stdout
 STATUS_HOOK = f'{shlex.quote(sys.executable)} -m osbuilder.pkg.dpkg_status "$1"'
 
 
-def mmdebstrap_command(root: DebianRoot, architecture: str, target: str = "-") -> list[str]:
+class Mirror(Struct, frozen=True):
+    """Where mmdebstrap takes the packages from."""
+
+    #: URLs or sources lines; none: the recipe's `mirror`, else mmdebstrap's default.
+    lines: tuple[str, ...] = ()
+    #: The image's /etc/apt/sources.list, when `lines` name a place nobody else can use
+    #: (a locked build's repository of checked .debs).
+    sources_list: str | None = None
+    #: A keyring that signs the mirror's Release files (mmdebstrap's --keyring).
+    keyring: str | None = None
+
+    def options(self, variant: str) -> list[str]:
+        options = [f"--keyring={self.keyring}"] if self.keyring else []
+        if self.sources_list is not None:
+            # The last hook to run: apt reads the sources until then (extract runs no
+            # customize hooks).
+            stage = "extract" if variant == "extract" else "customize"
+            contents = shlex.quote(self.sources_list)
+            options.append(f'--{stage}-hook=printf %s {contents} > "$1/etc/apt/sources.list"')
+        return options
+
+
+#: The recipe's `mirror`, else mmdebstrap's default archives.
+DEFAULT_MIRROR = Mirror()
+
+
+def mmdebstrap_command(
+    root: DebianRoot, architecture: str, target: str = "-", mirror: Mirror = DEFAULT_MIRROR
+) -> list[str]:
     command = [
         "mmdebstrap",
         f"--variant={root.variant}",
         f"--architectures={architecture}",
         "--format=tar",
+        *mirror.options(root.variant),
     ]
     if root.packages:
         command.append("--include=" + ",".join(root.packages))
     if root.variant == "extract":
         command.append(f"--extract-hook={STATUS_HOOK}")
     command += [root.suite, target]
-    if root.mirror:
-        command.append(root.mirror)
+    command += mirror.lines or ([root.mirror] if root.mirror else [])
     return command
 
 
@@ -47,9 +77,10 @@ def build_root_layer(
     epoch: int,
     what: str,
     bytecode: Bytecode | None = None,
+    mirror: Mirror = DEFAULT_MIRROR,
 ) -> Layer:
     """Run mmdebstrap and write its root filesystem as one normalised layer."""
-    command = mmdebstrap_command(root, architecture)
+    command = mmdebstrap_command(root, architecture, mirror=mirror)
     try:
         with (
             new_layer(store) as layer,

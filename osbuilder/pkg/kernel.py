@@ -1,6 +1,6 @@
 """Kernel images from Debian's kernel packages, laid out as LinuxKit's are.
 
-The pinned linux-image package is unpacked by mmdebstrap (nothing is
+The linux-image package (the one the recipe's lock records) is unpacked by mmdebstrap (nothing is
 installed on the host); depmod writes the modules.dep the package leaves to
 its install script; an optional list of module globs keeps only what a VM
 needs (with dependencies). The image holds /kernel (the bzImage),
@@ -19,25 +19,32 @@ from pathlib import Path
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci.imagewriter import Layer, dir_info, file_info, new_layer
 from osbuilder.oci.store import ContentStore
-from osbuilder.pkg.debian import mmdebstrap_reason
+from osbuilder.pkg.debian import DEFAULT_MIRROR, Mirror, mmdebstrap_reason
 from osbuilder.pkg.recipe import KernelSource
 from osbuilder.runner import CommandFailed, run
 
 
 def build_kernel_layer(
-    store: ContentStore, source: KernelSource, architecture: str, epoch: int, what: str
+    store: ContentStore,
+    source: KernelSource,
+    architecture: str,
+    epoch: int,
+    what: str,
+    mirror: Mirror = DEFAULT_MIRROR,
 ) -> Layer:
     with tempfile.TemporaryDirectory(prefix="osbuilder-kernel-") as tmp:
         root = Path(tmp) / "root"
+        package = source.package_for(architecture)
         command = [
             "mmdebstrap",
             "--variant=extract",
             f"--architectures={architecture}",
             "--format=directory",
-            f"--include={source.package_for(architecture)}={source.version}",
+            *mirror.options("extract"),
+            f"--include={package}" + (f"={source.version}" if source.version else ""),
             source.suite,
             str(root),
-            *([source.mirror] if source.mirror else []),
+            *(mirror.lines or ([source.mirror] if source.mirror else [])),
         ]
         try:
             run(command, env={"SOURCE_DATE_EPOCH": str(epoch)})

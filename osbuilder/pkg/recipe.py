@@ -8,8 +8,8 @@ debian:                           # a root filesystem from Debian packages (mmde
   drop: [usr/share/doc/*, ...]    # globs of paths left out of the image
   keep: [etc/ssl/certs, ...]      # or only these (with what is below), if given
 kernel:                           # or: a kernel image from a Debian kernel package
-  package: linux-image-6.1.0-56-cloud-${ARCH}   # ${ARCH}: the architecture built
-  version: 6.1.192-2
+  package: linux-image-cloud-${ARCH}   # ${ARCH}: the architecture built; the lock
+                                  # (build.lock) records the exact kernel package
   modules: [virtio*, overlay, amd64:ata_piix]   # module-name globs kept (with
                                   # dependencies); ARCH:GLOB only for that architecture
 files:                            # files and directories copied from DIR
@@ -99,11 +99,15 @@ class KernelSource(Model, frozen=True, kw_only=True):
     package: Annotated[
         str,
         Meta(
-            description="The linux-image package, e.g. linux-image-6.1.0-56-cloud-amd64; "
+            description="The linux-image package, e.g. linux-image-cloud-${ARCH} (the "
+            "metapackage: the lock records the kernel it depends on); "
             "${ARCH} stands for the architecture being built (amd64, arm64)."
         ),
     ]
-    version: Annotated[str, Meta(description="Its exact version: the recipe pins it.")]
+    version: Annotated[
+        str | None,
+        Meta(description="A version to ask for (default: what the lock records, build.lock)."),
+    ] = None
     suite: Annotated[str, Meta(description="Debian suite to fetch it from.")] = "bookworm"
     mirror: str | None = None
     modules: Annotated[

@@ -4,11 +4,13 @@ built for this machine, and for arm64 (qemu-system-aarch64 under TCG, through UE
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from osbuilder.oci.platform import host_target
+from osbuilder.pkg.lockfile import read_lock
 from tests.boot.conftest import build_system, free_port, osbuilder, redis_cli, run_detached
 from tests.conftest import REPO, Packages
 
@@ -47,4 +49,16 @@ def test_redis_os_answers_ping_and_set_get(
     assert str(state) not in osbuilder("ps").stdout
     if arch == "arm64":
         assert Path(f"{prefix}-kernel").read_bytes()[0x38:0x3C] == b"ARM\x64"  # an arm64 Image
-        assert "kernel 6.1.0-56-cloud-arm64" in console
+        assert f"kernel {locked_kernel('arm64')}" in console
+
+
+def locked_kernel(architecture: str) -> str:
+    """The kernel release kernels/cloud's lock names, e.g. 6.1.0-57-cloud-arm64."""
+    lock = read_lock(REPO / "kernels/cloud")
+    assert lock is not None
+    [name] = [
+        p.name
+        for p in lock.packages_for(architecture)
+        if re.fullmatch(rf"linux-image-[\d.]+-\d+-cloud-{architecture}", p.name)
+    ]
+    return name.removeprefix("linux-image-")

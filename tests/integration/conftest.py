@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.debrepo import debian_repository  # noqa: F401  (a fixture)
 from tests.integration.faultproxy import FaultProxy, HasHost, StartFaultProxy
 from tests.integration.images import OciImage, OciIndex, build_image, build_index, random_layers
 from tests.integration.registry import Registry, running_registry
