@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Benchmark: `osbuilder pkg build pkg/redis` against the bare mmdebstrap call it wraps.
+"""Benchmark: `osbuilder pkg build pkg/redis`, its lock in force, against the bare
+mmdebstrap call an unlocked build makes.
 
-Both run mmdebstrap with the same arguments; the bare call writes its tar to a
-file, osbuilder streams it into a normalised, gzip-compressed layer of the
-content store and adds the image's files, config and manifest. Five
-interleaved runs each (machine and network noise hit both alike); prints the
-median ratio osbuilder/bare. Target: <= 1.3.
+The bare call resolves the recipe's packages against Debian's mirror, downloads and
+unpacks them, and writes its tar to a file. osbuilder instead downloads exactly the
+.debs pkg/redis/build.lock names, checks each against its SHA256, indexes them as a
+repository of their own (apt-ftparchive), lets mmdebstrap unpack them from there,
+streams the tar into a normalised, gzip-compressed layer of the content store and adds
+the image's files, config and manifest. Five interleaved runs each (machine and
+network noise hit both alike); prints the median ratio osbuilder/bare. Target: <= 1.3.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from osbuilder.epoch import source_date_epoch  # noqa: E402
 from osbuilder.pkg.debian import mmdebstrap_command  # noqa: E402
+from osbuilder.pkg.lockfile import read_lock  # noqa: E402
 from osbuilder.pkg.recipe import load_recipe  # noqa: E402
 
 RUNS = 5
@@ -41,6 +45,8 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 def main() -> int:
     recipe = load_recipe(RECIPE).recipe
     assert recipe.debian is not None
+    if read_lock(RECIPE) is None:
+        raise SystemExit(f"{RECIPE.relative_to(REPO)} has no lock: the benchmark measures one")
     env = {"SOURCE_DATE_EPOCH": str(source_date_epoch())}
     ours, bare = [], []
     with tempfile.TemporaryDirectory(prefix="bench-pkg-") as tmp:
@@ -67,7 +73,7 @@ def main() -> int:
             output.unlink()
     ratio = statistics.median(ours) / statistics.median(bare)
     print(
-        f"recipe: {RECIPE.relative_to(REPO)} ({', '.join(recipe.debian.packages)}), "
+        f"recipe: {RECIPE.relative_to(REPO)} ({', '.join(recipe.debian.packages)}, locked), "
         f"{RUNS} interleaved runs each"
     )
     print(

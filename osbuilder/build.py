@@ -1,11 +1,11 @@
 """`osbuilder build`: spec files to output files, the whole pipeline.
 
-spec (validated, merged) -> images (store, pulled when missing) -> their
-layers unpacked (once: the store keeps them, see assemble/snapshots.py) -> one
-assembled tree (generated contents spooled next to the outputs) -> each requested
-format, written atomically. SOURCE_DATE_EPOCH sets the time of everything
-osbuilder generates; with the same spec and store contents the outputs are
-bit-identical.
+spec (validated, merged; the digests of its lock when it has one, see lock.py) ->
+images (store, pulled when missing) -> their layers unpacked (once: the store keeps
+them, see assemble/snapshots.py) -> one assembled tree (generated contents spooled
+next to the outputs) -> each requested format, written atomically. SOURCE_DATE_EPOCH
+sets the time of everything osbuilder generates; with the same spec and store contents
+the outputs are bit-identical.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from msgspec import structs
 
 from osbuilder.assemble.images import ImageSource
 from osbuilder.assemble.sbom import DEFAULT_PATH as SBOM_PATH
@@ -34,6 +36,7 @@ from osbuilder.formats import (
 )
 from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
+from osbuilder.lock import build_pins
 from osbuilder.spec import SpecValueError, load_spec
 
 log = logging.getLogger(__name__)
@@ -51,10 +54,16 @@ def build(
     options: WriteOptions,
     decompress_kernel: bool = False,
     sbom: str | None = SBOM_PATH,
+    locked: bool = True,
 ) -> list[Output]:
+    """Build `spec_files` in each of `formats`; `locked`: take the images by the digests of
+    the spec's lock, when it has one."""
     loaded = load_spec(spec_files)
     for warning in loaded.warnings:
         log.warning("%s", warning)
+    if locked:
+        pins = build_pins([str(spec) for spec in spec_files], loaded, images.target)
+        images = structs.replace(images, pins=pins)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from osbuilder import __version__
-from osbuilder.commands import build, cloud, images, pkg, spec, vm
+from osbuilder.commands import build, cloud, images, lock, pkg, spec, vm
 from osbuilder.errors import ExitCode, OsbuilderError
 
 log = logging.getLogger("osbuilder")
@@ -114,6 +114,7 @@ COMMANDS: dict[str, Register] = {
     "validate": spec.register,
     "schema": spec.register,
     "build": build.register,
+    "lock": lock.register,
     "pull": images.register,
     "push": images.register,
     "cache": images.register,

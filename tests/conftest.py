@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from osbuilder.oci.platform import host_target
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.build import Sources, build_package
 from osbuilder.pkg.recipe import load_recipe
+from osbuilder.pkg.tag import package_reference
 from osbuilder.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +65,17 @@ def arm64_packages(packages: Packages) -> Packages:
 
 
 RECIPES = sorted([*REPO.glob("kernels/*/"), *REPO.glob("pkg/*/")])
+
+
+def with_tags(spec: Path) -> str:
+    """The text of `spec` with each `@pkg:PATH` template written as the reference it stands
+    for (`osbuilder pkg show-tag PATH`): a copy that may live elsewhere, or come on
+    standard input, and still name the same images."""
+
+    def reference(match: re.Match[str]) -> str:
+        return package_reference(load_recipe((spec.parent / match.group(1)).resolve()))
+
+    return re.sub(r'"@pkg:([^"]+)"', reference, spec.read_text())
 
 
 def build_packages(architecture: str, recipes: list[Path]) -> Packages:

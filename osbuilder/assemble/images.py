@@ -3,11 +3,13 @@
 As in LinuxKit, an image already complete in the store is used as it is (its
 tag is not re-resolved): osbuilder's own packages carry content-derived tags,
 so a tag names one content. `--pull` re-resolves every tag; `--offline`
-never touches the network.
+never touches the network. A reference with a pin (from the spec's lock) is
+asked for by the pinned digest only: a tag that has moved since is not followed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from msgspec import Struct, field
@@ -23,6 +25,14 @@ if TYPE_CHECKING:
     from osbuilder.oci.registry import RegistryClient
 
 
+class Pin(Struct, frozen=True):
+    """The content a reference must give: what it named when locked, and the manifest that
+    has for the target platform."""
+
+    digest: str
+    manifest: str
+
+
 class ImageSource(Struct):
     store: ContentStore
     client: RegistryClient | None  # None: offline
@@ -30,26 +40,44 @@ class ImageSource(Struct):
     pull_always: bool = False
     progress: Progress = field(default_factory=NullProgress)
     jobs: int = 6  # blobs transferred in parallel
+    pins: Mapping[str, Pin] = field(default_factory=dict)  # by reference, as the spec has it
     _resolved: dict[str, Image] = field(default_factory=dict)
 
     def get(self, reference: str) -> Image:
         """The image `reference` names, for the target platform, in the store."""
         if reference not in self._resolved:
-            ref = parse_reference(reference)
-            cached = Puller(self.store, None, self.target)
-            image = None
-            if not self.pull_always:
-                try:
-                    image = cached.pull(ref).image
-                except UserError:  # not (completely) in the store: pull it below
-                    image = None
-            if image is None:
-                if self.client is None:
-                    image = cached.pull(ref).image  # raises the clear "pull it first" error
-                else:
-                    puller = Puller(
-                        self.store, self.client, self.target, jobs=self.jobs, progress=self.progress
-                    )
-                    image = puller.pull(ref).image
-            self._resolved[reference] = image
+            self._resolved[reference] = self._image(reference, layers=True)
         return self._resolved[reference]
+
+    def resolve(self, reference: str) -> Image:
+        """The image `get` would give, with only its manifests and config in the store:
+        what it is, without its layers."""
+        return self._image(reference, layers=False)
+
+    def _image(self, reference: str, *, layers: bool) -> Image:
+        ref = parse_reference(reference)
+        pin = self.pins.get(reference)
+        if pin is not None:
+            ref = ref.with_digest(pin.digest)
+        cached = Puller(self.store, None, self.target)
+        image = None
+        if not self.pull_always:
+            try:  # only a complete image is taken from the store as it is, as a build would
+                image = cached.pull(ref).image
+            except UserError:  # not (completely) in the store: pull it below
+                image = None
+        if image is None:
+            if self.client is None:
+                image = cached.pull(ref, layers=layers).image  # the clear "pull it first" error
+            else:
+                puller = Puller(
+                    self.store, self.client, self.target, jobs=self.jobs, progress=self.progress
+                )
+                image = puller.pull(ref, layers=layers).image
+        if pin is not None and image.manifest_descriptor.digest != pin.manifest:
+            raise UserError(
+                f"{ref.familiar()} has manifest {image.manifest_descriptor.digest} for "
+                f"{self.target}, not {pin.manifest} as its lock says (a lock edited by hand?); "
+                "write the lock afresh with osbuilder lock"
+            )
+        return image

@@ -43,6 +43,7 @@ from osbuilder.assemble.snapshots import LayerRef, Snapshots
 from osbuilder.assemble.tree import Tree
 from osbuilder.errors import UserError
 from osbuilder.oci.pull import Image
+from osbuilder.spec.images import CONTAINER_SECTIONS, image_references
 from osbuilder.spec.model import Container, Spec
 from osbuilder.spec.source import DataPath, SpecValueError, format_path
 
@@ -115,23 +116,15 @@ class _Assembler:
         self._run()
 
     def _plan(self) -> list[LayerRef]:
-        """Every layer the spec's images have, in the order _run applies them."""
-        spec = self.spec
-        references: list[tuple[str, DataPath]] = []
-        if spec.kernel and spec.kernel.image:
-            references.append((spec.kernel.image, ("kernel", "image")))
-        references += [(image, ("init", index)) for index, image in enumerate(spec.init or [])]
-        references += [
-            (volume.image, ("volumes", index, "image"))
-            for index, volume in enumerate(spec.volumes or [])
-            if volume.image and volume.format != "oci"
+        """Every layer the spec's images have, in the order _run applies them (a volume of
+        `format: oci` holds its image's blobs, not its files: nothing to unpack)."""
+        volumes = self.spec.volumes or []
+        return [
+            ref
+            for reference, path in image_references(self.spec)
+            if not (path[0] == "volumes" and volumes[int(path[1])].format == "oci")
+            for ref in self._layers(self._image(reference, path))
         ]
-        for section in ("onboot", "onshutdown", "services"):
-            references += [
-                (container.image, (section, index, "image"))
-                for index, container in enumerate(getattr(spec, section) or [])
-            ]
-        return [ref for reference in references for ref in self._layers(self._image(*reference))]
 
     def _layers(self, image: Image) -> list[LayerRef]:
         layers = image.manifest.layers
@@ -167,7 +160,7 @@ class _Assembler:
                 epoch=self.epoch,
             )
         self._volumes()
-        for section in ("onboot", "onshutdown", "services"):
+        for section in CONTAINER_SECTIONS:
             for index, container in enumerate(getattr(self.spec, section) or []):
                 name = container.name if section == "services" else f"{index:03d}-{container.name}"
                 self._bundle(container, f"{CONTAINERS}/{section}/{name}", (section, index))

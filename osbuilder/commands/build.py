@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from osbuilder.commands.common import (
+    add_image_source_options,
     add_platform_option,
     add_registry_options,
     add_store_options,
@@ -37,7 +38,8 @@ def register(
         description="Validate and merge the spec files, get every image (from the content "
         "store, pulling what is missing), assemble one root filesystem and write it in each "
         "format asked for. Images already complete in the store are used as they are "
-        "(--pull re-resolves their tags).",
+        "(--pull re-resolves their tags). When the first file has a lock (FILE.lock, written "
+        "by osbuilder lock), every image is taken by its locked digest.",
     )
     build.add_argument(
         "files", nargs="+", metavar="FILE", help="spec files (-: standard input; or http(s) URLs)"
@@ -101,14 +103,12 @@ def register(
         help="write the kernel uncompressed: an x86 bzImage as its ELF vmlinux, a gzip'd "
         "arm64 Image as the Image (for Firecracker, cloud-hypervisor; QEMU boots both)",
     )
-    where = build.add_mutually_exclusive_group()
-    where.add_argument(
-        "--offline",
+    add_image_source_options(build)
+    build.add_argument(
+        "--no-lock",
         action="store_true",
-        help="use only the content store; never contact a registry",
-    )
-    where.add_argument(
-        "--pull", action="store_true", help="re-resolve every tag even if the store has the image"
+        help="ignore the spec's lock (FILE.lock beside the first file): take every image by "
+        "its reference as the spec writes it",
     )
     build.add_argument(
         "--json",
@@ -181,6 +181,7 @@ def _build_outputs(args: argparse.Namespace) -> int:
                 ),
                 decompress_kernel=args.decompress_kernel,
                 sbom=None if args.no_sbom else args.sbom_output,
+                locked=not args.no_lock,
             )
         finally:
             if client is not None:

@@ -97,6 +97,19 @@ def add_platform_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_image_source_options(parser: argparse.ArgumentParser) -> None:
+    """Where a command that takes the images of a spec gets them, as `build` does."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--offline",
+        action="store_true",
+        help="use only the content store; never contact a registry",
+    )
+    where.add_argument(
+        "--pull", action="store_true", help="re-resolve every tag even if the store has the image"
+    )
+
+
 def open_store(args: argparse.Namespace) -> ContentStore:
     from osbuilder.oci.store import ContentStore, default_store_root
 

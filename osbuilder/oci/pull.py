@@ -3,7 +3,9 @@
 A reference resolves to a manifest (through an index, for the target
 platform), and its config and layers are fetched in parallel. A reference
 pinned by digest whose content is all in the store never touches the
-network; a tag is re-resolved (one HEAD request) unless offline.
+network; a tag is re-resolved (one HEAD request) unless offline. Without its
+layers (`layers=False`), a pull only resolves: the manifests and the config,
+what a lock records, and the store does not name the image.
 """
 
 from __future__ import annotations
@@ -72,33 +74,35 @@ class Puller:
         self.jobs = jobs
         self.progress = progress or NullProgress()
 
-    def pull(self, ref: ImageReference) -> PullResult:
+    def pull(self, ref: ImageReference, *, layers: bool = True) -> PullResult:
+        """The image `ref` names, in the store; with `layers` False, all of it but its
+        layers."""
         name = str(ref)
         with self.store.using():
             if ref.digest is not None:
                 pinned = self._descriptor_in_store(ref.digest)
-                if pinned is not None and self._complete(pinned, ref):
+                if pinned is not None and self._complete(pinned, ref, layers):
                     return self._done(ref, pinned, 0, network=False)
             if self.client is None:
-                return self._offline(ref, name)
+                return self._offline(ref, name, layers)
             known = self.store.lookup(name)
-            if ref.digest is None and known is not None and self._complete(known, ref):
+            if ref.digest is None and known is not None and self._complete(known, ref, layers):
                 current = self.client.head_manifest(ref)
                 if current == known.digest:
                     return self._done(ref, known, 0, network=True)
-            return self._fetch(ref, self.client)
+            return self._fetch(ref, self.client, layers)
 
-    def _offline(self, ref: ImageReference, name: str) -> PullResult:
+    def _offline(self, ref: ImageReference, name: str, layers: bool) -> PullResult:
         descriptor = self.store.lookup(name)
         if descriptor is None and ref.digest is not None:
             descriptor = self._descriptor_in_store(ref.digest)
-        if descriptor is None or not self._complete(descriptor, ref):
+        if descriptor is None or not self._complete(descriptor, ref, layers):
             raise UserError(
                 f"{ref.familiar()} is not in the content store; pull it first (without --offline)"
             )
         return self._done(ref, descriptor, 0, network=False)
 
-    def _fetch(self, ref: ImageReference, client: RegistryClient) -> PullResult:
+    def _fetch(self, ref: ImageReference, client: RegistryClient, layers: bool) -> PullResult:
         top = client.get_manifest(ref)
         self.store.put_bytes(top.data, top.digest)
         served = top  # blobs come from where the manifest came from
@@ -110,11 +114,10 @@ class Puller:
                 served = client.get_manifest(ref, entry.digest)
                 self.store.put_bytes(served.data, entry.digest)
         manifest = self.store.manifest(manifest_digest)
-        missing = [
-            b for b in (manifest.config, *manifest.layers) if not self.store.has_blob(b.digest)
-        ]
+        missing = [b for b in _blobs(manifest, layers) if not self.store.has_blob(b.digest)]
         transferred = self._fetch_blobs(client, _endpoints(client, ref, served), ref, missing)
-        self.store.tag(str(ref), top.descriptor)
+        if layers:  # a name in the store stands for a whole image
+            self.store.tag(str(ref), top.descriptor)
         return self._done(ref, top.descriptor, transferred, network=True)
 
     def _fetch_blobs(
@@ -159,7 +162,7 @@ class Puller:
             return select_manifest(index, self.target, ref.familiar()).digest
         return descriptor.digest
 
-    def _complete(self, descriptor: Descriptor, ref: ImageReference) -> bool:
+    def _complete(self, descriptor: Descriptor, ref: ImageReference, layers: bool) -> bool:
         try:
             digest = self._manifest_digest(descriptor, ref)
         except UserError:
@@ -167,7 +170,7 @@ class Puller:
         if not self.store.has_blob(digest):
             return False
         manifest = self.store.manifest(digest)
-        return all(self.store.has_blob(b.digest) for b in (manifest.config, *manifest.layers))
+        return all(self.store.has_blob(b.digest) for b in _blobs(manifest, layers))
 
     def _done(
         self, ref: ImageReference, descriptor: Descriptor, transferred: int, *, network: bool
@@ -190,6 +193,11 @@ class Puller:
         )
         image = Image(ref, descriptor, manifest_descriptor, manifest, config)
         return PullResult(image, transferred, network)
+
+
+def _blobs(manifest: Manifest, layers: bool) -> tuple[Descriptor, ...]:
+    """The blobs of an image besides its manifests: its config, and its layers if asked."""
+    return (manifest.config, *manifest.layers) if layers else (manifest.config,)
 
 
 def _endpoints(

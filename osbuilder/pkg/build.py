@@ -79,14 +79,6 @@ def build_package(
 ) -> BuiltPackage:
     what = str(loaded.directory / RECIPE_FILE)
     lock = current_lock(loaded, architecture)
-    if lock is None and recipe_request(loaded) is not None:
-        log.warning(
-            "%s: no %s, so its Debian packages are whatever the mirror has today; pin them "
-            "with `osbuilder pkg lock %s`",
-            what,
-            LOCK_FILE,
-            loaded.directory,
-        )
     reference = str(parse_reference(package_reference(loaded, image)))
     recipe = loaded.recipe
     target = TargetPlatform(architecture)
@@ -129,6 +121,14 @@ def build_package(
             entry = descriptor.replace(platform=target.index_platform())
             descriptor = write_index(store, [*others, entry])
         store.tag(reference, descriptor)
+        if lock is None and recipe_request(loaded) is not None:
+            log.warning(
+                "%s: built unpinned: no %s, so its Debian packages are whatever the mirror had "
+                "today; pin them with `osbuilder pkg lock %s`",
+                what,
+                LOCK_FILE,
+                loaded.directory,
+            )
         return BuiltPackage(reference, descriptor, built=True)
 
 

@@ -8,8 +8,11 @@ import io
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from osbuilder.oci.auth import CredentialStore
@@ -117,3 +120,21 @@ def osbuilder(
         },
         preexec_fn=limit_file_size if max_file_size is not None else None,
     )
+
+
+def terminated_when(ready: Callable[[], bool], *args: str) -> tuple[int, str]:
+    """Start the osbuilder command line `args`, send it SIGTERM once `ready()` is true
+    (it must still be running then), and return its exit status and standard error."""
+    command = [sys.executable, "-m", "osbuilder", *args]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while not ready():
+            assert process.poll() is None, "the command ended before it could be stopped"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    return process.returncode, stderr

@@ -6,7 +6,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,8 +21,9 @@ from spdx_tools.spdx.validation.document_validator import validate_full_spdx_doc
 from osbuilder.oci.progress import human_size
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.recipe import load_recipe
-from tests.conftest import RECIPES, REPO, Packages
-from tests.integration.helpers import osbuilder, store_image
+from osbuilder.pkg.tag import package_reference
+from tests.conftest import RECIPES, REPO, Packages, with_tags
+from tests.integration.helpers import osbuilder, store_image, terminated_when
 from tests.tarfiles import extract_all
 
 pytestmark = pytest.mark.integration
@@ -127,7 +127,7 @@ def test_a_spec_on_standard_input_builds_as_system(packages: Packages, tmp_path:
         str(tmp_path / "out"),
         "--json",
         "-",
-        input=REDIS.read_text(),
+        input=with_tags(REDIS),
     )
     assert from_stdin.returncode == 0, from_stdin.stderr
     from_file = build(packages, tmp_path, "--json", str(REDIS), out="file")
@@ -440,7 +440,7 @@ def test_a_failed_write_leaves_the_previous_outputs_as_they_were(
     before = {path.name: path.read_bytes() for path in out.iterdir()}
     assert sorted(before) == ["r-cmdline", "r-initrd.img", "r-kernel"]
     changed = tmp_path / "changed.yml"
-    changed.write_text(REDIS.read_text().replace("console=tty0 ", "quiet console=tty0 "))
+    changed.write_text(with_tags(REDIS).replace("console=tty0 ", "quiet console=tty0 "))
     limit = (out / "r-kernel").stat().st_size + 1024 * 1024  # room for the kernel, not the initrd
     result = build(packages, tmp_path, "--name", "r", str(changed), max_file_size=limit)
     assert result.returncode == 1
@@ -453,19 +453,13 @@ def test_a_terminated_build_leaves_no_partial_file(packages: Packages, tmp_path:
     out = tmp_path / "out"
     out.mkdir()
     (out / "r-kernel").write_bytes(b"an earlier build")
-    command = [sys.executable, "-m", "osbuilder", "build", "--offline", "--cache"]
-    command += [str(packages.store.root), "-o", str(out), "--name", "r", str(REDIS)]
-    build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
+    status, stderr = terminated_when(
         # Stopped while it compresses the initrd: its partial file is there.
-        while not list(out.glob(".r-initrd.img.*.partial")):
-            assert build.poll() is None, "the build ended before it could be stopped"
-            time.sleep(0.002)
-        build.send_signal(signal.SIGTERM)
-        _, stderr = build.communicate(timeout=60)
-    finally:
-        build.kill()
-    assert (build.returncode, stderr) == (128 + signal.SIGTERM, "osbuilder: terminated\n")
+        lambda: bool(list(out.glob(".r-initrd.img.*.partial"))),
+        *("build", "--offline", "--cache", str(packages.store.root), "-o", str(out)),
+        *("--name", "r", str(REDIS)),
+    )
+    assert (status, stderr) == (128 + signal.SIGTERM, "osbuilder: terminated\n")
     assert os.listdir(out) == ["r-kernel"]
     assert (out / "r-kernel").read_bytes() == b"an earlier build"
 
@@ -602,20 +596,26 @@ def test_a_store_that_cannot_keep_snapshots_still_builds(
 def test_a_spec_naming_its_packages_by_template_builds_the_same_system(
     packages: Packages, tmp_path: Path
 ) -> None:
-    """examples/redis.yml with each image written `@pkg:PATH` (relative to the spec's own
-    directory, elsewhere than the recipes) builds bit-identical outputs."""
-    text = (REPO / "examples/redis.yml").read_text()
+    """examples/redis.yml, which names each image `@pkg:PATH`, builds bit-identical outputs
+    from a directory elsewhere (paths relative to it) and with the tags written out."""
+    tags = with_tags(REPO / "examples/redis.yml")
+    assert '"@pkg:' not in tags and tags.count("osbuilder/") == 6  # kernel, 2 init, 3 more
+    text = tags
     templated_dir = tmp_path / "elsewhere/specs"
     templated_dir.mkdir(parents=True)
     for directory in RECIPES:
-        name = load_recipe(directory).recipe.image
+        reference = package_reference(load_recipe(directory))
         relative = os.path.relpath(directory, templated_dir)
-        text = re.sub(rf"{re.escape(name)}:[0-9a-f]{{20}}", f'"@pkg:{relative}"', text)
-    assert text.count('"@pkg:') == 6, text  # the kernel, two init images, three containers
+        text = text.replace(reference, f'"@pkg:{relative}"')
+    assert text.count('"@pkg:') == 6, text
     templated = templated_dir / "redis.yml"
     templated.write_text(text)
-    expected = build_json(packages.store.root, tmp_path / "tags", REPO / "examples/redis.yml")
+    tagged = tmp_path / "tagged/redis.yml"
+    tagged.parent.mkdir()
+    tagged.write_text(tags)
+    expected = build_json(packages.store.root, tmp_path / "tags", tagged)
     assert build_json(packages.store.root, tmp_path / "templates", templated) == expected
+    assert build_json(packages.store.root, tmp_path / "example", REDIS) == expected
 
 
 def test_the_system_carries_an_sbom_of_its_images_and_their_packages(
