@@ -103,11 +103,18 @@ def _add_mirror_options(parser: argparse.ArgumentParser, *, resolving: bool = Fa
         )
     parser.add_argument(
         "--keyring",
-        type=Path,
+        type=_keyring,
         metavar="FILE",
         help="OpenPGP keyring that signs the mirror's Release files (default: Debian's, "
         "or the host's trusted keys)",
     )
+
+
+def _keyring(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{value}: no such keyring file")
+    return path.resolve()
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -5,6 +5,7 @@ checks every byte, and a mirror that moves on is met with one clear line or a re
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -42,9 +43,13 @@ def recipe(tmp_path: Path, repository: DebianRepository, packages: str = "[foo]"
 
 
 def lock(directory: Path, repository: DebianRepository, *options: str) -> None:
-    result = osbuilder(
-        "pkg", "lock", "--keyring", str(repository.keyring), *options, str(directory)
-    )
+    """`pkg lock` with the repository's keyring kept where apt's own user cannot read it,
+    as a user's private copy would be."""
+    private = directory.parent / "private"
+    private.mkdir(mode=0o700, exist_ok=True)
+    keyring = private / "archive.gpg"
+    shutil.copyfile(repository.keyring, keyring)
+    result = osbuilder("pkg", "lock", "--keyring", str(keyring), *options, str(directory))
     assert result.returncode == 0, result.stderr
 
 
