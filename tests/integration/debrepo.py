@@ -36,9 +36,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +43,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import stop_process
-from tests.integration.registry import free_port, log_tail
+from tests.integration.registry import start_loopback_server
 
 DEFAULT_SUITE = "bookworm"
 ARCHITECTURES = ("amd64", "arm64")
@@ -61,9 +58,7 @@ DEB_COMPRESSION = "none"
 HTTPD = ("busybox", "httpd", "-f", "-v")
 # Debian's indexes carry MD5 and SHA256 only; so do these, so that clients meet the same.
 HASHES = ("-oAPT::FTPArchive::SHA1=false", "-oAPT::FTPArchive::SHA512=false")
-START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
-PORT_ATTEMPTS = 3
 # gpg-agent's sockets live in GNUPGHOME when /run/user/UID is missing; a Unix socket path
 # holds at most 107 bytes, and "S.gpg-agent.browser" takes 20 of them.
 MAX_GNUPGHOME = 80
@@ -82,9 +77,6 @@ _PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]+")
 _VERSION = re.compile(r"(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*")
 _ARCHITECTURE = re.compile(r"all|[a-z0-9]+")
 _TIMESTAMP = re.compile(r"[0-9]{8}T[0-9]{6}Z")
-
-# An *_proxy variable in the environment must not capture loopback probes.
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class DebianRepositoryError(RuntimeError):
@@ -425,49 +417,19 @@ def _missing_tools() -> list[str]:
     return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
 
 
-def _wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Poll the server until it answers anything (it has no index page: 404 is an answer)."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DebianRepositoryError(
-                f"busybox httpd exited with {process.returncode}:\n{log_tail(log)}"
-            )
-        try:
-            with _NO_PROXY.open(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.01)
-    raise DebianRepositoryError(
-        f"busybox httpd did not answer on {url} within {START_TIMEOUT}s:\n{log_tail(log)}"
-    )
-
-
 @contextlib.contextmanager
 def _serve(root: Path, workdir: Path) -> Iterator[str]:
     """busybox httpd serving `root` on a free loopback port; yields "http://127.0.0.1:PORT"."""
     log = workdir / "httpd.log"
     config = workdir / "httpd.conf"  # empty: no /etc/httpd.conf rules apply
     config.touch()
-    # free_port() can race with another process; a lost race shows as an early exit.
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        port = free_port()
-        with log.open("ab") as log_file:
-            process = subprocess.Popen(
-                [*HTTPD, "-p", f"127.0.0.1:{port}", "-h", str(root), "-c", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            _wait_until_up(process, f"http://127.0.0.1:{port}/", log)
-            break
-        except DebianRepositoryError:
-            stop_process(process, STOP_TIMEOUT)
-            if attempt == PORT_ATTEMPTS or "in use" not in log_tail(log):
-                raise
+    # It has no index page: a 404 is an answer too.
+    process, port = start_loopback_server(
+        "busybox httpd",
+        lambda port: [*HTTPD, "-p", f"127.0.0.1:{port}", "-h", str(root), "-c", str(config)],
+        log,
+        error=DebianRepositoryError,
+    )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,24 +135,54 @@ def _config(root: Path, port: int, auth: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Poll `GET /v2/` until it answers (200, or 401 when auth is on)."""
+def start_loopback_server(
+    name: str,
+    command: Callable[[int], Sequence[str]],
+    log: Path,
+    probe: str = "/",
+    error: type[Exception] = RegistryStartError,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `command(port)` on a free 127.0.0.1 port, its output appended to `log`; return
+    it once GET `probe` gets any HTTP answer. free_port() can race with another process: a
+    lost race shows as an early exit saying the address is in use, and is tried again."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        with log.open("ab") as log_file:
+            process = subprocess.Popen(
+                list(command(port)),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            _wait_until_up(name, process, f"http://127.0.0.1:{port}{probe}", log, error)
+            return process, port
+        except error:
+            stop_process(process, STOP_TIMEOUT)
+            if attempt == PORT_ATTEMPTS or "in use" not in log_tail(log):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _wait_until_up(
+    name: str,
+    process: subprocess.Popen[bytes],
+    url: str,
+    log: Path,
+    error: type[Exception],
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RegistryStartError(
-                f"docker-registry exited with {process.returncode}:\n{log_tail(log)}"
-            )
+            raise error(f"{name} exited with {process.returncode}:\n{log_tail(log)}")
         try:
-            with _NO_PROXY.open(f"{url}/v2/", timeout=1):
+            with _NO_PROXY.open(url, timeout=1):
                 return
         except urllib.error.HTTPError:
             return  # any HTTP answer means it is serving
         except OSError:
             time.sleep(0.01)
-    raise RegistryStartError(
-        f"docker-registry did not answer on {url} within {START_TIMEOUT}s:\n{log_tail(log)}"
-    )
+    raise error(f"{name} did not answer on {url} within {START_TIMEOUT}s:\n{log_tail(log)}")
 
 
 @contextlib.contextmanager
@@ -172,25 +202,12 @@ def running_registry(
     config_path = workdir / "registry.yml"
     auth = _auth_config(workdir, basic, token)
 
-    # free_port() can race with another process; a lost race shows as an early exit.
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        port = free_port()
+    def command(port: int) -> list[str]:
         config_path.write_text(yaml.safe_dump(_config(root, port, auth)))
-        with log.open("ab") as log_file:
-            process = subprocess.Popen(
-                [REGISTRY_BINARY, "serve", str(config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            _wait_until_up(process, f"http://127.0.0.1:{port}", log)
-            break
-        except RegistryStartError:
-            stop_process(process, STOP_TIMEOUT)
-            if attempt == PORT_ATTEMPTS or "address already in use" not in log_tail(log):
-                raise
+        return [REGISTRY_BINARY, "serve", str(config_path)]
 
+    # GET /v2/ answers 200, or 401 when auth is on.
+    process, port = start_loopback_server(REGISTRY_BINARY, command, log, "/v2/")
     try:
         yield Registry(
             host=f"127.0.0.1:{port}",
