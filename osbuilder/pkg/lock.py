@@ -15,7 +15,7 @@ from pathlib import Path
 from msgspec import Struct
 
 from osbuilder.atomicfile import atomic_output
-from osbuilder.errors import UserError, cannot_write
+from osbuilder.errors import ExternalError, UserError, cannot_write
 from osbuilder.oci.platform import SUPPORTED_ARCHES
 from osbuilder.pkg.apt import Archive, apt_state, archives_for, selection
 from osbuilder.pkg.lockfile import LOCK_FILE, LockedPackage, PackageLock, format_lock, read_lock
@@ -120,7 +120,10 @@ def check_lock(
     if lock is None:
         return [f"{where}: missing; write it with `osbuilder pkg lock {loaded.directory}`"]
     if lock.request != request.words:
-        return [f"{where}: locked for `{' '.join(lock.request)}`, the recipe asks for more"]
+        return [
+            f"{where}: locked for `{' '.join(lock.request)}`, but {RECIPE_FILE} now asks for "
+            f"`{' '.join(request.words)}`"
+        ]
     lines = []
     for architecture in lock.architectures:
         locked = {p.name: p for p in lock.packages_for(architecture)}
@@ -151,19 +154,33 @@ def refresh_missing(
     keyring: Path | None = None,
 ) -> PackageLock:
     """The lock with `architecture` resolved again, every version the archives still serve
-    kept as it was; the new lock is written, with one line per package that moved."""
+    kept as it was where the new ones allow it; the new lock is written, with one line per
+    package that moved."""
     request = recipe_request(loaded)
     assert request is not None
+    before = {p.name: p for p in lock.packages_for(architecture)}
     with apt_state(request.archives(mirror), architecture, keyring) as state:
-        state.prepare(p.name for p in lock.packages_for(architecture))
-        kept = [p for p in lock.packages_for(architecture) if state.has(p)]
-        packages = state.resolve(request.arguments(architecture), pins=kept)
+        state.prepare(before)
+        kept = [p for p in before.values() if state.has(p)]
+        try:
+            packages = state.resolve(request.arguments(architecture), pins=kept)
+        except ExternalError:  # what replaces the dropped ones needs newer versions of others
+            packages = state.resolve(request.arguments(architecture))
         refreshed = lock.replace_architecture(architecture, state.sources(), packages)
     now = {p.name: p for p in packages}
-    for package in missing:
-        moved = now.get(package.name)
+    gone = {p.name for p in missing}
+    for name, package in sorted(before.items()):
+        moved = now.get(name)
+        if moved is not None and moved.version == package.version:
+            continue
         instead = f"locked {moved.version} instead" if moved else "no longer needed"
-        log.warning("%s: %s is gone from the mirror: %s", lock_path(loaded), package, instead)
+        if name in gone:
+            log.warning("%s: %s is gone from the mirror: %s", lock_path(loaded), package, instead)
+        else:
+            why = "what replaces the packages gone needs it"
+            log.warning("%s: %s: %s, as %s", lock_path(loaded), package, instead, why)
+    for name in sorted(now.keys() - before.keys()):
+        log.warning("%s: %s is newly needed", lock_path(loaded), now[name])
     write_lock(loaded, refreshed)
     return refreshed
 

@@ -215,6 +215,30 @@ def test_refresh_missing_relocks_only_what_was_dropped(
     assert _tag(directory) != old_tag
 
 
+def test_refresh_missing_moves_what_the_replacements_need(
+    tmp_path: Path, repository: DebianRepository
+) -> None:
+    directory = recipe(tmp_path, repository)
+    lock(directory, repository)
+    repository.add("libfoo", "1.1-1")
+    repository.add("foo", "1.1-1", depends="libfoo (>= 1.1), foo-data")
+    repository.remove("foo", "1.0-1")
+    repository.publish()
+
+    status, stderr, built = build(
+        tmp_path / "store", directory, "--refresh-missing", "--keyring", str(repository.keyring)
+    )
+    assert status == 0, stderr
+    where = f"WARNING osbuilder.pkg.lock: {directory / LOCK_FILE}"
+    assert stderr.splitlines() == [
+        f"{where}: foo 1.0-1 (amd64) is gone from the mirror: locked 1.1-1 instead",
+        f"{where}: libfoo 1.0-1 (amd64): locked 1.1-1 instead, as what replaces the packages "
+        "gone needs it",
+    ]
+    versions = installed_versions(tmp_path / "store", str(built["reference"]))
+    assert versions == {"foo": "1.1-1", "libfoo": "1.1-1", "foo-data": "1.0-1"}
+
+
 def test_other_bytes_under_a_locked_version_are_refused_and_nothing_is_stored(
     tmp_path: Path, repository: DebianRepository
 ) -> None:
