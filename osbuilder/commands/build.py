@@ -11,7 +11,6 @@ from osbuilder.commands.common import (
     add_platform_option,
     add_registry_options,
     add_store_options,
-    no_cycle_collection,
     open_store,
     print_json,
     progress_for,
@@ -141,11 +140,6 @@ def _root_path(value: str) -> str:
 
 
 def _build(args: argparse.Namespace) -> int:
-    with no_cycle_collection():
-        return _build_outputs(args)
-
-
-def _build_outputs(args: argparse.Namespace) -> int:
     from osbuilder.assemble.images import ImageSource
     from osbuilder.build import build
     from osbuilder.formats.job import WriteOptions

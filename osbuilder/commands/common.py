@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -20,21 +19,6 @@ if TYPE_CHECKING:
     from osbuilder.oci.progress import Progress
     from osbuilder.oci.registry import RegistryClient
     from osbuilder.oci.store import ContentStore
-
-
-@contextlib.contextmanager
-def no_cycle_collection() -> Iterator[None]:
-    """For a command that runs for seconds and exits (a build): Python's cycle collector
-    would walk every object it makes (its modules, the spec, a tree of thousands of
-    entries), ~8 ms of a build, to find nothing: they are freed by reference counting,
-    or at exit."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
