@@ -29,6 +29,7 @@ from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
 from osbuilder.assemble.jsondoc import json_document
 from osbuilder.assemble.layers import apply_layer, layer_compression
+from osbuilder.assemble.oci_volume import VolumeLayout, oci_volume_layout
 from osbuilder.assemble.package_db import PackageDatabases
 from osbuilder.assemble.runtime_config import (
     allocate_ids,
@@ -310,7 +311,8 @@ class _Assembler:
                 continue
             image = self._image(volume.image, ("volumes", index, "image"))
             if volume.format == "oci":
-                self._oci_layout(image, f"{base}/lower", location)
+                layout = oci_volume_layout(image, volume.platforms, self.images, ("volumes", index))
+                self._oci_layout(image, layout, f"{base}/lower", location)
                 self._used(image)  # (an OCI layout: no package database to read)
             else:
                 self._unpack(image, f"{base}/lower", location)
@@ -324,12 +326,11 @@ class _Assembler:
                     epoch=self.epoch,
                 )
 
-    def _oci_layout(self, image: Image, base: str, location: str) -> None:
+    def _oci_layout(self, image: Image, layout: VolumeLayout, base: str, location: str) -> None:
         """The image itself (its blobs, index.json naming it) rather than its files."""
         store = self.images.store
         source = str(image.reference)
-        blobs = [image.manifest_descriptor, image.manifest.config, *image.manifest.layers]
-        for blob in blobs:
+        for blob in layout.blobs:
             entry = Entry(
                 f"{base}/blobs/sha256/{blob.digest[7:]}",
                 Kind.FILE,
@@ -344,7 +345,7 @@ class _Assembler:
         index = {
             "schemaVersion": 2,
             "manifests": [
-                image.manifest_descriptor.replace(
+                layout.top.replace(
                     annotations={"org.opencontainers.image.ref.name": source}
                 ).as_json()
             ],

@@ -4,12 +4,19 @@ private store, and the tree read back from `-f tar`."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from osbuilder.assemble.filters import HOSTS, RESOLV_STUB
+from osbuilder.oci.imagewriter import ImageSpec, file_info, new_layer, write_image, write_index
+from osbuilder.oci.model import Platform
+from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 from tests.integration.helpers import osbuilder, store_image
 
@@ -71,3 +78,72 @@ def test_hosts_and_resolv_conf_are_written_as_linuxkit_writes_them(tmp_path: Pat
     # The system's root (init images): the localhost table, and resolv.conf as dhcpcd fills it.
     assert tree["etc/hosts"] == LINUXKIT_HOSTS.encode()
     assert tree["etc/resolv.conf"] == "/run/resolvconf/resolv.conf"
+
+
+def store_index(store: ContentStore, reference: str, architectures: list[str]) -> dict[str, str]:
+    """An index of one one-layer image per architecture, tagged `reference`; returns each
+    architecture's manifest digest."""
+    manifests = []
+    for architecture in architectures:
+        with new_layer(store) as layer:
+            data = architecture.encode()
+            layer.add(file_info("arch", len(data), 0o644, 0), io.BytesIO(data))
+        assert layer.result is not None
+        manifest = write_image(store, [layer.result], ImageSpec(architecture=architecture))
+        manifests.append(manifest.replace(platform=Platform(architecture, "linux")))
+    store.tag(str(parse_reference(reference)), write_index(store, manifests))
+    return {str(m.platform): m.digest for m in manifests}
+
+
+def volume_spec(platforms: str) -> str:
+    return (
+        "init: [test/bare:1]\n"
+        "volumes:\n  - name: every\n    image: test/multi:1\n    format: oci\n"
+        f"  - name: some\n    image: test/multi:1\n    format: oci\n{platforms}"
+    )
+
+
+def test_an_oci_volume_holds_the_platforms_named_by_default_every_one(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "store")
+    store_image(store, "test/bare:1", {"bin/": b""})
+    manifests = store_index(store, "test/multi:1", ["amd64", "arm64"])
+    tree = build_tar(store, tmp_path, volume_spec("    platforms: [linux/arm64]\n"))
+
+    def layout(volume: str) -> tuple[dict[str, Any], set[str]]:
+        lower = f"containers/volumes/{volume}/lower"
+        index = json.loads(tree[f"{lower}/index.json"])
+        blobs = {name.rsplit("/", 1)[1] for name in tree if name.startswith(f"{lower}/blobs/")}
+        return index, {"sha256:" + blob for blob in blobs}
+
+    for volume, platforms in (("every", ["linux/amd64", "linux/arm64"]), ("some", ["linux/arm64"])):
+        index, blobs = layout(volume)
+        [top] = index["manifests"]  # the index itself, by its digest, as LinuxKit writes it
+        assert top["mediaType"] == "application/vnd.oci.image.index.v1+json"
+        assert top["annotations"] == {"org.opencontainers.image.ref.name": "docker.io/test/multi:1"}
+        named = store.lookup("docker.io/test/multi:1")
+        assert named is not None and top["digest"] == named.digest
+        held = {platform for platform, digest in manifests.items() if digest in blobs}
+        assert sorted(held) == platforms, volume
+        for platform in held:  # each platform's whole image
+            manifest = store.manifest(manifests[platform])
+            assert {manifest.config.digest, *(layer.digest for layer in manifest.layers)} <= blobs
+        for name in blobs:  # and nothing but blobs that hash to their names
+            data = tree[f"containers/volumes/{volume}/lower/blobs/sha256/{name[7:]}"]
+            assert isinstance(data, bytes) and hashlib.sha256(data).hexdigest() == name[7:]
+
+
+def test_a_platform_the_index_lacks_is_located(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "store")
+    store_image(store, "test/bare:1", {"bin/": b""})
+    store_index(store, "test/multi:1", ["amd64", "arm64"])
+    path = tmp_path / "spec.yml"
+    path.write_text(volume_spec("    platforms: [linux/arm64, linux/s390x]\n"))
+    result = osbuilder(
+        "build", "--offline", "--cache", str(store.root), "-f", "tar",
+        "-o", str(tmp_path / "out"), str(path),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"osbuilder: {path}:9:30: volumes[1].platforms[1]: test/multi:1 has no image for "
+        "linux/s390x (it has linux/amd64, linux/arm64)"
+    )
