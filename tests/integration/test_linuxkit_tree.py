@@ -19,6 +19,8 @@ from osbuilder.oci.model import Platform
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 from tests.integration.helpers import osbuilder, store_image
+from tests.integration.images import OciIndex, push
+from tests.integration.registry import Registry
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +149,47 @@ def test_a_platform_the_index_lacks_is_located(tmp_path: Path) -> None:
         f"osbuilder: {path}:9:30: volumes[1].platforms[1]: test/multi:1 has no image for "
         "linux/s390x (it has linux/amd64, linux/arm64)"
     )
+
+
+def test_a_platform_not_in_the_store_offline_is_located(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "store")
+    store_image(store, "test/bare:1", {"bin/": b""})
+    manifests = store_index(store, "test/multi:1", ["amd64", "arm64"])
+    store.blob_path(manifests["linux/arm64"]).unlink()  # (only this machine's pulled)
+    path = tmp_path / "spec.yml"
+    path.write_text(volume_spec(""))
+    result = osbuilder(
+        "build", "--offline", "--cache", str(store.root), "-f", "tar",
+        "-o", str(tmp_path / "out"), str(path),
+    )  # fmt: skip
+    assert result.returncode == 1
+    index = store.lookup("docker.io/test/multi:1")
+    assert index is not None
+    assert result.stderr.strip() == (
+        f"osbuilder: {path}:4:12: volumes[0].image: linux/arm64: test/multi:1@{index.digest} "
+        "is not in the content store; pull it first (without --offline)"
+    )
+
+
+def test_a_build_pulls_the_platforms_an_oci_volume_holds(
+    registry: Registry, multiarch_image: OciIndex, tmp_path: Path
+) -> None:
+    pushed = push(multiarch_image, registry, "multi/arch", "v1")
+    store = ContentStore(tmp_path / "store")
+    store_image(store, "test/bare:1", {"bin/": b""})
+    path = tmp_path / "spec.yml"
+    path.write_text(
+        "init: [test/bare:1]\n"
+        f"volumes:\n  - name: both\n    image: {pushed.reference}\n    format: oci\n"
+    )
+    result = osbuilder(
+        "build", "--cache", str(store.root), "-f", "tar", "--name", "t",
+        "-o", str(tmp_path / "out"), str(path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with tarfile.open(tmp_path / "out/t.tar") as tar:
+        prefix = "containers/volumes/both/lower/blobs/sha256/"
+        blobs = {"sha256:" + n[len(prefix) :] for n in tar.getnames() if n.startswith(prefix)}
+    for image in multiarch_image.images:  # this machine's and the other's, layers and all
+        assert {image.digest, *(layer.descriptor.digest for layer in image.layers)} <= blobs
+    assert multiarch_image.digest in blobs
