@@ -21,7 +21,6 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-import yaml
 from msgspec import Struct, field
 
 from osbuilder.assemble.entry import Content, Entry, Kind
@@ -47,6 +46,7 @@ from osbuilder.oci.pull import Image
 from osbuilder.spec.images import CONTAINER_SECTIONS, image_references
 from osbuilder.spec.model import Container, Spec
 from osbuilder.spec.source import DataPath, SpecValueError, format_path
+from osbuilder.spec.yaml12 import dump_yaml
 
 log = logging.getLogger(__name__)
 
@@ -519,4 +519,4 @@ class _Assembler:
                 container["image"] = pin(container["image"])
         if kind == "json":
             return json_document(data, indent=2, sort_keys=True)
-        return yaml.safe_dump(data, sort_keys=True).encode()
+        return dump_yaml(data, sort_keys=True).encode()

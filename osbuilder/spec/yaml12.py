@@ -13,6 +13,7 @@ import math
 import re
 from typing import Any
 
+import yaml
 from yaml.nodes import ScalarNode
 from yaml.resolver import BaseResolver
 
@@ -110,3 +111,19 @@ class CoreSchemaResolver(BaseResolver):
         if kind is ScalarNode and implicit[0]:
             return MERGE_TAG if value == "<<" else PLAIN_TAG
         return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+
+
+class _CoreSchemaSafeDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting also the strings YAML 1.2 would read as something
+    else (`1e3`, `09`, `0o17`: plain to YAML 1.1, numbers to go-yaml and to our loader)."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        if kind is ScalarNode and implicit[0] and tag == STR:
+            return resolve_plain(value)[0]
+        return tag
+
+
+def dump_yaml(data: Any, *, sort_keys: bool) -> str:
+    """`data` as YAML that reads back the same by YAML 1.1 and 1.2 (LinuxKit's) rules."""
+    return yaml.dump(data, Dumper=_CoreSchemaSafeDumper, sort_keys=sort_keys)

@@ -9,10 +9,11 @@ import textwrap
 from typing import Any
 
 import pytest
+import yaml
 
 from osbuilder.spec import check_sources
 from osbuilder.spec.source import SpecSyntaxError, load_document
-from osbuilder.spec.yaml12 import resolve_plain
+from osbuilder.spec.yaml12 import dump_yaml, resolve_plain
 
 HEAD = "kernel:\n  image: osbuilder/kernel\ninit:\n  - osbuilder/init\n"
 
@@ -150,3 +151,17 @@ def test_a_second_spec_after_an_empty_document_is_still_refused() -> None:
     assert str(caught.value) == (
         "t.yml:7:1: a spec file holds one YAML document; split multiple specs into files"
     )
+
+
+ROUND_TRIP = ["1e3", "+1e3", "09", "0o17", "0O7", "yes", "10:30", "=", "1_0", "", "~", "a b"]
+
+
+def test_strings_written_as_yaml_read_back_as_the_same_strings() -> None:
+    """What osbuilder writes (--dry-run, `metadata: yaml`) reads back as written, by YAML
+    1.2 rules (LinuxKit's) and by 1.1's alike: a string that 1.2 would read as a number is
+    quoted though PyYAML's own dumper leaves it plain."""
+    data = {"command": ROUND_TRIP, "count": 3, "ratio": 1.5, "on": True, "none": None}
+    text = dump_yaml(data, sort_keys=False)
+    assert load_document("t.yml", text).data == data
+    assert yaml.safe_load(text) == data
+    assert "'1e3'" in text and "'0o17'" in text and "count: 3" in text
