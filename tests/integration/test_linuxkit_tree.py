@@ -193,3 +193,17 @@ def test_a_build_pulls_the_platforms_an_oci_volume_holds(
     for image in multiarch_image.images:  # this machine's and the other's, layers and all
         assert {image.digest, *(layer.descriptor.digest for layer in image.layers)} <= blobs
     assert multiarch_image.digest in blobs
+
+
+def test_yaml_1_1_words_reach_config_json_as_the_strings_written(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "store")
+    store_image(store, "test/bare:1", {"bin/": b""})
+    tree = build_tar(
+        store,
+        tmp_path,
+        "init: [test/bare:1]\nservices:\n  - name: s\n    image: test/bare:1\n"
+        "    command: [echo, yes, off, 10:30, 2024-01-02, =]\n    env: [MODE=on]\n",
+    )
+    config = json.loads(tree["containers/services/s/config.json"])
+    assert config["process"]["args"] == ["echo", "yes", "off", "10:30", "2024-01-02", "="]
+    assert "MODE=on" in config["process"]["env"]

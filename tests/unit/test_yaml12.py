@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from osbuilder.spec import check_sources
 from osbuilder.spec.source import SpecSyntaxError, load_document
@@ -165,3 +167,15 @@ def test_strings_written_as_yaml_read_back_as_the_same_strings() -> None:
     assert load_document("t.yml", text).data == data
     assert yaml.safe_load(text) == data
     assert "'1e3'" in text and "'0o17'" in text and "count: 3" in text
+
+
+@given(
+    st.lists(
+        st.text(alphabet=st.sampled_from("0123456789+-._:eEoxObBaTtyYnN~= "), max_size=8)
+        | st.text(max_size=8),
+        max_size=8,
+    )
+)
+def test_any_string_written_reads_back_as_that_string(strings: list[str]) -> None:
+    text = dump_yaml({"strings": strings}, sort_keys=False)
+    assert load_document("t.yml", text).data == {"strings": strings}
