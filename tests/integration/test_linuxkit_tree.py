@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,19 @@ LINUXKIT_HOSTS = (
 LINUXKIT_RESOLV = "\n# no resolv.conf configured\n"
 
 
-def build_tar(store: ContentStore, tmp_path: Path, text: str) -> dict[str, bytes | str]:
-    """Build the spec `text` from `store` as a tar; the tree's files (a symlink: its target)."""
+def build(store: ContentStore, tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """Build the spec `text` (in tmp_path/spec.yml) from `store` alone, into out/t.tar."""
     path = tmp_path / "spec.yml"
     path.write_text(text)
-    result = osbuilder(
+    return osbuilder(
         "build", "--offline", "--cache", str(store.root), "-f", "tar", "--name", "t",
         "-o", str(tmp_path / "out"), str(path),
     )  # fmt: skip
+
+
+def build_tar(store: ContentStore, tmp_path: Path, text: str) -> dict[str, bytes | str]:
+    """Build the spec `text` from `store` as a tar; the tree's files (a symlink: its target)."""
+    result = build(store, tmp_path, text)
     assert result.returncode == 0, result.stderr
     tree: dict[str, bytes | str] = {}
     with tarfile.open(tmp_path / "out/t.tar") as tar:
@@ -138,16 +144,11 @@ def test_a_platform_the_index_lacks_is_located(tmp_path: Path) -> None:
     store = ContentStore(tmp_path / "store")
     store_image(store, "test/bare:1", {"bin/": b""})
     store_index(store, "test/multi:1", ["amd64", "arm64"])
-    path = tmp_path / "spec.yml"
-    path.write_text(volume_spec("    platforms: [linux/arm64, linux/s390x]\n"))
-    result = osbuilder(
-        "build", "--offline", "--cache", str(store.root), "-f", "tar",
-        "-o", str(tmp_path / "out"), str(path),
-    )  # fmt: skip
+    result = build(store, tmp_path, volume_spec("    platforms: [linux/arm64, linux/s390x]\n"))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"osbuilder: {path}:9:30: volumes[1].platforms[1]: test/multi:1 has no image for "
-        "linux/s390x (it has linux/amd64, linux/arm64)"
+        f"osbuilder: {tmp_path / 'spec.yml'}:9:30: volumes[1].platforms[1]: "
+        "test/multi:1 has no image for linux/s390x (it has linux/amd64, linux/arm64)"
     )
 
 
@@ -156,18 +157,14 @@ def test_a_platform_not_in_the_store_offline_is_located(tmp_path: Path) -> None:
     store_image(store, "test/bare:1", {"bin/": b""})
     manifests = store_index(store, "test/multi:1", ["amd64", "arm64"])
     store.blob_path(manifests["linux/arm64"]).unlink()  # (only this machine's pulled)
-    path = tmp_path / "spec.yml"
-    path.write_text(volume_spec(""))
-    result = osbuilder(
-        "build", "--offline", "--cache", str(store.root), "-f", "tar",
-        "-o", str(tmp_path / "out"), str(path),
-    )  # fmt: skip
+    result = build(store, tmp_path, volume_spec(""))
     assert result.returncode == 1
     index = store.lookup("docker.io/test/multi:1")
     assert index is not None
     assert result.stderr.strip() == (
-        f"osbuilder: {path}:4:12: volumes[0].image: linux/arm64: test/multi:1@{index.digest} "
-        "is not in the content store; pull it first (without --offline)"
+        f"osbuilder: {tmp_path / 'spec.yml'}:4:12: volumes[0].image: linux/arm64: "
+        f"test/multi:1@{index.digest} is not in the content store; "
+        "pull it first (without --offline)"
     )
 
 
