@@ -1,9 +1,10 @@
 """LinuxKit's adjustments to every image it unpacks (moby/build/image.go).
 
 Dropped: .dockerenv, Dockerfile, dev/console, dev/pts, dev/shm, etc/hostname.
-etc/hosts gets a standard localhost table. etc/resolv.conf: in the system's
-root (init images) a symlink to /run/resolvconf/resolv.conf, which dhcpcd
-fills; in a container a stub, unless the image made it a symlink itself (an
+etc/hosts is a standard localhost table, whether the image had one or not.
+etc/resolv.conf: in the system's root (init images, filesystem volumes) a
+symlink to /run/resolvconf/resolv.conf, which dhcpcd fills; in a container a
+stub, had the image one or not, unless the image made it a symlink itself (an
 osbuilder image that wants the system's resolver, like dhcpcd's; LinuxKit
 would replace that too). dev, dev/pts, dev/shm, etc, proc, sys exist, and
 etc/mtab points at /proc/mounts.
@@ -50,12 +51,9 @@ def adjust_image(
             put(name, Kind.DIRECTORY, 0o755)
     if tree.get(path("etc/mtab")) is None:
         put("etc/mtab", Kind.SYMLINK, 0o777, link="/proc/mounts")
-    hosts = tree.get(path("etc/hosts"))
-    put("etc/hosts", Kind.FILE, 0o644, text=HOSTS if hosts is not None else "")
+    put("etc/hosts", Kind.FILE, 0o644, text=HOSTS)
     resolv = tree.get(path("etc/resolv.conf"))
     if system_root:
         put("etc/resolv.conf", Kind.SYMLINK, 0o777, link=RESOLV_SYMLINK)
-    elif resolv is None:
-        put("etc/resolv.conf", Kind.FILE, 0o644)
-    elif resolv.kind is not Kind.SYMLINK:
+    elif resolv is None or resolv.kind is not Kind.SYMLINK:
         put("etc/resolv.conf", Kind.FILE, 0o644, text=RESOLV_STUB)

@@ -54,6 +54,13 @@ class ImageSource(Struct):
         what it is, without its layers."""
         return self._image(reference, layers=False)
 
+    def for_platform(self, image: Image, platform: TargetPlatform) -> Image:
+        """The image for `platform` of the index `image` came from: asked for by the index's
+        digest, so the content the build took for its own platform, whatever the tag names
+        now (an OCI-format volume holds several platforms)."""
+        puller = Puller(self.store, self.client, platform, jobs=self.jobs, progress=self.progress)
+        return puller.pull(image.reference.with_digest(image.digest)).image
+
     def _image(self, reference: str, *, layers: bool) -> Image:
         ref = parse_reference(reference)
         pin = self.pins.get(reference)

@@ -21,7 +21,6 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-import yaml
 from msgspec import Struct, field
 
 from osbuilder.assemble.entry import Content, Entry, Kind
@@ -29,6 +28,7 @@ from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
 from osbuilder.assemble.jsondoc import json_document
 from osbuilder.assemble.layers import apply_layer, layer_compression
+from osbuilder.assemble.oci_volume import VolumeLayout, oci_volume_layout
 from osbuilder.assemble.package_db import PackageDatabases
 from osbuilder.assemble.runtime_config import (
     allocate_ids,
@@ -46,6 +46,7 @@ from osbuilder.oci.pull import Image
 from osbuilder.spec.images import CONTAINER_SECTIONS, image_references
 from osbuilder.spec.model import Container, Spec
 from osbuilder.spec.source import DataPath, SpecValueError, format_path
+from osbuilder.spec.yaml12 import dump_yaml
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +311,8 @@ class _Assembler:
                 continue
             image = self._image(volume.image, ("volumes", index, "image"))
             if volume.format == "oci":
-                self._oci_layout(image, f"{base}/lower", location)
+                layout = oci_volume_layout(image, volume.platforms, self.images, ("volumes", index))
+                self._oci_layout(image, layout, f"{base}/lower", location)
                 self._used(image)  # (an OCI layout: no package database to read)
             else:
                 self._unpack(image, f"{base}/lower", location)
@@ -324,12 +326,11 @@ class _Assembler:
                     epoch=self.epoch,
                 )
 
-    def _oci_layout(self, image: Image, base: str, location: str) -> None:
+    def _oci_layout(self, image: Image, layout: VolumeLayout, base: str, location: str) -> None:
         """The image itself (its blobs, index.json naming it) rather than its files."""
         store = self.images.store
         source = str(image.reference)
-        blobs = [image.manifest_descriptor, image.manifest.config, *image.manifest.layers]
-        for blob in blobs:
+        for blob in layout.blobs:
             entry = Entry(
                 f"{base}/blobs/sha256/{blob.digest[7:]}",
                 Kind.FILE,
@@ -344,7 +345,7 @@ class _Assembler:
         index = {
             "schemaVersion": 2,
             "manifests": [
-                image.manifest_descriptor.replace(
+                layout.top.replace(
                     annotations={"org.opencontainers.image.ref.name": source}
                 ).as_json()
             ],
@@ -518,4 +519,4 @@ class _Assembler:
                 container["image"] = pin(container["image"])
         if kind == "json":
             return json_document(data, indent=2, sort_keys=True)
-        return yaml.safe_dump(data, sort_keys=True).encode()
+        return dump_yaml(data, sort_keys=True).encode()

@@ -199,9 +199,8 @@ def _default_name(first: str) -> str:
 
 def _dry_run(files: list[str]) -> int:
     """LinuxKit's --dry-run: the spec a build of `files` would build, as YAML."""
-    import yaml
-
     from osbuilder.spec import load_spec
+    from osbuilder.spec.yaml12 import dump_yaml
 
     loaded = load_spec(files)
     for warning in loaded.warnings:
@@ -210,5 +209,5 @@ def _dry_run(files: list[str]) -> int:
     for section in ("onboot", "onshutdown", "services"):
         if section in data:  # each entry's name and image first, as specs are written
             data[section] = [{"name": e["name"], "image": e["image"]} | e for e in data[section]]
-    print(yaml.safe_dump(data, sort_keys=False), end="")
+    print(dump_yaml(data, sort_keys=False), end="")
     return ExitCode.OK

@@ -18,17 +18,28 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from osbuilder.errors import UserError
+from osbuilder.spec.yaml12 import (
+    MERGE_TAG,
+    PLAIN_TAG,
+    RESOLVABLE_TAGS,
+    CoreSchemaResolver,
+    resolve_plain,
+    resolve_tagged,
+)
 
 try:  # libyaml's parser is ~10x faster; the pure-Python one gives the same nodes
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+
+class _Loader(CoreSchemaResolver, _BaseLoader):
+    """PyYAML's parser and composer; plain scalars left for YAML 1.2 resolution."""
+
 
 # Bound on nodes built from one document, so that alias bombs ("billion laughs")
 # fail cleanly instead of eating memory.
 MAX_NODES = 1_000_000
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 #: A path into the data: mapping keys and list indices, e.g. ("services", 1, "env", 0).
 DataPath = tuple[str | int, ...]
@@ -161,8 +172,12 @@ def load_document(path: Path | str, text: str | bytes | None = None) -> Document
     except yaml.YAMLError as exc:  # pragma: no cover - every other YAMLError is marked
         raise _error(name, 1, 1, "YAML error: " + " ".join(str(exc).split())) from None
 
-    if len(nodes) > 1:
-        second = nodes[1].start_mark
+    # LinuxKit reads the first document and ignores the rest; a trailing `---` or a document of
+    # comments only is common and harmless, a second spec in the file is refused (it would
+    # be ignored silently).
+    extra = [node for node in nodes[1:] if not _is_empty(node)]
+    if extra:
+        second = extra[0].start_mark
         raise _error(
             name,
             second.line + 1,
@@ -175,6 +190,15 @@ def load_document(path: Path | str, text: str | bytes | None = None) -> Document
         builder = _Builder(name, document)
         document.data = builder.build(nodes[0], ())
     return document
+
+
+def _is_empty(node: Node) -> bool:
+    """A document with nothing in it (or only `~`/`null`)."""
+    return (
+        isinstance(node, ScalarNode)
+        and node.tag == PLAIN_TAG
+        and resolve_plain(node.value)[1] is None
+    )
 
 
 def _error(file: str, line: int, column: int, message: str) -> SpecSyntaxError:
@@ -224,11 +248,15 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode) -> Any:
         try:
+            if node.tag == PLAIN_TAG:
+                return resolve_plain(node.value)[1]
+            if node.tag in RESOLVABLE_TAGS:
+                return resolve_tagged(node.tag, node.value)
             return self._constructor.construct_object(node, deep=True)
         except ConstructorError as exc:
             loc = self._location(node)
             raise _error(self._file, loc.line, loc.column, f"YAML error: {exc.problem}") from None
-        except ValueError as exc:  # e.g. a timestamp with an impossible date
+        except ValueError as exc:  # e.g. `!!bool yes`: not a boolean by YAML 1.2
             loc = self._location(node)
             raise _error(self._file, loc.line, loc.column, f"invalid value: {exc}") from None
 
@@ -266,12 +294,12 @@ class _Builder:
         """The mapping's own entries, then those brought in by `<<` merge keys."""
         own: set[str] = set()
         for key_node, value_node in node.value:
-            if key_node.tag != _MERGE_TAG:
+            if key_node.tag != MERGE_TAG:
                 if isinstance(key_node, ScalarNode):
                     own.add(key_node.value)
                 yield key_node, value_node
         for key_node, value_node in node.value:
-            if key_node.tag != _MERGE_TAG:
+            if key_node.tag != MERGE_TAG:
                 continue
             sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
             for source in sources:
