@@ -32,7 +32,6 @@ from osbuilder.errors import UserError
 from osbuilder.oci.model import ImageConfig as OciImageConfig
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES, SPECIAL_CAPABILITY_SETS
 from osbuilder.spec.diagnostics import diagnostics_from
-from osbuilder.spec.fieldtypes import RLIMITS
 from osbuilder.spec.model import (
     BlockIoResources,
     Container,
@@ -45,8 +44,9 @@ from osbuilder.spec.model import (
     Volume,
 )
 from osbuilder.spec.model import ImageConfig as LabelConfig
-from osbuilder.spec.schema import SchemaError, parse
 from osbuilder.spec.source import Document, Location, format_path
+from osbuilder.spec.syntax import Bind, Rlimit
+from osbuilder.spec.validation import SchemaError, parse
 
 #: The image label holding a LinuxKit package's default settings.
 LABEL = "org.mobyproject.config"
@@ -59,11 +59,6 @@ VOLUMES_DIR = "/containers/volumes"
 
 #: First id handed to container names (LinuxKit's build.go).
 FIRST_ID = 100
-
-#: "unlimited" in an rlimit: RLIM_INFINITY as the uint64 OCI field holds it.
-RLIM_INFINITY = 2**64 - 1
-
-_RLIMITS = frozenset(RLIMITS)  # the names the spec already checked
 
 # Mount types whose source names the type, and their usual mount point (LinuxKit's
 # defaultMountpoint); /dev without a type is a tmpfs.
@@ -252,7 +247,7 @@ class _Mapping:
             process["env"] = list(env)
         process["cwd"] = self.pick_text("cwd") or image.working_dir or "/"
         process["capabilities"] = self.capabilities()
-        rlimits = [self.rlimit(text) for text in self.pick("rlimits") or []]
+        rlimits = [_rlimit(rlimit) for rlimit in self.pick("rlimits") or []]
         if rlimits:
             process["rlimits"] = rlimits
         if self.pick("no_new_privileges"):
@@ -279,16 +274,14 @@ class _Mapping:
         expanded on its own and every `.add` is added to the list it goes with.
         """
         yaml_, label = self.yaml, self.label
+        lists: list[list[str] | None]
         if yaml_.capabilities is not None:
-            lists: list[tuple[str, list[str] | None]] = [("capabilities", yaml_.capabilities)]
+            lists = [yaml_.capabilities]
         else:
-            lists = [
-                ("label capabilities", label.capabilities),
-                ("label capabilities.add", label.capabilities_add),
-            ]
-        lists.append(("capabilities.add", yaml_.capabilities_add))
-        caps = {cap for field, values in lists for cap in _capability_set(values, field)}
-        ambient = set(_capability_set(self.pick("ambient"), "ambient"))
+            lists = [label.capabilities, label.capabilities_add]
+        lists.append(yaml_.capabilities_add)
+        caps = {cap for values in lists for cap in _capability_set(values)}
+        ambient = set(_capability_set(self.pick("ambient")))
         bounding = sorted(caps | ambient)
         return {
             "bounding": bounding,
@@ -297,26 +290,6 @@ class _Mapping:
             "permitted": list(bounding),
             "ambient": sorted(ambient),
         }
-
-    @staticmethod
-    def rlimit(text: str) -> dict[str, Any]:
-        parts = [part.strip() for part in text.split(",", 2)]
-        if len(parts) != 3:
-            raise _Invalid(f"rlimit must be 'name,soft,hard', got {text!r}")
-        name = parts[0].upper()
-        if not name.startswith("RLIMIT_"):
-            name = "RLIMIT_" + name
-        if name not in _RLIMITS:
-            raise _Invalid(f"unknown rlimit {parts[0]!r} in {text!r}")
-        limits = []
-        for limit in parts[1:]:
-            if limit.lower() == "unlimited":
-                limits.append(RLIM_INFINITY)
-            elif limit.isdigit() and int(limit) <= RLIM_INFINITY:
-                limits.append(int(limit))
-            else:
-                raise _Invalid(f"rlimit value {limit!r} in {text!r} is not a number or unlimited")
-        return {"type": name, "hard": limits[1], "soft": limits[0]}
 
     # --- mounts ---------------------------------------------------------------------------
 
@@ -337,33 +310,24 @@ class _Mapping:
             ("/sys/fs/cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime", "ro"]),
         ):
             table[destination] = _mount(destination, kind, kind, options)
-        for text in self.pick("tmpfs") or []:
-            destination, colon, options = text.partition(":")
-            if ":" in options:
-                raise _Invalid(f"tmpfs must be 'destination[:options]', got {text!r}")
-            table[destination] = _mount(
-                destination, "tmpfs", "tmpfs", options.split(",") if colon else None
-            )
-        for text in self.binds():
-            parts = text.split(":")
-            if len(parts) not in (2, 3):
-                raise _Invalid(f"bind must be 'source:destination[:options]', got {text!r}")
-            source, destination = parts[0], parts[1]
-            if len(parts) == 3:
-                options = parts[2].split(",")
+        for tmpfs in self.pick("tmpfs") or []:
+            table[tmpfs.destination] = _mount(tmpfs.destination, "tmpfs", "tmpfs", tmpfs.options)
+        for bind in self.binds():
+            if bind.options is not None:
+                options = list(bind.options)
                 # LinuxKit appends rbind even when it is there already; once is enough.
                 if "rbind" not in options:
                     options.append("rbind")
             else:
                 options = ["rw", "rbind", "rshared"]
-            source = self.volume_source(source, options, f"bind {text!r}")
-            table[destination] = _mount(destination, "bind", source, options)
+            source = self.volume_source(bind.source, options, f"bind {bind.text!r}")
+            table[bind.destination] = _mount(bind.destination, "bind", source, options)
         for number, mount in enumerate(self.pick("mounts") or []):
             made = self.mount(mount, f"mounts[{number}]")
             table[made["destination"]] = made
         return [table[destination] for destination in sorted(table)]
 
-    def binds(self) -> list[str]:
+    def binds(self) -> list[Bind]:
         """`binds` replaces the label's; otherwise label binds then `binds.add`.
 
         LinuxKit's mergeStrings means to drop duplicates but never does; it makes
@@ -539,18 +503,17 @@ class _Mapping:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _capability_set(values: Sequence[str] | None, field: str) -> list[str]:
-    """A capability list with a lone `all` / `none` expanded; an unknown name is an error."""
+def _capability_set(values: Sequence[str] | None) -> list[str]:
+    """A capability list (the model checked its names) with a lone `all` / `none` expanded."""
     if not values:
         return []
     if len(values) == 1 and values[0].lower() in SPECIAL_CAPABILITY_SETS:
         return list(KNOWN_CAPABILITIES) if values[0].lower() == "all" else []
-    for value in values:
-        if value not in KNOWN_CAPABILITIES:
-            if value.lower() in SPECIAL_CAPABILITY_SETS:
-                raise _Invalid(f"{field}: {value!r} must be the list's only entry")
-            raise _Invalid(f"{field}: unknown capability {value!r}")
     return list(values)
+
+
+def _rlimit(rlimit: Rlimit) -> dict[str, Any]:
+    return {"type": rlimit.name, "hard": rlimit.hard, "soft": rlimit.soft}
 
 
 def _mount(

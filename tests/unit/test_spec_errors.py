@@ -254,8 +254,9 @@ CASES = [
         "container-name-slash",
         HEAD + "onboot:\n  - name: ../evil\n    image: a\n",
         [
-            "t.yml:6:11: onboot[0].name: container name must start with a letter or digit and "
-            "use only letters, digits, '_', '.', '-' (at most 128), got '../evil'"
+            "t.yml:6:11: onboot[0].name: container name must use only letters, digits, '_', "
+            "'+', ',', '.', '-' (a runc container id), not start with '-' nor be '.' or '..', "
+            "got '../evil'"
         ],
     ),
     # --- files --------------------------------------------------------------------------------
