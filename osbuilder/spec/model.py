@@ -321,19 +321,23 @@ class ImageConfig(Model):
     cwd: Annotated[AbsolutePath | None, Field(description="Working directory (default /).")] = None
     net: Annotated[
         NetNamespace | None,
-        Field(description="Network namespace: host (default), new, none or a path."),
+        Field(description="Network namespace: host (default; `root` alike), new, none or a path."),
     ] = None
     pid: Annotated[
-        PidNamespace | None, Field(description="PID namespace: new (default), host or a path.")
+        PidNamespace | None,
+        Field(description="PID namespace: new (default), host (`root` alike) or a path."),
     ] = None
     ipc: Annotated[
-        IpcNamespace | None, Field(description="IPC namespace: host (default), new or a path.")
+        IpcNamespace | None,
+        Field(description="IPC namespace: host (default; `root` alike), new or a path."),
     ] = None
     uts: Annotated[
-        UtsNamespace | None, Field(description="UTS namespace: host (default), new or a path.")
+        UtsNamespace | None,
+        Field(description="UTS namespace: host (default; `root` alike), new or a path."),
     ] = None
     userns: Annotated[
-        UserNamespace | None, Field(description="User namespace: host (default), new or a path.")
+        UserNamespace | None,
+        Field(description="User namespace: host (default; `root` alike), new or a path."),
     ] = None
     readonly: Annotated[
         bool | None, Field(description="Read-only root filesystem, /dev and /sys.")

@@ -626,6 +626,13 @@ CASES = [
         {"namespaces": [("pid", ""), ("mount", "")]},
     ),
     Case(
+        # LinuxKit's other word for host, in the spec and in a label alike.
+        "namespaces-root-is-host",
+        {"net": "root", "ipc": "root", "uts": "root", "userns": "root", "pid": "root"},
+        {"namespaces": [("mount", "")]},
+        label={"net": "new", "uts": "new"},
+    ),
+    Case(
         "namespaces-yaml-over-label",
         {"net": "host"},
         {"namespaces": [("uts", ""), ("mount", "")]},
