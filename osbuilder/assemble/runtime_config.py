@@ -40,6 +40,7 @@ from osbuilder.spec.model import (
     Mount,
     Resources,
     Runtime,
+    RuntimeMount,
     Spec,
     Volume,
 )
@@ -59,16 +60,6 @@ VOLUMES_DIR = "/containers/volumes"
 
 #: First id handed to container names (LinuxKit's build.go).
 FIRST_ID = 100
-
-# Mount types whose source names the type, and their usual mount point (LinuxKit's
-# defaultMountpoint); /dev without a type is a tmpfs.
-_DEFAULT_MOUNTPOINTS = {
-    "proc": "/proc",
-    "devpts": "/dev/pts",
-    "sysfs": "/sys",
-    "cgroup": "/sys/fs/cgroup",
-    "mqueue": "/dev/mqueue",
-}
 
 _BIND_NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
@@ -323,8 +314,7 @@ class _Mapping:
             source = self.volume_source(bind.source, options, f"bind {bind.text!r}")
             table[bind.destination] = _mount(bind.destination, "bind", source, options)
         for number, mount in enumerate(self.pick("mounts") or []):
-            made = self.mount(mount, f"mounts[{number}]")
-            table[made["destination"]] = made
+            table[mount.mount_point] = self.mount(mount, f"mounts[{number}]")
         return [table[destination] for destination in sorted(table)]
 
     def binds(self) -> list[Bind]:
@@ -360,22 +350,11 @@ class _Mapping:
         return f"{VOLUMES_DIR}/{source}/merged"
 
     def mount(self, mount: Mount, where: str) -> dict[str, Any]:
-        """An explicit mount, its type and destination inferred as LinuxKit does."""
-        kind, source, destination = mount.type or "", mount.source or "", mount.destination or ""
-        if not kind and source in _DEFAULT_MOUNTPOINTS:
-            kind = source
-        if not kind and destination == "/dev":
-            kind = "tmpfs"
-        if not kind:
-            raise _Invalid(f"{where}: mount for destination {destination!r} is missing a type")
-        source = source or kind
-        destination = destination or _DEFAULT_MOUNTPOINTS.get(kind, "")
-        if not destination:
-            raise _Invalid(f"{where}: mount of type {kind!r} is missing a destination")
-        options = list(mount.options) if mount.options is not None else None
-        if kind == "bind":
-            source = self.volume_source(source, options or [], where)
-        made = _mount(destination, kind, source, options)
+        """An explicit mount (its type and destination inferred by the model)."""
+        source = mount.origin
+        if mount.kind == "bind":
+            source = self.volume_source(source, mount.options or [], where)
+        made = _mount(mount.mount_point, mount.kind, source, mount.options)
         if mount.uidmappings:
             made["uidMappings"] = _id_mappings(mount.uidmappings)
         if mount.gidmappings:
@@ -442,14 +421,13 @@ class _Mapping:
         """(linux.devices, device cgroup rules allowing them)."""
         devices: list[dict[str, Any]] = []
         rules: list[dict[str, Any]] = []
-        for number, device in enumerate(self.pick("devices") or []):
-            where = f"devices[{number}] ({device.path})"
-            rule_type = _cgroup_device_type(device.type)
+        for device in self.pick("devices") or []:
+            rule_type = device.cgroup_type
             if device.path == "all":
                 if rule_type is not None:
                     rules.append({"allow": True, "type": rule_type, "access": "rwm"})
                 continue
-            devices.append(_device(device, where))
+            devices.append(_device(device))
             if rule_type is not None:  # a fifo is not a device: no cgroup rule
                 rules.append(
                     {
@@ -525,7 +503,7 @@ def _mount(
     return made
 
 
-def _runtime_mount(mount: Mount) -> dict[str, Any]:
+def _runtime_mount(mount: RuntimeMount) -> dict[str, Any]:
     """A runtime.json mount, as written (no inference: the init reads it as it is)."""
     made: dict[str, Any] = {"destination": mount.destination or ""}
     if mount.type:
@@ -547,20 +525,9 @@ def _id_mappings(mappings: Sequence[IdMapping]) -> list[dict[str, int]]:
     return [{"containerID": m.container_id, "hostID": m.host_id, "size": m.size} for m in mappings]
 
 
-def _cgroup_device_type(kind: str) -> str | None:
-    """The device cgroup's type for a device type: a, b, c; an unbuffered char device (u)
-    is a char device; a fifo (p) needs no rule. (LinuxKit copies the type, and runc
-    refuses a cgroup rule of type u or p.)"""
-    return {"a": "a", "b": "b", "c": "c", "u": "c"}.get(kind)
-
-
-def _device(device: Device, where: str) -> dict[str, Any]:
-    if device.type == "a":
-        raise _Invalid(f"{where}: type 'a' (all devices) goes with path 'all' only")
+def _device(device: Device) -> dict[str, Any]:
     made: dict[str, Any] = {"path": device.path, "type": device.type}
     if device.type != "p":
-        if device.major is None or device.minor is None:
-            raise _Invalid(f"{where}: a type {device.type!r} device needs major and minor")
         made["major"] = device.major
         made["minor"] = device.minor
     # LinuxKit fails without a mode; the OCI default (0666 in runc and crun) is used instead.

@@ -8,9 +8,9 @@ so LinuxKit specs load unchanged; unlike LinuxKit, an unknown key is an error.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from osbuilder.spec.fieldtypes import (
     AbsolutePath,
@@ -33,7 +33,7 @@ from osbuilder.spec.fieldtypes import (
     VolumeName,
 )
 from osbuilder.spec.syntax import Bind, Rlimit, Tmpfs
-from osbuilder.spec.validation import Model
+from osbuilder.spec.validation import Model, invalid
 
 # --- kernel -----------------------------------------------------------------
 
@@ -70,8 +70,8 @@ class IdMapping(Model):
     size: Annotated[int, Field(ge=1, description="How many ids are mapped.")]
 
 
-class Mount(Model):
-    """A mount, as in the OCI runtime spec; type and destination are inferred when obvious."""
+class RuntimeMount(Model):
+    """A mount the init makes before the container starts (runtime.json), as written."""
 
     destination: Annotated[str | None, Field(description="Mount point in the container.")] = None
     type: Annotated[str | None, Field(description="Filesystem type (bind, tmpfs, proc ...).")] = (
@@ -89,6 +89,50 @@ class Mount(Model):
     ] = None
 
 
+# Mount types whose source names the type, and their usual mount point (LinuxKit's
+# defaultMountpoint).
+_DEFAULT_MOUNTPOINTS = {
+    "proc": "/proc",
+    "devpts": "/dev/pts",
+    "sysfs": "/sys",
+    "cgroup": "/sys/fs/cgroup",
+    "mqueue": "/dev/mqueue",
+}
+
+
+class Mount(RuntimeMount):
+    """A mount of the container, as in the OCI runtime spec. As in LinuxKit, a source that
+    names a type (proc, devpts, sysfs, cgroup, mqueue) gives the type, that type its usual
+    mount point, and /dev without a type is a tmpfs."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if not self.kind:
+            invalid(f"mount for destination {self.destination or ''!r} is missing a type")
+        if not self.mount_point:
+            invalid(f"mount of type {self.kind!r} is missing a destination")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The type, given or inferred."""
+        if self.type:
+            return self.type
+        if self.source in _DEFAULT_MOUNTPOINTS:
+            return self.source
+        return "tmpfs" if self.destination == "/dev" else ""
+
+    @property
+    def mount_point(self) -> str:
+        """The destination, given or inferred."""
+        return self.destination or _DEFAULT_MOUNTPOINTS.get(self.kind, "")
+
+    @property
+    def origin(self) -> str:
+        """The source, the type when not given."""
+        return self.source or self.kind
+
+
 class Device(Model):
     """A device node made in the container, allowed in its device cgroup."""
 
@@ -99,6 +143,21 @@ class Device(Model):
     major: Annotated[int | None, Field(description="Major number.")] = None
     minor: Annotated[int | None, Field(description="Minor number.")] = None
     mode: Annotated[OctalMode | None, Field(description="File mode as an octal string.")] = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.type == "a" and self.path != "all":
+            invalid("type 'a' (all devices) goes with path 'all' only")
+        if self.path != "all" and self.type != "p" and (self.major is None or self.minor is None):
+            invalid(f"a type {self.type!r} device needs major and minor")
+        return self
+
+    @property
+    def cgroup_type(self) -> str | None:
+        """The device cgroup's type: a, b, c; an unbuffered char device (u) is a char device;
+        a fifo (p) needs no rule. (LinuxKit copies the type, and runc refuses a cgroup rule
+        of type u or p.)"""
+        return {"a": "a", "b": "b", "c": "c", "u": "c"}.get(self.type)
 
 
 class DeviceCgroup(Model):
@@ -270,7 +329,8 @@ class Runtime(Model):
 
     cgroups: Annotated[list[str] | None, Field(description="cgroups to create.")] = None
     mounts: Annotated[
-        list[Mount] | None, Field(description="Mounts made before the container starts.")
+        list[RuntimeMount] | None,
+        Field(description="Mounts made before the container starts."),
     ] = None
     mkdir: Annotated[list[str] | None, Field(description="Directories to create first.")] = None
     interfaces: Annotated[

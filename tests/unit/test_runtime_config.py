@@ -951,13 +951,6 @@ def test_bad_label_is_a_clear_error(text: str, message: str) -> None:
     [
         ({"uid": "nobody"}, "uid: unknown user 'nobody'"),
         ({"additionalGids": [1, "ghost"]}, "additionalGids[1]: unknown user 'ghost'"),
-        ({"mounts": [{"destination": "/x"}]}, "mounts[0]: mount for destination '/x' is missing"),
-        ({"mounts": [{"type": "tmpfs"}]}, "mounts[0]: mount of type 'tmpfs' is missing a dest"),
-        (
-            {"devices": [{"path": "/dev/x", "type": "a"}]},
-            "devices[0] (/dev/x): type 'a' (all devices) goes with path 'all' only",
-        ),
-        ({"devices": [{"path": "/dev/x", "type": "c"}]}, "needs major and minor"),
         (
             {"resources": {"hugepageLimits": [{"pageSize": 1000}]}},
             "hugepageLimits: pageSize 1000 is not a whole number of KB",

@@ -465,6 +465,28 @@ CASES = [
         ],
     ),
     (
+        "device-all-with-a-path",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    devices:\n      - path: /dev/x\n"
+        "        type: a\n",
+        ["t.yml:9:9: onboot[0].devices[0]: type 'a' (all devices) goes with path 'all' only"],
+    ),
+    (
+        "device-without-numbers",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    devices:\n      - path: /dev/x\n"
+        "        type: c\n        major: 1\n",
+        ["t.yml:9:9: onboot[0].devices[0]: a type 'c' device needs major and minor"],
+    ),
+    (
+        "mount-without-a-type",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    mounts:\n      - destination: /x\n",
+        ["t.yml:9:9: onboot[0].mounts[0]: mount for destination '/x' is missing a type"],
+    ),
+    (
+        "mount-without-a-destination",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    mounts:\n      - type: tmpfs\n",
+        ["t.yml:9:9: onboot[0].mounts[0]: mount of type 'tmpfs' is missing a destination"],
+    ),
+    (
         "platform",
         HEAD + "volumes:\n  - name: v\n    format: oci\n    platforms: [amd64]\n",
         [

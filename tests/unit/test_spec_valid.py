@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 import typing
 from pathlib import Path
@@ -67,11 +68,20 @@ def _schema_fields(model: Model, seen: set[Model]) -> set[tuple[str, str]]:
     seen.add(model)
     fields = set()
     for name, field in model.model_fields.items():
-        fields.add((model.__name__, field.alias or name))
+        fields.add((_declared_by(model, name), field.alias or name))
         nested = _model_in(field.annotation)
         if nested is not None:
             fields |= _schema_fields(nested, seen)
     return fields
+
+
+def _declared_by(model: Model, name: str) -> str:
+    """The model that declares the field (a subclass's inherited fields are its base's)."""
+    return next(
+        base.__name__
+        for base in reversed(model.__mro__)
+        if issubclass(base, BaseModel) and name in inspect.get_annotations(base)
+    )
 
 
 def _model_in(annotation: Any) -> Model | None:
@@ -92,11 +102,12 @@ def _used_fields(model: Model, data: Any) -> set[tuple[str, str]]:
         return {pair for item in data for pair in _used_fields(model, item)}
     if not isinstance(data, dict):
         return set()
-    fields = {f.alias or name: f.annotation for name, f in model.model_fields.items()}
+    fields = {f.alias or name: (name, f.annotation) for name, f in model.model_fields.items()}
     used = set()
     for key, value in data.items():
-        used.add((model.__name__, key))
-        nested = _model_in(fields[key])
+        name, annotation = fields[key]
+        used.add((_declared_by(model, name), key))
+        nested = _model_in(annotation)
         if nested is not None:
             used |= _used_fields(nested, value)
     return used
