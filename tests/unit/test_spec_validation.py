@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from osbuilder.pkg.recipe import Recipe
+from osbuilder.spec.model import Spec
 from osbuilder.spec.validation import Model, SchemaError, invalid, parse, problems
 
 
@@ -105,3 +109,37 @@ def test_a_message_with_braces_is_told_as_it_is() -> None:
         text: Annotated[str, AfterValidator(lambda v: invalid(f"bad {v!r}"))]
 
     assert [p.message for p in problems(Braces, {"text": "{x}"})] == ["bad '{x}'"]
+
+
+def _models(model: type[Model]) -> Iterator[type[Model]]:
+    """The model and every model its fields hold, once each."""
+    seen: set[type[Model]] = set()
+    queue = [model]
+    while queue:
+        current = queue.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        yield current
+        for field in current.model_fields.values():
+            queue += [m for m in _nested(field.annotation) if isinstance(m, type)]
+
+
+def _nested(annotation: Any) -> Iterator[type[Model]]:
+    if isinstance(annotation, type) and issubclass(annotation, Model):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _nested(arg)
+
+
+@pytest.mark.parametrize("root", [Spec, Recipe], ids=["spec", "recipe"])
+def test_every_model_and_field_is_described(root: type[Model]) -> None:
+    """The descriptions are the reference (docs/spec.md) and the JSON Schema's."""
+    undescribed = [
+        f"{model.__name__}.{field.alias or name}"
+        for model in _models(root)
+        for name, field in model.model_fields.items()
+        if not field.description
+    ]
+    assert undescribed == []
+    assert [m.__name__ for m in _models(root) if not m.__doc__] == []
