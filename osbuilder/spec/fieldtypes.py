@@ -19,8 +19,6 @@ from osbuilder.spec.capabilities import KNOWN_CAPABILITIES, SPECIAL_CAPABILITY_S
 from osbuilder.spec.source import describe
 from osbuilder.spec.validation import did_you_mean, invalid
 
-__all__ = ["did_you_mean", "invalid"]
-
 
 def _image_reference(value: str) -> str:
     try:

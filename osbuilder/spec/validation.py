@@ -73,17 +73,18 @@ def invalid(message: str) -> NoReturn:
 
 def parse(model: type[M], data: Any) -> M:
     """`data` as a `model`, or SchemaError with every problem."""
-    try:
+    try:  # (by YAML key only: the attribute names are for code building models)
         return model.model_validate(data, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise SchemaError([_problem(model, error) for error in exc.errors()]) from None
 
 
 def problems(model: type[Model], data: Any) -> list[Problem]:
+    """Every problem of `data` as a `model`; none when it is valid."""
     try:
-        model.model_validate(data, by_alias=True, by_name=False)
-    except ValidationError as exc:
-        return [_problem(model, error) for error in exc.errors()]
+        parse(model, data)
+    except SchemaError as exc:
+        return exc.problems
     return []
 
 
