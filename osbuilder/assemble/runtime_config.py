@@ -599,13 +599,10 @@ def _blockio(blockio: BlockIoResources) -> dict[str, Any]:
     return out
 
 
-def _page_size(size: int | str | None) -> str:
-    """The runtime-spec's page size text ("2MB"). The schema has a number of bytes, which
-    LinuxKit passes on as digits that runc cannot use; it becomes the largest whole unit."""
-    if isinstance(size, str):
-        return size
-    if not size or size % 1024:
-        raise _Invalid(f"hugepageLimits: pageSize {size} is not a whole number of KB")
+def _page_size(size: int) -> str:
+    """The runtime-spec's page size text ("2MB"). The schema has a number of bytes (whole
+    KB, the model checked), which LinuxKit passes on as digits that runc cannot use; it
+    becomes the largest whole unit."""
     for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if size % scale == 0:
             return f"{size // scale}{unit}"

@@ -231,4 +231,14 @@ Propagation = Annotated[
     ),
 ]
 
+
+def _whole_kilobytes(value: int) -> int:
+    if value <= 0 or value % 1024:
+        invalid(f"pageSize must be a whole number of KB, in bytes (e.g. 2097152), got {value}")
+    return value
+
+
+#: A huge page size in bytes; the runtime spec wants it as "2MB", which needs whole KB.
+PageSize = Annotated[int, AfterValidator(_whole_kilobytes)]
+
 OomScoreAdj = Annotated[int, Field(ge=-1000, le=1000)]

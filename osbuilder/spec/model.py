@@ -24,6 +24,7 @@ from osbuilder.spec.fieldtypes import (
     NetNamespace,
     OctalMode,
     OomScoreAdj,
+    PageSize,
     PidNamespace,
     Platform,
     Propagation,
@@ -263,8 +264,8 @@ class HugepageLimit(Model):
     """A huge page limit."""
 
     page_size: Annotated[
-        int | None, Field(alias="pageSize", description="Page size in bytes (e.g. 2097152).")
-    ] = None
+        PageSize, Field(alias="pageSize", description="Page size in bytes (e.g. 2097152).")
+    ]
     limit: Annotated[int | None, Field(description="Most bytes of pages of this size.")] = None
 
 

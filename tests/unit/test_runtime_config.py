@@ -951,10 +951,6 @@ def test_bad_label_is_a_clear_error(text: str, message: str) -> None:
     [
         ({"uid": "nobody"}, "uid: unknown user 'nobody'"),
         ({"additionalGids": [1, "ghost"]}, "additionalGids[1]: unknown user 'ghost'"),
-        (
-            {"resources": {"hugepageLimits": [{"pageSize": 1000}]}},
-            "hugepageLimits: pageSize 1000 is not a whole number of KB",
-        ),
         ({"binds": ["data:/data"]}, "bind 'data:/data': 'data' is not an absolute path nor a"),
     ],
 )

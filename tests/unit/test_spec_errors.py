@@ -477,6 +477,15 @@ CASES = [
         ["t.yml:9:9: onboot[0].devices[0]: a type 'c' device needs major and minor"],
     ),
     (
+        "hugepage-size-not-whole-kilobytes",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    resources:\n      hugepageLimits:\n"
+        "        - pageSize: 1000\n",
+        [
+            "t.yml:10:21: onboot[0].resources.hugepageLimits[0].pageSize: pageSize must be a "
+            "whole number of KB, in bytes (e.g. 2097152), got 1000"
+        ],
+    ),
+    (
         "mount-without-a-type",
         HEAD + "onboot:\n  - name: a\n    image: a\n    mounts:\n      - destination: /x\n",
         ["t.yml:9:9: onboot[0].mounts[0]: mount for destination '/x' is missing a type"],
