@@ -84,11 +84,6 @@ class Bind(TextSyntax):
             invalid(f"bind options must be a comma-separated list, got {parts[2]!r} in {text!r}")
         return cls(text, parts[0], parts[1], options)
 
-    @property
-    def volume(self) -> str | None:
-        """The volume the bind names, if its source is not a path."""
-        return None if self.source.startswith("/") else self.source
-
 
 @dataclass(frozen=True)
 class Tmpfs(TextSyntax):

@@ -143,3 +143,27 @@ def test_every_model_and_field_is_described(root: type[Model]) -> None:
     ]
     assert undescribed == []
     assert [m.__name__ for m in _models(root) if not m.__doc__] == []
+
+
+def test_micro_syntaxes_are_typed_values_written_back_as_their_text() -> None:
+    entry = {
+        "name": "web",
+        "image": "redis",
+        "binds": ["/a:/b", "data:/d:ro,nosuid"],
+        "tmpfs": ["/run:size=1m", "/tmp"],
+        "rlimits": ["nofile,1024,unlimited"],
+    }
+    spec = parse(Spec, {"services": [entry]})
+    [service] = spec.services or []
+    assert [(b.source, b.destination, b.options) for b in service.binds or []] == [
+        ("/a", "/b", None),
+        ("data", "/d", ("ro", "nosuid")),
+    ]
+    assert [(t.destination, t.options) for t in service.tmpfs or []] == [
+        ("/run", ("size=1m",)),
+        ("/tmp", None),
+    ]
+    assert [(r.name, r.soft, r.hard) for r in service.rlimits or []] == [
+        ("RLIMIT_NOFILE", 1024, 2**64 - 1)
+    ]
+    assert spec.to_data() == {"services": [entry]}
