@@ -32,7 +32,6 @@ from osbuilder.errors import UserError
 from osbuilder.oci.model import ImageConfig as OciImageConfig
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES, SPECIAL_CAPABILITY_SETS
 from osbuilder.spec.diagnostics import diagnostics_from
-from osbuilder.spec.fieldtypes import RLIMITS
 from osbuilder.spec.model import (
     BlockIoResources,
     Container,
@@ -41,12 +40,14 @@ from osbuilder.spec.model import (
     Mount,
     Resources,
     Runtime,
+    RuntimeMount,
     Spec,
     Volume,
 )
 from osbuilder.spec.model import ImageConfig as LabelConfig
-from osbuilder.spec.schema import SchemaError, parse
 from osbuilder.spec.source import Document, Location, format_path
+from osbuilder.spec.syntax import Bind, Rlimit
+from osbuilder.spec.validation import SchemaError, parse
 
 #: The image label holding a LinuxKit package's default settings.
 LABEL = "org.mobyproject.config"
@@ -59,21 +60,6 @@ VOLUMES_DIR = "/containers/volumes"
 
 #: First id handed to container names (LinuxKit's build.go).
 FIRST_ID = 100
-
-#: "unlimited" in an rlimit: RLIM_INFINITY as the uint64 OCI field holds it.
-RLIM_INFINITY = 2**64 - 1
-
-_RLIMITS = frozenset(RLIMITS)  # the names the spec already checked
-
-# Mount types whose source names the type, and their usual mount point (LinuxKit's
-# defaultMountpoint); /dev without a type is a tmpfs.
-_DEFAULT_MOUNTPOINTS = {
-    "proc": "/proc",
-    "devpts": "/dev/pts",
-    "sysfs": "/sys",
-    "cgroup": "/sys/fs/cgroup",
-    "mqueue": "/dev/mqueue",
-}
 
 _BIND_NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
@@ -252,7 +238,7 @@ class _Mapping:
             process["env"] = list(env)
         process["cwd"] = self.pick_text("cwd") or image.working_dir or "/"
         process["capabilities"] = self.capabilities()
-        rlimits = [self.rlimit(text) for text in self.pick("rlimits") or []]
+        rlimits = [_rlimit(rlimit) for rlimit in self.pick("rlimits") or []]
         if rlimits:
             process["rlimits"] = rlimits
         if self.pick("no_new_privileges"):
@@ -279,16 +265,14 @@ class _Mapping:
         expanded on its own and every `.add` is added to the list it goes with.
         """
         yaml_, label = self.yaml, self.label
+        lists: list[list[str] | None]
         if yaml_.capabilities is not None:
-            lists: list[tuple[str, list[str] | None]] = [("capabilities", yaml_.capabilities)]
+            lists = [yaml_.capabilities]
         else:
-            lists = [
-                ("label capabilities", label.capabilities),
-                ("label capabilities.add", label.capabilities_add),
-            ]
-        lists.append(("capabilities.add", yaml_.capabilities_add))
-        caps = {cap for field, values in lists for cap in _capability_set(values, field)}
-        ambient = set(_capability_set(self.pick("ambient"), "ambient"))
+            lists = [label.capabilities, label.capabilities_add]
+        lists.append(yaml_.capabilities_add)
+        caps = {cap for values in lists for cap in _capability_set(values)}
+        ambient = set(_capability_set(self.pick("ambient")))
         bounding = sorted(caps | ambient)
         return {
             "bounding": bounding,
@@ -297,26 +281,6 @@ class _Mapping:
             "permitted": list(bounding),
             "ambient": sorted(ambient),
         }
-
-    @staticmethod
-    def rlimit(text: str) -> dict[str, Any]:
-        parts = [part.strip() for part in text.split(",", 2)]
-        if len(parts) != 3:
-            raise _Invalid(f"rlimit must be 'name,soft,hard', got {text!r}")
-        name = parts[0].upper()
-        if not name.startswith("RLIMIT_"):
-            name = "RLIMIT_" + name
-        if name not in _RLIMITS:
-            raise _Invalid(f"unknown rlimit {parts[0]!r} in {text!r}")
-        limits = []
-        for limit in parts[1:]:
-            if limit.lower() == "unlimited":
-                limits.append(RLIM_INFINITY)
-            elif limit.isdigit() and int(limit) <= RLIM_INFINITY:
-                limits.append(int(limit))
-            else:
-                raise _Invalid(f"rlimit value {limit!r} in {text!r} is not a number or unlimited")
-        return {"type": name, "hard": limits[1], "soft": limits[0]}
 
     # --- mounts ---------------------------------------------------------------------------
 
@@ -337,33 +301,23 @@ class _Mapping:
             ("/sys/fs/cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime", "ro"]),
         ):
             table[destination] = _mount(destination, kind, kind, options)
-        for text in self.pick("tmpfs") or []:
-            destination, colon, options = text.partition(":")
-            if ":" in options:
-                raise _Invalid(f"tmpfs must be 'destination[:options]', got {text!r}")
-            table[destination] = _mount(
-                destination, "tmpfs", "tmpfs", options.split(",") if colon else None
-            )
-        for text in self.binds():
-            parts = text.split(":")
-            if len(parts) not in (2, 3):
-                raise _Invalid(f"bind must be 'source:destination[:options]', got {text!r}")
-            source, destination = parts[0], parts[1]
-            if len(parts) == 3:
-                options = parts[2].split(",")
+        for tmpfs in self.pick("tmpfs") or []:
+            table[tmpfs.destination] = _mount(tmpfs.destination, "tmpfs", "tmpfs", tmpfs.options)
+        for bind in self.binds():
+            if bind.options is not None:
+                options = list(bind.options)
                 # LinuxKit appends rbind even when it is there already; once is enough.
                 if "rbind" not in options:
                     options.append("rbind")
             else:
                 options = ["rw", "rbind", "rshared"]
-            source = self.volume_source(source, options, f"bind {text!r}")
-            table[destination] = _mount(destination, "bind", source, options)
+            source = self.volume_source(bind.source, options, f"bind {bind.text!r}")
+            table[bind.destination] = _mount(bind.destination, "bind", source, options)
         for number, mount in enumerate(self.pick("mounts") or []):
-            made = self.mount(mount, f"mounts[{number}]")
-            table[made["destination"]] = made
+            table[mount.mount_point] = self.mount(mount, f"mounts[{number}]")
         return [table[destination] for destination in sorted(table)]
 
-    def binds(self) -> list[str]:
+    def binds(self) -> list[Bind]:
         """`binds` replaces the label's; otherwise label binds then `binds.add`.
 
         LinuxKit's mergeStrings means to drop duplicates but never does; it makes
@@ -396,22 +350,11 @@ class _Mapping:
         return f"{VOLUMES_DIR}/{source}/merged"
 
     def mount(self, mount: Mount, where: str) -> dict[str, Any]:
-        """An explicit mount, its type and destination inferred as LinuxKit does."""
-        kind, source, destination = mount.type or "", mount.source or "", mount.destination or ""
-        if not kind and source in _DEFAULT_MOUNTPOINTS:
-            kind = source
-        if not kind and destination == "/dev":
-            kind = "tmpfs"
-        if not kind:
-            raise _Invalid(f"{where}: mount for destination {destination!r} is missing a type")
-        source = source or kind
-        destination = destination or _DEFAULT_MOUNTPOINTS.get(kind, "")
-        if not destination:
-            raise _Invalid(f"{where}: mount of type {kind!r} is missing a destination")
-        options = list(mount.options) if mount.options is not None else None
-        if kind == "bind":
-            source = self.volume_source(source, options or [], where)
-        made = _mount(destination, kind, source, options)
+        """An explicit mount (its type and destination inferred by the model)."""
+        source = mount.origin
+        if mount.kind == "bind":
+            source = self.volume_source(source, mount.options or [], where)
+        made = _mount(mount.mount_point, mount.kind, source, mount.options)
         if mount.uidmappings:
             made["uidMappings"] = _id_mappings(mount.uidmappings)
         if mount.gidmappings:
@@ -478,14 +421,13 @@ class _Mapping:
         """(linux.devices, device cgroup rules allowing them)."""
         devices: list[dict[str, Any]] = []
         rules: list[dict[str, Any]] = []
-        for number, device in enumerate(self.pick("devices") or []):
-            where = f"devices[{number}] ({device.path})"
-            rule_type = _cgroup_device_type(device.type)
+        for device in self.pick("devices") or []:
+            rule_type = device.cgroup_type
             if device.path == "all":
                 if rule_type is not None:
                     rules.append({"allow": True, "type": rule_type, "access": "rwm"})
                 continue
-            devices.append(_device(device, where))
+            devices.append(_device(device))
             if rule_type is not None:  # a fifo is not a device: no cgroup rule
                 rules.append(
                     {
@@ -539,18 +481,17 @@ class _Mapping:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _capability_set(values: Sequence[str] | None, field: str) -> list[str]:
-    """A capability list with a lone `all` / `none` expanded; an unknown name is an error."""
+def _capability_set(values: Sequence[str] | None) -> list[str]:
+    """A capability list (the model checked its names) with a lone `all` / `none` expanded."""
     if not values:
         return []
     if len(values) == 1 and values[0].lower() in SPECIAL_CAPABILITY_SETS:
         return list(KNOWN_CAPABILITIES) if values[0].lower() == "all" else []
-    for value in values:
-        if value not in KNOWN_CAPABILITIES:
-            if value.lower() in SPECIAL_CAPABILITY_SETS:
-                raise _Invalid(f"{field}: {value!r} must be the list's only entry")
-            raise _Invalid(f"{field}: unknown capability {value!r}")
     return list(values)
+
+
+def _rlimit(rlimit: Rlimit) -> dict[str, Any]:
+    return {"type": rlimit.name, "hard": rlimit.hard, "soft": rlimit.soft}
 
 
 def _mount(
@@ -562,7 +503,7 @@ def _mount(
     return made
 
 
-def _runtime_mount(mount: Mount) -> dict[str, Any]:
+def _runtime_mount(mount: RuntimeMount) -> dict[str, Any]:
     """A runtime.json mount, as written (no inference: the init reads it as it is)."""
     made: dict[str, Any] = {"destination": mount.destination or ""}
     if mount.type:
@@ -584,20 +525,9 @@ def _id_mappings(mappings: Sequence[IdMapping]) -> list[dict[str, int]]:
     return [{"containerID": m.container_id, "hostID": m.host_id, "size": m.size} for m in mappings]
 
 
-def _cgroup_device_type(kind: str) -> str | None:
-    """The device cgroup's type for a device type: a, b, c; an unbuffered char device (u)
-    is a char device; a fifo (p) needs no rule. (LinuxKit copies the type, and runc
-    refuses a cgroup rule of type u or p.)"""
-    return {"a": "a", "b": "b", "c": "c", "u": "c"}.get(kind)
-
-
-def _device(device: Device, where: str) -> dict[str, Any]:
-    if device.type == "a":
-        raise _Invalid(f"{where}: type 'a' (all devices) goes with path 'all' only")
+def _device(device: Device) -> dict[str, Any]:
     made: dict[str, Any] = {"path": device.path, "type": device.type}
     if device.type != "p":
-        if device.major is None or device.minor is None:
-            raise _Invalid(f"{where}: a type {device.type!r} device needs major and minor")
         made["major"] = device.major
         made["minor"] = device.minor
     # LinuxKit fails without a mode; the OCI default (0666 in runc and crun) is used instead.
@@ -669,13 +599,10 @@ def _blockio(blockio: BlockIoResources) -> dict[str, Any]:
     return out
 
 
-def _page_size(size: int | str | None) -> str:
-    """The runtime-spec's page size text ("2MB"). The schema has a number of bytes, which
-    LinuxKit passes on as digits that runc cannot use; it becomes the largest whole unit."""
-    if isinstance(size, str):
-        return size
-    if not size or size % 1024:
-        raise _Invalid(f"hugepageLimits: pageSize {size} is not a whole number of KB")
+def _page_size(size: int) -> str:
+    """The runtime-spec's page size text ("2MB"). The schema has a number of bytes (whole
+    KB, the model checked), which LinuxKit passes on as digits that runc cannot use; it
+    becomes the largest whole unit."""
     for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if size % scale == 0:
             return f"{size // scale}{unit}"

@@ -99,12 +99,13 @@ def _schema(args: argparse.Namespace) -> int:
 
         sys.stdout.write(render_markdown())
         return ExitCode.OK
-    import msgspec
-
     from osbuilder.spec import Spec
 
-    schema = msgspec.json.schema(Spec)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "osbuilder spec"
+    schema = Spec.model_json_schema(by_alias=True, mode="validation")
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "osbuilder spec",
+    }
     print_json(schema)
     return ExitCode.OK

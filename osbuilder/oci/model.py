@@ -5,6 +5,11 @@ Registry JSON is untrusted input. These are plain frozen records with a strict
 field, and a descriptor keeps the fields it does not know, for round trips
 (which msgspec's typed decoding would drop or refuse). Manifests are never
 re-serialised: their digest is of the bytes the registry sent.
+
+The records are msgspec Structs, not pydantic models: they hold machine-written JSON
+decoded on a hot path (every descriptor of every pull and build), where a Struct is
+built several times faster. Users' files (specs, recipes) are validated by pydantic
+only (spec/validation.py).
 """
 
 from __future__ import annotations

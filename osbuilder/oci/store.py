@@ -10,6 +10,9 @@ A blob is written to ingest/, hashed while written, fsynced and renamed into
 blobs/ only when its digest matches, so blobs/ never holds unverified bytes.
 A per-digest lock makes concurrent pulls download each blob once; index.json
 is rewritten atomically under its own lock.
+
+Its records are msgspec Structs (machine-written JSON, read on every pull and build);
+no user input is validated here.
 """
 
 from __future__ import annotations

@@ -25,14 +25,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from msgspec import Meta, Struct, field
+from annotated_types import MinLen
+from msgspec import Struct
+from pydantic import AfterValidator, Field
 
 from osbuilder.errors import UserError
 from osbuilder.oci.platform import SUPPORTED_ARCHES
 from osbuilder.spec.diagnostics import diagnostics_from
 from osbuilder.spec.fieldtypes import AbsolutePath, ImageRef, OctalMode
 from osbuilder.spec.model import ImageConfig
-from osbuilder.spec.schema import Check, Model, SchemaError, fail, parse
 from osbuilder.spec.source import (
     DataPath,
     Diagnostic,
@@ -40,6 +41,7 @@ from osbuilder.spec.source import (
     SpecSyntaxError,
     load_document,
 )
+from osbuilder.spec.validation import Model, SchemaError, invalid, parse
 
 RECIPE_FILE = "build.yml"
 
@@ -56,21 +58,21 @@ Variant = Literal[
 ]
 
 
-class DebianRoot(Model, frozen=True, kw_only=True):
+class DebianRoot(Model):
     """A root filesystem made by mmdebstrap from Debian packages."""
 
-    suite: Annotated[str, Meta(description="Debian suite.")] = "bookworm"
-    variant: Annotated[Variant, Meta(description="mmdebstrap variant.")] = "extract"
+    suite: Annotated[str, Field(description="Debian suite.")] = "bookworm"
+    variant: Annotated[Variant, Field(description="mmdebstrap variant.")] = "extract"
     packages: Annotated[
-        list[str], Meta(min_length=1, description="Packages, optionally pkg=version.")
+        list[str], Field(min_length=1, description="Packages, optionally pkg=version.")
     ]
-    mirror: Annotated[str | None, Meta(description="Mirror URL (default: mmdebstrap's).")] = None
-    drop: Annotated[list[str], Meta(description="Globs of paths to leave out.")] = field(
-        default_factory=list
-    )
+    mirror: Annotated[str | None, Field(description="Mirror URL (default: mmdebstrap's).")] = None
+    drop: Annotated[
+        list[str], Field(default_factory=list, description="Globs of paths to leave out.")
+    ]
     keep: Annotated[
-        Annotated[list[str], Meta(min_length=1)] | None,
-        Meta(
+        Annotated[list[str], MinLen(1)] | None,
+        Field(
             description="Globs of the only paths to take, with what is below them (and the "
             "directories above); `drop` still applies to them."
         ),
@@ -81,24 +83,24 @@ def _module_pattern(pattern: str) -> str:
     """A module glob, or ARCH:GLOB for one architecture (a misspelt ARCH would never apply)."""
     qualifier, sep, glob = pattern.rpartition(":")
     if sep and qualifier not in SUPPORTED_ARCHES:
-        fail(
+        invalid(
             f"{qualifier!r} is not an architecture; write ARCH:GLOB with ARCH one of "
             f"{', '.join(SUPPORTED_ARCHES)}"
         )
     if not glob:
-        fail("an empty module pattern")
+        invalid("an empty module pattern")
     return pattern
 
 
-ModulePattern = Annotated[str, Check(_module_pattern)]
+ModulePattern = Annotated[str, AfterValidator(_module_pattern)]
 
 
-class KernelSource(Model, frozen=True, kw_only=True):
+class KernelSource(Model):
     """A kernel image from a Debian linux-image package, LinuxKit's layout."""
 
     package: Annotated[
         str,
-        Meta(
+        Field(
             description="The linux-image package, e.g. linux-image-cloud-${ARCH} (the "
             "metapackage: the lock records the kernel it depends on); "
             "${ARCH} stands for the architecture being built (amd64, arm64)."
@@ -106,13 +108,13 @@ class KernelSource(Model, frozen=True, kw_only=True):
     ]
     version: Annotated[
         str | None,
-        Meta(description="A version to ask for (default: what the lock records, build.lock)."),
+        Field(description="A version to ask for (default: what the lock records, build.lock)."),
     ] = None
-    suite: Annotated[str, Meta(description="Debian suite to fetch it from.")] = "bookworm"
-    mirror: str | None = None
+    suite: Annotated[str, Field(description="Debian suite to fetch it from.")] = "bookworm"
+    mirror: Annotated[str | None, Field(description="Mirror URL (default: deb.debian.org).")] = None
     modules: Annotated[
         list[ModulePattern] | None,
-        Meta(
+        Field(
             description="Module-name globs to keep, with their dependencies (default: all); "
             "ARCH:GLOB applies to that architecture only."
         ),
@@ -133,46 +135,62 @@ class KernelSource(Model, frozen=True, kw_only=True):
         return chosen
 
 
-class FileEntry(Model, frozen=True, kw_only=True):
+class FileEntry(Model):
     """One of: a file or directory copied from the recipe, a symlink, or literal contents."""
 
-    path: Annotated[AbsolutePath, Meta(description="Where it goes in the image.")]
+    path: Annotated[AbsolutePath, Field(description="Where it goes in the image.")]
     source: Annotated[
-        str | None, Meta(description="File or directory, relative to the recipe directory.")
+        str | None, Field(description="File or directory, relative to the recipe directory.")
     ] = None
-    symlink: Annotated[str | None, Meta(description="Make a symlink pointing here.")] = None
-    contents: Annotated[str | None, Meta(description="The file's contents.")] = None
+    symlink: Annotated[str | None, Field(description="Make a symlink pointing here.")] = None
+    contents: Annotated[str | None, Field(description="The file's contents.")] = None
     mode: Annotated[
         OctalMode | None,
-        Meta(description="Mode (default: 0755 for executables and directories, else 0644)."),
+        Field(description="Mode (default: 0755 for executables and directories, else 0644)."),
     ] = None
 
 
-class PackageConfig(ImageConfig, frozen=True):
+class PackageConfig(ImageConfig):
     """The image config (entrypoint, cmd, env, workdir) and LinuxKit's label defaults."""
 
-    entrypoint: list[str] | None = None
-    cmd: list[str] | None = None
-    workdir: AbsolutePath | None = None
+    entrypoint: Annotated[
+        list[str] | None, Field(description="The image's entrypoint (Entrypoint).")
+    ] = None
+    cmd: Annotated[list[str] | None, Field(description="The image's arguments (Cmd).")] = None
+    workdir: Annotated[
+        AbsolutePath | None, Field(description="The image's working directory (WorkingDir).")
+    ] = None
 
 
 #: Keys of `config` that go to the image config rather than the label.
 IMAGE_CONFIG_KEYS = ("entrypoint", "cmd", "workdir", "env")
 
 
-class Recipe(Model, frozen=True, kw_only=True):
-    image: Annotated[ImageRef, Meta(description="Image name, without tag: osbuilder/NAME.")]
-    debian: DebianRoot | None = None
-    kernel: KernelSource | None = None
-    files: list[FileEntry] = field(default_factory=list)
-    config: PackageConfig | None = None
+class Recipe(Model):
+    """A package recipe: DIR/build.yml."""
+
+    image: Annotated[ImageRef, Field(description="Image name, without tag: osbuilder/NAME.")]
+    debian: Annotated[
+        DebianRoot | None, Field(description="A root filesystem from Debian packages.")
+    ] = None
+    kernel: Annotated[
+        KernelSource | None, Field(description="Or a kernel image from a Debian kernel package.")
+    ] = None
+    files: Annotated[
+        list[FileEntry],
+        Field(default_factory=list, description="Files and directories copied from the recipe."),
+    ]
+    config: Annotated[
+        PackageConfig | None,
+        Field(description="The image config and the org.mobyproject.config label defaults."),
+    ] = None
     bytecode: Annotated[
         str | None,
-        Meta(description="Python version (e.g. 3.11) to precompile the image's modules for."),
+        Field(description="Python version (e.g. 3.11) to precompile the image's modules for."),
     ] = None
 
 
-class LoadedRecipe(Struct, frozen=True):
+class LoadedRecipe(Struct):
     directory: Path
     recipe: Recipe
 

@@ -1,4 +1,4 @@
-"""The spec: YAML with locations, msgspec models, validation and merging."""
+"""The spec: YAML with locations, pydantic models, validation and merging."""
 
 from osbuilder.spec.loader import LoadedSpec, SpecInvalid, check_sources, check_specs, load_spec
 from osbuilder.spec.model import Container, ImageConfig, Spec

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from osbuilder.spec.fieldtypes import did_you_mean
+from pydantic_core import PydanticCustomError
+
 from osbuilder.spec.source import DataPath, Diagnostic, Document, Location
+from osbuilder.spec.syntax import Bind
+from osbuilder.spec.validation import did_you_mean
 
 CONTAINER_SECTIONS = ("onboot", "onshutdown", "services")
 _BUILTIN_USERS = ("", "root")
@@ -131,12 +134,10 @@ def _bind_sources(
         binds = entry.get(key)
         if not isinstance(binds, list):
             continue
-        for i, bind in enumerate(binds):
-            if isinstance(bind, str) and bind.count(":") in (1, 2):
-                parts = bind.split(":")
-                options = parts[2].split(",") if len(parts) == 3 else []
-                if parts[0]:
-                    yield (*base, key, i), parts[0], options
+        for i, text in enumerate(binds):
+            bind = _parsed_bind(text)
+            if bind is not None:
+                yield (*base, key, i), bind.source, list(bind.options or ())
     mounts = entry.get("mounts")
     if isinstance(mounts, list):
         for i, mount in enumerate(mounts):
@@ -146,6 +147,16 @@ def _bind_sources(
                     listed = raw_options if isinstance(raw_options, list) else []
                     opts = [o for o in listed if isinstance(o, str)]
                     yield (*base, "mounts", i, "source"), source, opts
+
+
+def _parsed_bind(text: Any) -> Bind | None:
+    """The bind, or None when it is not one (the schema reports that)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return Bind.parse(text)
+    except PydanticCustomError:
+        return None
 
 
 FILE_KINDS = ("contents", "source", "directory", "symlink", "metadata")

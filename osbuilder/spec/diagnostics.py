@@ -1,9 +1,9 @@
-"""Schema problems (spec/schema.py), told as located one-line diagnostics."""
+"""Schema problems (spec/validation.py), told as located one-line diagnostics."""
 
 from __future__ import annotations
 
-from osbuilder.spec.schema import Problem
 from osbuilder.spec.source import DataPath, Diagnostic, Document
+from osbuilder.spec.validation import Problem
 
 
 def diagnostics_from(

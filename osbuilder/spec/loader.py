@@ -18,7 +18,6 @@ from osbuilder.spec.diagnostics import diagnostics_from
 from osbuilder.spec.merge import merge_documents
 from osbuilder.spec.model import Spec
 from osbuilder.spec.remote import fetch_spec, is_url
-from osbuilder.spec.schema import parse, problems
 from osbuilder.spec.source import (
     Diagnostic,
     Document,
@@ -27,6 +26,7 @@ from osbuilder.spec.source import (
     load_document,
 )
 from osbuilder.spec.templates import expand_templates
+from osbuilder.spec.validation import parse, problems
 
 
 class SpecInvalid(UserError):

@@ -10,11 +10,11 @@ import types
 import typing
 from typing import Any, Literal
 
-import msgspec
-
 from osbuilder.spec.model import Container, Spec
+from osbuilder.spec.syntax import TextSyntax
+from osbuilder.spec.validation import Model as BaseModel
 
-Model = type[msgspec.Struct]
+Model = type[BaseModel]
 
 _HEADER = """\
 # Spec reference
@@ -55,22 +55,12 @@ def _render_model(model: Model, queue: list[Model]) -> str:
         "| key | type | meaning |",
         "|---|---|---|",
     ]
-    for field in msgspec.structs.fields(model):
-        required = " (required)" if field.required else ""
-        meaning = _description(field.type).replace("|", "\\|")
-        type_text = _type_name(field.type, queue)
-        lines.append(f"| `{field.encode_name}`{required} | {type_text} | {meaning} |")
+    for name, field in model.model_fields.items():
+        required = " (required)" if field.is_required() else ""
+        meaning = (field.description or "").replace("|", "\\|")
+        type_text = _type_name(field.annotation, queue)
+        lines.append(f"| `{field.alias or name}`{required} | {type_text} | {meaning} |")
     return "\n".join(lines) + "\n"
-
-
-def _description(annotation: Any) -> str:
-    """The field's own description: the one on its outermost annotation (the last one
-    when Python has flattened nested `Annotated`s)."""
-    if typing.get_origin(annotation) is typing.Annotated:
-        for meta in reversed(typing.get_args(annotation)[1:]):
-            if isinstance(meta, msgspec.Meta) and meta.description:
-                return meta.description
-    return ""
 
 
 def _type_name(annotation: Any, queue: list[Model]) -> str:
@@ -87,7 +77,9 @@ def _type_name(annotation: Any, queue: list[Model]) -> str:
         return f"map of {_type_name(args[0], queue)} to {_type_name(args[1], queue)}"
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in args)
-    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+    if isinstance(annotation, type) and issubclass(annotation, TextSyntax):
+        return "string"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         if annotation not in queue:
             queue.append(annotation)
         return f"[{annotation.__name__}](#{annotation.__name__.lower()})"

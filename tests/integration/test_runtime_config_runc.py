@@ -27,7 +27,7 @@ from osbuilder.assemble.runtime_config import (
 from osbuilder.oci.model import ImageConfig, RuntimeConfig
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES
 from osbuilder.spec.model import Container, Spec
-from osbuilder.spec.schema import parse
+from osbuilder.spec.validation import parse
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("grep", "id", "hostname", "touch", "ls", "tr")

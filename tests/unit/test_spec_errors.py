@@ -254,8 +254,9 @@ CASES = [
         "container-name-slash",
         HEAD + "onboot:\n  - name: ../evil\n    image: a\n",
         [
-            "t.yml:6:11: onboot[0].name: container name must start with a letter or digit and "
-            "use only letters, digits, '_', '.', '-' (at most 128), got '../evil'"
+            "t.yml:6:11: onboot[0].name: container name must use only letters, digits, '_', "
+            "'+', ',', '.', '-' (a runc container id), not start with '-' nor be '.' or '..', "
+            "got '../evil'"
         ],
     ),
     # --- files --------------------------------------------------------------------------------
@@ -462,6 +463,37 @@ CASES = [
             "t.yml:10:15: onboot[0].devices[0].type: device type must be one of a, b, c, u, p "
             "(all, block, char, unbuffered char, fifo), got 'block'"
         ],
+    ),
+    (
+        "device-all-with-a-path",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    devices:\n      - path: /dev/x\n"
+        "        type: a\n",
+        ["t.yml:9:9: onboot[0].devices[0]: type 'a' (all devices) goes with path 'all' only"],
+    ),
+    (
+        "device-without-numbers",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    devices:\n      - path: /dev/x\n"
+        "        type: c\n        major: 1\n",
+        ["t.yml:9:9: onboot[0].devices[0]: a type 'c' device needs major and minor"],
+    ),
+    (
+        "hugepage-size-not-whole-kilobytes",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    resources:\n      hugepageLimits:\n"
+        "        - pageSize: 1000\n",
+        [
+            "t.yml:10:21: onboot[0].resources.hugepageLimits[0].pageSize: pageSize must be a "
+            "whole number of KB, in bytes (e.g. 2097152), got 1000"
+        ],
+    ),
+    (
+        "mount-without-a-type",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    mounts:\n      - destination: /x\n",
+        ["t.yml:9:9: onboot[0].mounts[0]: mount for destination '/x' is missing a type"],
+    ),
+    (
+        "mount-without-a-destination",
+        HEAD + "onboot:\n  - name: a\n    image: a\n    mounts:\n      - type: tmpfs\n",
+        ["t.yml:9:9: onboot[0].mounts[0]: mount of type 'tmpfs' is missing a destination"],
     ),
     (
         "platform",

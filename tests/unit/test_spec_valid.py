@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from osbuilder.spec import check_sources, check_specs, load_spec
 from osbuilder.spec.model import Spec
@@ -57,7 +58,7 @@ def test_old_trust_section_is_accepted_with_a_warning() -> None:
     assert "ignored" in warning.message
 
 
-Model = type[msgspec.Struct]
+Model = type[BaseModel]
 
 
 def _schema_fields(model: Model, seen: set[Model]) -> set[tuple[str, str]]:
@@ -66,16 +67,25 @@ def _schema_fields(model: Model, seen: set[Model]) -> set[tuple[str, str]]:
         return set()
     seen.add(model)
     fields = set()
-    for field in msgspec.structs.fields(model):
-        fields.add((model.__name__, field.encode_name))
-        nested = _model_in(field.type)
+    for name, field in model.model_fields.items():
+        fields.add((_declared_by(model, name), field.alias or name))
+        nested = _model_in(field.annotation)
         if nested is not None:
             fields |= _schema_fields(nested, seen)
     return fields
 
 
+def _declared_by(model: Model, name: str) -> str:
+    """The model that declares the field (a subclass's inherited fields are its base's)."""
+    return next(
+        base.__name__
+        for base in reversed(model.__mro__)
+        if issubclass(base, BaseModel) and name in inspect.get_annotations(base)
+    )
+
+
 def _model_in(annotation: Any) -> Model | None:
-    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType, list, dict, typing.Annotated):
@@ -92,11 +102,12 @@ def _used_fields(model: Model, data: Any) -> set[tuple[str, str]]:
         return {pair for item in data for pair in _used_fields(model, item)}
     if not isinstance(data, dict):
         return set()
-    fields = {f.encode_name: f.type for f in msgspec.structs.fields(model)}
+    fields = {f.alias or name: (name, f.annotation) for name, f in model.model_fields.items()}
     used = set()
     for key, value in data.items():
-        used.add((model.__name__, key))
-        nested = _model_in(fields[key])
+        name, annotation = fields[key]
+        used.add((_declared_by(model, name), key))
+        nested = _model_in(annotation)
         if nested is not None:
             used |= _used_fields(nested, value)
     return used
