@@ -25,8 +25,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import yaml
-
 from osbuilder.assemble.jsondoc import json_document
 from osbuilder.errors import UserError
 from osbuilder.oci.model import ImageConfig as OciImageConfig
@@ -45,7 +43,13 @@ from osbuilder.spec.model import (
     Volume,
 )
 from osbuilder.spec.model import ImageConfig as LabelConfig
-from osbuilder.spec.source import Document, Location, format_path
+from osbuilder.spec.source import (
+    Document,
+    Location,
+    SpecSyntaxError,
+    format_path,
+    load_document,
+)
 from osbuilder.spec.syntax import Bind, Rlimit
 from osbuilder.spec.validation import SchemaError, parse
 
@@ -74,8 +78,9 @@ class _Invalid(Exception):
 def load_label(image_config: OciImageConfig, image: str) -> LabelConfig | None:
     """The image's `org.mobyproject.config` defaults, validated; None without the label.
 
-    LinuxKit reads the label as YAML (JSON is a subset), so YAML is accepted
-    too. A bad label is a UserError naming the image and the field.
+    LinuxKit reads the label as YAML with go-yaml v3 (JSON is a subset), so YAML is
+    accepted too, by the same YAML 1.2 rules as a spec. A bad label is a UserError naming
+    the image and the field.
     """
     text = (image_config.config.labels or {}).get(LABEL, "")
     if not text.strip():
@@ -85,10 +90,9 @@ def load_label(image_config: OciImageConfig, image: str) -> LabelConfig | None:
         data = json.loads(text)
     except ValueError:
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            problem = " ".join(str(exc).split())
-            raise UserError(f"{where}: neither JSON nor YAML: {problem}") from None
+            data = load_document(where, text).data
+        except SpecSyntaxError as exc:
+            raise UserError(f"{where}: neither JSON nor YAML: {exc.diagnostic.message}") from None
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected an object of container settings")
     for key in ("name", "image"):

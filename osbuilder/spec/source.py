@@ -337,4 +337,4 @@ def describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, bytes):
         return "binary data"
-    return "a date" if hasattr(value, "isoformat") else type(value).__name__
+    return type(value).__name__

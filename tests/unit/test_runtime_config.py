@@ -912,6 +912,16 @@ def test_label_in_yaml_is_accepted_as_linuxkit_does() -> None:
     assert label is not None and label.net == "host" and label.cwd == "/srv"
 
 
+def test_label_in_yaml_is_read_by_yaml_1_2_as_go_yaml_reads_it() -> None:
+    """`on`, `10:30` and `yes` are strings, as in a spec; so `readonly: yes` is refused."""
+    text = "command: [echo, on, 10:30]\nenv: [A=yes]\n"
+    label = load_label(image_config(labels={LABEL: text}), "x")
+    assert label is not None
+    assert label.command == ["echo", "on", "10:30"] and label.env == ["A=yes"]
+    with pytest.raises(UserError, match=r"label org.mobyproject.config: readonly: "):
+        load_label(image_config(labels={LABEL: "readonly: yes\n"}), "x")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
