@@ -1,0 +1,1 @@
+"""Image signatures: policies, identities and their verification."""
