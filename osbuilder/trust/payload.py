@@ -78,7 +78,9 @@ def _load_json(data: bytes) -> Any:
     except _DuplicateKey as exc:
         raise InvalidSignature(f"signature payload: duplicate key {exc.args[0]!r}") from None
     except UnicodeDecodeError:
-        raise InvalidSignature("signature payload: expected UTF-8 JSON, found other bytes") from None
+        raise InvalidSignature(
+            "signature payload: expected UTF-8 JSON, found other bytes"
+        ) from None
     except RecursionError:
         raise InvalidSignature("signature payload: JSON nested too deeply") from None
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
@@ -183,7 +185,6 @@ def check_digest(payload: SignedPayload, expected_digest: str) -> SignedPayload:
     """`payload` if it signs `expected_digest`, else InvalidSignature saying which it signs."""
     if payload.manifest_digest != expected_digest:
         raise InvalidSignature(
-            f"the signature is for manifest {payload.manifest_digest}, "
-            f"expected {expected_digest}"
+            f"the signature is for manifest {payload.manifest_digest}, expected {expected_digest}"
         )
     return payload

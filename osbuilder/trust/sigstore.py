@@ -147,6 +147,9 @@ def verify_sigstore_signature(
         )
     try:
         raw = base64.b64decode(signature, validate=True)
+        # Python ignores excess padding, Go's StdEncoding does not: one reading only.
+        if base64.b64encode(raw).decode() != signature:
+            raise ValueError("not canonical")
     except (binascii.Error, ValueError):
         raise InvalidSignature(
             f"{SIGNATURE_ANNOTATION}: expected base64, found {signature[:40]!r}"
@@ -156,7 +159,9 @@ def verify_sigstore_signature(
             # Parsed only once verified: until then it is anyone's JSON.
             return parse_payload(payload, signature_type=COSIGN_TYPE), key
     tried = ", ".join(key.origin for key in keys)
-    raise InvalidSignature(f"the sigstore signature does not verify with the trusted keys ({tried})")
+    raise InvalidSignature(
+        f"the sigstore signature does not verify with the trusted keys ({tried})"
+    )
 
 
 def verify_sigstore(
