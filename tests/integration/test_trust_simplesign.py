@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,3 +187,37 @@ def test_unusable_keys_are_refused(data: bytes, message: str) -> None:
 def test_a_missing_keyring_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidKeys, match="cannot read the keyring: No such file"):
         load_keyring_file(tmp_path / "missing.gpg")
+
+
+def test_a_subkey_signature_names_its_primary_key(
+    signer: SigningKey, manifest: Path, tmp_path: Path
+) -> None:
+    # gpg signs with the newest signing subkey; a policy names the primary key.
+    signer.gpg("--passphrase", "", "--quick-add-key", signer.fingerprint, "ed25519", "sign")
+    keyring = tmp_path / "with-subkey.gpg"
+    keyring.write_bytes(signer.gpg("--export", signer.fingerprint).stdout)
+    signature = skopeo_sign(signer, manifest, tmp_path / "signature-1")
+    verified = verify_simple(signature, [load_keyring_file(keyring)], digest_of(manifest))
+    assert verified.fingerprint == signer.fingerprint
+    assert verified.signing_fingerprint != signer.fingerprint
+    # The primary key alone does not verify what its subkey signed.
+    with pytest.raises(InvalidSignature, match="not among the trusted keys"):
+        verify_simple(signature, [load_keyring_file(signer.keyring)], digest_of(manifest))
+
+
+def test_a_signature_by_an_expired_key_is_refused(
+    signer: SigningKey, manifest: Path, tmp_path: Path
+) -> None:
+    # A signing subkey that expires in a few seconds: time enough to sign with it.
+    lifetime = 4
+    created = time.monotonic()
+    signer.gpg(
+        "--passphrase", "", "--quick-add-key", signer.fingerprint, "ed25519", "sign",
+        f"seconds={lifetime}",
+    )  # fmt: skip
+    keyring = tmp_path / "with-subkey.gpg"
+    keyring.write_bytes(signer.gpg("--export", signer.fingerprint).stdout)
+    signature = skopeo_sign(signer, manifest, tmp_path / "signature-1")
+    time.sleep(max(0.0, created + lifetime + 1.5 - time.monotonic()))
+    with pytest.raises(InvalidSignature, match="not valid: its key expired"):
+        verify_simple(signature, [load_keyring_file(keyring)], digest_of(manifest))
