@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osbuilder.errors import UserError
+from osbuilder.trust.strictjson import DuplicateKey, refuse_duplicate_keys
 
 SIMPLE_SIGNING_TYPE = "atomic container signature"
 COSIGN_TYPE = "cosign container image signature"
@@ -48,19 +49,6 @@ class SignedPayload:
     timestamp: int | None = None
 
 
-class _DuplicateKey(Exception):
-    pass
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # Python accepts NaN and Infinity, Go does not
 
@@ -73,10 +61,10 @@ def _load_json(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
         return json.loads(
-            text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+            text, object_pairs_hook=refuse_duplicate_keys, parse_constant=_refuse_constant
         )
-    except _DuplicateKey as exc:
-        raise InvalidSignature(f"signature payload: duplicate key {exc.args[0]!r}") from None
+    except DuplicateKey as exc:
+        raise InvalidSignature(f"signature payload: duplicate key {exc.key!r}") from None
     except UnicodeDecodeError:
         raise InvalidSignature(
             "signature payload: expected UTF-8 JSON, found other bytes"

@@ -33,6 +33,7 @@ from osbuilder.trust.identity import (
     SignedIdentity,
     policy_form,
 )
+from osbuilder.trust.strictjson import DuplicateKey, refuse_duplicate_keys
 
 SYSTEM_POLICY = Path("/etc/containers/policy.json")
 USER_POLICY = Path(".config/containers/policy.json")  # under $HOME
@@ -183,8 +184,8 @@ def load_policy(path: Path | None = None, *, home: Path | None = None) -> Policy
 def parse_policy(raw: bytes | str, source: Path) -> Policy:
     """The policy in `raw`, read from `source`; PolicyError naming the first problem."""
     try:
-        data = json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
-    except _DuplicateKey as exc:
+        data = json.loads(raw, object_pairs_hook=refuse_duplicate_keys)
+    except DuplicateKey as exc:
         raise PolicyError(f"{source}: duplicate key {exc.key!r} in a JSON object") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{source}: not valid JSON: {exc}") from None
@@ -227,26 +228,10 @@ def docker_scopes(reference: ImageReference) -> list[str]:
 # --- reading the JSON -------------------------------------------------------------------
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
 class _Invalid(Exception):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(message)
         self.path, self.message = path, message
-
-
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # containers/image refuses duplicate keys; a silent last-wins could hide a requirement.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
 
 
 def _policy_from_data(data: Any, source: Path) -> Policy:
