@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from msgspec import structs
@@ -38,6 +39,7 @@ from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
 from osbuilder.lock import build_pins
 from osbuilder.spec import SpecValueError, load_spec
+from osbuilder.trust.verify import TrustedNames
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ def build(
     if locked:
         pins = build_pins([str(spec) for spec in spec_files], loaded, images.target)
         images = structs.replace(images, pins=pins)
+    if (trust := loaded.spec.trust) is not None and images.verifier is not None:
+        covered = TrustedNames.of(trust.image or [], trust.org or [])
+        images = structs.replace(images, verifier=replace(images.verifier, covered=covered))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")

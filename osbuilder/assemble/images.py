@@ -5,6 +5,10 @@ tag is not re-resolved): osbuilder's own packages carry content-derived tags,
 so a tag names one content. `--pull` re-resolves every tag; `--offline`
 never touches the network. A reference with a pin (from the spec's lock) is
 asked for by the pinned digest only: a tag that has moved since is not followed.
+
+Every image given is judged by the signature policy (trust/verify.py). One taken from
+the store as it is gets its signatures from the store (and file:// lookasides) only;
+`--pull` looks for them where they are published too.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from msgspec import Struct, field
 from osbuilder.errors import UserError
 from osbuilder.oci.platform import TargetPlatform
 from osbuilder.oci.progress import NullProgress, Progress
-from osbuilder.oci.pull import Image, Puller
+from osbuilder.oci.pull import Image, ImageCheck, Puller
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
 
 if TYPE_CHECKING:
     from osbuilder.oci.registry import RegistryClient
+    from osbuilder.trust.verify import Verifier
 
 
 class Pin(Struct, frozen=True):
@@ -41,6 +46,7 @@ class ImageSource(Struct):
     progress: Progress = field(default_factory=NullProgress)
     jobs: int = 6  # blobs transferred in parallel
     pins: Mapping[str, Pin] = field(default_factory=dict)  # by reference, as the spec has it
+    verifier: Verifier | None = None  # None: no signature policy applies
     _resolved: dict[str, Image] = field(default_factory=dict)
 
     def get(self, reference: str) -> Image:
@@ -58,8 +64,21 @@ class ImageSource(Struct):
         """The image for `platform` of the index `image` came from: asked for by the index's
         digest, so the content the build took for its own platform, whatever the tag names
         now (an OCI-format volume holds several platforms)."""
-        puller = Puller(self.store, self.client, platform, jobs=self.jobs, progress=self.progress)
+        puller = Puller(
+            self.store,
+            self.client,
+            platform,
+            jobs=self.jobs,
+            progress=self.progress,
+            check=self._check(self.client),
+        )
         return puller.pull(image.reference.with_digest(image.digest)).image
+
+    def _check(self, client: RegistryClient | None) -> ImageCheck | None:
+        """The policy's check, looking for signatures with `client` (None: in the store)."""
+        if self.verifier is None:
+            return None
+        return self.verifier.with_client(client).check
 
     def _image(self, reference: str, *, layers: bool) -> Image:
         ref = parse_reference(reference)
@@ -73,12 +92,20 @@ class ImageSource(Struct):
                 image = cached.pull(ref).image
             except UserError:  # not (completely) in the store: pull it below
                 image = None
+            if image is not None and (check := self._check(None)) is not None:
+                check(ref, image.digest, image.manifest_descriptor.digest)
         if image is None:
+            cached.check = self._check(None)
             if self.client is None:
                 image = cached.pull(ref, layers=layers).image  # the clear "pull it first" error
             else:
                 puller = Puller(
-                    self.store, self.client, self.target, jobs=self.jobs, progress=self.progress
+                    self.store,
+                    self.client,
+                    self.target,
+                    jobs=self.jobs,
+                    progress=self.progress,
+                    check=self._check(self.client),
                 )
                 image = puller.pull(ref, layers=layers).image
         if pin is not None and image.manifest_descriptor.digest != pin.manifest:

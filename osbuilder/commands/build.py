@@ -11,11 +11,13 @@ from osbuilder.commands.common import (
     add_platform_option,
     add_registry_options,
     add_store_options,
+    add_trust_options,
     open_store,
     print_json,
     progress_for,
     registry_client,
     target_platform,
+    verifier,
 )
 from osbuilder.errors import ExitCode
 
@@ -117,6 +119,7 @@ def register(
     add_platform_option(build)
     add_store_options(build)
     add_registry_options(build)
+    add_trust_options(build)
     build.set_defaults(handler=_build)
 
 
@@ -159,6 +162,7 @@ def _build(args: argparse.Namespace) -> int:
                 pull_always=args.pull,
                 progress=progress,
                 jobs=args.jobs,
+                verifier=verifier(args, store, client),
             )
             outputs = build(
                 args.files,

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from osbuilder.oci.progress import Progress
     from osbuilder.oci.registry import RegistryClient
     from osbuilder.oci.store import ContentStore
+    from osbuilder.trust.verify import Verifier
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
@@ -71,6 +72,33 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="blobs transferred in parallel (default 6)",
     )
+
+
+def add_trust_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("signature options")
+    group.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="signature policy, containers-policy.json(5) (default: "
+        "~/.config/containers/policy.json, else /etc/containers/policy.json, else none)",
+    )
+    group.add_argument(
+        "--registries-d",
+        type=Path,
+        metavar="DIR",
+        help="where simple signatures are kept, registries.d(5) (default: "
+        "~/.config/containers/registries.d, else /etc/containers/registries.d)",
+    )
+
+
+def verifier(
+    args: argparse.Namespace, store: ContentStore, client: RegistryClient | None
+) -> Verifier:
+    """The policy `--policy` and `--registries-d` name, applied to images of `store`."""
+    from osbuilder.trust.verify import Verifier, load_trust
+
+    return Verifier(load_trust(args.policy, args.registries_d), store, client)
 
 
 def add_platform_option(parser: argparse.ArgumentParser) -> None:

@@ -9,11 +9,13 @@ from osbuilder.commands.common import (
     add_platform_option,
     add_registry_options,
     add_store_options,
+    add_trust_options,
     open_store,
     print_json,
     progress_for,
     registry_client,
     target_platform,
+    verifier,
 )
 from osbuilder.errors import ExitCode, UserError
 from osbuilder.oci.progress import human_size
@@ -40,6 +42,7 @@ def register(
     add_platform_option(pull)
     add_store_options(pull)
     add_registry_options(pull)
+    add_trust_options(pull)
     pull.set_defaults(handler=_pull)
 
     push_cmd = sub.add_parser(
@@ -114,7 +117,14 @@ def _pull(args: argparse.Namespace) -> int:
     with progress_for(args) as progress:
         client = None if args.offline else registry_client(args)
         try:
-            puller = Puller(store, client, target_platform(args), jobs=args.jobs, progress=progress)
+            puller = Puller(
+                store,
+                client,
+                target_platform(args),
+                jobs=args.jobs,
+                progress=progress,
+                check=verifier(args, store, client).check,
+            )
             for ref in refs:
                 result = puller.pull(ref)
                 image = result.image

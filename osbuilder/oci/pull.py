@@ -11,6 +11,7 @@ what a lock records, and the store does not name the image.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,10 @@ if TYPE_CHECKING:  # a build from the store alone never loads the HTTP side
     from osbuilder.oci.registry import Endpoint, FetchedManifest, RegistryClient
 
 log = logging.getLogger(__name__)
+
+#: Judges an image before it is used: (reference, the digest it resolved to, the
+#: platform manifest's digest); raises UserError to refuse it (trust/verify.py).
+ImageCheck = Callable[[ImageReference, str, str], object]
 
 
 class Image(Struct, frozen=True):
@@ -67,8 +72,10 @@ class Puller:
         *,
         jobs: int = 6,
         progress: Progress | None = None,
+        check: ImageCheck | None = None,
     ) -> None:
         self.store = store
+        self.check = check  # applied before any layer is fetched and on every image given
         self.client = client  # None: offline
         self.target = target
         self.jobs = jobs
@@ -113,6 +120,8 @@ class Puller:
             if not self.store.has_blob(entry.digest):
                 served = client.get_manifest(ref, entry.digest)
                 self.store.put_bytes(served.data, entry.digest)
+        if self.check is not None:  # before the layers: a refused image costs no download
+            self.check(ref, top.digest, manifest_digest)
         manifest = self.store.manifest(manifest_digest)
         missing = [b for b in _blobs(manifest, layers) if not self.store.has_blob(b.digest)]
         transferred = self._fetch_blobs(client, _endpoints(client, ref, served), ref, missing)
@@ -176,6 +185,8 @@ class Puller:
         self, ref: ImageReference, descriptor: Descriptor, transferred: int, *, network: bool
     ) -> PullResult:
         manifest_digest = self._manifest_digest(descriptor, ref)
+        if self.check is not None:
+            self.check(ref, descriptor.digest, manifest_digest)
         manifest = self.store.manifest(manifest_digest)
         config = parse_json(
             ImageConfig, self.store.read_blob(manifest.config.digest), f"config of {ref.familiar()}"

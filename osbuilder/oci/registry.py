@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class ManifestNotFound(UserError):
+    """The registry has no manifest under that tag or digest (HTTP 404)."""
+
+
 class RegistryOptions(Struct, frozen=True):
     """How to reach registries: which may use plain HTTP, mirrors, retry policy."""
 
@@ -294,7 +298,7 @@ class RegistryClient:
         headers = {"Accept": mediatypes.MANIFEST_ACCEPT}
         with self.read("GET", url, endpoint, headers=headers, what=what) as response:
             if response.status == 404:
-                raise UserError(
+                raise ManifestNotFound(
                     f"{ref.familiar()}: image not found in {endpoint.registry}"
                     + (f" (mirror {endpoint.base_url})" if endpoint.mirror else "")
                 )

@@ -29,7 +29,6 @@ def cross_checks(document: Document) -> list[Diagnostic]:
     found += _volume_binds(document, data)
     found += _file_kinds(document, data)
     found += _restart_only_for_services(document, data)
-    found += _deprecations(document, data)
     return found
 
 
@@ -197,17 +196,4 @@ def _restart_only_for_services(document: Document, data: dict[str, Any]) -> list
         for section in ("onboot", "onshutdown")
         for index, entry in _entries(data, section)
         if "restart" in entry
-    ]
-
-
-def _deprecations(document: Document, data: dict[str, Any]) -> list[Diagnostic]:
-    if "trust" not in data:
-        return []
-    return [
-        Diagnostic(
-            document.key_location(("trust",)),
-            ("trust",),
-            "ignored: Docker Content Trust (Notary v1) is gone; pin images by digest instead",
-            severity="warning",
-        )
     ]

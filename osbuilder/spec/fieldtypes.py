@@ -32,6 +32,21 @@ def _image_reference(value: str) -> str:
 ImageRef = Annotated[str, AfterValidator(_image_reference)]
 
 
+def _namespace_prefix(value: str) -> str:
+    # A namespace begins image names: `org/anything` must parse as one.
+    if value.endswith("/") or "@" in value or value.rfind(":") > value.rfind("/") > -1:
+        invalid(f"{value!r} is not a namespace (e.g. linuxkit, or ghcr.io/acme)")
+    try:
+        parse_reference(f"{value}/image")
+    except InvalidReference:
+        invalid(f"{value!r} is not a namespace (e.g. linuxkit, or ghcr.io/acme)")
+    return value
+
+
+#: A namespace or registry under which every image is meant: `linuxkit`, `ghcr.io/acme`.
+NamespacePrefix = Annotated[str, AfterValidator(_namespace_prefix)]
+
+
 def _capability(value: str) -> str:
     if value in KNOWN_CAPABILITIES or value.lower() in SPECIAL_CAPABILITY_SETS:
         return value

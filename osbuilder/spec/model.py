@@ -21,6 +21,7 @@ from osbuilder.spec.fieldtypes import (
     ImagePath,
     ImageRef,
     IpcNamespace,
+    NamespacePrefix,
     NetNamespace,
     OctalMode,
     OomScoreAdj,
@@ -522,11 +523,16 @@ class Volume(Model):
 
 
 class Trust(Model):
-    """Docker Content Trust (Notary v1). Accepted for old specs and ignored, as in LinuxKit."""
+    """Images that must be signed: the signature policy (containers-policy.json) must
+    require a signature for each of them, and the build verifies it (docs/trust.md)."""
 
-    image: Annotated[list[str] | None, Field(description="Images that had to be signed.")] = None
+    image: Annotated[
+        list[ImageRef] | None,
+        Field(description="Images (a repository, or one tag or digest) that must be signed."),
+    ] = None
     org: Annotated[
-        list[str] | None, Field(description="Organisations whose images had to be signed.")
+        list[NamespacePrefix] | None,
+        Field(description="Namespaces (linuxkit, ghcr.io/acme) whose images must be signed."),
     ] = None
 
 
@@ -550,4 +556,6 @@ class Spec(Model):
     )
     files: Annotated[list[File] | None, Field(description="Extra files, added last.")] = None
     volumes: Annotated[list[Volume] | None, Field(description="Volumes.")] = None
-    trust: Annotated[Trust | None, Field(description="Ignored (Notary v1 is gone).")] = None
+    trust: Annotated[Trust | None, Field(description="Images whose signatures are required.")] = (
+        None
+    )

@@ -233,13 +233,16 @@ def build_index(
     return OciIndex(layout, tag, index, descriptor, tuple(images))
 
 
-def skopeo(*args: str, timeout: float = SKOPEO_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
+def skopeo(
+    *args: str, timeout: float = SKOPEO_TIMEOUT, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run skopeo without the host's trust policy; raises CalledProcessError with its stderr."""
     result = subprocess.run(
         ["skopeo", "--insecure-policy", *args],
         capture_output=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
     if result.returncode != 0:
         raise subprocess.CalledProcessError(

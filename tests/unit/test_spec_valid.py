@@ -50,12 +50,10 @@ def test_redis_example_is_the_redis_os() -> None:
     ]
 
 
-def test_old_trust_section_is_accepted_with_a_warning() -> None:
+def test_linuxkit_trust_section_is_read() -> None:
     loaded = load_spec([REPO / "tests/data/linuxkit/redis-os.yml"])
     assert loaded.spec.trust is not None and loaded.spec.trust.org == ["linuxkit", "library"]
-    [warning] = loaded.warnings
-    assert str(warning).startswith(f"{REPO / 'tests/data/linuxkit/redis-os.yml'}:27:1: trust:")
-    assert "ignored" in warning.message
+    assert loaded.warnings == []
 
 
 Model = type[BaseModel]

@@ -1,0 +1,388 @@
+"""The signature policy applied on every pull, with a real registry and real skopeo.
+
+skopeo signs (`copy --sign-by`, into the lookaside registries.d names) and osbuilder
+verifies under containers-policy.json; sigstore signatures are attached as cosign
+attaches them (the tag `sha256-HEX.sig`) and read back from the registry. Each way a
+signature can fail is refused with one line naming the image and what was wrong, and
+nothing is named in the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from osbuilder.oci.store import ContentStore
+from osbuilder.trust.simplesign import MAX_SIGNATURE_SIZE
+from tests.integration.debrepo import SigningKey
+from tests.integration.helpers import osbuilder
+from tests.integration.images import OciImage, OciIndex, push, skopeo
+from tests.integration.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> Iterator[SigningKey]:
+    key = SigningKey.generate(tmp_path / "signer", "osbuilder image signer")
+    yield key
+    key.close()
+
+
+@pytest.fixture
+def stranger(tmp_path: Path) -> Iterator[SigningKey]:
+    key = SigningKey.generate(tmp_path / "stranger", "someone else")
+    yield key
+    key.close()
+
+
+class Trust:
+    """A registries.d with a file:// lookaside, and policies written on demand."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lookaside = root / "lookaside"
+        self.registries_d = root / "registries.d"
+        self.registries_d.mkdir(parents=True)
+        (self.registries_d / "default.yaml").write_text(
+            f"default-docker:\n  lookaside: file://{self.lookaside}\n"
+        )
+        self.store = ContentStore(root / "store")
+
+    def policy(self, requirements: list[dict[str, Any]], name: str = "policy.json") -> Path:
+        path = self.root / name
+        document = {"default": [{"type": "reject"}], "transports": {"docker": {"": requirements}}}
+        path.write_text(json.dumps(document))
+        return path
+
+    def pull(self, policy: Path, reference: str, *extra: str) -> tuple[int, str]:
+        result = osbuilder(
+            "pull",
+            "--cache",
+            str(self.store.root),
+            "--policy",
+            str(policy),
+            "--registries-d",
+            str(self.registries_d),
+            "--arch",
+            "amd64",
+            *extra,
+            reference,
+        )
+        return result.returncode, result.stdout + result.stderr
+
+
+@pytest.fixture
+def trust(tmp_path: Path) -> Trust:
+    return Trust(tmp_path / "trust")
+
+
+def signed_by(key: SigningKey, **extra: Any) -> dict[str, Any]:
+    return {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(key.keyring), **extra}
+
+
+def skopeo_signed_push(
+    image: OciImage | OciIndex, registry: Registry, repository: str, key: SigningKey, trust: Trust
+) -> str:
+    """`skopeo copy --sign-by` the image to the registry; its signature goes to the lookaside."""
+    reference = f"{registry.host}/{repository}:{image.tag}"
+    env = {**os.environ, "GNUPGHOME": str(key.home)}
+    skopeo(
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--registries.d",
+        str(trust.registries_d),
+        "--sign-by",
+        key.fingerprint,
+        *(["--all"] if isinstance(image, OciIndex) else []),
+        f"oci:{image.layout}:{image.tag}",
+        f"docker://{reference}",
+        env=env,
+    )
+    return reference
+
+
+def signatures_in(trust: Trust, repository: str, digest: str) -> list[Path]:
+    found = sorted(trust.lookaside.rglob(f"*@{digest.replace(':', '=')}/signature-*"))
+    return [p for p in found if repository in str(p)]
+
+
+def stored_names(store: ContentStore) -> list[str]:
+    return [ref.name for ref in store.references()]
+
+
+# --- simple signing: skopeo signs, osbuilder verifies -------------------------------------------
+
+
+def test_an_image_skopeo_signed_pulls_under_a_signedby_policy(
+    registry: Registry, small_image: OciImage, signer: SigningKey, trust: Trust
+) -> None:
+    reference = skopeo_signed_push(small_image, registry, "team/signed", signer, trust)
+    assert signatures_in(trust, "team/signed", small_image.digest)
+    code, output = trust.pull(trust.policy([signed_by(signer)]), reference)
+    assert code == 0, output
+    assert reference in stored_names(trust.store)
+    # the signature travels with the image: in the store, as an artifact named after it
+    assert f"{registry.host}/team/signed:sha256-{small_image.digest[7:]}.simplesig" in (
+        stored_names(trust.store)
+    )
+    # and the verdict is recorded: with the lookaside gone, offline, it still pulls
+    shutil.rmtree(trust.lookaside)
+    code, output = trust.pull(trust.policy([signed_by(signer)]), reference, "--offline")
+    assert code == 0, output
+
+
+def test_a_signature_by_another_key_is_refused(
+    registry: Registry,
+    small_image: OciImage,
+    signer: SigningKey,
+    stranger: SigningKey,
+    trust: Trust,
+) -> None:
+    reference = skopeo_signed_push(small_image, registry, "team/other", stranger, trust)
+    code, output = trust.pull(trust.policy([signed_by(signer)]), reference)
+    assert code == 1
+    assert output.count("\n") == 1, output
+    assert f"{registry.host}/team/other:" in output
+    assert f"by key {stranger.fingerprint[-16:]}" in output or stranger.fingerprint in output
+    assert str(signer.keyring) in output
+    assert reference not in stored_names(trust.store)
+
+
+def test_an_unsigned_image_is_refused_and_not_named(
+    registry: Registry, small_image: OciImage, signer: SigningKey, trust: Trust
+) -> None:
+    pushed = push(small_image, registry, "team/unsigned", "1")
+    code, output = trust.pull(trust.policy([signed_by(signer)]), pushed.reference)
+    assert code == 1
+    assert "no simple (OpenPGP) signature found" in output
+    assert str(trust.lookaside) in output
+    assert pushed.reference not in stored_names(trust.store)
+    # nothing of its layers was downloaded either: refused before them
+    assert not any(trust.store.has_blob(layer.descriptor.digest) for layer in small_image.layers)
+
+
+def test_a_signature_of_another_image_is_refused(
+    registry: Registry,
+    small_image: OciImage,
+    multiarch_image: OciIndex,
+    signer: SigningKey,
+    trust: Trust,
+) -> None:
+    skopeo_signed_push(small_image, registry, "team/a", signer, trust)
+    other = push(multiarch_image, registry, "team/a", "other")
+    # the signature of the first image, put where the second one's would be
+    source = signatures_in(trust, "team/a", small_image.digest)[0]
+    target = source.parent.parent / f"a@{other.digest.replace(':', '=')}" / "signature-1"
+    target.parent.mkdir(parents=True)
+    shutil.copy(source, target)
+    code, output = trust.pull(trust.policy([signed_by(signer)]), other.reference)
+    assert code == 1, output
+    assert small_image.digest in output and other.digest in output
+
+
+def test_an_identity_the_policy_does_not_accept_is_refused(
+    registry: Registry, small_image: OciImage, signer: SigningKey, trust: Trust
+) -> None:
+    reference = skopeo_signed_push(small_image, registry, "team/id", signer, trust)
+    identity = {"type": "exactReference", "dockerReference": f"{registry.host}/team/id:2"}
+    code, output = trust.pull(trust.policy([signed_by(signer, signedIdentity=identity)]), reference)
+    assert code == 1
+    assert f"the signature is for {reference}" in output and "exactReference" in output
+    # matchRepository accepts the same signature
+    identity = {"type": "matchRepository"}
+    policy = trust.policy([signed_by(signer, signedIdentity=identity)], "repository.json")
+    code, output = trust.pull(policy, reference)
+    assert code == 0, output
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"not a signature", "expected a binary OpenPGP signed message"),
+        (b"\x90" * (MAX_SIGNATURE_SIZE + 1), "expected a signature of at most"),
+    ],
+)
+def test_a_malformed_or_oversized_signature_is_refused(
+    registry: Registry,
+    small_image: OciImage,
+    signer: SigningKey,
+    trust: Trust,
+    content: bytes,
+    expected: str,
+) -> None:
+    pushed = push(small_image, registry, "team/bad", "1")
+    path = trust.lookaside / "team" / f"bad@{pushed.digest.replace(':', '=')}" / "signature-1"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    code, output = trust.pull(trust.policy([signed_by(signer)]), pushed.reference)
+    assert code == 1
+    assert expected in output and "Traceback" not in output
+
+
+def test_a_stricter_policy_checks_a_recorded_image_again(
+    registry: Registry,
+    small_image: OciImage,
+    signer: SigningKey,
+    stranger: SigningKey,
+    trust: Trust,
+) -> None:
+    reference = skopeo_signed_push(small_image, registry, "team/again", signer, trust)
+    code, output = trust.pull(trust.policy([{"type": "insecureAcceptAnything"}]), reference)
+    assert code == 0, output
+    code, output = trust.pull(trust.policy([signed_by(signer)], "signer.json"), reference)
+    assert code == 0, output
+    # recorded under the signer's key; a policy naming another key checks again and refuses
+    code, output = trust.pull(trust.policy([signed_by(stranger)], "stranger.json"), reference)
+    assert code == 1 and "not among the trusted keys" in output
+
+
+def test_a_reject_scope_refuses_the_image(
+    registry: Registry, small_image: OciImage, trust: Trust
+) -> None:
+    pushed = push(small_image, registry, "team/rejected", "1")
+    code, output = trust.pull(trust.policy([{"type": "reject"}]), pushed.reference)
+    assert code == 1 and "rejects this image" in output
+
+
+# --- sigstore: signatures attached as cosign attaches them -----------------------------------
+
+
+class CosignKey:
+    def __init__(self, root: Path) -> None:
+        self.private = ec.generate_private_key(ec.SECP256R1())
+        self.public = root / "cosign.pub"
+        root.mkdir(parents=True, exist_ok=True)
+        self.public.write_bytes(
+            self.private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+    def sign(self, payload: bytes) -> str:
+        return base64.b64encode(self.private.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def cosign_payload(reference: str, digest: str) -> bytes:
+    return json.dumps(
+        {
+            "critical": {
+                "identity": {"docker-reference": reference},
+                "image": {"docker-manifest-digest": digest},
+                "type": "cosign container image signature",
+            },
+            "optional": None,
+        }
+    ).encode()
+
+
+def attach(
+    registry: Registry, repository: str, digest: str, layers: list[tuple[bytes, str]]
+) -> None:
+    """PUT a signature manifest as cosign does, with the registry's own upload API."""
+    base = f"{registry.url}/v2/{repository}"
+    with httpx.Client() as http:
+
+        def upload(data: bytes) -> dict[str, Any]:
+            blob = "sha256:" + hashlib.sha256(data).hexdigest()
+            started = http.post(f"{base}/blobs/uploads/")
+            location = started.headers["location"]
+            location = location if location.startswith("http") else registry.url + location
+            separator = "&" if "?" in location else "?"
+            http.put(f"{location}{separator}digest={blob}", content=data).raise_for_status()
+            return {"digest": blob, "size": len(data)}
+
+        config = upload(b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers"}}')
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+            "layers": [
+                {
+                    "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                    **upload(payload),
+                    "annotations": {"dev.cosignproject.cosign/signature": signature},
+                }
+                for payload, signature in layers
+            ],
+        }
+        tag = digest.replace(":", "-") + ".sig"
+        http.put(
+            f"{base}/manifests/{tag}",
+            content=json.dumps(manifest).encode(),
+            headers={"content-type": "application/vnd.oci.image.manifest.v1+json"},
+        ).raise_for_status()
+
+
+def sigstore_signed(key: CosignKey, **extra: Any) -> dict[str, Any]:
+    return {"type": "sigstoreSigned", "keyPath": str(key.public), **extra}
+
+
+def test_a_cosign_attached_signature_verifies_from_the_registry(
+    registry: Registry, small_image: OciImage, trust: Trust
+) -> None:
+    key = CosignKey(trust.root / "keys")
+    pushed = push(small_image, registry, "cosign/app", "1")
+    repository = "cosign/app"
+    attach(
+        registry,
+        repository,
+        pushed.digest,
+        [(p := cosign_payload(pushed.reference, pushed.digest), key.sign(p))],
+    )
+    code, output = trust.pull(trust.policy([sigstore_signed(key)]), pushed.reference)
+    assert code == 0, output
+    names = stored_names(trust.store)
+    assert f"{registry.host}/cosign/app:sha256-{pushed.digest[7:]}.sig" in names
+    # another key: refused
+    other = CosignKey(trust.root / "other")
+    code, output = trust.pull(
+        trust.policy([sigstore_signed(other)], "other.json"), pushed.reference
+    )
+    assert code == 1 and "does not verify with the trusted keys" in output
+
+
+def test_a_multi_platform_image_is_covered_by_its_index_signature_or_its_platform_signature(
+    registry: Registry, multiarch_image: OciIndex, trust: Trust
+) -> None:
+    key = CosignKey(trust.root / "keys")
+    pushed = push(multiarch_image, registry, "cosign/multi", "1")
+    amd64 = multiarch_image.images[0].digest
+    policy = trust.policy([sigstore_signed(key, signedIdentity={"type": "matchRepository"})])
+    # the amd64 manifest alone signed, as `cosign sign --recursive` signs each one
+    payload = cosign_payload(f"{registry.host}/cosign/multi", amd64)
+    attach(registry, "cosign/multi", amd64, [(payload, key.sign(payload))])
+    code, output = trust.pull(policy, pushed.reference)
+    assert code == 0, output
+    # arm64 is not signed and not covered by the amd64 signature
+    code, output = trust.pull(policy, pushed.reference, "--arch", "arm64")
+    assert code == 1 and "no sigstore signature found" in output
+
+
+def test_a_sigstore_signature_for_another_digest_is_refused(
+    registry: Registry, small_image: OciImage, multiarch_image: OciIndex, trust: Trust
+) -> None:
+    key = CosignKey(trust.root / "keys")
+    pushed = push(small_image, registry, "cosign/swap", "1")
+    other = push(multiarch_image, registry, "cosign/swap", "2")
+    payload = cosign_payload(pushed.reference, pushed.digest)
+    attach(registry, "cosign/swap", other.digest, [(payload, key.sign(payload))])
+    code, output = trust.pull(trust.policy([sigstore_signed(key)]), other.reference)
+    assert code == 1 and pushed.digest in output
+    assert other.reference not in stored_names(trust.store)
