@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -24,7 +23,6 @@ from typing import Any, Literal, cast
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from osbuilder.errors import UserError
 from osbuilder.oci.reference import ImageReference
 from osbuilder.trust.identity import (
     IDENTITY_TYPES,
@@ -33,13 +31,16 @@ from osbuilder.trust.identity import (
     SignedIdentity,
     policy_form,
 )
+from osbuilder.trust.policyfile import (
+    SYSTEM_POLICY,
+    USER_POLICY,
+    PolicyError,
+    default_policy_path,
+    read_policy_file,
+)
 from osbuilder.trust.strictjson import DuplicateKey, refuse_duplicate_keys
 
-SYSTEM_POLICY = Path("/etc/containers/policy.json")
-USER_POLICY = Path(".config/containers/policy.json")  # under $HOME
 DOCKER_TRANSPORT = "docker"
-#: A policy is a few KiB; a bound keeps a wrong path (a disk image) from being read whole.
-MAX_POLICY_BYTES = 4 * 1024 * 1024
 
 # sigstoreSigned fields of keyless and certificate-based signing, which osbuilder does
 # not verify; with what each one is.
@@ -51,10 +52,6 @@ _UNSUPPORTED_SIGSTORE_FIELDS = {
     "rekorPublicKeyData": "Rekor transparency-log keys",
     "rekorPublicKeyDatas": "Rekor transparency-log keys",
 }
-
-
-class PolicyError(UserError):
-    """policy.json is unreadable or invalid; the message is `FILE: PATH: what is wrong`."""
 
 
 class InsecureAcceptAnything(PolicyModel):
@@ -154,14 +151,6 @@ class Policy(PolicyModel):
     source: Path | None = None  # the file it was read from, for messages
 
 
-def default_policy_path(home: Path | None = None) -> Path:
-    """Where the policy is when no --policy is given: the user's, if it exists, else the
-    system's (which may not exist: loading then says so)."""
-    home = home if home is not None else Path(os.path.expanduser("~"))
-    user_policy = home / USER_POLICY
-    return user_policy if user_policy.exists() else SYSTEM_POLICY
-
-
 def load_policy(path: Path | None = None, *, home: Path | None = None) -> Policy:
     """The policy at `path` (`--policy FILE`), else at the default location."""
     if path is None:
@@ -171,14 +160,7 @@ def load_policy(path: Path | None = None, *, home: Path | None = None) -> Policy
                 f"no signature policy: neither {(home or Path('~')) / USER_POLICY} nor "
                 f"{SYSTEM_POLICY} exists (give one with --policy FILE)"
             )
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the policy: {exc.strerror or exc}") from None
-    if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{path}: larger than {MAX_POLICY_BYTES} bytes; not a policy.json")
-    return parse_policy(raw, path)
+    return parse_policy(read_policy_file(path), path)
 
 
 def parse_policy(raw: bytes | str, source: Path) -> Policy:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,47 +33,73 @@ from typing import TYPE_CHECKING
 from osbuilder.errors import UserError
 from osbuilder.oci.reference import ImageReference, parse_reference
 from osbuilder.oci.store import ContentStore
-from osbuilder.trust.identity import matches, policy_form
 from osbuilder.trust.payload import InvalidSignature, SignedPayload
-from osbuilder.trust.policy import (
-    InsecureAcceptAnything,
-    Policy,
-    Reject,
-    Requirement,
-    SignedBy,
-    SigstoreSigned,
-    default_policy_path,
-    load_policy,
-    requirements_for,
-)
-from osbuilder.trust.registries import RegistriesConfig, load_registries_d
+from osbuilder.trust.policyfile import accepts_anything, default_policy_path, read_policy_file
 
+# The policy's models (pydantic), registries.d and the verifiers are imported when a
+# policy needs them: under a policy that accepts anything, a pull pays for none of them.
 if TYPE_CHECKING:
     from osbuilder.oci.registry import RegistryClient
+    from osbuilder.trust.policy import Policy, Requirement, SignedBy, SigstoreSigned
+    from osbuilder.trust.registries import RegistriesConfig
     from osbuilder.trust.sigstore import SigstoreKey
     from osbuilder.trust.simplesign import OpenPGPKeys
     from osbuilder.trust.stored import SigstoreSignature
 
 log = logging.getLogger(__name__)
 
-#: The policy used when no policy file exists: what skopeo's packaged default says.
-ACCEPT_ANYTHING = Policy(default=[InsecureAcceptAnything()])
-
 
 class SignatureRefused(UserError):
     """The policy's requirements for an image are not met."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrustConfig:
-    """The policy and registries.d that judge images, and where they came from."""
+    """The policy and registries.d that judge images, and where they came from.
 
-    policy: Policy
-    registries: RegistriesConfig
-    policy_found: bool = True  # False: no policy file, everything accepted
+    The policy is validated when first needed: `osbuilder pull` judges an image while
+    its layers download, and that is where the validator's start-up then goes.
+    """
+
+    source: Path | None  # the policy file; None: there is none
+    raw: bytes | None  # its bytes; None: every requirement in it is insecureAcceptAnything
+    registries_d: Path | None = None  # None: the default registries.d
+    _policy: Policy | None = None
+    _registries: RegistriesConfig | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def describe(self) -> str:
-        return str(self.policy.source) if self.policy.source else "no policy file"
+        return str(self.source) if self.source else "no policy file"
+
+    @property
+    def policy(self) -> Policy | None:
+        """The validated policy; None when it accepts anything. PolicyError if invalid."""
+        if self.raw is None or self.source is None:
+            return None
+        with self._lock:
+            if self._policy is None:
+                from osbuilder.trust.policy import parse_policy
+
+                self._policy = parse_policy(self.raw, self.source)
+            return self._policy
+
+    @property
+    def registries(self) -> RegistriesConfig:
+        with self._lock:
+            if self._registries is None:
+                from osbuilder.trust.registries import load_registries_d
+
+                self._registries = load_registries_d(self.registries_d)
+            return self._registries
+
+    def requirements(self, ref: ImageReference) -> list[Requirement]:
+        """The requirements of `ref`'s scope; [] when the policy accepts anything."""
+        policy = self.policy
+        if policy is None:
+            return []
+        from osbuilder.trust.policy import requirements_for
+
+        return requirements_for(policy, ref)
 
 
 def load_trust(policy: Path | None = None, registries_d: Path | None = None) -> TrustConfig:
@@ -82,16 +109,17 @@ def load_trust(policy: Path | None = None, registries_d: Path | None = None) -> 
     policy.json Debian's containers-common installs says): a build needs no signatures
     unless a policy or the spec's `trust:` asks for them.
     """
-    registries = load_registries_d(registries_d)
-    if policy is None and not default_policy_path().exists():
+    path = policy or default_policy_path()
+    if policy is None and not path.exists():
         log.info("no signature policy file; accepting images unsigned")
-        return TrustConfig(ACCEPT_ANYTHING, registries, policy_found=False)
-    return TrustConfig(load_policy(policy), registries)
+        return TrustConfig(None, None, registries_d)
+    raw = read_policy_file(path)
+    return TrustConfig(path, None if accepts_anything(raw) else raw, registries_d)
 
 
 def signature_required(requirements: Sequence[Requirement]) -> bool:
     """Whether these requirements need a signature (rather than accept or reject all)."""
-    return any(isinstance(r, SignedBy | SigstoreSigned) for r in requirements)
+    return any(r.type in ("signedBy", "sigstoreSigned") for r in requirements)
 
 
 @dataclass(frozen=True)
@@ -110,6 +138,8 @@ class TrustedNames:
         return cls(tuple(trusted_image(i) for i in images), tuple(org_prefix(o) for o in orgs))
 
     def covers(self, ref: ImageReference) -> bool:
+        from osbuilder.trust.identity import policy_form
+
         intended = policy_form(ref)
         named = {intended.name, str(intended)}
         if ref.tag is not None:  # as the spec names it, pinned by its lock or not
@@ -154,15 +184,12 @@ class Verifier:
         """This verifier, fetching signatures with `client` (None: none fetched)."""
         return Verifier(self.trust, self.store, client, self.covered, self._fingerprints)
 
-    def requirements(self, ref: ImageReference) -> list[Requirement]:
-        return requirements_for(self.trust.policy, ref)
-
     def check(self, ref: ImageReference, top_digest: str, manifest_digest: str) -> bool:
         """Apply the policy to the image `ref` resolved to `top_digest` (and, for this
         platform, `manifest_digest`); returns whether signatures were verified.
         SignatureRefused when the policy's requirements are not met."""
-        requirements = self.requirements(ref)
-        if any(isinstance(r, Reject) for r in requirements):
+        requirements = self.trust.requirements(ref)
+        if any(r.type == "reject" for r in requirements):
             raise SignatureRefused(
                 f"{ref.familiar()}: the signature policy ({self.trust.describe()}) rejects "
                 "this image"
@@ -175,6 +202,9 @@ class Verifier:
                     "sigstoreSigned requirement"
                 )
             return False
+        from osbuilder.trust.identity import policy_form
+        from osbuilder.trust.policy import SignedBy, SigstoreSigned
+
         identity = str(policy_form(ref))
         fingerprint = self._fingerprint(requirements)
         from osbuilder.trust.stored import Acceptance, Acceptances
@@ -195,7 +225,9 @@ class Verifier:
     def _satisfy(
         self, requirement: SignedBy | SigstoreSigned, ref: ImageReference, digests: list[str]
     ) -> None:
-        kind = "simple (OpenPGP)" if isinstance(requirement, SignedBy) else "sigstore"
+        from osbuilder.trust.identity import matches, policy_form
+
+        kind = "simple (OpenPGP)" if requirement.type == "signedBy" else "sigstore"
         problems: list[str] = []
         found = 0
         for digest in digests:
@@ -228,6 +260,8 @@ class Verifier:
     ) -> Iterator[tuple[SignedPayload | None, str | None]]:
         """Each signature of `digest`, verified: (its payload, None) or (None, why not).
         The store's come first; only if none of them will do are more fetched."""
+        from osbuilder.trust.policy import SignedBy
+
         if isinstance(requirement, SignedBy):
             from osbuilder.trust.simplesign import verify_simple
 
@@ -270,7 +304,7 @@ class Verifier:
             )
 
     def _where(self, requirement: SignedBy | SigstoreSigned, ref: ImageReference) -> str:
-        if isinstance(requirement, SignedBy):
+        if requirement.type == "signedBy":
             from osbuilder.trust.registries import lookaside_for
 
             lookaside = lookaside_for(self.trust.registries, ref).read_url
@@ -305,6 +339,8 @@ class Verifier:
         key file they name (a key file replaced is a different policy)."""
         key = id(requirements)
         if key not in self._fingerprints:
+            from osbuilder.trust.policy import SignedBy, SigstoreSigned
+
             described = []
             for requirement in requirements:
                 entry = requirement.model_dump(mode="json", by_alias=True, exclude_none=True)

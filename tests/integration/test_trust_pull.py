@@ -9,26 +9,21 @@ nothing is named in the store.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from osbuilder.oci.store import ContentStore
 from osbuilder.trust.simplesign import MAX_SIGNATURE_SIZE
 from tests.integration.debrepo import SigningKey
 from tests.integration.helpers import osbuilder
-from tests.integration.images import OciImage, OciIndex, push, skopeo
+from tests.integration.images import OciImage, OciIndex, push
 from tests.integration.registry import Registry
+from tests.integration.signing import CosignKey, attach, cosign_payload, skopeo_signed_push
 
 pytestmark = pytest.mark.integration
 
@@ -95,29 +90,6 @@ def signed_by(key: SigningKey, **extra: Any) -> dict[str, Any]:
     return {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(key.keyring), **extra}
 
 
-def skopeo_signed_push(
-    image: OciImage | OciIndex, registry: Registry, repository: str, key: SigningKey, trust: Trust
-) -> str:
-    """`skopeo copy --sign-by` the image to the registry; its signature goes to the lookaside."""
-    reference = f"{registry.host}/{repository}:{image.tag}"
-    env = {**os.environ, "GNUPGHOME": str(key.home)}
-    skopeo(
-        "copy",
-        "--quiet",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        "--registries.d",
-        str(trust.registries_d),
-        "--sign-by",
-        key.fingerprint,
-        *(["--all"] if isinstance(image, OciIndex) else []),
-        f"oci:{image.layout}:{image.tag}",
-        f"docker://{reference}",
-        env=env,
-    )
-    return reference
-
-
 def signatures_in(trust: Trust, repository: str, digest: str) -> list[Path]:
     found = sorted(trust.lookaside.rglob(f"*@{digest.replace(':', '=')}/signature-*"))
     return [p for p in found if repository in str(p)]
@@ -133,7 +105,7 @@ def stored_names(store: ContentStore) -> list[str]:
 def test_an_image_skopeo_signed_pulls_under_a_signedby_policy(
     registry: Registry, small_image: OciImage, signer: SigningKey, trust: Trust
 ) -> None:
-    reference = skopeo_signed_push(small_image, registry, "team/signed", signer, trust)
+    reference = skopeo_signed_push(small_image, registry, "team/signed", signer, trust.registries_d)
     assert signatures_in(trust, "team/signed", small_image.digest)
     code, output = trust.pull(trust.policy([signed_by(signer)]), reference)
     assert code == 0, output
@@ -155,7 +127,9 @@ def test_a_signature_by_another_key_is_refused(
     stranger: SigningKey,
     trust: Trust,
 ) -> None:
-    reference = skopeo_signed_push(small_image, registry, "team/other", stranger, trust)
+    reference = skopeo_signed_push(
+        small_image, registry, "team/other", stranger, trust.registries_d
+    )
     code, output = trust.pull(trust.policy([signed_by(signer)]), reference)
     assert code == 1
     assert output.count("\n") == 1, output
@@ -185,7 +159,7 @@ def test_a_signature_of_another_image_is_refused(
     signer: SigningKey,
     trust: Trust,
 ) -> None:
-    skopeo_signed_push(small_image, registry, "team/a", signer, trust)
+    skopeo_signed_push(small_image, registry, "team/a", signer, trust.registries_d)
     other = push(multiarch_image, registry, "team/a", "other")
     # the signature of the first image, put where the second one's would be
     source = signatures_in(trust, "team/a", small_image.digest)[0]
@@ -200,7 +174,7 @@ def test_a_signature_of_another_image_is_refused(
 def test_an_identity_the_policy_does_not_accept_is_refused(
     registry: Registry, small_image: OciImage, signer: SigningKey, trust: Trust
 ) -> None:
-    reference = skopeo_signed_push(small_image, registry, "team/id", signer, trust)
+    reference = skopeo_signed_push(small_image, registry, "team/id", signer, trust.registries_d)
     identity = {"type": "exactReference", "dockerReference": f"{registry.host}/team/id:2"}
     code, output = trust.pull(trust.policy([signed_by(signer, signedIdentity=identity)]), reference)
     assert code == 1
@@ -243,7 +217,7 @@ def test_a_stricter_policy_checks_a_recorded_image_again(
     stranger: SigningKey,
     trust: Trust,
 ) -> None:
-    reference = skopeo_signed_push(small_image, registry, "team/again", signer, trust)
+    reference = skopeo_signed_push(small_image, registry, "team/again", signer, trust.registries_d)
     code, output = trust.pull(trust.policy([{"type": "insecureAcceptAnything"}]), reference)
     assert code == 0, output
     code, output = trust.pull(trust.policy([signed_by(signer)], "signer.json"), reference)
@@ -262,72 +236,6 @@ def test_a_reject_scope_refuses_the_image(
 
 
 # --- sigstore: signatures attached as cosign attaches them -----------------------------------
-
-
-class CosignKey:
-    def __init__(self, root: Path) -> None:
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        self.public = root / "cosign.pub"
-        root.mkdir(parents=True, exist_ok=True)
-        self.public.write_bytes(
-            self.private.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-
-    def sign(self, payload: bytes) -> str:
-        return base64.b64encode(self.private.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
-
-
-def cosign_payload(reference: str, digest: str) -> bytes:
-    return json.dumps(
-        {
-            "critical": {
-                "identity": {"docker-reference": reference},
-                "image": {"docker-manifest-digest": digest},
-                "type": "cosign container image signature",
-            },
-            "optional": None,
-        }
-    ).encode()
-
-
-def attach(
-    registry: Registry, repository: str, digest: str, layers: list[tuple[bytes, str]]
-) -> None:
-    """PUT a signature manifest as cosign does, with the registry's own upload API."""
-    base = f"{registry.url}/v2/{repository}"
-    with httpx.Client() as http:
-
-        def upload(data: bytes) -> dict[str, Any]:
-            blob = "sha256:" + hashlib.sha256(data).hexdigest()
-            started = http.post(f"{base}/blobs/uploads/")
-            location = started.headers["location"]
-            location = location if location.startswith("http") else registry.url + location
-            separator = "&" if "?" in location else "?"
-            http.put(f"{location}{separator}digest={blob}", content=data).raise_for_status()
-            return {"digest": blob, "size": len(data)}
-
-        config = upload(b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers"}}')
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-            "layers": [
-                {
-                    "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-                    **upload(payload),
-                    "annotations": {"dev.cosignproject.cosign/signature": signature},
-                }
-                for payload, signature in layers
-            ],
-        }
-        tag = digest.replace(":", "-") + ".sig"
-        http.put(
-            f"{base}/manifests/{tag}",
-            content=json.dumps(manifest).encode(),
-            headers={"content-type": "application/vnd.oci.image.manifest.v1+json"},
-        ).raise_for_status()
 
 
 def sigstore_signed(key: CosignKey, **extra: Any) -> dict[str, Any]:

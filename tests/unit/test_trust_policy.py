@@ -12,10 +12,8 @@ import pytest
 from osbuilder.oci.reference import parse_reference
 from osbuilder.trust.identity import ExactRepository, MatchRepoDigestOrExact, RemapIdentity
 from osbuilder.trust.policy import (
-    SYSTEM_POLICY,
     InsecureAcceptAnything,
     Policy,
-    PolicyError,
     Reject,
     SignedBy,
     SigstoreSigned,
@@ -24,6 +22,7 @@ from osbuilder.trust.policy import (
     parse_policy,
     requirements_for,
 )
+from osbuilder.trust.policyfile import SYSTEM_POLICY, PolicyError, accepts_anything
 
 DIGEST = "sha256:" + "ab" * 32
 SOURCE = Path("policy.json")
@@ -362,3 +361,38 @@ def test_all_requirements_of_the_scope_are_returned_in_order() -> None:
         "/vendor",
         "/reviewer",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"default": [{"type": "insecureAcceptAnything"}]}', True),
+        (
+            '{"default": [{"type": "insecureAcceptAnything"}], "transports": {"docker": '
+            '{"a.example": [{"type": "insecureAcceptAnything"}]}, "oci": {}}}',
+            True,
+        ),
+        ('{"default": [{"type": "reject"}]}', False),
+        ('{"default": []}', False),  # invalid: policy.py says why
+        ('{"default": [{"type": "insecureAcceptAnything", "x": 1}]}', False),
+        ('{"default": [{"type": "insecureAcceptAnything"}], "extra": 1}', False),
+        ('{"transports": {}}', False),
+        (
+            '{"default": [{"type": "insecureAcceptAnything"}], '
+            '"default": [{"type": "reject"}]}',
+            False,
+        ),
+        (
+            '{"default": [{"type": "insecureAcceptAnything"}], "transports": {"docker": '
+            '{"a.example": [{"type": "signedBy"}]}}}',
+            False,
+        ),
+    ],
+)
+def test_only_a_valid_accept_everything_policy_skips_the_validator(
+    text: str, expected: bool
+) -> None:
+    assert accepts_anything(text.encode()) is expected
+    if expected:  # and the validator agrees it is valid
+        policy = parse_policy(text, SOURCE)
+        assert all(isinstance(r, InsecureAcceptAnything) for r in policy.default)
