@@ -378,8 +378,7 @@ def test_all_requirements_of_the_scope_are_returned_in_order() -> None:
         ('{"default": [{"type": "insecureAcceptAnything"}], "extra": 1}', False),
         ('{"transports": {}}', False),
         (
-            '{"default": [{"type": "insecureAcceptAnything"}], '
-            '"default": [{"type": "reject"}]}',
+            '{"default": [{"type": "insecureAcceptAnything"}], "default": [{"type": "reject"}]}',
             False,
         ),
         (
