@@ -255,10 +255,13 @@ def _sealed_document(body: bytes, origin: str) -> dict[str, Any]:
     return document
 
 
+_KINDS = {str: "a string", int: "an integer", dict: "an object"}
+
+
 def _field(document: Any, key: str, kind: type, origin: str, where: str) -> Any:
     value = document.get(key) if isinstance(document, dict) else None
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise _malformed(origin, f"{where}{key}: missing or not a {kind.__name__}")
+        raise _malformed(origin, f"{where}{key}: missing or not {_KINDS[kind]}")
     return value
 
 

@@ -320,9 +320,9 @@ def test_expensive_or_odd_scrypt_parameters_are_refused_before_any_work() -> Non
         (lambda d: d["kdf"].update(name="argon2"), "kdf.name: expected 'scrypt'"),
         (lambda d: d["cipher"].update(name="aes"), "cipher.name: expected 'nacl/secretbox'"),
         (lambda d: d["cipher"].update(nonce="AAAA"), "cipher.nonce: expected 24 bytes, found 3"),
-        (lambda d: d["kdf"].update(salt=1), "kdf.salt: missing or not a str"),
-        (lambda d: d["kdf"]["params"].update(N=True), "kdf.params.N: missing or not a int"),
-        (lambda d: d.pop("ciphertext"), "ciphertext: missing or not a str"),
+        (lambda d: d["kdf"].update(salt=1), "kdf.salt: missing or not a string"),
+        (lambda d: d["kdf"]["params"].update(N=True), "kdf.params.N: missing or not an integer"),
+        (lambda d: d.pop("ciphertext"), "ciphertext: missing or not a string"),
         (lambda d: d.update(ciphertext="%%"), "ciphertext: not base64"),
     ],
 )
