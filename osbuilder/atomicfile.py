@@ -9,6 +9,7 @@ them are complete: a failed build never leaves a new kernel next to an old initr
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -64,11 +65,22 @@ class FileSet:
 
     @contextmanager
     def create(
-        self, path: Path, mode: int | None = None, *, readable: bool = False
+        self,
+        path: Path,
+        mode: int | None = None,
+        *,
+        readable: bool = False,
+        exclusive: bool = False,
     ) -> Iterator[BinaryIO]:
         """Open a new file that will become `path` on commit (see atomic_output for the
-        arguments). If the block raises, the file is removed at once."""
-        pending = _Pending(path.with_name(f".{path.name}.{secrets.token_hex(4)}{PARTIAL}"), path)
+        arguments). If the block raises, the file is removed at once.
+
+        `exclusive`: `path` must not exist when committed (FileExistsError otherwise, and
+        the set's exclusive files already in place are removed): what must never clobber
+        a file, a private key, is linked into place, not renamed over what is there.
+        """
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}{PARTIAL}")
+        pending = _Pending(temporary, path, exclusive=exclusive)
         self._pending.append(pending)
         try:
             access = os.O_RDWR if readable else os.O_WRONLY
@@ -99,12 +111,22 @@ class FileSet:
         done = 0
         try:
             for each in pending:
-                os.replace(each.temporary, each.final)
-                each.release()
-                done += 1
+                if each.exclusive:
+                    _link_new(each.temporary, each.final)
+                    done += 1
+                    each.remove()
+                else:
+                    os.replace(each.temporary, each.final)
+                    done += 1
+                    each.release()
         except BaseException:
             for each in pending[done:]:
                 each.remove()
+            # Exclusive files did not exist before: taking them back leaves things as they were.
+            for each in pending[:done]:
+                if each.exclusive:
+                    each.final.unlink(missing_ok=True)
+                    each.remove()
             raise
         for directory in dict.fromkeys(each.final.parent for each in pending):
             fsync_directory(directory)
@@ -116,14 +138,31 @@ class FileSet:
             each.remove()
 
 
+def _link_new(temporary: Path, final: Path) -> None:
+    """Give `temporary` the name `final`, which must not exist (FileExistsError)."""
+    try:
+        os.link(temporary, final)  # atomic, and refuses an existing name
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        # File systems without hard links (vfat, some FUSE): check, then rename. The race
+        # left is another writer creating `final` in between, which the check cannot see.
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(final)) from None
+        os.rename(temporary, final)
+
+
 PARTIAL = ".partial"  # the suffix of temporary files: .NAME.TOKEN.partial
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}" + re.escape(PARTIAL), re.DOTALL)
 ABANDONED_AFTER = 60.0  # seconds: a younger unlocked file may be one whose lock is coming
 
 
 class _Pending:
-    def __init__(self, temporary: Path, final: Path) -> None:
+    def __init__(self, temporary: Path, final: Path, *, exclusive: bool = False) -> None:
         self.temporary, self.final = temporary, final
+        self.exclusive = exclusive
         self.lock: int | None = None
 
     def release(self) -> None:

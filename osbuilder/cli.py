@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from osbuilder import __version__
-from osbuilder.commands import build, cloud, images, lock, pkg, spec, vm
+from osbuilder.commands import build, cloud, images, key, lock, pkg, spec, vm
 from osbuilder.errors import ExitCode, OsbuilderError
 
 log = logging.getLogger("osbuilder")
@@ -113,6 +113,7 @@ COMMANDS: dict[str, Register] = {
     "run": vm.register,
     "stop": vm.register,
     "ps": vm.register,
+    "key": key.register,
     cloud.COMMAND: cloud.register,
 }
 

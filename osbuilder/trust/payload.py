@@ -169,6 +169,11 @@ def _optional(value: Any, signature_type: str) -> tuple[str | None, int | None]:
     return creator, timestamp
 
 
+def is_manifest_digest(value: str) -> bool:
+    """Whether `value` is a digest a payload can sign: sha256, sha384 or sha512, lower-case hex."""
+    return _DIGEST.fullmatch(value) is not None
+
+
 def check_digest(payload: SignedPayload, expected_digest: str) -> SignedPayload:
     """`payload` if it signs `expected_digest`, else InvalidSignature saying which it signs."""
     if payload.manifest_digest != expected_digest:

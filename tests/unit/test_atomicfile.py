@@ -145,3 +145,45 @@ def test_what_a_killed_writer_left_is_removed_and_what_a_live_one_writes_is_not(
             [fresh.name, foreign.name, "r-cmdline", writing.name]
         )
     assert (tmp_path / "r-tar").read_bytes() == b"being written"
+
+
+def test_an_exclusive_file_never_replaces_one_there(tmp_path: Path) -> None:
+    key, pub = tmp_path / "signer.key", tmp_path / "signer.pub"
+    pub.write_bytes(b"someone's public key")
+    with pytest.raises(FileExistsError), file_set() as files:
+        for path in (key, pub):
+            with files.create(path, 0o600, exclusive=True) as out:
+                out.write(b"new")
+    # The key linked into place before the clash is taken back; the clash is untouched.
+    assert sorted(os.listdir(tmp_path)) == ["signer.pub"]
+    assert pub.read_bytes() == b"someone's public key"
+
+
+def test_an_exclusive_file_appears_complete_with_its_mode(tmp_path: Path) -> None:
+    key = tmp_path / "signer.key"
+    with file_set() as files, files.create(key, 0o600, exclusive=True) as out:
+        out.write(b"secret")
+    assert os.listdir(tmp_path) == ["signer.key"]
+    assert key.read_bytes() == b"secret"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert key.stat().st_nlink == 1  # the temporary name is gone
+
+
+def test_without_hard_links_an_exclusive_file_is_renamed_after_a_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(source: str, target: str) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")  # as vfat answers
+
+    monkeypatch.setattr(os, "link", no_links)
+    with file_set() as files, files.create(tmp_path / "a", exclusive=True) as out:
+        out.write(b"a")
+    assert (tmp_path / "a").read_bytes() == b"a"
+    with (
+        pytest.raises(FileExistsError),
+        file_set() as files,
+        files.create(tmp_path / "a", exclusive=True) as out,
+    ):
+        out.write(b"again")
+    assert os.listdir(tmp_path) == ["a"]
+    assert (tmp_path / "a").read_bytes() == b"a"
