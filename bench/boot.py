@@ -62,7 +62,7 @@ from osbuilder.formats.compression import ZSTD_LEVEL  # noqa: E402
 from osbuilder.vm.control import alive  # noqa: E402
 from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, qemu_command  # noqa: E402
 from tests.boot.conftest import run_detached  # noqa: E402
-from tests.conftest import stop_process  # noqa: E402
+from tests.conftest import stop_process, trust_options  # noqa: E402
 
 SPEC = REPO / "examples/redis.yml"
 NAME = "redis"
@@ -135,6 +135,7 @@ def build_system(store: Path, out: Path, format_name: str = "kernel+initrd") -> 
     command = [
         *OSBUILDER,
         "build",
+        *trust_options(store),
         "--offline",
         "--cache",
         str(store),

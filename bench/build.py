@@ -87,6 +87,7 @@ from osbuilder.oci.imagewriter import (  # noqa: E402
 from osbuilder.oci.platform import host_target  # noqa: E402
 from osbuilder.oci.reference import parse_reference  # noqa: E402
 from osbuilder.oci.store import ContentStore  # noqa: E402
+from tests.conftest import trust_options  # noqa: E402
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -185,6 +186,7 @@ def build_command(
     return [
         *OSBUILDER,
         "build",
+        *trust_options(store),
         "--offline",
         "--cache",
         str(store),

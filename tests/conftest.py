@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -16,8 +17,24 @@ from osbuilder.pkg.build import Sources, build_package
 from osbuilder.pkg.recipe import load_recipe
 from osbuilder.pkg.tag import package_reference
 from osbuilder.spec import load_spec
+from osbuilder.trust.attach import Signer, sign_stored
+from osbuilder.trust.keys import generate_key_pair, key_files, load_private_key
 
 REPO = Path(__file__).resolve().parents[1]
+TEST_STORE = Path(os.environ.get("OSBUILDER_TEST_STORE", REPO / ".cache/test-store"))
+
+
+def signing_directory(store: Path) -> Path:
+    """Where the key that signs a store's packages is kept: beside the store."""
+    return store.parent / f"{store.name}-signer"
+
+
+def trust_options(store: Path) -> tuple[str, str]:
+    """The options of a build that verifies the packages' signatures (see `Packages`)."""
+    return ("--policy", str(signing_directory(store) / "policy.json"))
+
+
+TRUST_OPTIONS = trust_options(TEST_STORE)
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -33,10 +50,13 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
 
 @dataclass(frozen=True)
 class Packages:
-    """The repository's packages and kernel, built into one store for the tests."""
+    """The repository's packages and kernel, built into one store for the tests, each
+    signed by the tests' key, as `make demo` signs them: `policy` requires that key for
+    docker.io/osbuilder, as examples/redis.yml's `trust:` wants."""
 
     store: ContentStore
     references: dict[str, str]  # "osbuilder/redis" -> "docker.io/osbuilder/redis:TAG"
+    policy: Path  # (TRUST_OPTIONS name it)
 
     def __getitem__(self, name: str) -> str:
         return self.references[name]
@@ -79,8 +99,9 @@ def with_tags(spec: Path) -> str:
 
 
 def build_packages(architecture: str, recipes: list[Path]) -> Packages:
-    root = Path(os.environ.get("OSBUILDER_TEST_STORE", REPO / ".cache/test-store"))
-    store = ContentStore(root)
+    store = ContentStore(TEST_STORE)
+    key, policy = package_signer(TEST_STORE)
+    signer = Signer(load_private_key(key, b""))
     references = {}
     for directory in recipes:
         loaded = load_recipe(directory)
@@ -88,5 +109,24 @@ def build_packages(architecture: str, recipes: list[Path]) -> Packages:
         built = build_package(
             store, loaded, architecture=architecture, sources=Sources(refresh_missing=True)
         )
+        sign_stored(store, built.reference, signer)  # (a second time adds nothing)
         references[loaded.recipe.image] = built.reference
-    return Packages(store, references)
+    return Packages(store, references, policy)
+
+
+def package_signer(store: Path) -> tuple[Path, Path]:
+    """The private key (no password) that signs the packages of `store`, made once and kept
+    beside it, and a policy requiring it for osbuilder's images (trust_options names it)."""
+    directory = signing_directory(store)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = key_files(directory / "tests")
+    if not files.private.exists():
+        generate_key_pair(directory / "tests", b"")
+    policy = directory / "policy.json"
+    requirement = {"type": "sigstoreSigned", "keyPath": str(files.public)}
+    document = {
+        "default": [{"type": "insecureAcceptAnything"}],
+        "transports": {"docker": {"docker.io/osbuilder": [requirement]}},
+    }
+    policy.write_text(json.dumps(document))
+    return files.private, policy

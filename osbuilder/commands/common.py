@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from osbuilder.oci.progress import Progress
     from osbuilder.oci.registry import RegistryClient
     from osbuilder.oci.store import ContentStore
+    from osbuilder.trust.attach import Signer
     from osbuilder.trust.verify import Verifier
 
 
@@ -90,6 +91,29 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
         help="where simple signatures are kept, registries.d(5) (default: "
         "~/.config/containers/registries.d, else /etc/containers/registries.d)",
     )
+
+
+def add_signing_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("signing options")
+    group.add_argument(
+        "--sign-key",
+        type=Path,
+        metavar="KEY",
+        help="sign with this cosign private key (osbuilder key generate, cosign "
+        "generate-key-pair); its password from $OSBUILDER_KEY_PASSWORD or the terminal",
+    )
+    group.add_argument(
+        "--sign-by",
+        metavar="FINGERPRINT",
+        help="sign with this OpenPGP key of gpg's keyring (simple signing, as skopeo --sign-by)",
+    )
+
+
+def signer(args: argparse.Namespace) -> Signer:
+    """The keys `--sign-key` and `--sign-by` name, loaded (and unlocked) before any work."""
+    from osbuilder.trust.attach import load_signer
+
+    return load_signer(args.sign_key, args.sign_by)
 
 
 def verifier(

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from osbuilder.commands.common import (
     add_registry_options,
+    add_signing_options,
     add_store_options,
     open_store,
     print_json,
     registry_client,
+    signer,
     target_platform,
 )
 from osbuilder.errors import ExitCode
@@ -49,6 +51,7 @@ def register(
     )
     add_store_options(build)
     add_registry_options(build)
+    add_signing_options(build)
     build.set_defaults(handler=_build)
 
     lock = pkg_sub.add_parser(
@@ -127,10 +130,12 @@ def _build(args: argparse.Namespace) -> int:
     from osbuilder.oci.push import push
     from osbuilder.pkg.build import Sources, build_package
     from osbuilder.pkg.recipe import load_recipe
+    from osbuilder.trust.attach import sign_stored
 
     if args.image and len(args.dirs) > 1:
         raise UserError("--image names one image: give one DIR with it")
     recipes = [load_recipe(directory) for directory in args.dirs]  # all valid before building
+    keys = signer(args)
     store = open_store(args)
     architecture = target_platform(args).architecture
     sources = Sources(tuple(args.mirror), args.keyring, args.refresh_missing)
@@ -144,12 +149,15 @@ def _build(args: argparse.Namespace) -> int:
             force=args.force,
             sources=sources,
         )
+        signed = sign_stored(store, built.reference, keys) if keys else None
         if args.push:
             with registry_client(args) as client:
                 push(store, client, built.reference)
         results.append(built)
         if not args.json:
             state = "built" if built.built else "up to date"
+            if signed is not None and (signed.sigstore or signed.simple):
+                state += ", signed"
             print(f"{built.reference} ({state}, {built.descriptor.digest})")
     if args.json:
         print_json(

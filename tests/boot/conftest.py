@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from osbuilder.vm.qemu import VmConfig, qemu_command
-from tests.conftest import Packages
+from tests.conftest import TRUST_OPTIONS, Packages
 
 
 def free_port() -> int:
@@ -43,6 +43,7 @@ def build_system(
             str(output),
             *(option for name in formats for option in ("-f", name)),
             *(("--arch", arch) if arch else ()),
+            *TRUST_OPTIONS,
             *options,
             str(spec),
         ],

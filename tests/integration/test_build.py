@@ -22,7 +22,7 @@ from osbuilder.oci.progress import human_size
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.recipe import load_recipe
 from osbuilder.pkg.tag import package_reference
-from tests.conftest import RECIPES, REPO, Packages, with_tags
+from tests.conftest import RECIPES, REPO, TRUST_OPTIONS, Packages, with_tags
 from tests.integration.helpers import osbuilder, store_image, terminated_when
 from tests.tarfiles import extract_all
 
@@ -41,6 +41,7 @@ def build(
 ) -> subprocess.CompletedProcess[str]:
     return osbuilder(
         "build",
+        *TRUST_OPTIONS,
         "--offline",
         "--cache",
         str(packages.store.root),
@@ -120,6 +121,7 @@ def test_redis_example_builds_kernel_initrd_reproducibly(
 def test_a_spec_on_standard_input_builds_as_system(packages: Packages, tmp_path: Path) -> None:
     from_stdin = osbuilder(
         "build",
+        *TRUST_OPTIONS,
         "--offline",
         "--cache",
         str(packages.store.root),
@@ -456,7 +458,8 @@ def test_a_terminated_build_leaves_no_partial_file(packages: Packages, tmp_path:
     status, stderr = terminated_when(
         # Stopped while it compresses the initrd: its partial file is there.
         lambda: bool(list(out.glob(".r-initrd.img.*.partial"))),
-        *("build", "--offline", "--cache", str(packages.store.root), "-o", str(out)),
+        *("build", *TRUST_OPTIONS, "--offline", "--cache", str(packages.store.root)),
+        *("-o", str(out)),
         *("--name", "r", str(REDIS)),
     )
     assert (status, stderr) == (128 + signal.SIGTERM, "osbuilder: terminated\n")
@@ -471,7 +474,7 @@ def test_builds_into_one_directory_commit_one_after_the_other(
     a concurrent build holds it while it renames) keeps them back, whole, until released."""
     out = tmp_path / "out"
     out.mkdir()
-    command = [sys.executable, "-m", "osbuilder", "build", "--offline", "--cache"]
+    command = [sys.executable, "-m", "osbuilder", "build", *TRUST_OPTIONS, "--offline", "--cache"]
     command += [str(packages.store.root), "-o", str(out), "--name", "r", str(REDIS)]
     directory = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(directory, fcntl.LOCK_EX)
@@ -499,7 +502,7 @@ def test_what_a_killed_build_left_is_removed_by_the_next(
     next build into the directory removes them once they are clearly no one's."""
     out = tmp_path / "out"
     out.mkdir()
-    command = [sys.executable, "-m", "osbuilder", "build", "--offline", "--cache"]
+    command = [sys.executable, "-m", "osbuilder", "build", *TRUST_OPTIONS, "--offline", "--cache"]
     command += [str(packages.store.root), "-o", str(out), "--name", "r", str(REDIS)]
     killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -538,7 +541,8 @@ def store_copy(packages: Packages, root: Path) -> Path:
 
 def build_json(store: Path, out: Path, *specs: Path) -> dict[str, str]:
     result = osbuilder(
-        "build", "--offline", "--cache", str(store), "-o", str(out), "--json", *map(str, specs)
+        *("build", *TRUST_OPTIONS, "--offline", "--cache", str(store), "-o", str(out)),
+        *("--json", *map(str, specs)),
     )
     assert result.returncode == 0, result.stderr
     return {Path(o["path"]).name: o["sha256"] for o in json.loads(result.stdout)}
@@ -581,7 +585,8 @@ def test_a_store_that_cannot_keep_snapshots_still_builds(
     store = store_copy(packages, tmp_path / "store")
     (store / "snapshots").write_text("in the way\n")  # as a read-only store would be
     result = osbuilder(
-        "build", "--offline", "--cache", str(store), "-o", str(tmp_path / "out"), str(REDIS)
+        *("build", *TRUST_OPTIONS, "--offline", "--cache", str(store)),
+        *("-o", str(tmp_path / "out"), str(REDIS)),
     )
     assert result.returncode == 0, result.stderr
     assert "cannot keep unpacked layers there" in result.stderr
