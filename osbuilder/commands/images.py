@@ -215,8 +215,10 @@ def _cache_gc(args: argparse.Namespace) -> int:
 def _cache_export(args: argparse.Namespace) -> int:
     from osbuilder.oci.archive import export_archive
 
-    blobs = export_archive(open_store(args), args.ref, args.output)
-    print(f"{args.output}: {blobs} blobs")
+    exported = export_archive(open_store(args), args.ref, args.output)
+    count = len(exported.attachments)
+    attached = f", with {count} attachment{'s' * (count != 1)} (signatures)" if count else ""
+    print(f"{args.output}: {exported.blobs} blobs{attached}")
     return ExitCode.OK
 
 
