@@ -84,7 +84,14 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
         help="signature policy, containers-policy.json(5) (default: "
         "~/.config/containers/policy.json, else /etc/containers/policy.json, else none)",
     )
-    group.add_argument(
+    add_registries_d_option(group)
+
+
+def add_registries_d_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+) -> None:
+    """`--registries-d`: where simple signatures are read (pull, build) or written (push)."""
+    parser.add_argument(
         "--registries-d",
         type=Path,
         metavar="DIR",

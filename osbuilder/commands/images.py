@@ -7,6 +7,7 @@ from pathlib import Path
 
 from osbuilder.commands.common import (
     add_platform_option,
+    add_registries_d_option,
     add_registry_options,
     add_store_options,
     add_trust_options,
@@ -52,6 +53,9 @@ def register(
         "(or: push openstack IMAGE, a built disk image to OpenStack)",
         description="Upload an image of the content store: blobs the registry lacks (mounted "
         "from another repository of the same registry when possible), then its manifest. "
+        "Its signatures in the store go with it: sigstore signatures to DEST's repository "
+        "(the tag sha256-HEX.sig, as cosign attaches them), simple signatures to the "
+        "lookaside registries.d names for writing to DEST (file:// only). "
         "`osbuilder push openstack IMAGE` uploads a built disk image to OpenStack instead "
         "(see osbuilder push openstack --help).",
     )
@@ -60,6 +64,7 @@ def register(
     push_cmd.add_argument("--json", action="store_true", help="print a JSON summary")
     add_store_options(push_cmd)
     add_registry_options(push_cmd)
+    add_registries_d_option(push_cmd.add_argument_group("signature options"))
     push_cmd.set_defaults(handler=_push)
 
     cache = sub.add_parser(
@@ -155,11 +160,15 @@ def _pull(args: argparse.Namespace) -> int:
 
 def _push(args: argparse.Namespace) -> int:
     from osbuilder.oci.push import push
+    from osbuilder.trust import publish
 
     store = open_store(args)
     destination = parse_reference(args.to) if args.to else None
-    with progress_for(args) as progress, registry_client(args) as client:
+    with progress_for(args) as progress, registry_client(args) as client, store.using():
+        # What the signatures need is checked before anything is pushed.
+        signatures = publish.plan(store, client, args.ref, destination, args.registries_d)
         result = push(store, client, args.ref, destination, progress)
+        published = publish.publish(store, client, signatures, progress)
     if args.json:
         print_json(
             {
@@ -168,12 +177,19 @@ def _push(args: argparse.Namespace) -> int:
                 "uploaded": result.uploaded,
                 "mounted": result.mounted,
                 "present": result.present,
+                "signatures": {
+                    "sigstore": published.sigstore,
+                    "simpleWritten": published.written,
+                    "simplePresent": published.present,
+                    "lookaside": published.lookaside,
+                },
             }
         )
     else:
         print(
             f"{result.destination}@{result.digest} ({len(result.uploaded)} uploaded, "
-            f"{len(result.mounted)} mounted, {len(result.present)} already there)"
+            f"{len(result.mounted)} mounted, {len(result.present)} already there; "
+            f"{published.describe()})"
         )
     return ExitCode.OK
 
@@ -215,8 +231,10 @@ def _cache_gc(args: argparse.Namespace) -> int:
 def _cache_export(args: argparse.Namespace) -> int:
     from osbuilder.oci.archive import export_archive
 
-    blobs = export_archive(open_store(args), args.ref, args.output)
-    print(f"{args.output}: {blobs} blobs")
+    exported = export_archive(open_store(args), args.ref, args.output)
+    count = len(exported.attachments)
+    attached = f", with {count} attachment{'s' * (count != 1)} (signatures)" if count else ""
+    print(f"{args.output}: {exported.blobs} blobs{attached}")
     return ExitCode.OK
 
 

@@ -1,9 +1,11 @@
 """OCI archives: an image layout in a tar file, for moving images without a registry.
 
-Export writes `oci-layout`, `index.json` naming the image, and the blobs it
-reaches; the result reads with `skopeo inspect oci-archive:FILE`. Import
-accepts only those members, verifies every blob against its name while
-copying it into the store, and then adds the names of index.json.
+Export writes `oci-layout`, `index.json` naming the image and what is attached to
+it (its signatures: see ContentStore.attachments), and the blobs they reach; the
+result reads with `skopeo inspect oci-archive:FILE` (`oci-archive:FILE:REF` when
+attachments are named too). Import accepts only those members, verifies every blob
+against its name while copying it into the store, and then adds the names of
+index.json.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import re
 import tarfile
 from pathlib import Path
+
+from msgspec import Struct
 
 from osbuilder.atomicfile import atomic_output
 from osbuilder.errors import UserError, cannot_write
@@ -25,19 +29,28 @@ _BLOB_MEMBER = re.compile(r"(?:\./)?blobs/sha256/([0-9a-f]{64})")
 _CHUNK = 1024 * 1024
 
 
-def export_archive(store: ContentStore, name: str, output: Path) -> int:
-    """Write the image `name` as an OCI archive at `output`; returns the number of blobs."""
+class Exported(Struct, frozen=True):
+    blobs: int
+    attachments: list[str]  # the names of what is attached to the image, exported with it
+
+
+def export_archive(store: ContentStore, name: str, output: Path) -> Exported:
+    """Write the image `name`, and what is attached to it, as an OCI archive at `output`."""
     ref = parse_reference(name)
     with store.using():
         descriptor = store.lookup(str(ref))
         if descriptor is None:
             raise UserError(f"{ref.familiar()} is not in the content store")
-        blobs = {d.digest: d for d in store.reachable(descriptor)}
-        entry = descriptor.replace(annotations={mediatypes.REF_NAME_ANNOTATION: str(ref)})
+        attachments = store.attachments(str(ref), store.manifest_digests(descriptor))
+        named = [(str(ref), descriptor), *((a.name, a.descriptor) for a in attachments)]
+        blobs = {d.digest: d for _, top in named for d in store.reachable(top)}
         index = {
             "schemaVersion": 2,
             "mediaType": mediatypes.OCI_INDEX,
-            "manifests": [entry.as_json()],
+            "manifests": [
+                top.replace(annotations={mediatypes.REF_NAME_ANNOTATION: label}).as_json()
+                for label, top in named
+            ],
         }
         if output.is_dir():
             raise UserError(f"{output} is a directory: name the archive, e.g. {output}/image.tar")
@@ -56,7 +69,7 @@ def export_archive(store: ContentStore, name: str, output: Path) -> int:
                         tar.addfile(info, blob)
         except OSError as exc:  # the store's blobs were just listed: writing is what fails
             raise cannot_write(output, exc) from None
-        return len(blobs)
+        return Exported(len(blobs), [a.name for a in attachments])
 
 
 def import_archive(store: ContentStore, archive: Path) -> list[str]:

@@ -11,6 +11,11 @@ blobs/ only when its digest matches, so blobs/ never holds unverified bytes.
 A per-digest lock makes concurrent pulls download each blob once; index.json
 is rewritten atomically under its own lock.
 
+What is attached to a manifest (signatures, attestations) is named after it in the
+same repository, `REPO:sha256-HEX` or `REPO:sha256-HEX.SUFFIX` (see `attachment_subject`):
+such a name follows its subject, exported with it and dropped by `gc` once no other
+name of the repository reaches it.
+
 Its records are msgspec Structs (machine-written JSON, read on every pull and build);
 no user input is validated here.
 """
@@ -23,8 +28,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -34,6 +40,7 @@ from osbuilder.atomicfile import atomic_output, fsync_directory
 from osbuilder.errors import ExternalError, UserError, cannot_write
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor, Index, Manifest, check_digest, is_index, parse_json
+from osbuilder.oci.reference import InvalidReference, parse_reference
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,10 @@ log = logging.getLogger(__name__)
 MAX_DOCUMENT_SIZE = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024
 _WRITEBACK_EVERY = 8 * 1024 * 1024
+# The tag of what is attached to the manifest sha256:HEX: the OCI distribution spec's
+# referrers tag schema (`sha256-HEX`), which cosign extends with a suffix (`.sig`, `.att`,
+# `.sbom`) and so does osbuilder (`.simplesig`, trust/stored.py).
+_ATTACHMENT_TAG = re.compile(r"sha256-([0-9a-f]{64})(?:\.[\w.-]+)?")
 
 
 class DigestMismatch(ExternalError):
@@ -58,6 +69,26 @@ def default_store_root() -> Path:
 class StoredReference(Struct, frozen=True):
     name: str
     descriptor: Descriptor
+
+
+def attachment_subject(name: str) -> tuple[str, str] | None:
+    """(the repository, the digest it is attached to) when the store name `name` is that
+    of an attachment (`REGISTRY/REPO:sha256-HEX[.SUFFIX]`), else None."""
+    repository, tag = _repository_and_tag(name)
+    match = _ATTACHMENT_TAG.fullmatch(tag or "")
+    if repository is None or match is None:
+        return None
+    return repository, "sha256:" + match[1]
+
+
+def _repository_and_tag(name: str) -> tuple[str | None, str | None]:
+    """`REGISTRY/REPO` of a store name and its tag if it has one (and no digest); Nones
+    for a name that is not a reference (an index.json written by another tool)."""
+    try:
+        ref = parse_reference(name)
+    except InvalidReference:
+        return None, None
+    return ref.name, ref.tag if ref.digest is None else None
 
 
 _ParsedIndex = tuple[tuple[int, ...], tuple[Descriptor, ...], tuple[StoredReference, ...]]
@@ -225,6 +256,15 @@ class ContentStore:
                 if self.has_blob(blob.digest):
                     yield blob
 
+    def manifest_digests(self, descriptor: Descriptor) -> list[str]:
+        """The digest of `descriptor` and, for an index, of every manifest it lists (and
+        theirs, for an index in it that is present): what can be signed of an image."""
+        digests = [descriptor.digest]
+        if is_index(descriptor.media_type) and self.has_blob(descriptor.digest):
+            for child in self.index(descriptor.digest).manifests:
+                digests.extend(self.manifest_digests(child))
+        return list(dict.fromkeys(digests))
+
     # --- names ------------------------------------------------------------------------------
 
     def references(self) -> list[StoredReference]:
@@ -237,6 +277,29 @@ class ContentStore:
             if ref.name == name:
                 return ref.descriptor
         return None
+
+    def attachments(self, name: str, digests: Iterable[str]) -> list[StoredReference]:
+        """The names attached to `digests` in the repository of the store name `name`,
+        and in turn what is attached to those (a signature of a signature)."""
+        repository, _ = _repository_and_tag(name)
+        if repository is None:
+            return []
+        live = {(repository, digest) for digest in digests}
+        return self._attached(self.references(), live)
+
+    def _attached(
+        self, references: list[StoredReference], live: set[tuple[str, str]]
+    ) -> list[StoredReference]:
+        """The attachments among `references` whose subject is in `live` ((repository,
+        digest) pairs), or attached to one of those; `live` gains their own digests."""
+        pending = [(r, s) for r in references if (s := attachment_subject(r.name))]
+        found: list[StoredReference] = []
+        while attached := [(r, s) for r, s in pending if s in live]:
+            for ref, (repository, _) in attached:
+                found.append(ref)
+                live.update((repository, d) for d in self.manifest_digests(ref.descriptor))
+            pending = [(r, s) for r, s in pending if (r, s) not in attached]
+        return found
 
     def tag(self, name: str, descriptor: Descriptor) -> None:
         """Point `name` at `descriptor` (replacing what it named before)."""
@@ -259,13 +322,15 @@ class ContentStore:
             return True
 
     def gc(self, *, snapshots: bool = False) -> tuple[int, int]:
-        """Delete blobs no name reaches, their snapshots, and stale ingest files; with
-        `snapshots`, every snapshot.
+        """Delete the names of attachments whose subject no other name of their repository
+        reaches (see `attachment_subject`), then blobs no name reaches, their snapshots, and
+        stale ingest files; with `snapshots`, every snapshot.
 
         Returns (blobs deleted, bytes freed in all).
         """
         with self.exclusive():
-            keep = {d.digest for ref in self.references() for d in self.reachable(ref.descriptor)}
+            references = self._drop_orphaned_attachments()
+            keep = {d.digest for ref in references for d in self.reachable(ref.descriptor)}
             count = size = 0
             for path in self.blobs.iterdir():
                 if "sha256:" + path.name not in keep:
@@ -284,6 +349,28 @@ class ContentStore:
                         size += path.stat().st_size
                         path.unlink()
             return count, size
+
+    def _drop_orphaned_attachments(self) -> list[StoredReference]:
+        """Remove the names of attachments whose image is gone; returns the names kept."""
+        references = self.references()
+        live: set[tuple[str, str]] = set()
+        for ref in references:
+            repository, _ = _repository_and_tag(ref.name)
+            if repository is not None and attachment_subject(ref.name) is None:
+                live.update((repository, d) for d in self.manifest_digests(ref.descriptor))
+        attached = {ref.name for ref in self._attached(references, live)}
+        orphaned = {
+            ref.name
+            for ref in references
+            if attachment_subject(ref.name) is not None and ref.name not in attached
+        }
+        if not orphaned:
+            return references
+        with self._index_lock():
+            self._write_index([e for e in self._read_index() if _name(e) not in orphaned])
+        for name in sorted(orphaned):
+            log.info("removed %s: what it is attached to is no longer in the store", name)
+        return [ref for ref in references if ref.name not in orphaned]
 
     def _read_index(self) -> list[Descriptor]:
         """The index's entries; parsed again only when the file changed (a build looks up
