@@ -109,6 +109,7 @@ COMMANDS: dict[str, Register] = {
     "pull": images.register,
     "push": images.register,
     "cache": images.register,
+    "sign": images.register,
     "pkg": pkg.register,
     "run": vm.register,
     "stop": vm.register,

@@ -9,12 +9,14 @@ from osbuilder.commands.common import (
     add_platform_option,
     add_registries_d_option,
     add_registry_options,
+    add_signing_options,
     add_store_options,
     add_trust_options,
     open_store,
     print_json,
     progress_for,
     registry_client,
+    signer,
     target_platform,
     verifier,
 )
@@ -65,7 +67,25 @@ def register(
     add_store_options(push_cmd)
     add_registry_options(push_cmd)
     add_registries_d_option(push_cmd.add_argument_group("signature options"))
+    add_signing_options(push_cmd)
     push_cmd.set_defaults(handler=_push)
+
+    sign = sub.add_parser(
+        "sign",
+        parents=[common],
+        help="sign images already in a registry",
+        description="Resolve each reference in its registry and sign the digest it names: "
+        "with --sign-key, a sigstore signature added to the registry's sha256-HEX.sig tag "
+        "(as cosign signs); with --sign-by, a simple signature written to the lookaside "
+        "registries.d names for writing (file:// only, as skopeo). The signatures are kept "
+        "in the content store too.",
+    )
+    sign.add_argument("refs", nargs="+", metavar="REF", help="image references")
+    add_store_options(sign)
+    add_registry_options(sign)
+    add_registries_d_option(sign.add_argument_group("signature options"))
+    add_signing_options(sign)
+    sign.set_defaults(handler=_sign)
 
     cache = sub.add_parser(
         "cache",
@@ -159,16 +179,18 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from osbuilder.oci.push import push
     from osbuilder.trust import publish
+    from osbuilder.trust.attach import sign_stored
 
+    keys = signer(args)  # (the key's password asked before any work)
     store = open_store(args)
     destination = parse_reference(args.to) if args.to else None
     with progress_for(args) as progress, registry_client(args) as client, store.using():
-        # What the signatures need is checked before anything is pushed.
-        signatures = publish.plan(store, client, args.ref, destination, args.registries_d)
-        result = push(store, client, args.ref, destination, progress)
-        published = publish.publish(store, client, signatures, progress)
+        if keys:  # signed as the name it is pushed under, as skopeo copy --sign-by signs
+            sign_stored(store, args.ref, keys, identity_ref=destination)
+        result, published = publish.push_signed(
+            store, client, args.ref, destination, args.registries_d, progress
+        )
     if args.json:
         print_json(
             {
@@ -191,6 +213,31 @@ def _push(args: argparse.Namespace) -> int:
             f"{len(result.mounted)} mounted, {len(result.present)} already there; "
             f"{published.describe()})"
         )
+    return ExitCode.OK
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from osbuilder.trust import publish
+    from osbuilder.trust.attach import sign_digest
+    from osbuilder.trust.fetch import fetch_sigstore
+
+    keys = signer(args)
+    if not keys:
+        raise UserError("name a key to sign with: --sign-key KEY.key or --sign-by FINGERPRINT")
+    refs = [parse_reference(text) for text in args.refs]
+    store = open_store(args)
+    with progress_for(args) as progress, registry_client(args) as client, store.using():
+        for ref in refs:
+            fetched = client.get_manifest(ref)
+            store.put_bytes(fetched.data, fetched.digest)
+            if keys.sigstore_key is not None:  # cosign appends to what is there
+                fetch_sigstore(store, client, ref, fetched.digest)
+            signed = sign_digest(store, ref, fetched.digest, keys)
+            plan = publish.plan_digests(
+                store, client, ref, [fetched.digest], None, args.registries_d
+            )
+            published = publish.publish(store, client, plan, progress)
+            print(f"{signed.reference}@{signed.digest} ({published.describe()})")
     return ExitCode.OK
 
 

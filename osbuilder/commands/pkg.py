@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from osbuilder.commands.common import (
+    add_registries_d_option,
     add_registry_options,
     add_signing_options,
     add_store_options,
@@ -52,6 +53,7 @@ def register(
     add_store_options(build)
     add_registry_options(build)
     add_signing_options(build)
+    add_registries_d_option(build.add_argument_group("signature options"))
     build.set_defaults(handler=_build)
 
     lock = pkg_sub.add_parser(
@@ -127,10 +129,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from osbuilder.errors import UserError
-    from osbuilder.oci.push import push
     from osbuilder.pkg.build import Sources, build_package
     from osbuilder.pkg.recipe import load_recipe
     from osbuilder.trust.attach import sign_stored
+    from osbuilder.trust.publish import push_signed
 
     if args.image and len(args.dirs) > 1:
         raise UserError("--image names one image: give one DIR with it")
@@ -150,9 +152,9 @@ def _build(args: argparse.Namespace) -> int:
             sources=sources,
         )
         signed = sign_stored(store, built.reference, keys) if keys else None
-        if args.push:
+        if args.push:  # with the signatures the store holds for it
             with registry_client(args) as client:
-                push(store, client, built.reference)
+                push_signed(store, client, built.reference, None, args.registries_d)
         results.append(built)
         if not args.json:
             state = "built" if built.built else "up to date"

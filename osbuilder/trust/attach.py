@@ -64,19 +64,33 @@ class Signed:
     simple: int = 0
 
 
-def sign_stored(store: ContentStore, name: str, signer: Signer) -> Signed:
-    """Sign the image the store names `name` with each of `signer`'s keys."""
+def sign_stored(
+    store: ContentStore, name: str, signer: Signer, *, identity_ref: ImageReference | None = None
+) -> Signed:
+    """Sign the image the store names `name` with each of `signer`'s keys (as
+    `identity_ref`, default `name`)."""
     ref = parse_reference(name)
     with store.using():
         descriptor = store.lookup(str(ref))
         if descriptor is None:
             raise UserError(f"{ref.familiar()} is not in the content store: pull or build it first")
-        return sign_digest(store, ref, descriptor.digest, signer)
+        return sign_digest(store, ref, descriptor.digest, signer, identity_ref=identity_ref)
 
 
-def sign_digest(store: ContentStore, ref: ImageReference, digest: str, signer: Signer) -> Signed:
-    """Sign `digest` as the image `ref` (whose repository the signatures are attached in)."""
-    identity = f"{ref.registry}/{ref.repository}" + (f":{ref.tag}" if ref.tag else f"@{digest}")
+def sign_digest(
+    store: ContentStore,
+    ref: ImageReference,
+    digest: str,
+    signer: Signer,
+    *,
+    identity_ref: ImageReference | None = None,
+) -> Signed:
+    """Sign `digest`, attaching the signatures in `ref`'s repository, as the image named
+    `identity_ref` (default: `ref`; a push signs the name it publishes under)."""
+    named = identity_ref or ref
+    identity = f"{named.registry}/{named.repository}" + (
+        f":{named.tag}" if named.tag else f"@{digest}"
+    )
     sigstore = simple = 0
     if signer.sigstore_key is not None:
         sigstore = _add_sigstore(store, ref, digest, identity, signer.sigstore_key)

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 from osbuilder.errors import ExternalError
 from osbuilder.oci.model import Manifest, parse_json
 from osbuilder.oci.reference import ImageReference
-from osbuilder.oci.store import ContentStore
+from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore
 from osbuilder.trust.payload import InvalidSignature
 from osbuilder.trust.registries import RegistriesConfig, lookaside_for, signature_url
 from osbuilder.trust.simplesign import MAX_SIGNATURE_SIZE as MAX_SIMPLE_SIGNATURE_SIZE
@@ -50,9 +50,13 @@ def fetch_sigstore(
         return 0
     manifest = parse_json(Manifest, fetched.data, name)
     check_signature_manifest(manifest, name)
+    if manifest.config.size > MAX_DOCUMENT_SIZE:
+        raise InvalidSignature(f"{name}: a config of {manifest.config.size} bytes")
     endpoints = [fetched.endpoint]
-    for layer in manifest.layers:
-        client.fetch_blob(endpoints, ref.repository, layer, store)
+    # The config too, which verifying does not read: the manifest is pushed and exported
+    # whole, and a registry takes no manifest whose blobs it lacks.
+    for blob in (manifest.config, *manifest.layers):
+        client.fetch_blob(endpoints, ref.repository, blob, store)
     store.put_bytes(fetched.data, fetched.digest)
     store.tag(name, fetched.descriptor)
     return len(manifest.layers)

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ from osbuilder.trust.stored import (
 
 if TYPE_CHECKING:
     from osbuilder.oci.progress import Progress
+    from osbuilder.oci.push import PushResult
     from osbuilder.oci.registry import RegistryClient
 
 # Where a hard link cannot be made (a FAT stick carrying signatures to another network),
@@ -108,10 +110,23 @@ def plan(
     descriptor = store.lookup(str(source_ref))
     if descriptor is None:
         raise UserError(f"{source_ref.familiar()} is not in the content store")
+    digests = store.manifest_digests(descriptor)
+    return plan_digests(store, client, source_ref, digests, destination, registries_d)
+
+
+def plan_digests(
+    store: ContentStore,
+    client: RegistryClient,
+    source_ref: ImageReference,
+    digests: Sequence[str],
+    destination: ImageReference | None,
+    registries_d: Path | None,
+) -> SignaturePlan:
+    """`plan` for the signatures of `digests`, attached in `source_ref`'s repository."""
     dest = destination or source_ref
     sigstore: list[SigstoreAttachment] = []
     simple: dict[str, list[bytes]] = {}
-    for digest in store.manifest_digests(descriptor):
+    for digest in digests:
         name = sigstore_name(source_ref, digest)
         stored = store.lookup(name)
         if stored is not None:
@@ -135,6 +150,23 @@ def plan(
                 "and publish that)"
             )
     return SignaturePlan(source_ref, dest, sigstore, simple, lookaside)
+
+
+def push_signed(
+    store: ContentStore,
+    client: RegistryClient,
+    source: str,
+    destination: ImageReference | None,
+    registries_d: Path | None,
+    progress: Progress | None = None,
+) -> tuple[PushResult, Published]:
+    """Push the image `source` of the store, then its signatures (`plan`, checked before
+    anything is pushed, and `publish`)."""
+    from osbuilder.oci.push import push
+
+    signatures = plan(store, client, source, destination, registries_d)
+    pushed = push(store, client, source, destination, progress)
+    return pushed, publish(store, client, signatures, progress)
 
 
 def publish(

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.debrepo import debian_repository  # noqa: F401  (a fixture)
+from tests.integration.debrepo import SigningKey, debian_repository  # noqa: F401  (a fixture)
 from tests.integration.faultproxy import FaultProxy, HasHost, StartFaultProxy
 from tests.integration.images import OciImage, OciIndex, build_image, build_index, random_layers
 from tests.integration.registry import Registry, running_registry
+from tests.integration.signing import Trust
 from tests.integration.tokenauth import TokenServer
 
 # Debian packages: docker-registry, skopeo, apache2-utils (htpasswd).
@@ -102,3 +103,24 @@ def small_image(tmp_path_factory: pytest.TempPathFactory) -> OciImage:
 def multiarch_image(tmp_path_factory: pytest.TempPathFactory) -> OciIndex:
     """An OCI layout with an index over linux/amd64 and linux/arm64/v8, tagged "latest"."""
     return build_index(tmp_path_factory.mktemp("multiarch-image"))
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> Iterator[SigningKey]:
+    """An OpenPGP key that signs images (simple signing)."""
+    key = SigningKey.generate(tmp_path / "signer", "osbuilder image signer")
+    yield key
+    key.close()
+
+
+@pytest.fixture
+def stranger(tmp_path: Path) -> Iterator[SigningKey]:
+    """An OpenPGP key no policy trusts."""
+    key = SigningKey.generate(tmp_path / "stranger", "someone else")
+    yield key
+    key.close()
+
+
+@pytest.fixture
+def trust(tmp_path: Path) -> Trust:
+    return Trust(tmp_path / "trust")

@@ -16,7 +16,9 @@ import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from osbuilder.oci.store import ContentStore
 from tests.integration.debrepo import SigningKey
+from tests.integration.helpers import osbuilder
 from tests.integration.images import OciImage, OciIndex, skopeo
 from tests.integration.registry import Registry
 
@@ -112,3 +114,56 @@ def attach(
             content=json.dumps(manifest).encode(),
             headers={"content-type": "application/vnd.oci.image.manifest.v1+json"},
         ).raise_for_status()
+
+
+class Trust:
+    """A registries.d with a file:// lookaside, and policies written on demand."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lookaside = root / "lookaside"
+        self.registries_d = root / "registries.d"
+        self.registries_d.mkdir(parents=True)
+        (self.registries_d / "default.yaml").write_text(
+            f"default-docker:\n  lookaside: file://{self.lookaside}\n"
+        )
+        self.store = ContentStore(root / "store")
+
+    def policy(self, requirements: list[dict[str, Any]], name: str = "policy.json") -> Path:
+        path = self.root / name
+        document = {"default": [{"type": "reject"}], "transports": {"docker": {"": requirements}}}
+        path.write_text(json.dumps(document))
+        return path
+
+    def pull(self, policy: Path, reference: str, *extra: str) -> tuple[int, str]:
+        result = osbuilder(
+            "pull",
+            "--cache",
+            str(self.store.root),
+            "--policy",
+            str(policy),
+            "--registries-d",
+            str(self.registries_d),
+            "--arch",
+            "amd64",
+            *extra,
+            reference,
+        )
+        return result.returncode, result.stdout + result.stderr
+
+
+def signed_by(key: SigningKey, **extra: Any) -> dict[str, Any]:
+    return {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(key.keyring), **extra}
+
+
+def signatures_in(trust: Trust, repository: str, digest: str) -> list[Path]:
+    found = sorted(trust.lookaside.rglob(f"*@{digest.replace(':', '=')}/signature-*"))
+    return [p for p in found if repository in str(p)]
+
+
+def stored_names(store: ContentStore) -> list[str]:
+    return [ref.name for ref in store.references()]
+
+
+def sigstore_signed(key: CosignKey, **extra: Any) -> dict[str, Any]:
+    return {"type": "sigstoreSigned", "keyPath": str(key.public), **extra}

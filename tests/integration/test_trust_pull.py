@@ -9,94 +9,27 @@ nothing is named in the store.
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from osbuilder.oci.store import ContentStore
 from osbuilder.trust.simplesign import MAX_SIGNATURE_SIZE
 from tests.integration.debrepo import SigningKey
-from tests.integration.helpers import osbuilder
 from tests.integration.images import OciImage, OciIndex, push
 from tests.integration.registry import Registry
-from tests.integration.signing import CosignKey, attach, cosign_payload, skopeo_signed_push
+from tests.integration.signing import (
+    CosignKey,
+    Trust,
+    attach,
+    cosign_payload,
+    signatures_in,
+    signed_by,
+    sigstore_signed,
+    skopeo_signed_push,
+    stored_names,
+)
 
 pytestmark = pytest.mark.integration
-
-
-# --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def signer(tmp_path: Path) -> Iterator[SigningKey]:
-    key = SigningKey.generate(tmp_path / "signer", "osbuilder image signer")
-    yield key
-    key.close()
-
-
-@pytest.fixture
-def stranger(tmp_path: Path) -> Iterator[SigningKey]:
-    key = SigningKey.generate(tmp_path / "stranger", "someone else")
-    yield key
-    key.close()
-
-
-class Trust:
-    """A registries.d with a file:// lookaside, and policies written on demand."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.lookaside = root / "lookaside"
-        self.registries_d = root / "registries.d"
-        self.registries_d.mkdir(parents=True)
-        (self.registries_d / "default.yaml").write_text(
-            f"default-docker:\n  lookaside: file://{self.lookaside}\n"
-        )
-        self.store = ContentStore(root / "store")
-
-    def policy(self, requirements: list[dict[str, Any]], name: str = "policy.json") -> Path:
-        path = self.root / name
-        document = {"default": [{"type": "reject"}], "transports": {"docker": {"": requirements}}}
-        path.write_text(json.dumps(document))
-        return path
-
-    def pull(self, policy: Path, reference: str, *extra: str) -> tuple[int, str]:
-        result = osbuilder(
-            "pull",
-            "--cache",
-            str(self.store.root),
-            "--policy",
-            str(policy),
-            "--registries-d",
-            str(self.registries_d),
-            "--arch",
-            "amd64",
-            *extra,
-            reference,
-        )
-        return result.returncode, result.stdout + result.stderr
-
-
-@pytest.fixture
-def trust(tmp_path: Path) -> Trust:
-    return Trust(tmp_path / "trust")
-
-
-def signed_by(key: SigningKey, **extra: Any) -> dict[str, Any]:
-    return {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(key.keyring), **extra}
-
-
-def signatures_in(trust: Trust, repository: str, digest: str) -> list[Path]:
-    found = sorted(trust.lookaside.rglob(f"*@{digest.replace(':', '=')}/signature-*"))
-    return [p for p in found if repository in str(p)]
-
-
-def stored_names(store: ContentStore) -> list[str]:
-    return [ref.name for ref in store.references()]
 
 
 # --- simple signing: skopeo signs, osbuilder verifies -------------------------------------------
@@ -236,10 +169,6 @@ def test_a_reject_scope_refuses_the_image(
 
 
 # --- sigstore: signatures attached as cosign attaches them -----------------------------------
-
-
-def sigstore_signed(key: CosignKey, **extra: Any) -> dict[str, Any]:
-    return {"type": "sigstoreSigned", "keyPath": str(key.public), **extra}
 
 
 def test_a_cosign_attached_signature_verifies_from_the_registry(

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,21 +20,6 @@ from tests.integration.debrepo import SigningKey
 pytestmark = pytest.mark.integration
 
 REFERENCE = "registry.example/osbuilder/redis:7"
-
-
-@pytest.fixture
-def signer(tmp_path: Path) -> Iterator[SigningKey]:
-    # A passphrase-less ed25519 key made with `gpg --batch --quick-generate-key`.
-    key = SigningKey.generate(tmp_path / "signer", "osbuilder test signer")
-    yield key
-    key.close()
-
-
-@pytest.fixture
-def stranger(tmp_path: Path) -> Iterator[SigningKey]:
-    key = SigningKey.generate(tmp_path / "stranger", "someone else")
-    yield key
-    key.close()
 
 
 @pytest.fixture

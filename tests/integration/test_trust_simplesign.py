@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,20 +25,6 @@ from tests.integration.debrepo import SigningKey
 pytestmark = pytest.mark.integration
 
 REFERENCE = "registry.example/osbuilder/redis:7"
-
-
-@pytest.fixture
-def signer(tmp_path: Path) -> Iterator[SigningKey]:
-    key = SigningKey.generate(tmp_path / "signer", "osbuilder test signer")
-    yield key
-    key.close()
-
-
-@pytest.fixture
-def stranger(tmp_path: Path) -> Iterator[SigningKey]:
-    key = SigningKey.generate(tmp_path / "stranger", "someone else")
-    yield key
-    key.close()
 
 
 @pytest.fixture
