@@ -45,6 +45,8 @@ from nacl.secret import SecretBox
 
 from osbuilder.atomicfile import file_set
 from osbuilder.errors import UserError, cannot_write
+from osbuilder.trust.bounded import read_bounded
+from osbuilder.trust.sigstore import key_kind_problem
 from osbuilder.trust.strictjson import DuplicateKey, refuse_duplicate_keys
 
 SIGSTORE_PRIVATE_KEY_TYPE = "ENCRYPTED SIGSTORE PRIVATE KEY"
@@ -67,8 +69,6 @@ PASSWORD_PROMPT_AGAIN = "Enter password for private key again: "
 # A P-256 key file is about 650 bytes, an RSA-4096 one under 4 KiB.
 MAX_PRIVATE_KEY_FILE_SIZE = 64 * 1024
 
-_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
-_MIN_RSA_BITS = 2048
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
@@ -186,13 +186,7 @@ def load_private_key(path: Path, password: bytes) -> PrivateKey:
     InvalidPrivateKey, naming the file, when it cannot be read, is not a cosign key, the
     password is wrong, or the key is of a kind sigstore does not sign with.
     """
-    try:
-        with path.open("rb") as stream:
-            pem = stream.read(MAX_PRIVATE_KEY_FILE_SIZE + 1)
-    except OSError as exc:
-        raise InvalidPrivateKey(
-            f"{path}: cannot read the private key: {exc.strerror or exc}"
-        ) from None
+    pem = read_bounded(path, MAX_PRIVATE_KEY_FILE_SIZE, "the private key", InvalidPrivateKey)
     return decrypt_private_key(pem, password, str(path))
 
 
@@ -341,22 +335,10 @@ def _private_key(der: bytes, origin: str) -> PrivateKey:
         raise InvalidPrivateKey(
             f"{origin}: the decrypted private key is not one cryptography can read"
         ) from None
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        if not isinstance(key.curve, _CURVES):
-            raise InvalidPrivateKey(
-                f"{origin}: expected an ECDSA key on P-256, P-384 or P-521, "
-                f"found curve {key.curve.name}"
-            )
-    elif isinstance(key, rsa.RSAPrivateKey):
-        if key.key_size < _MIN_RSA_BITS:
-            raise InvalidPrivateKey(
-                f"{origin}: expected an RSA key of at least {_MIN_RSA_BITS} bits, "
-                f"found {key.key_size}"
-            )
-    elif not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise InvalidPrivateKey(
-            f"{origin}: expected an ECDSA, Ed25519 or RSA private key, found {type(key).__name__}"
-        )
+    problem = key_kind_problem(key, "private")
+    if problem is not None:
+        raise InvalidPrivateKey(f"{origin}: {problem}")
+    assert isinstance(key, PrivateKey)  # (what key_kind_problem accepts)
     return key
 
 

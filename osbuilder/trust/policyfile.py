@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from osbuilder.errors import UserError
+from osbuilder.trust.bounded import read_bounded
 from osbuilder.trust.strictjson import DuplicateKey, refuse_duplicate_keys
 
 SYSTEM_POLICY = Path("/etc/containers/policy.json")
@@ -36,11 +37,7 @@ def default_policy_path(home: Path | None = None) -> Path:
 
 
 def read_policy_file(path: Path) -> bytes:
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the policy: {exc.strerror or exc}") from None
+    raw = read_bounded(path, MAX_POLICY_BYTES, "the policy", PolicyError)
     if len(raw) > MAX_POLICY_BYTES:
         raise PolicyError(f"{path}: larger than {MAX_POLICY_BYTES} bytes; not a policy.json")
     return raw

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from osbuilder.errors import UserError
 from osbuilder.oci.reference import ImageReference
+from osbuilder.trust.bounded import read_bounded
 from osbuilder.trust.policy import docker_scopes
 
 SYSTEM_REGISTRIES_D = Path("/etc/containers/registries.d")
@@ -207,11 +208,7 @@ def _append_path(url: str, suffix: str) -> str:
 
 
 def _load_file(path: Path) -> tuple[RegistryNamespace | None, dict[str, RegistryNamespace]]:
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise RegistriesError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    raw = read_bounded(path, MAX_CONFIG_BYTES, "registries.d configuration", RegistriesError)
     if len(raw) > MAX_CONFIG_BYTES:
         raise RegistriesError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
     try:

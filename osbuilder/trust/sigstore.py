@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from osbuilder.errors import UserError
+from osbuilder.trust.bounded import read_bounded
 from osbuilder.trust.payload import (
     COSIGN_TYPE,
     MAX_PAYLOAD_SIZE,
@@ -82,32 +83,30 @@ def load_public_key(pem: bytes, origin: str) -> SigstoreKey:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InvalidKey(f"{origin}: expected a PEM public key: {exc}") from None
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, _CURVES):
-            raise InvalidKey(
-                f"{origin}: expected an ECDSA key on P-256, P-384 or P-521, "
-                f"found curve {key.curve.name}"
-            )
-    elif isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < _MIN_RSA_BITS:
-            raise InvalidKey(
-                f"{origin}: expected an RSA key of at least {_MIN_RSA_BITS} bits, "
-                f"found {key.key_size}"
-            )
-    elif not isinstance(key, ed25519.Ed25519PublicKey):
-        raise InvalidKey(
-            f"{origin}: expected an ECDSA, Ed25519 or RSA public key, found {type(key).__name__}"
-        )
+    problem = key_kind_problem(key, "public")
+    if problem is not None:
+        raise InvalidKey(f"{origin}: {problem}")
+    assert isinstance(key, PublicKey)  # (what key_kind_problem accepts)
     return SigstoreKey(key, origin)
+
+
+def key_kind_problem(key: object, which: str) -> str | None:
+    """Why `key` (`which`: "public" or "private") is not one sigstore signs or verifies
+    with, or None: ECDSA on P-256/384/521, RSA of 2048 bits or more, Ed25519."""
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        if not isinstance(key.curve, _CURVES):
+            return f"expected an ECDSA key on P-256, P-384 or P-521, found curve {key.curve.name}"
+    elif isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        if key.key_size < _MIN_RSA_BITS:
+            return f"expected an RSA key of at least {_MIN_RSA_BITS} bits, found {key.key_size}"
+    elif not isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return f"expected an ECDSA, Ed25519 or RSA {which} key, found {type(key).__name__}"
+    return None
 
 
 def load_public_key_file(path: Path) -> SigstoreKey:
     """load_public_key of a file, read with a bound."""
-    try:
-        with path.open("rb") as stream:
-            pem = stream.read(MAX_KEY_FILE_SIZE + 1)
-    except OSError as exc:
-        raise InvalidKey(f"{path}: cannot read the public key: {exc.strerror or exc}") from None
+    pem = read_bounded(path, MAX_KEY_FILE_SIZE, "the public key", InvalidKey)
     return load_public_key(pem, str(path))
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from osbuilder import runner
 from osbuilder.errors import UserError
+from osbuilder.trust.bounded import read_bounded
 from osbuilder.trust.payload import (
     MAX_PAYLOAD_SIZE,
     SIMPLE_SIGNING_TYPE,
@@ -86,11 +87,7 @@ def openpgp_keys(data: bytes, origin: str) -> OpenPGPKeys:
 
 def load_keyring_file(path: Path) -> OpenPGPKeys:
     """openpgp_keys of a file (a policy's keyPath), read with a bound."""
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_KEYRING_SIZE + 1)
-    except OSError as exc:
-        raise InvalidKeys(f"{path}: cannot read the keyring: {exc.strerror or exc}") from None
+    data = read_bounded(path, MAX_KEYRING_SIZE, "the keyring", InvalidKeys)
     return openpgp_keys(data, str(path))
 
 

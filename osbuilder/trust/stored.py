@@ -88,11 +88,9 @@ def sigstore_signatures(
     store: ContentStore, ref: ImageReference, manifest_digest: str
 ) -> list[SigstoreSignature]:
     """The cosign signatures of `manifest_digest` the store holds for `ref`'s repository."""
-    descriptor = store.lookup(sigstore_name(ref, manifest_digest))
-    if descriptor is None:
+    manifest = _attached(store, sigstore_name(ref, manifest_digest))
+    if manifest is None:
         return []
-    manifest = store.manifest(descriptor.digest)
-    check_signature_manifest(manifest, sigstore_name(ref, manifest_digest))
     signatures = []
     for layer in manifest.layers:
         if layer.media_type != PAYLOAD_MEDIA_TYPE or not store.has_blob(layer.digest):
@@ -106,12 +104,18 @@ def simple_signatures(
     store: ContentStore, ref: ImageReference, manifest_digest: str
 ) -> list[bytes]:
     """The simple signatures of `manifest_digest` the store holds for `ref`'s repository."""
-    descriptor = store.lookup(simple_name(ref, manifest_digest))
+    manifest = _attached(store, simple_name(ref, manifest_digest))
+    return [] if manifest is None else [store.read_blob(layer.digest) for layer in manifest.layers]
+
+
+def _attached(store: ContentStore, name: str) -> Manifest | None:
+    """The signature manifest the store names `name`, checked for its bounds."""
+    descriptor = store.lookup(name)
     if descriptor is None:
-        return []
+        return None
     manifest = store.manifest(descriptor.digest)
-    check_signature_manifest(manifest, simple_name(ref, manifest_digest))
-    return [store.read_blob(layer.digest) for layer in manifest.layers]
+    check_signature_manifest(manifest, name)
+    return manifest
 
 
 def add_simple_signatures(

@@ -7,6 +7,8 @@ see each other's repositories. For a registry shared across a session, use
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -124,3 +126,22 @@ def stranger(tmp_path: Path) -> Iterator[SigningKey]:
 @pytest.fixture
 def trust(tmp_path: Path) -> Trust:
     return Trust(tmp_path / "trust")
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    """An image manifest file, as `skopeo standalone-sign` signs one."""
+    path = tmp_path / "manifest.json"
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 32}
+    document = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "size": 2,
+            "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(),
+        },
+        "layers": [{**layer, "digest": "sha256:" + "5" * 64}],
+    }
+    path.write_bytes(json.dumps(document).encode())
+    return path

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,19 @@ def stored_names(store: ContentStore) -> list[str]:
 
 def sigstore_signed(key: CosignKey, **extra: Any) -> dict[str, Any]:
     return {"type": "sigstoreSigned", "keyPath": str(key.public), **extra}
+
+
+def skopeo_verified_copy(
+    policy: Path, registries_d: Path, reference: str, into: Path
+) -> subprocess.CompletedProcess[str]:
+    """`skopeo copy` of `reference` (plain HTTP) into `dir:INTO` under `policy`: skopeo's
+    own verdict on the signatures registries_d leads it to."""
+    return subprocess.run(
+        [
+            "skopeo", "copy", "--policy", str(policy), "--registries.d", str(registries_d),
+            "--src-tls-verify=false", f"docker://{reference}", f"dir:{into}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip

@@ -4,7 +4,6 @@ real skopeo (`standalone-verify`, containers/image's verifier) accept."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -20,23 +19,6 @@ from tests.integration.debrepo import SigningKey
 pytestmark = pytest.mark.integration
 
 REFERENCE = "registry.example/osbuilder/redis:7"
-
-
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    path = tmp_path / "manifest.json"
-    document = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "size": 2,
-            "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(),
-        },
-        "layers": [],
-    }
-    path.write_bytes(json.dumps(document).encode())
-    return path
 
 
 def digest_of(path: Path) -> str:

@@ -16,7 +16,7 @@ from tests.integration.debrepo import SigningKey
 from tests.integration.helpers import osbuilder
 from tests.integration.images import OciImage, inspect_raw, push
 from tests.integration.registry import Registry
-from tests.integration.signing import Trust, signed_by
+from tests.integration.signing import Trust, signed_by, skopeo_verified_copy
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,7 @@ def skopeo_accepts(
     trust: Trust, key: SigningKey, reference: str, into: Path
 ) -> subprocess.CompletedProcess[str]:
     policy = trust.policy([signed_by(key)], f"skopeo-{key.fingerprint[-8:]}.json")
-    return subprocess.run(
-        [
-            "skopeo", "copy", "--policy", str(policy), "--registries.d", str(trust.registries_d),
-            "--src-tls-verify=false", f"docker://{reference}", f"dir:{into}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
+    return skopeo_verified_copy(policy, trust.registries_d, reference, into)
 
 
 def test_push_sign_by_is_accepted_by_skopeo_and_refused_under_another_key(

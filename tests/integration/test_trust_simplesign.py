@@ -4,7 +4,6 @@ verifies with gpgv, under the signer's keys only."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import time
@@ -25,24 +24,6 @@ from tests.integration.debrepo import SigningKey
 pytestmark = pytest.mark.integration
 
 REFERENCE = "registry.example/osbuilder/redis:7"
-
-
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    path = tmp_path / "manifest.json"
-    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 32}
-    document = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "size": 2,
-            "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(),
-        },
-        "layers": [{**layer, "digest": "sha256:" + "5" * 64}],
-    }
-    path.write_bytes(json.dumps(document).encode())
-    return path
 
 
 def skopeo_sign(key: SigningKey, manifest: Path, output: Path) -> bytes:

@@ -32,6 +32,7 @@ from tests.integration.signing import (
     signed_by,
     sigstore_signed,
     skopeo_signed_push,
+    skopeo_verified_copy,
     stored_names,
 )
 
@@ -275,16 +276,9 @@ def test_skopeo_verifies_the_signatures_osbuilder_pushed(
 
     def skopeo_copy(key: SigningKey, name: str) -> subprocess.CompletedProcess[str]:
         policy = dest.policy([signed_by(key, signedIdentity=identity)], name)
-        options = ["--policy", str(policy), "--registries.d", str(dest.registries_d)]
-        source = ["--src-tls-verify=false", f"docker://{destination}"]
         copies = tmp_path / "copies"
         copies.mkdir(exist_ok=True)
-        return subprocess.run(
-            ["skopeo", "copy", *options, *source, f"dir:{copies / name}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        return skopeo_verified_copy(policy, dest.registries_d, destination, copies / name)
 
     accepted = skopeo_copy(signer, "signer")
     assert accepted.returncode == 0, accepted.stderr
