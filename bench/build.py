@@ -181,12 +181,19 @@ def measure(command: Sequence[str]) -> Measured:
 
 
 def build_command(
-    store: Path, out: Path, name: str, specs: Sequence[Path], options: Sequence[str] = ()
+    store: Path,
+    out: Path,
+    name: str,
+    specs: Sequence[Path],
+    options: Sequence[str] = (),
+    signed_in: Path | None = None,
 ) -> list[str]:
+    """The build of `specs` from `store`, verifying the packages' signatures (made in
+    `signed_in`, default `store`: a copy of a store is signed as the store is)."""
     return [
         *OSBUILDER,
         "build",
-        *trust_options(store),
+        *trust_options(signed_in or store),
         "--offline",
         "--cache",
         str(store),
@@ -318,7 +325,10 @@ def big_builds(store_root: Path, tmp: Path, size: int) -> BigBuilds:
             progress(f"building redis.yml plus a service of that image (--compress {compress})")
             out = tmp / "out-big"
             options = [] if compress == "default" else ["--compress", compress]
-            measured = measure(build_command(overlay.root, out, "redis-big", [SPEC, spec], options))
+            command = build_command(
+                overlay.root, out, "redis-big", [SPEC, spec], options, signed_in=store_root
+            )
+            measured = measure(command)
             builds[compress] = (measured, (out / "redis-big-initrd.img").stat().st_size)
             shutil.rmtree(out)
     progress("big files removed")
