@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from osbuilder.commands.common import (
     add_registries_d_option,
@@ -15,9 +17,22 @@ from osbuilder.commands.common import (
     registry_client,
     signer,
     target_platform,
+    verifier,
 )
 from osbuilder.errors import ExitCode
 from osbuilder.oci.platform import SUPPORTED_ARCHES
+
+if TYPE_CHECKING:
+    from osbuilder.oci.platform import TargetPlatform
+    from osbuilder.oci.push import PushResult
+    from osbuilder.oci.reference import ImageReference
+    from osbuilder.oci.registry import RegistryClient
+    from osbuilder.oci.store import ContentStore
+    from osbuilder.pkg.share import PackageCache, Pulled
+    from osbuilder.trust.attach import Signer
+    from osbuilder.trust.publish import Published
+
+log = logging.getLogger(__name__)
 
 
 def register(
@@ -37,7 +52,19 @@ def register(
     build.add_argument(
         "--force", action="store_true", help="build even when the store has the image already"
     )
-    build.add_argument("--push", action="store_true", help="push each image once built")
+    build.add_argument(
+        "--push",
+        action="store_true",
+        help="push each image once built, with its signatures (to its own name; with "
+        "--cache-from, to REGISTRY/NAMESPACE/NAME:TAG)",
+    )
+    build.add_argument(
+        "--cache-from",
+        metavar="REGISTRY/NAMESPACE",
+        help="share packages through this registry namespace: a recipe whose image "
+        "NAME:TAG is there (for the target architecture) is pulled, not built; a registry "
+        "that does not answer is warned about and the recipe built (fails with --push)",
+    )
     build.add_argument(
         "--image", metavar="NAME", help="image name instead of the recipe's (one DIR only)"
     )
@@ -53,7 +80,15 @@ def register(
     add_store_options(build)
     add_registry_options(build)
     add_signing_options(build)
-    add_registries_d_option(build.add_argument_group("signature options"))
+    trust = build.add_argument_group("signature options")
+    trust.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="signature policy a package pulled from --cache-from must satisfy, "
+        "containers-policy.json(5), as for `osbuilder pull`",
+    )
+    add_registries_d_option(trust)
     build.set_defaults(handler=_build)
 
     lock = pkg_sub.add_parser(
@@ -129,46 +164,140 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from osbuilder.errors import UserError
+    from osbuilder.oci.reference import parse_reference
     from osbuilder.pkg.build import Sources, build_package
     from osbuilder.pkg.recipe import load_recipe
-    from osbuilder.trust.attach import sign_stored
-    from osbuilder.trust.publish import push_signed
+    from osbuilder.pkg.share import PackageCache, parse_namespace, shared_reference
+    from osbuilder.pkg.tag import package_reference
 
     if args.image and len(args.dirs) > 1:
         raise UserError("--image names one image: give one DIR with it")
+    namespace = parse_namespace(args.cache_from) if args.cache_from else None
     recipes = [load_recipe(directory) for directory in args.dirs]  # all valid before building
     keys = signer(args)
     store = open_store(args)
-    architecture = target_platform(args).architecture
+    target = target_platform(args)
     sources = Sources(tuple(args.mirror), args.keyring, args.refresh_missing)
-    results = []
-    for loaded in recipes:
-        built = build_package(
-            store,
-            loaded,
-            architecture=architecture,
-            image=args.image,
-            force=args.force,
-            sources=sources,
-        )
-        signed = sign_stored(store, built.reference, keys) if keys else None
-        if args.push:  # with the signatures the store holds for it
-            with registry_client(args) as client:
-                push_signed(store, client, built.reference, None, args.registries_d)
-        results.append(built)
-        if not args.json:
-            state = "built" if built.built else "up to date"
-            if signed is not None and (signed.sigstore or signed.simple):
-                state += ", signed"
-            print(f"{built.reference} ({state}, {built.descriptor.digest})")
+    results: list[dict[str, object]] = []
+    client = registry_client(args) if args.push or namespace else None
+    try:
+        cache = None
+        if namespace is not None and client is not None:
+            check = verifier(args, store, client).check
+            cache = PackageCache(namespace, store, client, check, jobs=args.jobs)
+        for loaded in recipes:
+            reference = str(parse_reference(package_reference(loaded, args.image)))
+            pulled = None
+            if cache is not None and not args.force and not _held(store, reference, target):
+                pulled = _from_cache(cache, reference, target, push=args.push)
+                if pulled is False:
+                    cache = None  # unreachable: said once, the rest are built
+            if pulled:
+                source, digest = "pulled", pulled.descriptor.digest
+            else:
+                built = build_package(
+                    store,
+                    loaded,
+                    architecture=target.architecture,
+                    image=args.image,
+                    force=args.force,
+                    sources=sources,
+                )
+                reference, digest = built.reference, built.descriptor.digest
+                source = "built" if built.built else "store"
+            destination = shared_reference(namespace, reference) if namespace else None
+            signed = _sign(store, reference, keys, destination if args.push else None)
+            pushed = None
+            if args.push and not pulled:  # with the signatures the store holds for it
+                assert client is not None
+                push_result, _ = _push(store, client, reference, destination, args)
+                pushed = str(push_result.destination)
+            results.append(
+                {
+                    "reference": reference,
+                    "digest": digest,
+                    "built": source == "built",
+                    "source": source,
+                    "pulledFrom": str(pulled.remote) if pulled else None,
+                    "transferred": pulled.transferred if pulled else 0,
+                    "pushedTo": pushed,
+                }
+            )
+            if not args.json:
+                print(f"{reference} ({_describe(results[-1], signed)}, {digest})", flush=True)
+    finally:
+        if client is not None:
+            client.close()
     if args.json:
-        print_json(
-            [
-                {"reference": r.reference, "digest": r.descriptor.digest, "built": r.built}
-                for r in results
-            ]
-        )
+        print_json(results)
     return ExitCode.OK
+
+
+def _held(store: ContentStore, reference: str, target: TargetPlatform) -> bool:
+    """Whether the store names `reference` an image for `target`, whole."""
+    from osbuilder.pkg.build import images_by_platform, is_for
+
+    with store.using():
+        return any(is_for(e, target) for e in images_by_platform(store, store.lookup(reference)))
+
+
+def _from_cache(
+    cache: PackageCache, reference: str, target: TargetPlatform, *, push: bool
+) -> Pulled | Literal[False] | None:
+    """The package pulled from the cache; None: the cache has none for `target`; False:
+    the cache cannot be reached, and since nothing is to be pushed, it is built here
+    (as a build cache that does not answer does not stop a build). With --push, that
+    push would fail after the work: it fails now instead."""
+    from osbuilder.pkg.share import CacheUnreachable
+
+    try:
+        with cache.store.using():
+            return cache.pull(reference, target, keep_others=push)
+    except CacheUnreachable as exc:
+        if push:
+            raise
+        log.warning("%s; building without the cache", exc)
+        return False
+
+
+def _sign(
+    store: ContentStore, reference: str, keys: Signer, destination: ImageReference | None
+) -> bool:
+    """Sign the image `reference` names (and, when it is to be shared, as its shared name
+    too: a policy judges a pull by the name pulled); whether anything was signed."""
+    from osbuilder.trust.attach import sign_stored
+
+    if not keys:
+        return False
+    signed = sign_stored(store, reference, keys)
+    if destination is not None:
+        sign_stored(store, reference, keys, identity_ref=destination)
+    return bool(signed.sigstore or signed.simple)
+
+
+def _push(
+    store: ContentStore,
+    client: RegistryClient,
+    reference: str,
+    destination: ImageReference | None,
+    args: argparse.Namespace,
+) -> tuple[PushResult, Published]:
+    from osbuilder.trust.publish import push_signed
+
+    with store.using():
+        return push_signed(store, client, reference, destination, args.registries_d)
+
+
+def _describe(result: dict[str, object], signed: bool) -> str:
+    source = result["source"]
+    state = {"built": "built", "store": "up to date"}.get(str(source), "")
+    if source == "pulled":
+        state = f"pulled from {result['pulledFrom']}"
+    if signed:
+        state += ", signed"
+    if result["pushedTo"]:
+        state += f", pushed to {result['pushedTo']}"
+    return state
 
 
 def _lock(args: argparse.Namespace) -> int:

@@ -84,8 +84,8 @@ def build_package(
     target = TargetPlatform(architecture)
     with store.using():
         named = store.lookup(reference)
-        held = _images_by_platform(store, named)
-        others = [e for e in held if not _is_for(e, target)]
+        held = images_by_platform(store, named)
+        others = [e for e in held if not is_for(e, target)]
         if named is not None and len(others) < len(held) and not force:
             return BuiltPackage(reference, named, built=False)
         epoch = source_date_epoch()
@@ -164,7 +164,7 @@ def _mirror(
         yield mirror
 
 
-def _images_by_platform(store: ContentStore, named: Descriptor | None) -> list[Descriptor]:
+def images_by_platform(store: ContentStore, named: Descriptor | None) -> list[Descriptor]:
     """The complete images `named` holds, each with its platform: the entries of an index,
     or a single image with the platform its config gives."""
     if named is None or store.missing_blobs(named):
@@ -185,7 +185,7 @@ def _images_by_platform(store: ContentStore, named: Descriptor | None) -> list[D
     return [Descriptor(named.media_type, named.digest, named.size, platform=platform)]
 
 
-def _is_for(entry: Descriptor, target: TargetPlatform) -> bool:
+def is_for(entry: Descriptor, target: TargetPlatform) -> bool:
     platform = entry.platform
     return platform is not None and target.matches(
         platform.os, platform.architecture, platform.variant
