@@ -64,10 +64,14 @@ demo: deps
 # each; the lock and the tag change, and the examples follow through `@pkg:`), so this
 # keeps working on a fresh machine at any date. `make packages SIGN_KEY=KEY` signs each
 # image with that cosign key (its password in $$OSBUILDER_KEY_PASSWORD).
+# `make packages REGISTRY=HOST/NAMESPACE` shares them between machines through that
+# registry (docs/sharing-packages.md): what is there is pulled instead of built, and with
+# PUSH=1 what is built is pushed there (signed, with SIGN_KEY).
 SCRIPTED = pkg/ca-certificates
 packages: deps
 	$(OSBUILDER) pkg build --refresh-missing $(if $(ARCH),--arch $(ARCH)) \
-		$(if $(SIGN_KEY),--sign-key $(SIGN_KEY)) kernels/* \
+		$(if $(SIGN_KEY),--sign-key $(SIGN_KEY)) \
+		$(if $(REGISTRY),--cache-from $(REGISTRY) $(if $(PUSH),--push)) kernels/* \
 		$(if $(ARCH),$(filter-out $(SCRIPTED),$(wildcard pkg/*)),pkg/*)
 
 test: deps lint typecheck pytest
