@@ -25,7 +25,7 @@ from osbuilder.oci.model import Descriptor, ImageConfig, Index, Manifest, is_ind
 from osbuilder.oci.platform import TargetPlatform
 from osbuilder.oci.pull import ImageCheck, Puller
 from osbuilder.oci.reference import ImageReference, InvalidReference, parse_reference
-from osbuilder.oci.store import ContentStore
+from osbuilder.oci.store import ContentStore, DigestMismatch
 from osbuilder.pkg.build import images_by_platform, is_for
 from osbuilder.trust.stored import sigstore_name
 
@@ -176,8 +176,8 @@ class PackageCache:
         """`call`, its failures to reach the registry as CacheUnreachable."""
         try:
             return call()
-        except CacheUnreachable:
-            raise
+        except (CacheUnreachable, DigestMismatch):
+            raise  # (content that does not match its digest is no cache miss)
         except ExternalError as exc:
             raise CacheUnreachable(
                 f"package cache {self.namespace}: cannot read {remote.familiar()}: {exc}"
