@@ -164,6 +164,7 @@ def report(dirs: list[str], isolated: Run, machines: list[Run], joiner: Run) -> 
             if result["source"] == "built":
                 builders.setdefault(str(result["reference"]), []).append(run.name)
     twice = {ref: names for ref, names in builders.items() if len(names) > 1}
+    same = sum(1 for run in machines for r in run.results if r.get("sharedMeanwhile"))
     shared_cpu = sum(r.cpu for r in machines)
     shared_wall = max(r.wall for r in machines)
     print()
@@ -172,7 +173,7 @@ def report(dirs: list[str], isolated: Run, machines: list[Run], joiner: Run) -> 
         f"{sum(len(v) for v in builders.values())} builds of {len(dirs)} recipes "
         f"({len(twice)} built more than once{': ' if twice else ''}"
         + "; ".join(f"{ref} by {', '.join(names)}" for ref, names in twice.items())
-        + ")"
+        + f"); {same} of those found the same digest pushed meanwhile and did not push"
     )
     print(
         f"isolated, {n} machines: CPU {n * isolated.cpu:.1f} s, wall {isolated.wall:.1f} s "

@@ -19,7 +19,7 @@ from osbuilder.commands.common import (
     target_platform,
     verifier,
 )
-from osbuilder.errors import ExitCode
+from osbuilder.errors import ExitCode, ExternalError
 from osbuilder.oci.platform import SUPPORTED_ARCHES
 
 if TYPE_CHECKING:
@@ -208,10 +208,15 @@ def _build(args: argparse.Namespace) -> int:
             destination = shared_reference(namespace, reference) if namespace else None
             signed = _sign(store, reference, keys, destination if args.push else None)
             pushed = None
+            meanwhile = False
             if args.push and not pulled:  # with the signatures the store holds for it
                 assert client is not None
-                push_result, _ = _push(store, client, reference, destination, args)
-                pushed = str(push_result.destination)
+                meanwhile = destination is not None and _shared_meanwhile(
+                    client, destination, digest
+                )
+                if not meanwhile:
+                    push_result, _ = _push(store, client, reference, destination, args)
+                    pushed = str(push_result.destination)
             results.append(
                 {
                     "reference": reference,
@@ -221,6 +226,7 @@ def _build(args: argparse.Namespace) -> int:
                     "pulledFrom": str(pulled.remote) if pulled else None,
                     "transferred": pulled.transferred if pulled else 0,
                     "pushedTo": pushed,
+                    "sharedMeanwhile": meanwhile,
                 }
             )
             if not args.json:
@@ -260,6 +266,20 @@ def _from_cache(
         return False
 
 
+def _shared_meanwhile(client: RegistryClient, destination: ImageReference, digest: str) -> bool:
+    """Whether another machine pushed the same image under `destination` while this one
+    built it (builds of a locked recipe are reproducible): then it is not pushed again,
+    and the registry keeps the first builder's signatures."""
+    from osbuilder.pkg.share import CacheUnreachable
+
+    try:
+        return client.head_manifest(destination) == digest
+    except ExternalError as exc:
+        raise CacheUnreachable(
+            f"package cache: cannot read {destination.familiar()}: {exc}"
+        ) from None
+
+
 def _sign(
     store: ContentStore, reference: str, keys: Signer, destination: ImageReference | None
 ) -> bool:
@@ -297,6 +317,8 @@ def _describe(result: dict[str, object], signed: bool) -> str:
         state += ", signed"
     if result["pushedTo"]:
         state += f", pushed to {result['pushedTo']}"
+    if result["sharedMeanwhile"]:
+        state += ", not pushed: another machine shared the same image meanwhile"
     return state
 
 

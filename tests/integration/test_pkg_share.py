@@ -141,6 +141,21 @@ def test_a_changed_recipe_is_a_new_tag_and_is_built(tmp_path: Path, registry: Re
     assert changed["pulledFrom"] is None and changed["pushedTo"] is None
 
 
+def test_the_same_image_pushed_meanwhile_is_not_pushed_again(
+    tmp_path: Path, registry: Registry
+) -> None:
+    """Two machines that build one recipe at once: the second finds the first's push, of
+    the same digest (builds are reproducible), and leaves it (and its signatures) be."""
+    recipe = recipe_copy(tmp_path)
+    namespace = f"{registry.host}/pkgs"
+    [first] = pkg_build(tmp_path / "a", recipe, "--cache-from", namespace, "--push")
+    assert first["sharedMeanwhile"] is False
+    # --force: built although the registry has it, as by a machine that checked before
+    [second] = pkg_build(tmp_path / "b", recipe, "--cache-from", namespace, "--push", "--force")
+    assert second["source"] == "built" and second["digest"] == first["digest"]
+    assert second["sharedMeanwhile"] is True and second["pushedTo"] is None
+
+
 def test_a_pull_through_the_cache_keeps_the_other_architectures(
     tmp_path: Path, registry: Registry
 ) -> None:
