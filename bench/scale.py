@@ -164,7 +164,7 @@ def report(dirs: list[str], isolated: Run, machines: list[Run], joiner: Run) -> 
             if result["source"] == "built":
                 builders.setdefault(str(result["reference"]), []).append(run.name)
     twice = {ref: names for ref, names in builders.items() if len(names) > 1}
-    same = sum(1 for run in machines for r in run.results if r.get("sharedMeanwhile"))
+    same = sum(1 for run in machines for r in run.results if r.get("alreadyShared"))
     shared_cpu = sum(r.cpu for r in machines)
     shared_wall = max(r.wall for r in machines)
     print()

@@ -206,15 +206,15 @@ def _build(args: argparse.Namespace) -> int:
                 reference, digest = built.reference, built.descriptor.digest
                 source = "built" if built.built else "store"
             destination = shared_reference(namespace, reference) if namespace else None
-            signed = _sign(store, reference, keys, destination if args.push else None)
+            signed = _sign(
+                store, reference, keys, destination if args.push and not pulled else None
+            )
             pushed = None
-            meanwhile = False
+            already = False
             if args.push and not pulled:  # with the signatures the store holds for it
                 assert client is not None
-                meanwhile = destination is not None and _shared_meanwhile(
-                    client, destination, digest
-                )
-                if not meanwhile:
+                already = destination is not None and _already_shared(client, destination, digest)
+                if not already:
                     push_result, _ = _push(store, client, reference, destination, args)
                     pushed = str(push_result.destination)
             results.append(
@@ -226,7 +226,7 @@ def _build(args: argparse.Namespace) -> int:
                     "pulledFrom": str(pulled.remote) if pulled else None,
                     "transferred": pulled.transferred if pulled else 0,
                     "pushedTo": pushed,
-                    "sharedMeanwhile": meanwhile,
+                    "alreadyShared": already,
                 }
             )
             if not args.json:
@@ -266,10 +266,10 @@ def _from_cache(
         return False
 
 
-def _shared_meanwhile(client: RegistryClient, destination: ImageReference, digest: str) -> bool:
-    """Whether another machine pushed the same image under `destination` while this one
-    built it (builds of a locked recipe are reproducible): then it is not pushed again,
-    and the registry keeps the first builder's signatures."""
+def _already_shared(client: RegistryClient, destination: ImageReference, digest: str) -> bool:
+    """Whether `destination` names this very image already: pushed by another machine
+    while this one built it (builds are reproducible), or by this one before. Then it is
+    not pushed again, and the registry keeps the signatures it has."""
     from osbuilder.pkg.share import CacheUnreachable
 
     try:
@@ -317,8 +317,8 @@ def _describe(result: dict[str, object], signed: bool) -> str:
         state += ", signed"
     if result["pushedTo"]:
         state += f", pushed to {result['pushedTo']}"
-    if result["sharedMeanwhile"]:
-        state += ", not pushed: another machine shared the same image meanwhile"
+    if result["alreadyShared"]:
+        state += ", not pushed: the registry has this very image already"
     return state
 
 

@@ -149,11 +149,11 @@ def test_the_same_image_pushed_meanwhile_is_not_pushed_again(
     recipe = recipe_copy(tmp_path)
     namespace = f"{registry.host}/pkgs"
     [first] = pkg_build(tmp_path / "a", recipe, "--cache-from", namespace, "--push")
-    assert first["sharedMeanwhile"] is False
+    assert first["alreadyShared"] is False
     # --force: built although the registry has it, as by a machine that checked before
     [second] = pkg_build(tmp_path / "b", recipe, "--cache-from", namespace, "--push", "--force")
     assert second["source"] == "built" and second["digest"] == first["digest"]
-    assert second["sharedMeanwhile"] is True and second["pushedTo"] is None
+    assert second["alreadyShared"] is True and second["pushedTo"] is None
 
 
 def test_a_pull_through_the_cache_keeps_the_other_architectures(
