@@ -22,7 +22,7 @@ from osbuilder.trust.stored import sigstore_name
 from tests.conftest import REPO
 from tests.integration.helpers import osbuilder
 from tests.integration.images import skopeo
-from tests.integration.registry import Registry
+from tests.integration.registry import Registry, running_registry
 
 pytestmark = pytest.mark.integration
 
@@ -173,6 +173,35 @@ def test_a_pull_through_the_cache_keeps_the_other_architectures(
     assert a["digest"] in [m["digest"] for m in raw["manifests"]]
     [c] = pkg_build(tmp_path / "c", recipe, "--cache-from", namespace, "--arch", "arm64")
     assert c["source"] == "pulled" and c["digest"] == b["digest"]
+
+
+def test_a_replica_is_read_first_and_the_primary_for_what_it_lacks(
+    tmp_path: Path, registry: Registry
+) -> None:
+    """`--registry-mirror PRIMARY=REPLICA`: a tag the replica lacks yet (replication lag)
+    is pulled from the primary; once replicated, the replica serves it with the primary
+    down."""
+    recipe = recipe_copy(tmp_path)
+    namespace = f"{registry.host}/pkgs"
+    [a] = pkg_build(tmp_path / "a", recipe, "--cache-from", namespace, "--push")
+    (tmp_path / "replica").mkdir()
+    with running_registry(tmp_path / "replica") as replica:
+        mirror = ("--registry-mirror", f"{registry.host}={replica.url}", "--retries", "0")
+        [lagging] = pkg_build(tmp_path / "b", recipe, "--cache-from", namespace, *mirror)
+        assert lagging["source"] == "pulled" and lagging["digest"] == a["digest"]
+
+        repository = a["pushedTo"].split("/", 1)[1]
+        skopeo(
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            f"docker://{a['pushedTo']}",
+            f"docker://{replica.host}/{repository}",
+        )
+        shutil.rmtree(registry.root)  # the primary has lost everything: only the replica has it
+        [replicated] = pkg_build(tmp_path / "c", recipe, "--cache-from", namespace, *mirror)
+        assert replicated["source"] == "pulled" and replicated["digest"] == a["digest"]
 
 
 def unused_port() -> int:
