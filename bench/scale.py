@@ -173,7 +173,7 @@ def report(dirs: list[str], isolated: Run, machines: list[Run], joiner: Run) -> 
         f"{sum(len(v) for v in builders.values())} builds of {len(dirs)} recipes "
         f"({len(twice)} built more than once{': ' if twice else ''}"
         + "; ".join(f"{ref} by {', '.join(names)}" for ref, names in twice.items())
-        + f"); {same} of those found the same digest pushed meanwhile and did not push"
+        + f"); {same} builds found their very image pushed meanwhile and did not push it"
     )
     print(
         f"isolated, {n} machines: CPU {n * isolated.cpu:.1f} s, wall {isolated.wall:.1f} s "
