@@ -86,7 +86,8 @@ def register(
         type=Path,
         metavar="FILE",
         help="signature policy a package pulled from --cache-from must satisfy, "
-        "containers-policy.json(5), as for `osbuilder pull`",
+        "containers-policy.json(5), as for `osbuilder pull` (default: "
+        "~/.config/containers/policy.json, else /etc/containers/policy.json, else none)",
     )
     add_registries_d_option(trust)
     build.set_defaults(handler=_build)

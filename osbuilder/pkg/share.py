@@ -14,7 +14,6 @@ no architecture is dropped from the registry's tag.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -31,8 +30,6 @@ from osbuilder.trust.stored import sigstore_name
 
 if TYPE_CHECKING:
     from osbuilder.oci.registry import RegistryClient
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
