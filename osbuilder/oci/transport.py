@@ -319,6 +319,12 @@ def probe_scheme(host: str, *, timeout: float) -> str:
         return scheme or "http"
 
 
+def forget_schemes() -> None:
+    """Forget what the probes learnt (a test's servers come and go on reused ports)."""
+    with _probe_guard:
+        _schemes.clear()
+
+
 def _probe(host: str, timeout: float) -> str | None:
     probes.append(host)
     parts = urlsplit(f"//{host}")
