@@ -128,6 +128,29 @@ def test_private_ca_from_docker_certs_d(
     assert wild.blob_host.startswith(OTHER_HOST)
 
 
+def test_client_certificate_from_certs_d(
+    tmp_path: Path, ca: CertificateAuthority, small_image: OciImage
+) -> None:
+    """certs.d/HOST:PORT/NAME.cert and NAME.key: the client certificate a registry wants."""
+    with running_wild_registry(tmp_path / "mtls", ca, client_certificates=True) as wild:
+        pushed = push(small_image, wild.backend, "app/mtls", "v1")
+        ref = f"{wild.host}/app/mtls:v1"
+        root = ca.certs_d(tmp_path / "certs.d", wild.host)
+        env = {"OSBUILDER_CERTS_D": str(root)}
+        refused = osbuilder("pull", "--cache", str(tmp_path / "refused"), ref, env=env)
+        assert refused.returncode != 0
+        assert refused.stderr.count("\n") == 1, refused.stderr
+        assert "HTTP 400" in refused.stderr
+        issued = ca.issue("me", client=True)
+        issued.certificate.rename(root / wild.host / "me.cert")
+        issued.key.rename(root / wild.host / "me.key")
+        assert _pull_cli(ref, tmp_path / "store", env=env) == pushed.digest
+        (root / wild.host / "me.key").unlink()
+        lonely = osbuilder("pull", "--cache", str(tmp_path / "lonely"), ref, env=env)
+        assert lonely.returncode != 0
+        assert lonely.stderr.endswith("me.cert: has no me.key beside it\n"), lonely.stderr
+
+
 def test_untrusted_certificate_is_one_line_at_once(
     wild: WildRegistry, small_image: OciImage, tmp_path: Path
 ) -> None:

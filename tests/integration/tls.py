@@ -266,6 +266,15 @@ _LOG_FORMAT = "'$msec\\t$request_method\\t$uri\\t$status\\t$http_authorization'"
 
 
 def _read_log(path: Path) -> list[LogLine]:
+    """The log's lines once it has settled: nginx writes a line after its answer is sent,
+    so a client may have its answer a moment before the line is there."""
+    size, deadline = -1, time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = path.stat().st_size if path.exists() else 0
+        if now == size:
+            break
+        size = now
     lines = []
     with contextlib.suppress(FileNotFoundError):
         for line in path.read_text().splitlines():
@@ -297,6 +306,7 @@ _WILD_CONFIG = """
         listen 127.0.0.1:{{port:front}} ssl;
         ssl_certificate {certificate};
         ssl_certificate_key {key};
+        {front_extra}
         access_log {front_log} wild;
         location /v2/ {{
             limit_req zone=throttle;
@@ -330,9 +340,11 @@ def running_wild_registry(
     *,
     token: TokenServer | None = None,
     basic: tuple[str, str] | None = None,
+    client_certificates: bool = False,
 ) -> Iterator[WildRegistry]:
     """A docker-registry behind nginx's TLS front, redirecting blob GETs to another host
-    (see the module's doc); `token`/`basic` turn the registry's authentication on."""
+    (see the module's doc); `token`/`basic` turn the registry's authentication on;
+    `client_certificates`: the front wants a client certificate the CA issued."""
     workdir.mkdir(parents=True, exist_ok=True)
     server = ca.issue("wild-server")
     storage = workdir / "registry/storage"
@@ -362,6 +374,11 @@ def running_wild_registry(
             backend=backend.host,
             other=OTHER_HOST,
             storage=backend.root,
+            front_extra=(
+                f"ssl_verify_client on; ssl_client_certificate {ca.path};"
+                if client_certificates
+                else ""
+            ),
         ).replace("{port:blobs}", str(blobs_port))
         with running_nginx(workdir / "nginx", config, {"front": "127.0.0.1"}) as nginx:
             if not _listening(OTHER_HOST, blobs_port):
