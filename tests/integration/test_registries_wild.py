@@ -163,6 +163,16 @@ def test_untrusted_certificate_is_one_line_at_once(
     assert "--insecure-registry" in result.stderr
     assert time.monotonic() - started < 5  # not retried with backoff
     assert wild.front_requests() == []  # no request was sent over it
+    # A push (through httpx, which sends uploads) says the same.
+    pushed = push(small_image, wild.backend, "app/source", "v1")
+    store = tmp_path / "pushing"
+    assert _pull_cli(pushed.reference, store, env=_trusting(wild.ca)) == pushed.digest
+    result = osbuilder(
+        "push", "--cache", str(store), pushed.reference, "--to", f"{wild.host}/app/dst:v1"
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"{wild.host}: TLS certificate not trusted" in result.stderr
 
 
 def test_push_through_the_tls_front_reads_back(
