@@ -20,13 +20,16 @@ BIN := $(VENV)/bin
 # (tar2sqfs) makes kernel+squashfs roots, and reads them back in the tests (sqfs2tar);
 # erofs-utils reads kernel+erofs roots back in the tests (fsck.erofs, dump.erofs);
 # apt-utils (apt-ftparchive) indexes a locked build's checked .debs for mmdebstrap, and
-# with gpg/gpg-agent makes the tests' signed Debian repository.
+# with gpg/gpg-agent makes the tests' signed Debian repository; nginx is the TLS front and
+# the blob host (the registry redirects blob reads to it) of the registries-in-the-wild
+# tests and `bench/pull.py --https`.
 APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apache2-utils \
 	qemu-system-x86 qemu-utils busybox-static cpio zstd libarchive-tools runc crun \
 	golang-github-opencontainers-specs-dev redis-tools \
 	xorriso isolinux syslinux syslinux-common mtools dosfstools \
 	systemd-boot-efi binutils fdisk ovmf python3-keystone python3-glance openssh-client \
-	qemu-system-arm qemu-efi-aarch64 squashfs-tools-ng erofs-utils apt-utils gpg gpg-agent
+	qemu-system-arm qemu-efi-aarch64 squashfs-tools-ng erofs-utils apt-utils gpg gpg-agent \
+	nginx
 
 # The content store `make packages` and `make demo` use (the user's default store).
 OSBUILDER := $(BIN)/osbuilder

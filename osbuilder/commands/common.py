@@ -50,7 +50,8 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST[:PORT]",
-        help="allow plain HTTP to this registry (localhost and 127.0.0.0/8 always may)",
+        help="HTTPS without certificate checks, or plain HTTP if it speaks no TLS, for this "
+        "registry (localhost and 127.0.0.0/8 may speak plain HTTP too, but are verified)",
     )
     group.add_argument(
         "--registry-mirror",

@@ -8,6 +8,7 @@ plain reads do without it).
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 from collections.abc import Generator, Iterator
 
@@ -20,17 +21,31 @@ from osbuilder.oci.transport import (
     ConnectionFailed,
     error_detail,
     proxies_configured,
+    tls_context,
+    untrusted,
 )
+
+#: The request extension naming the TLS context of the registry a request is made for;
+#: httpx copies extensions to the requests of its redirects.
+TLS_EXTENSION = "osbuilder.tls"
 
 
 def new_client(timeout: float) -> httpx.Client:
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    if proxies_configured():
+        # httpx reads proxies from the environment only with its own transports, which
+        # then trust $SSL_CERT_FILE/$SSL_CERT_DIR but no registry's certs.d.
+        return httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            follow_redirects=True,
+            headers={"User-Agent": USER_AGENT},
+            verify=tls_context(),
+        )
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=10.0),
         follow_redirects=True,
         headers={"User-Agent": USER_AGENT},
-        # httpx reads proxies from the environment only with its own transport.
-        transport=None if proxies_configured() else _LazyTransport(limits=limits),
+        transport=_TrustTransport(limits=limits),
     )
 
 
@@ -41,13 +56,28 @@ def send_streaming(
     headers: dict[str, str],
     auth: RegistryAuth,
     content: bytes | Iterator[bytes] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> HttpxResponse:
-    """One request through httpx, answering auth challenges on the way."""
-    request = client.build_request(method, url, headers=headers, content=content)
+    """One request through httpx, answering auth challenges on the way; `tls` is the
+    trust of the registry it is made for, also on its redirects and token realm."""
+    extensions = {TLS_EXTENSION: tls} if tls is not None else None
+    request = client.build_request(
+        method, url, headers=headers, content=content, extensions=extensions
+    )
     try:
         return HttpxResponse(client.send(request, auth=HttpxAuth(auth), stream=True))
     except httpx.TransportError as exc:
-        raise ConnectionFailed(describe_transport_error(exc)) from None
+        raise transport_error(exc) from None
+
+
+def transport_error(exc: httpx.TransportError) -> Exception:
+    """A certificate the trust refuses: one line, not worth retrying; else ConnectionFailed."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return untrusted(exc.request.url.netloc.decode(), cause)
+        cause = cause.__cause__ or cause.__context__
+    return ConnectionFailed(describe_transport_error(exc))
 
 
 class HttpxResponse:
@@ -91,7 +121,7 @@ class HttpxAuth(httpx.Auth):
                 return  # no credentials: the caller turns the 401 into "log in first"
         elif challenge.scheme == "bearer":
             wanted = tuple(sorted({*key, *challenge.params.get("scope", "").split()} - {""}))
-            token_response = yield self._token_request(challenge, wanted)
+            token_response = yield self._token_request(challenge, wanted, request.extensions)
             token_response.read()
             token, lifetime = self._token(token_response, challenge)
             self.auth.remember_token(key, token, lifetime)
@@ -105,7 +135,11 @@ class HttpxAuth(httpx.Auth):
         if value is not None:
             request.headers["Authorization"] = value
 
-    def _token_request(self, challenge: Challenge, scopes: tuple[str, ...]) -> httpx.Request:
+    def _token_request(
+        self, challenge: Challenge, scopes: tuple[str, ...], inherited: dict[str, object]
+    ) -> httpx.Request:
+        """The request for a token; the realm is trusted as the registry is."""
+        extensions = {k: v for k, v in inherited.items() if k == TLS_EXTENSION}
         realm = challenge.params.get("realm")
         if not realm:
             raise ExternalError("registry asked for a bearer token but named no realm")
@@ -124,11 +158,11 @@ class HttpxAuth(httpx.Auth):
             }
             if scopes:
                 form["scope"] = " ".join(scopes)
-            return httpx.Request("POST", realm, data=form)
+            return httpx.Request("POST", realm, data=form, extensions=extensions)
         headers = {}
         if credentials is not None:
             headers["Authorization"] = basic_header(credentials)
-        return httpx.Request("GET", realm, params=params, headers=headers)
+        return httpx.Request("GET", realm, params=params, headers=headers, extensions=extensions)
 
     def _token(self, response: httpx.Response, challenge: Challenge) -> tuple[str, float]:
         realm = challenge.params.get("realm", "")
@@ -172,21 +206,37 @@ def raise_for_status(
     raise ExternalError(f"{what}: HTTP {response.status_code}" + (f" ({detail})" if detail else ""))
 
 
-class _LazyTransport(httpx.BaseTransport):
-    """Creates its transport on first use: building a TLS context (reading the CA
-    bundle) costs ~20 ms that a push to a plain-HTTP local registry never needs."""
+class _TrustTransport(httpx.BaseTransport):
+    """One httpx transport per trust: a request goes through the one of the TLS context
+    its extension names (the registry's), else that of its own host. Each is made on
+    first use: building a TLS context (reading the CA bundle) costs ~20 ms that a push
+    to a plain-HTTP local registry never needs."""
 
     def __init__(self, **options: object) -> None:
         self._options = options
-        self._transport: httpx.HTTPTransport | None = None
+        self._transports: dict[int, tuple[ssl.SSLContext, httpx.HTTPTransport]] = {}
         self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        context = request.extensions.get(TLS_EXTENSION)
+        if not isinstance(context, ssl.SSLContext):
+            if request.url.scheme == "https":
+                context = tls_context(request.url.netloc.decode())
+            else:
+                context = _PLAIN
         with self._lock:
-            if self._transport is None:
-                self._transport = httpx.HTTPTransport(**self._options)  # type: ignore[arg-type]
-        return self._transport.handle_request(request)
+            entry = self._transports.get(id(context))
+            if entry is None:
+                transport = httpx.HTTPTransport(verify=context, **self._options)  # type: ignore[arg-type]
+                entry = self._transports[id(context)] = (context, transport)
+        return entry[1].handle_request(request)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        with self._lock:
+            for _, transport in self._transports.values():
+                transport.close()
+            self._transports.clear()
+
+
+#: Stands for "no TLS" (plain HTTP requests share one transport; it never reads it).
+_PLAIN = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

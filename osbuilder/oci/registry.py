@@ -6,9 +6,12 @@ while streaming and resumed with HTTP Range after a broken connection, and
 the upload side for push. Connection errors, 5xx and 429 are retried with
 exponential backoff, honouring Retry-After.
 
-Transport: HTTPS, except plain HTTP for localhost, 127.0.0.0/8 and hosts
-named insecure. Mirrors serve pulls of a registry and fall back to it.
-Reads go through http.client, the rest through httpx (see transport.py).
+Transport: HTTPS. localhost, 127.0.0.0/8 and hosts named insecure may
+speak plain HTTP instead: as docker does, HTTPS is tried first, once per
+registry and process (transport.probe_scheme), and plain HTTP used when the
+server does not speak TLS. Hosts named insecure are not verified. Mirrors
+serve pulls of a registry and fall back to it. Reads go through http.client,
+the rest through httpx (see transport.py, which also says what is trusted).
 """
 
 from __future__ import annotations
@@ -38,11 +41,15 @@ from osbuilder.oci.transport import (
     Response,
     direct_request,
     error_detail,
+    probe_scheme,
     proxies_configured,
     read_body,
+    tls_context,
 )
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 log = logging.getLogger(__name__)
@@ -70,9 +77,16 @@ class Endpoint(Struct, frozen=True):
     host: str  # whose credentials apply
     base_url: str
     mirror: bool = False
+    insecure: bool = False  # named with --insecure-registry: TLS without verification
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/v2/{path}"
+
+    def tls(self) -> ssl.SSLContext | None:
+        """What its HTTPS requests (and their redirects and token realm) trust."""
+        if not self.base_url.startswith("https:"):
+            return None
+        return tls_context(self.host, verify=not self.insecure)
 
 
 class FetchedManifest(Struct, frozen=True):
@@ -97,7 +111,7 @@ def parse_mirror(text: str) -> tuple[str, str]:
 
 
 def is_local(host: str) -> bool:
-    """localhost and 127.0.0.0/8 (with or without a port) speak plain HTTP."""
+    """localhost and 127.0.0.0/8 (with or without a port) may speak plain HTTP."""
     if host.startswith("["):  # [v6]:port
         name = host[1 : host.find("]")]
     else:
@@ -140,12 +154,22 @@ class RegistryClient:
 
     def origin(self, registry: str) -> Endpoint:
         host = "registry-1.docker.io" if registry == DEFAULT_REGISTRY else registry
-        insecure = is_local(registry) or registry in self.options.insecure_registries
-        return Endpoint(registry, registry, f"{'http' if insecure else 'https'}://{host}")
+        insecure = registry in self.options.insecure_registries
+        scheme = "https"
+        if insecure or is_local(registry):  # HTTPS if it speaks it, else plain HTTP
+            scheme = probe_scheme(host, timeout=self.options.timeout)
+        return Endpoint(registry, registry, f"{scheme}://{host}", insecure=insecure)
 
     def pull_endpoints(self, registry: str) -> list[Endpoint]:
+        insecure = self.options.insecure_registries
         mirrors = [
-            Endpoint(registry, urlsplit(url).netloc, url, mirror=True)
+            Endpoint(
+                registry,
+                urlsplit(url).netloc,
+                url,
+                mirror=True,
+                insecure=urlsplit(url).netloc in insecure,
+            )
             for url in self.options.mirrors.get(registry, ())
         ]
         return [*mirrors, self.origin(registry)]
@@ -192,7 +216,9 @@ class RegistryClient:
 
         def attempt(direct: bool) -> Response:
             content = body() if body else None
-            return send_streaming(self.http, method, url, dict(headers or {}), auth, content)
+            return send_streaming(
+                self.http, method, url, dict(headers or {}), auth, content, endpoint.tls()
+            )
 
         with self._retrying(attempt, endpoint, what, retries, direct=False) as response:
             assert isinstance(response, HttpxResponse)
@@ -214,10 +240,10 @@ class RegistryClient:
         if direct and self.direct:
             value = auth.header(method, url)
             sent = {**headers, "Authorization": value} if value else dict(headers)
-            return direct_request(method, url, sent, self.options.timeout)
+            return direct_request(method, url, sent, self.options.timeout, endpoint.tls())
         from osbuilder.oci.httpx_support import send_streaming
 
-        return send_streaming(self.http, method, url, dict(headers), auth)
+        return send_streaming(self.http, method, url, dict(headers), auth, tls=endpoint.tls())
 
     @contextlib.contextmanager
     def read(

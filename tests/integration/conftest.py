@@ -39,6 +39,16 @@ def _integration_tools() -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def _forget_schemes() -> Iterator[None]:
+    """Whether a registry speaks TLS is remembered per process and host:port; a port
+    reused by another test's registry must be asked afresh."""
+    yield
+    from osbuilder.oci.transport import forget_schemes
+
+    forget_schemes()
+
+
 def _workdir(tmp_path: Path, name: str) -> Path:
     workdir = tmp_path / name
     workdir.mkdir()

@@ -114,6 +114,17 @@ def _auth_config(
     return {}
 
 
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in, key by key into nested mappings."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _config(root: Path, port: int, auth: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {
         "version": 0.1,
@@ -191,9 +202,13 @@ def running_registry(
     *,
     basic: tuple[str, str] | None = None,
     token: TokenServer | None = None,
+    tls: tuple[Path, Path] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Iterator[Registry]:
     """Run a registry storing into `workdir/storage`; `basic` = (user, password) or a
-    running `token` server turn authentication on."""
+    running `token` server turn authentication on; `tls` = (certificate, key) makes it
+    serve HTTPS (its `url` then says https); `extra` is merged into its config (e.g. a
+    storage middleware)."""
     if shutil.which(REGISTRY_BINARY) is None:
         raise RegistryStartError(f"{REGISTRY_BINARY} not found: apt-get install docker-registry")
     root = workdir / "storage"
@@ -203,7 +218,10 @@ def running_registry(
     auth = _auth_config(workdir, basic, token)
 
     def command(port: int) -> list[str]:
-        config_path.write_text(yaml.safe_dump(_config(root, port, auth)))
+        config = _config(root, port, auth)
+        if tls:
+            config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
+        config_path.write_text(yaml.safe_dump(_merge(config, extra or {})))
         return [REGISTRY_BINARY, "serve", str(config_path)]
 
     # GET /v2/ answers 200, or 401 when auth is on.
@@ -211,7 +229,7 @@ def running_registry(
     try:
         yield Registry(
             host=f"127.0.0.1:{port}",
-            url=f"http://127.0.0.1:{port}",
+            url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
             root=root,
             log=log,
             config=config_path,

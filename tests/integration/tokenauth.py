@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -138,6 +139,8 @@ class TokenServer:
     service: str = "osbuilder-test-registry"
     issuer: str = "osbuilder-test-token-issuer"
     expires_in: int = 300
+    host: str = "127.0.0.1"  # another loopback address (127.0.0.2) is another host
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS
     requests: list[TokenRequest] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -153,7 +156,7 @@ class TokenServer:
         if self._httpd is None:
             raise RuntimeError("token server is not running")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     @property
     def realm(self) -> str:
@@ -173,7 +176,11 @@ class TokenServer:
 
         # HTTP/1.0 (the handler default): one request per connection, so no idle
         # keep-alive connection can hold a handler thread open at shutdown.
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer((self.host, 0), Handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._httpd.daemon_threads = False
         self._httpd.block_on_close = True  # server_close() joins handler threads
         self._thread = threading.Thread(

@@ -31,7 +31,14 @@ def test_plain_http_only_for_loopback(host: str, local: bool) -> None:
     assert is_local(host) is local
 
 
-def test_endpoints() -> None:
+def test_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    probed: list[str] = []
+
+    def probe_scheme(host: str, *, timeout: float) -> str:
+        probed.append(host)
+        return "http"  # as a server that answers a TLS ClientHello in plain HTTP
+
+    monkeypatch.setattr("osbuilder.oci.registry.probe_scheme", probe_scheme)
     options = RegistryOptions(
         insecure_registries=frozenset({"reg.lan:5000"}),
         mirrors={"docker.io": ("http://127.0.0.1:5000",)},
@@ -39,8 +46,12 @@ def test_endpoints() -> None:
     with RegistryClient(options) as client:
         assert client.origin("docker.io").base_url == "https://registry-1.docker.io"
         assert client.origin("ghcr.io").base_url == "https://ghcr.io"
+        assert probed == []  # only loopback and insecure registries may speak plain HTTP
         assert client.origin("reg.lan:5000").base_url == "http://reg.lan:5000"
+        assert client.origin("reg.lan:5000").insecure
         assert client.origin("127.0.0.1:5000").base_url == "http://127.0.0.1:5000"
+        assert not client.origin("127.0.0.1:5000").insecure
+        assert probed == ["reg.lan:5000", "reg.lan:5000", "127.0.0.1:5000", "127.0.0.1:5000"]
         endpoints = client.pull_endpoints("docker.io")
         assert [(e.base_url, e.mirror) for e in endpoints] == [
             ("http://127.0.0.1:5000", True),
