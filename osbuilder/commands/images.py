@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from osbuilder.commands.common import (
     add_platform_option,
@@ -24,6 +25,10 @@ from osbuilder.errors import ExitCode, UserError
 from osbuilder.oci.progress import human_size
 from osbuilder.oci.reference import parse_reference
 
+if TYPE_CHECKING:
+    from osbuilder.oci.reference import ImageReference
+    from osbuilder.oci.store import ContentStore
+
 
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
@@ -36,6 +41,13 @@ def register(
         "layers for the target platform into the content store, verifying every digest.",
     )
     pull.add_argument("refs", nargs="+", metavar="REF", help="image references")
+    pull.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="REF is a system (pushed with push registry): write its files into DIR",
+    )
     pull.add_argument(
         "--offline",
         action="store_true",
@@ -138,6 +150,8 @@ def _pull(args: argparse.Namespace) -> int:
 
     refs = [parse_reference(text) for text in args.refs]
     store = open_store(args)
+    if args.output is not None:
+        return _pull_system(args, store, refs)
     summary: list[dict[str, str | int]] = []
     with progress_for(args) as progress:
         client = None if args.offline else registry_client(args)
@@ -175,6 +189,36 @@ def _pull(args: argparse.Namespace) -> int:
                 f"{human_size(int(item['size']))}, {human_size(int(item['transferred']))} "
                 "transferred)"
             )
+    return ExitCode.OK
+
+
+def _pull_system(args: argparse.Namespace, store: ContentStore, refs: list[ImageReference]) -> int:
+    from osbuilder.commands.systems import pull_system
+    from osbuilder.systems.pull import write_files
+
+    if len(refs) != 1:
+        raise UserError("-o DIR takes one system: pull one REF at a time")
+    client = None if args.offline else registry_client(args)
+    try:
+        system = pull_system(args, store, client, refs[0])
+    finally:
+        if client is not None:
+            client.close()
+    with store.using():
+        written = write_files(store, system, args.output)
+    if args.json:
+        print_json(
+            {
+                "reference": str(system.reference),
+                "digest": system.descriptor.digest,
+                "manifest": system.manifest_digest,
+                "files": [str(path) for path in written],
+                "transferred": system.transferred,
+            }
+        )
+    else:
+        for path in written:
+            print(path)
     return ExitCode.OK
 
 
