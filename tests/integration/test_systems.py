@@ -122,7 +122,7 @@ def test_push_named_files_and_chunks(registry: Registry, tmp_path: Path) -> None
     disk = tmp_path / "out/sys-efi.qcow2"
     disk.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
     ref = f"{registry.host}/systems/disk:1"
-    code, out, err = cli(tmp_path, "push", "registry", ref, str(disk))
+    code, _, err = cli(tmp_path, "push", "registry", ref, str(disk))
     assert code == 0, err
     code, _out, err = cli(tmp_path, "pull", ref, "-o", str(tmp_path / "pulled"))
     assert code == 0, err
@@ -146,7 +146,7 @@ def test_several_architectures_make_an_index(registry: Registry, tmp_path: Path)
     index = manifest(registry, "systems/multi", "1")
     assert index["mediaType"] == mediatypes.OCI_INDEX and index["artifactType"] == SYSTEM_TYPE
     for arch, files in (("amd64", amd), ("arm64", arm)):
-        code, out, err = cli(
+        code, _, err = cli(
             tmp_path, "pull", "--arch", arch, ref, "-o", str(tmp_path / f"pulled-{arch}")
         )
         assert code == 0, err
@@ -168,7 +168,7 @@ def test_an_ordinary_image_is_not_a_system(registry: Registry, tmp_path: Path) -
             "layers": [],
         },
     )
-    code, out, err = cli(
+    code, _, err = cli(
         tmp_path, "pull", f"{registry.host}/plain/image:1", "-o", str(tmp_path / "o")
     )
     assert code == 1
