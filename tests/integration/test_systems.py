@@ -134,7 +134,7 @@ def test_several_architectures_make_an_index(registry: Registry, tmp_path: Path)
     amd = outputs(tmp_path / "amd64")
     arm = outputs(tmp_path / "arm64")
     ref = f"{registry.host}/systems/multi:1"
-    code, out, err = cli(
+    code, _, err = cli(
         tmp_path,
         "push",
         "registry",
