@@ -16,6 +16,7 @@ from osbuilder.systems.referrers import SPDX_TYPE
 from tests.conftest import Packages
 from tests.integration.helpers import osbuilder
 from tests.integration.registry import Registry
+from tests.integration.signing import Trust
 
 pytestmark = pytest.mark.integration
 
@@ -321,3 +322,36 @@ def test_build_push_and_pull(packages: Packages, registry: Registry, tmp_path: P
     record = httpx.get(f"{registry.url}/v2/systems/redis/blobs/{config['digest']}").json()
     assert record["specDigest"].startswith("sha256:") and record["images"]
     assert record["formats"] == ["kernel+initrd"]
+
+
+PASSWORD = {"OSBUILDER_KEY_PASSWORD": "correct horse"}
+
+
+def test_signed_system_pulls_under_a_policy_and_an_unsigned_one_is_refused(
+    registry: Registry, trust: Trust, tmp_path: Path
+) -> None:
+    (tmp_path / "keys").mkdir()
+    made = osbuilder("key", "generate", str(tmp_path / "keys/cosign"), env=PASSWORD)
+    assert made.returncode == 0, made.stderr
+    files = outputs(tmp_path / "out")
+    signed = f"{registry.host}/systems/signed:1"
+    pushed = osbuilder(
+        "push", "registry", signed, str(tmp_path / "out/sys"),
+        "--cache", str(tmp_path / "pushstore"), "--sign-key", str(tmp_path / "keys/cosign.key"),
+        env=PASSWORD,
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    assert "signed" in pushed.stdout
+    unsigned = f"{registry.host}/systems/unsigned:1"
+    assert cli(tmp_path, "push", "registry", unsigned, str(tmp_path / "out/sys"))[0] == 0
+    policy = trust.policy(
+        [{"type": "sigstoreSigned", "keyPath": str(tmp_path / "keys/cosign.pub")}]
+    )
+    options = ("--policy", str(policy), "--registries-d", str(trust.registries_d))
+    code, _, err = cli(tmp_path, "pull", *options, signed, "-o", str(tmp_path / "pulled"))
+    assert code == 0, err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pulled").iterdir()} == files
+    code, _, err = cli(tmp_path, "pull", *options, unsigned, "-o", str(tmp_path / "refused"))
+    assert code == 1
+    assert len(err.splitlines()) == 1 and "signature" in err, err
+    assert not (tmp_path / "refused").exists()
