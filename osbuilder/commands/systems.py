@@ -221,7 +221,7 @@ def pull_system(
 def _sbom(args: argparse.Namespace) -> int:
     from osbuilder.oci.platform import select_manifest
     from osbuilder.oci.reference import parse_reference
-    from osbuilder.systems.artifact import is_system, not_a_system, parse_document
+    from osbuilder.systems.artifact import describes_system, not_a_system, parse_document
     from osbuilder.systems.referrers import SPDX_TYPE, fetch_referrer_blob, list_referrers
 
     ref = parse_reference(args.ref)
@@ -229,7 +229,7 @@ def _sbom(args: argparse.Namespace) -> int:
     with registry_client(args) as client, store.using():
         top = client.get_manifest(ref)
         document = parse_document(top.data, ref.familiar())
-        if not is_system(document):
+        if not describes_system(document):
             raise not_a_system(ref.familiar(), document)
         digest = top.digest
         if "manifests" in document:

@@ -142,6 +142,19 @@ def is_system(document: dict[str, Any]) -> bool:
     return artifact_type(document) == SYSTEM_TYPE
 
 
+def describes_system(document: dict[str, Any]) -> bool:
+    """A system's manifest, or an index of them (typed itself, or with every entry typed:
+    an index made by another tool may type only its entries)."""
+    if is_system(document):
+        return True
+    entries = document.get("manifests")
+    return (
+        isinstance(entries, list)
+        and bool(entries)
+        and all(isinstance(e, dict) and e.get("artifactType") == SYSTEM_TYPE for e in entries)
+    )
+
+
 def not_a_system(name: str, document: dict[str, Any]) -> UserError:
     kind = artifact_type(document)
     what = (

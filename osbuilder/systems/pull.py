@@ -28,7 +28,7 @@ from osbuilder.systems.artifact import (
     TITLE,
     BuildRecord,
     SystemManifest,
-    is_system,
+    describes_system,
     not_a_system,
     parse_document,
     parse_record,
@@ -78,7 +78,7 @@ class SystemPuller:
             data = self.store.read_blob(top.digest)
             name = ref.familiar()
             document = parse_document(data, name)
-            if not is_system(document):
+            if not describes_system(document):
                 raise not_a_system(name, document)
             manifest_digest = top.digest
             if is_index(top.media_type):
