@@ -14,6 +14,7 @@ from osbuilder.oci import mediatypes
 from osbuilder.systems.artifact import SYSTEM_TYPE, TITLE
 from osbuilder.systems.referrers import SPDX_TYPE
 from tests.conftest import Packages
+from tests.integration.faultproxy import StartFaultProxy
 from tests.integration.helpers import osbuilder
 from tests.integration.registry import Registry
 from tests.integration.signing import Trust
@@ -355,3 +356,36 @@ def test_signed_system_pulls_under_a_policy_and_an_unsigned_one_is_refused(
     assert code == 1
     assert len(err.splitlines()) == 1 and "signature" in err, err
     assert not (tmp_path / "refused").exists()
+
+
+def test_chunked_upload_resumes_where_the_session_stopped(
+    registry: Registry, fault_proxy: StartFaultProxy, tmp_path: Path
+) -> None:
+    from osbuilder.oci.reference import parse_reference
+    from osbuilder.oci.registry import RegistryOptions
+    from osbuilder.systems.artifact import BuildRecord
+    from osbuilder.systems.push import SystemFiles, push_system
+    from tests.integration.faultproxy import Status
+    from tests.integration.helpers import client
+
+    disk = tmp_path / "sys.qcow2"
+    disk.write_bytes(os.urandom(5 * 64 * 1024 + 123))
+    proxy = fault_proxy(registry)
+    broken = proxy.inject(Status(502), method="PATCH", path=r"/blobs/uploads/", times=2)
+    options = RegistryOptions(retries=3, backoff=0.01, chunk_size=64 * 1024)
+    with client(options) as registry_client:
+        push_system(
+            registry_client,
+            parse_reference(f"{proxy.host}/systems/chunked:1"),
+            [SystemFiles(BuildRecord("0", "amd64"), [disk])],
+        )
+    assert broken.fired == 2
+    sessions = [r for r in proxy.requests if r.method == "POST"]
+    assert len(sessions) == 2  # the disk's and the record's: no session started again
+    asked = [r for r in proxy.requests if r.method == "GET" and "/blobs/uploads/" in r.target]
+    assert len(asked) == 2  # once after each failure: how much the session holds
+    code, _, err = cli(
+        tmp_path, "pull", f"{registry.host}/systems/chunked:1", "-o", str(tmp_path / "pulled")
+    )
+    assert code == 0, err
+    assert (tmp_path / "pulled/sys.qcow2").read_bytes() == disk.read_bytes()
