@@ -26,6 +26,7 @@ from osbuilder.oci.progress import human_size
 from osbuilder.oci.reference import parse_reference
 
 if TYPE_CHECKING:
+    from osbuilder.oci.pull import ImageCheck
     from osbuilder.oci.reference import ImageReference
     from osbuilder.oci.store import ContentStore
 
@@ -162,7 +163,7 @@ def _pull(args: argparse.Namespace) -> int:
                 target_platform(args),
                 jobs=args.jobs,
                 progress=progress,
-                check=verifier(args, store, client).check,
+                check=_not_a_system(store, verifier(args, store, client).check),
             )
             for ref in refs:
                 result = puller.pull(ref)
@@ -190,6 +191,23 @@ def _pull(args: argparse.Namespace) -> int:
                 "transferred)"
             )
     return ExitCode.OK
+
+
+def _not_a_system(store: ContentStore, check: ImageCheck) -> ImageCheck:
+    """`check`, after refusing a system (an artifact, not an image: pulled with -o DIR)."""
+    from osbuilder.systems.artifact import is_system, parse_document
+
+    def checked(ref: ImageReference, top_digest: str, manifest_digest: str) -> object:
+        document = parse_document(store.read_blob(manifest_digest), ref.familiar())
+        if is_system(document):
+            raise UserError(
+                f"{ref.familiar()} is an osbuilder system, not an image: write its files with "
+                f"osbuilder pull {ref.familiar()} -o DIR, or boot it with osbuilder run "
+                f"docker://{ref.familiar()}"
+            )
+        return check(ref, top_digest, manifest_digest)
+
+    return checked
 
 
 def _pull_system(args: argparse.Namespace, store: ContentStore, refs: list[ImageReference]) -> int:

@@ -106,6 +106,11 @@ def test_push_pull_round_trip_with_sbom_by_the_tag_fallback(
     assert code == 0, err
     assert {p.name: p.read_bytes() for p in (tmp_path / "pulled").iterdir()} == files
 
+    # Without -o, pull takes images into the store: a system is not one.
+    code, out, err = cli(tmp_path, "pull", ref)
+    assert code == 1
+    assert err.splitlines()[-1].startswith(f"osbuilder: {ref} is an osbuilder system, not an")
+
     # A second pull, into another directory, downloads nothing.
     code, out, err = cli(tmp_path, "pull", "--json", ref, "-o", str(tmp_path / "again"))
     assert code == 0, err
