@@ -65,14 +65,16 @@ def register(
         "push",
         parents=[common],
         help="push an image from the content store to a registry "
-        "(or: push openstack IMAGE, a built disk image to OpenStack)",
+        "(or: push registry REF OUTPUT..., a built system; push openstack IMAGE, a built "
+        "disk image to OpenStack)",
         description="Upload an image of the content store: blobs the registry lacks (mounted "
         "from another repository of the same registry when possible), then its manifest. "
         "Its signatures in the store go with it: sigstore signatures to DEST's repository "
         "(the tag sha256-HEX.sig, as cosign attaches them), simple signatures to the "
         "lookaside registries.d names for writing to DEST (file:// only). "
         "`osbuilder push openstack IMAGE` uploads a built disk image to OpenStack instead "
-        "(see osbuilder push openstack --help).",
+        "(see osbuilder push openstack --help); `osbuilder push registry REF OUTPUT...` "
+        "pushes a built system (see osbuilder push registry --help).",
     )
     push_cmd.add_argument("ref", metavar="REF", help="image in the content store")
     push_cmd.add_argument("--to", metavar="DEST", help="destination reference (default: REF)")
