@@ -107,6 +107,9 @@ def test_not_a_system() -> None:
         parse_system_manifest(image, "r")
     with pytest.raises(UserError, match="an artifact of type application/x"):
         parse_system_manifest(_manifest(artifactType="application/x"), "r")
+    index = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
+    with pytest.raises(UserError, match=r"not an osbuilder system \(an index of container"):
+        parse_system_manifest(index, "r")
     with pytest.raises(UserError, match="not a JSON"):
         parse_system_manifest(b"\xff", "r")
 
