@@ -28,6 +28,7 @@ from osbuilder.oci.model import Descriptor, InvalidDocument
 
 SYSTEM_TYPE = "application/vnd.osbuilder.system.v1+json"
 FILE_TYPE = "application/octet-stream"
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"  # the image-spec's empty descriptor
 TITLE = "org.opencontainers.image.title"
 CREATED = "org.opencontainers.image.created"
 MAX_CONFIG_SIZE = 1024 * 1024  # a build record is a few KiB; refuse anything near this

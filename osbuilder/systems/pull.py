@@ -25,6 +25,7 @@ from osbuilder.oci.reference import ImageReference
 from osbuilder.oci.registry import RegistryClient
 from osbuilder.oci.store import ContentStore
 from osbuilder.systems.artifact import (
+    EMPTY_TYPE,
     TITLE,
     BuildRecord,
     SystemManifest,
@@ -89,7 +90,11 @@ class SystemPuller:
             if self.check is not None:  # before the files: a refused system costs nothing
                 self.check(ref, top.digest, manifest_digest)
             transferred = self._blobs(ref, system)
-            record = parse_record(self.store.read_blob(system.config.digest), name)
+            record = (
+                BuildRecord("unknown", self.target.architecture, self.target.os)
+                if system.config.media_type == EMPTY_TYPE  # (pushed by another tool)
+                else parse_record(self.store.read_blob(system.config.digest), name)
+            )
             if record.architecture != self.target.architecture:
                 raise UserError(
                     f"{name} is a system for {record.architecture}, not {self.target.architecture}"

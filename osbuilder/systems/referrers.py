@@ -19,10 +19,9 @@ from osbuilder.oci.reference import ImageReference
 from osbuilder.oci.registry import ManifestNotFound, RegistryClient
 from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore
 from osbuilder.oci.transport import read_body
-from osbuilder.systems.artifact import TITLE, parse_document
+from osbuilder.systems.artifact import EMPTY_TYPE, TITLE, parse_document
 
 SPDX_TYPE = "application/spdx+json"
-EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_DATA = b"{}"
 MAX_REFERRERS = 1000  # entries of one referrers index taken
 MAX_SBOM_SIZE = 256 * 1024 * 1024

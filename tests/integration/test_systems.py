@@ -394,3 +394,37 @@ def test_chunked_upload_resumes_where_the_session_stopped(
     )
     assert code == 0, err
     assert (tmp_path / "pulled/sys.qcow2").read_bytes() == disk.read_bytes()
+
+
+def test_a_system_with_the_empty_config_pulls(registry: Registry, tmp_path: Path) -> None:
+    """As `oras push --artifact-type application/vnd.osbuilder.system.v1+json` makes it:
+    the empty descriptor as config, the type in artifactType only."""
+    empty = put_blob(registry, "other/tool", b"{}")
+    data = os.urandom(1000)
+    blob = put_blob(registry, "other/tool", data)
+    put_manifest(
+        registry,
+        "other/tool",
+        "1",
+        {
+            "schemaVersion": 2,
+            "mediaType": mediatypes.OCI_MANIFEST,
+            "artifactType": SYSTEM_TYPE,
+            "config": {
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": empty,
+                "size": 2,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/octet-stream",
+                    "digest": blob,
+                    "size": len(data),
+                    "annotations": {TITLE: "x-kernel"},
+                }
+            ],
+        },
+    )
+    code, _, err = cli(tmp_path, "pull", f"{registry.host}/other/tool:1", "-o", str(tmp_path / "o"))
+    assert code == 0, err
+    assert (tmp_path / "o/x-kernel").read_bytes() == data
