@@ -113,7 +113,9 @@ def file_digest(path: Path) -> tuple[str, int]:
     return "sha256:" + digest.hexdigest(), size
 
 
-class _Uploader:
+class BlobUploader:
+    """Uploads blobs the repository lacks (by HEAD), noting which went up in `result`."""
+
     def __init__(
         self, client: RegistryClient, dest: ImageReference, progress: Progress, result: PushedSystem
     ) -> None:
@@ -153,7 +155,7 @@ def push_system(
     if len(set(architectures)) != len(architectures):
         raise UserError(f"two systems for one architecture ({', '.join(architectures)})")
     result = PushedSystem(dest, "", mediatypes.OCI_MANIFEST, 0)
-    uploader = _Uploader(client, dest, progress or NullProgress(), result)
+    uploader = BlobUploader(client, dest, progress or NullProgress(), result)
     reference = dest.digest or dest.tag or "latest"
     manifests: list[Descriptor] = []
     for system in systems:

@@ -15,6 +15,7 @@ from typing import Any
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor, InvalidDocument, sha256_digest
+from osbuilder.oci.progress import NullProgress
 from osbuilder.oci.reference import ImageReference
 from osbuilder.oci.registry import ManifestNotFound, RegistryClient
 from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore
@@ -132,10 +133,10 @@ def attach(
 ) -> Descriptor:
     """Push `data` as an artifact of `artifact_type` referring to `subject`; list it
     among `subject`'s referrers (by the API when the registry has it, else by the tag)."""
-    from osbuilder.systems.push import PushedSystem, _Uploader
+    from osbuilder.systems.push import BlobUploader, PushedSystem
 
     result = PushedSystem(ref, subject.digest, subject.media_type, subject.size)
-    uploader = _Uploader(client, ref, _quiet(), result)
+    uploader = BlobUploader(client, ref, NullProgress(), result)
     empty = Descriptor(EMPTY_TYPE, sha256_digest(EMPTY_DATA), len(EMPTY_DATA))
     uploader.data(empty, EMPTY_DATA)
     blob = Descriptor(artifact_type, sha256_digest(data), len(data), annotations={TITLE: title})
@@ -168,12 +169,6 @@ def _add_to_tag(
         separators=(",", ":"),
     ).encode()
     client.put_manifest(ref, fallback_tag(subject), index, mediatypes.OCI_INDEX)
-
-
-def _quiet() -> Any:
-    from osbuilder.oci.progress import NullProgress
-
-    return NullProgress()
 
 
 def fetch_referrer_blob(
