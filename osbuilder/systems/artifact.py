@@ -167,9 +167,7 @@ def not_a_system(name: str, document: dict[str, Any]) -> UserError:
         if kind
         else "not a system"
     )
-    return UserError(
-        f"{name} is not an osbuilder system ({what}); pull images into the store without -o"
-    )
+    return UserError(f"{name} is not an osbuilder system ({what})")
 
 
 def parse_system_manifest(data: bytes, where: str) -> SystemManifest:

@@ -181,11 +181,14 @@ def test_an_ordinary_image_is_not_a_system(registry: Registry, tmp_path: Path) -
     assert code == 1
     assert err.splitlines() == [
         f"osbuilder: {registry.host}/plain/image:1 is not an osbuilder system (an ordinary "
-        "container image); pull images into the store without -o"
+        "container image)"
     ]
     assert not (tmp_path / "o").exists()
-    code, _out, err = cli(tmp_path, "sbom", f"{registry.host}/plain/image:1")
+    code, _, err = cli(tmp_path, "sbom", f"{registry.host}/plain/image:1")
     assert code == 1 and "is not an osbuilder system" in err
+    code, _, err = cli(tmp_path, "run", f"docker://{registry.host}/plain/image:1")
+    assert code == 1 and "is not an osbuilder system" in err
+    assert len(err.splitlines()) == 1
 
 
 def _system(registry: Registry, repository: str, layers: list[dict[str, object]]) -> str:
