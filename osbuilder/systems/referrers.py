@@ -26,6 +26,7 @@ SPDX_TYPE = "application/spdx+json"
 EMPTY_DATA = b"{}"
 MAX_REFERRERS = 1000  # entries of one referrers index taken
 MAX_SBOM_SIZE = 256 * 1024 * 1024
+_TAG_ROUNDS = 3  # read-add-write rounds of the referrers tag
 
 
 def fallback_tag(digest: str) -> str:
@@ -158,17 +159,27 @@ def attach(
 def _add_to_tag(
     client: RegistryClient, ref: ImageReference, subject: str, descriptor: Descriptor
 ) -> None:
-    """Read the referrers index of the fallback tag, add `descriptor`, write it back."""
-    entries = [
-        e for e in referrers_tag(client, ref, subject) if e.get("digest") != descriptor.digest
-    ]
-    entries.append(descriptor.as_json())
-    index = json.dumps(
-        {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries},
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
-    client.put_manifest(ref, fallback_tag(subject), index, mediatypes.OCI_INDEX)
+    """Read the referrers index of the fallback tag, add `descriptor`, write it back.
+
+    The registry offers no conditional write: two pushers at once may each write an index
+    without the other's entry. Reading it back and writing again when ours is missing
+    keeps the last writer's entry there (a few rounds at most)."""
+    tag = fallback_tag(subject)
+    for _ in range(_TAG_ROUNDS):
+        entries = referrers_tag(client, ref, subject)
+        if any(e.get("digest") == descriptor.digest for e in entries):
+            return
+        entries.append(descriptor.as_json())
+        index = json.dumps(
+            {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries},
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+        client.put_manifest(ref, tag, index, mediatypes.OCI_INDEX)
+    if not any(e.get("digest") == descriptor.digest for e in referrers_tag(client, ref, subject)):
+        raise ExternalError(
+            f"{ref.familiar()}:{tag}: other writers keep replacing the referrers index; push again"
+        )
 
 
 def fetch_referrer_blob(

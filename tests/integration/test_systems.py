@@ -431,3 +431,28 @@ def test_a_system_with_the_empty_config_pulls(registry: Registry, tmp_path: Path
     code, _, err = cli(tmp_path, "pull", f"{registry.host}/other/tool:1", "-o", str(tmp_path / "o"))
     assert code == 0, err
     assert (tmp_path / "o/x-kernel").read_bytes() == data
+
+
+def test_a_second_sbom_is_added_to_the_referrers_tag(registry: Registry, tmp_path: Path) -> None:
+    outputs(tmp_path / "out")
+    ref = f"{registry.host}/systems/twice:1"
+    code, out, err = cli(tmp_path, "push", "registry", ref, str(tmp_path / "out/sys"), "--json")
+    assert code == 0, err
+    digest = json.loads(out)["digest"]
+    newer = {**SBOM, "name": "newer"}
+    (tmp_path / "newer.json").write_text(json.dumps(newer))
+    code, _, err = cli(
+        tmp_path,
+        "push",
+        "registry",
+        ref,
+        str(tmp_path / "out/sys"),
+        "--sbom",
+        str(tmp_path / "newer.json"),
+    )
+    assert code == 0, err
+    entries = manifest(registry, "systems/twice", digest.replace(":", "-"))["manifests"]
+    assert isinstance(entries, list) and len(entries) == 2  # read, added to, written back
+    code, out, err = cli(tmp_path, "sbom", ref)
+    assert code == 0, err
+    assert json.loads(out) == newer  # the last attached
