@@ -456,3 +456,39 @@ def test_a_second_sbom_is_added_to_the_referrers_tag(registry: Registry, tmp_pat
     code, out, err = cli(tmp_path, "sbom", ref)
     assert code == 0, err
     assert json.loads(out) == newer  # the last attached
+
+
+def test_build_push_signs_what_it_pushes(
+    packages: Packages, registry: Registry, trust: Trust, tmp_path: Path
+) -> None:
+    from tests.conftest import REPO, TRUST_OPTIONS
+
+    (tmp_path / "keys").mkdir()
+    made = osbuilder("key", "generate", str(tmp_path / "keys/cosign"), env=PASSWORD)
+    assert made.returncode == 0, made.stderr
+    ref = f"{registry.host}/systems/signed-redis:1"
+    done = osbuilder(
+        "build", *TRUST_OPTIONS, "--offline", "--cache", str(packages.store.root),
+        "-o", str(tmp_path / "out"), "--push", ref,
+        "--sign-key", str(tmp_path / "keys/cosign.key"), str(REPO / "examples/redis.yml"),
+        env=PASSWORD,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    policy = trust.policy(
+        [{"type": "sigstoreSigned", "keyPath": str(tmp_path / "keys/cosign.pub")}]
+    )
+    options = ("--policy", str(policy), "--registries-d", str(trust.registries_d))
+    code, _, err = cli(tmp_path, "pull", *options, ref, "-o", str(tmp_path / "pulled"))
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "pulled").iterdir()) == [
+        "redis-cmdline",
+        "redis-initrd.img",
+        "redis-kernel",
+    ]
+    unsigned = osbuilder(
+        "build", "--sign-key", str(tmp_path / "keys/cosign.key"), "x.yml", env=PASSWORD
+    )
+    assert unsigned.returncode == 1
+    assert unsigned.stderr.splitlines() == [
+        "osbuilder: --sign-key and --sign-by sign what --push REF pushes: add --push REF"
+    ]
