@@ -156,3 +156,12 @@ def test_referrer_manifest_points_at_its_subject() -> None:
         "size": 2,
     }
     assert fallback_tag(DIGEST) == "sha256-" + "ab" * 32
+
+
+def test_push_registry_is_routed_only_right_after_push() -> None:
+    from osbuilder.commands.systems import COMMAND, route
+
+    assert route(["push", "registry", "r", "out/x"]) == [COMMAND, "r", "out/x"]
+    assert route(["-v", "push", "registry", "r"]) == ["-v", COMMAND, "r"]
+    assert route(["push", "--to", "registry", "r"]) == ["push", "--to", "registry", "r"]
+    assert route(["pull", "registry"]) == ["pull", "registry"]
