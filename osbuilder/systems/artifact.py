@@ -61,14 +61,15 @@ def check_title(title: str | None, where: str) -> str:
         not title
         or "/" in title
         or "\\" in title
-        or "\0" in title
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in title)  # (NUL, newlines included)
         or title in (".", "..")
         or title.startswith(".")
         or len(title.encode("utf-8", "surrogateescape")) > 255
     ):
         raise UserError(
             f"{where}: refusing the file name {title[:80]!r} in a layer's title "
-            "(a system's file names are plain names: no '/', not '..', not hidden, not empty)"
+            "(a system's file names are plain names: no '/', not '..', not hidden, not "
+            "empty, no control characters)"
         )
     return title
 

@@ -76,7 +76,9 @@ def test_good_titles(title: str) -> None:
     assert check_title(title, "x") == title
 
 
-@pytest.mark.parametrize("title", ["", "/", "a/b", "../a", "..", ".", ".hidden", "a\\b", "a\0"])
+@pytest.mark.parametrize(
+    "title", ["", "/", "a/b", "../a", "..", ".", ".hidden", "a\\b", "a\0", "a\nb", "x" * 256]
+)
 def test_bad_titles(title: str) -> None:
     with pytest.raises(UserError, match="refusing the file name"):
         check_title(title, "x")
