@@ -109,6 +109,13 @@ def register(
         "--no-sbom", action="store_true", help="write no SBOM into the root filesystem"
     )
     build.add_argument(
+        "--sbom-file",
+        type=Path,
+        metavar="FILE",
+        help="also write the SBOM to FILE on this machine (DIR/NAME.spdx.json is what "
+        "push registry DIR/NAME attaches to the system)",
+    )
+    build.add_argument(
         "--decompress-kernel",
         action="store_true",
         help="write the kernel uncompressed: an x86 bzImage as its ELF vmlinux, a gzip'd "
@@ -172,6 +179,8 @@ def _build(args: argparse.Namespace) -> int:
     if keys and args.push is None:
         raise UserError("--sign-key and --sign-by sign what --push REF pushes: add --push REF")
     destination = parse_reference(args.push) if args.push else None
+    if args.sbom_file is not None and args.no_sbom:
+        raise UserError("--sbom-file writes the SBOM --no-sbom leaves out: give one of them")
     facts = BuildFacts()
     store = open_store(args)
     with progress_for(args) as progress:
@@ -212,9 +221,24 @@ def _build(args: argparse.Namespace) -> int:
     elif not args.json:
         for output in outputs:
             print(f"{output.path} ({human_size(output.size)})")
+    if args.sbom_file is not None:
+        _write_sbom(args.sbom_file, facts)
     if destination is not None:
         _push(args, destination, outputs, facts, keys)
     return ExitCode.OK
+
+
+def _write_sbom(path: Path, facts: BuildFacts) -> None:
+    from osbuilder.atomicfile import atomic_output
+    from osbuilder.errors import cannot_write
+
+    if facts.sbom is None:
+        raise UserError("--sbom-file: this build wrote no SBOM (--no-sbom)")
+    try:
+        with atomic_output(path) as file:
+            file.write(facts.sbom)
+    except OSError as exc:
+        raise cannot_write(path, exc, "name another --sbom-file") from None
 
 
 def _push(

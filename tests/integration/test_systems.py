@@ -492,3 +492,36 @@ def test_build_push_signs_what_it_pushes(
     assert unsigned.stderr.splitlines() == [
         "osbuilder: --sign-key and --sign-by sign what --push REF pushes: add --push REF"
     ]
+
+
+def test_build_sbom_file_then_push_registry(
+    packages: Packages, registry: Registry, tmp_path: Path
+) -> None:
+    from tests.conftest import REPO, TRUST_OPTIONS
+
+    out = tmp_path / "out"
+    done = osbuilder(
+        "build", *TRUST_OPTIONS, "--offline", "--cache", str(packages.store.root), "-o", str(out),
+        "--sbom-file", str(out / "redis.spdx.json"), str(REPO / "examples/redis.yml"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ref = f"{registry.host}/systems/redis:2"
+    code, out_text, err = cli(tmp_path, "push", "registry", ref, str(out / "redis"), "--json")
+    assert code == 0, err
+    document = manifest(registry, "systems/redis", "2")
+    layers = document["layers"]
+    assert isinstance(layers, list)
+    assert sorted(layer["annotations"][TITLE] for layer in layers) == [
+        "redis-cmdline",
+        "redis-initrd.img",
+        "redis-kernel",
+    ]  # the SBOM beside them is a referrer, not a file of the system
+    code, sbom, err = cli(tmp_path, "sbom", ref)
+    assert code == 0, err
+    assert json.loads(sbom) == json.loads((out / "redis.spdx.json").read_bytes())
+    assert json.loads(out_text)["sbom"]
+    refused = osbuilder("build", "--no-sbom", "--sbom-file", "x.json", "x.yml")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        "osbuilder: --sbom-file writes the SBOM --no-sbom leaves out: give one of them"
+    ]
