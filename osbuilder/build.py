@@ -10,12 +10,14 @@ the outputs are bit-identical.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from msgspec import structs
@@ -46,6 +48,17 @@ log = logging.getLogger(__name__)
 SPOOL_PREFIX = ".osbuilder-spool-"
 
 
+@dataclass
+class BuildFacts:
+    """What a build was made from, filled in by `build` for those who record it (a push
+    of the system: systems/artifact.py BuildRecord)."""
+
+    spec_digest: str | None = None  # sha256 of the merged spec as canonical JSON
+    lock_digest: str | None = None  # sha256 of the lock file the images were taken by
+    images: dict[str, str] = field(default_factory=dict)  # spec reference -> digest
+    sbom: bytes | None = None  # the SPDX document written into the root
+
+
 def build(
     spec_files: Sequence[Path | str],
     images: ImageSource,
@@ -57,15 +70,21 @@ def build(
     decompress_kernel: bool = False,
     sbom: str | None = SBOM_PATH,
     locked: bool = True,
+    facts: BuildFacts | None = None,
 ) -> list[Output]:
     """Build `spec_files` in each of `formats`; `locked`: take the images by the digests of
-    the spec's lock, when it has one."""
+    the spec's lock, when it has one. `facts`, when given, is filled in."""
     loaded = load_spec(spec_files)
+    if facts is not None:
+        canonical = json.dumps(loaded.spec.to_data(), sort_keys=True, separators=(",", ":"))
+        facts.spec_digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
     for warning in loaded.warnings:
         log.warning("%s", warning)
     if locked:
         pins = build_pins([str(spec) for spec in spec_files], loaded, images.target)
         images = structs.replace(images, pins=pins)
+        if pins and facts is not None:
+            facts.lock_digest = _lock_digest(str(spec_files[0]))
     if (trust := loaded.spec.trust) is not None and images.verifier is not None:
         covered = TrustedNames.of(trust.image or [], trust.org or [])
         images = structs.replace(images, verifier=replace(images.verifier, covered=covered))
@@ -104,6 +123,11 @@ def build(
             except SpecValueError as error:
                 raise loaded.locate(error) from None
             contents.flush()
+            if facts is not None:
+                facts.images = dict(system.references)
+                entry = system.tree.get(sbom) if sbom is not None else None
+                if entry is not None and entry.content is not None:
+                    facts.sbom = entry.content.read_bytes()
             scratch = Path(spool) / "formats"  # the writers' intermediate files
             _make_directory(scratch)
             with output_directory(output_dir, digests=options.digests) as outputs:
@@ -138,6 +162,16 @@ def _spool_directory(output_dir: Path) -> Iterator[str]:
         raise cannot_write(output_dir, exc) from None
     with spool as path, locked(Path(path)):
         yield path
+
+
+def _lock_digest(spec: str) -> str | None:
+    from osbuilder.spec.lock import lock_path
+
+    path = lock_path(spec)
+    try:
+        return None if path is None else "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _make_directory(path: Path) -> None:

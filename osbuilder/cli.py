@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from osbuilder import __version__
-from osbuilder.commands import build, cloud, images, key, lock, pkg, spec, vm
+from osbuilder.commands import build, cloud, images, key, lock, pkg, spec, systems, vm
 from osbuilder.errors import ExitCode, OsbuilderError
 
 log = logging.getLogger("osbuilder")
@@ -45,7 +45,7 @@ def run() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    words = cloud.route(list(sys.argv[1:] if argv is None else argv))
+    words = systems.route(cloud.route(list(sys.argv[1:] if argv is None else argv)))
     parser = _parser(words)
     args = parser.parse_args(words)
     logging.basicConfig(
@@ -116,6 +116,8 @@ COMMANDS: dict[str, Register] = {
     "ps": vm.register,
     "key": key.register,
     cloud.COMMAND: cloud.register,
+    systems.COMMAND: systems.register,
+    "sbom": systems.register,
 }
 
 

@@ -5,21 +5,31 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from osbuilder.commands.common import (
     add_image_source_options,
     add_platform_option,
     add_registry_options,
+    add_signing_options,
     add_store_options,
     add_trust_options,
     open_store,
     print_json,
     progress_for,
     registry_client,
+    signer,
     target_platform,
     verifier,
 )
-from osbuilder.errors import ExitCode
+from osbuilder.errors import ExitCode, UserError
+from osbuilder.oci.reference import parse_reference
+
+if TYPE_CHECKING:
+    from osbuilder.build import BuildFacts
+    from osbuilder.formats.outputfile import Output
+    from osbuilder.oci.reference import ImageReference
+    from osbuilder.trust.attach import Signer
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +109,13 @@ def register(
         "--no-sbom", action="store_true", help="write no SBOM into the root filesystem"
     )
     build.add_argument(
+        "--sbom-file",
+        type=Path,
+        metavar="FILE",
+        help="also write the SBOM to FILE on this machine (DIR/NAME.spdx.json is what "
+        "push registry DIR/NAME attaches to the system)",
+    )
+    build.add_argument(
         "--decompress-kernel",
         action="store_true",
         help="write the kernel uncompressed: an x86 bzImage as its ELF vmlinux, a gzip'd "
@@ -116,10 +133,17 @@ def register(
         action="store_true",
         help="print the outputs as JSON, with their sizes and sha256 digests",
     )
+    build.add_argument(
+        "--push",
+        metavar="REF",
+        help="then push the outputs to a registry as one system artifact, with the SBOM "
+        "attached (as osbuilder push registry REF DIR/NAME does)",
+    )
     add_platform_option(build)
     add_store_options(build)
     add_registry_options(build)
     add_trust_options(build)
+    add_signing_options(build)
     build.set_defaults(handler=_build)
 
 
@@ -144,13 +168,20 @@ def _root_path(value: str) -> str:
 
 def _build(args: argparse.Namespace) -> int:
     from osbuilder.assemble.images import ImageSource
-    from osbuilder.build import build
+    from osbuilder.build import BuildFacts, build
     from osbuilder.formats.job import WriteOptions
     from osbuilder.oci.progress import human_size
 
     if args.dry_run:
         return _dry_run(args.files)
     name = args.name or _default_name(args.files[0])
+    keys = signer(args)  # (the key's password asked before any work)
+    if keys and args.push is None:
+        raise UserError("--sign-key and --sign-by sign what --push REF pushes: add --push REF")
+    destination = parse_reference(args.push) if args.push else None
+    if args.sbom_file is not None and args.no_sbom:
+        raise UserError("--sbom-file writes the SBOM --no-sbom leaves out: give one of them")
+    facts = BuildFacts()
     store = open_store(args)
     with progress_for(args) as progress:
         client = None if args.offline else registry_client(args)
@@ -180,16 +211,70 @@ def _build(args: argparse.Namespace) -> int:
                 decompress_kernel=args.decompress_kernel,
                 sbom=None if args.no_sbom else args.sbom_output,
                 locked=not args.no_lock,
+                facts=facts,
             )
         finally:
             if client is not None:
                 client.close()
-    if args.json:
+    if args.json and destination is None:
         print_json([output.as_json() for output in outputs])
-    else:
+    elif not args.json:
         for output in outputs:
             print(f"{output.path} ({human_size(output.size)})")
+    if args.sbom_file is not None:
+        _write_sbom(args.sbom_file, facts)
+    if destination is not None:
+        _push(args, destination, outputs, facts, keys)
     return ExitCode.OK
+
+
+def _write_sbom(path: Path, facts: BuildFacts) -> None:
+    from osbuilder.atomicfile import atomic_output
+    from osbuilder.errors import cannot_write
+
+    if facts.sbom is None:
+        raise UserError("--sbom-file: this build wrote no SBOM (--no-sbom)")
+    try:
+        with atomic_output(path) as file:
+            file.write(facts.sbom)
+    except OSError as exc:
+        raise cannot_write(path, exc, "name another --sbom-file") from None
+
+
+def _push(
+    args: argparse.Namespace,
+    destination: ImageReference,
+    outputs: list[Output],
+    facts: BuildFacts,
+    keys: Signer,
+) -> None:
+    """`build --push REF`: the outputs as one system artifact (systems/push.py)."""
+    from osbuilder import __version__
+    from osbuilder.commands.systems import push_system
+    from osbuilder.systems.artifact import BuildRecord
+    from osbuilder.systems.push import SystemFiles
+
+    architecture = target_platform(args).architecture
+    record = BuildRecord(
+        __version__,
+        architecture,
+        formats=list(dict.fromkeys(args.formats or [DEFAULT_FORMAT])),
+        spec_digest=facts.spec_digest,
+        lock_digest=facts.lock_digest,
+        images=facts.images,
+    )
+    files = SystemFiles(record, [output.path for output in outputs])
+    sboms = {architecture: facts.sbom} if facts.sbom is not None else {}
+    result = push_system(args, destination, [files], keys, sboms)
+    if args.json:
+        print_json(
+            {
+                "outputs": [output.as_json() for output in outputs],
+                "pushed": {"destination": str(destination), "digest": result.digest},
+            }
+        )
+    else:
+        print(f"{destination}@{result.digest} (pushed)")
 
 
 def _default_name(first: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from osbuilder.commands.common import (
     add_platform_option,
@@ -24,6 +25,11 @@ from osbuilder.errors import ExitCode, UserError
 from osbuilder.oci.progress import human_size
 from osbuilder.oci.reference import parse_reference
 
+if TYPE_CHECKING:
+    from osbuilder.oci.pull import ImageCheck
+    from osbuilder.oci.reference import ImageReference
+    from osbuilder.oci.store import ContentStore
+
 
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
@@ -36,6 +42,13 @@ def register(
         "layers for the target platform into the content store, verifying every digest.",
     )
     pull.add_argument("refs", nargs="+", metavar="REF", help="image references")
+    pull.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="REF is a system (pushed with push registry): write its files into DIR",
+    )
     pull.add_argument(
         "--offline",
         action="store_true",
@@ -52,14 +65,16 @@ def register(
         "push",
         parents=[common],
         help="push an image from the content store to a registry "
-        "(or: push openstack IMAGE, a built disk image to OpenStack)",
+        "(or: push registry REF OUTPUT..., a built system; push openstack IMAGE, a built "
+        "disk image to OpenStack)",
         description="Upload an image of the content store: blobs the registry lacks (mounted "
         "from another repository of the same registry when possible), then its manifest. "
         "Its signatures in the store go with it: sigstore signatures to DEST's repository "
         "(the tag sha256-HEX.sig, as cosign attaches them), simple signatures to the "
         "lookaside registries.d names for writing to DEST (file:// only). "
         "`osbuilder push openstack IMAGE` uploads a built disk image to OpenStack instead "
-        "(see osbuilder push openstack --help).",
+        "(see osbuilder push openstack --help); `osbuilder push registry REF OUTPUT...` "
+        "pushes a built system (see osbuilder push registry --help).",
     )
     push_cmd.add_argument("ref", metavar="REF", help="image in the content store")
     push_cmd.add_argument("--to", metavar="DEST", help="destination reference (default: REF)")
@@ -138,6 +153,8 @@ def _pull(args: argparse.Namespace) -> int:
 
     refs = [parse_reference(text) for text in args.refs]
     store = open_store(args)
+    if args.output is not None:
+        return _pull_system(args, store, refs)
     summary: list[dict[str, str | int]] = []
     with progress_for(args) as progress:
         client = None if args.offline else registry_client(args)
@@ -148,7 +165,7 @@ def _pull(args: argparse.Namespace) -> int:
                 target_platform(args),
                 jobs=args.jobs,
                 progress=progress,
-                check=verifier(args, store, client).check,
+                check=_not_a_system(store, verifier(args, store, client).check),
             )
             for ref in refs:
                 result = puller.pull(ref)
@@ -175,6 +192,53 @@ def _pull(args: argparse.Namespace) -> int:
                 f"{human_size(int(item['size']))}, {human_size(int(item['transferred']))} "
                 "transferred)"
             )
+    return ExitCode.OK
+
+
+def _not_a_system(store: ContentStore, check: ImageCheck) -> ImageCheck:
+    """`check`, after refusing a system (an artifact, not an image: pulled with -o DIR)."""
+    from osbuilder.systems.artifact import is_system, parse_document
+
+    def checked(ref: ImageReference, top_digest: str, manifest_digest: str) -> object:
+        document = parse_document(store.read_blob(manifest_digest), ref.familiar())
+        if is_system(document):
+            raise UserError(
+                f"{ref.familiar()} is an osbuilder system, not an image: write its files with "
+                f"osbuilder pull {ref.familiar()} -o DIR, or boot it with osbuilder run "
+                f"docker://{ref.familiar()}"
+            )
+        return check(ref, top_digest, manifest_digest)
+
+    return checked
+
+
+def _pull_system(args: argparse.Namespace, store: ContentStore, refs: list[ImageReference]) -> int:
+    from osbuilder.commands.systems import pull_system
+    from osbuilder.systems.pull import write_files
+
+    if len(refs) != 1:
+        raise UserError("-o DIR takes one system: pull one REF at a time")
+    client = None if args.offline else registry_client(args)
+    try:
+        system = pull_system(args, store, client, refs[0])
+    finally:
+        if client is not None:
+            client.close()
+    with store.using():
+        written = write_files(store, system, args.output)
+    if args.json:
+        print_json(
+            {
+                "reference": str(system.reference),
+                "digest": system.descriptor.digest,
+                "manifest": system.manifest_digest,
+                "files": [str(path) for path in written],
+                "transferred": system.transferred,
+            }
+        )
+    else:
+        for path in written:
+            print(path)
     return ExitCode.OK
 
 

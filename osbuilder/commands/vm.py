@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuilder.commands.common import print_json, whole_number
+from osbuilder.commands.systems import add_pull_options
 from osbuilder.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -46,10 +47,10 @@ def register(
     )
     run.add_argument(
         "prefix",
-        type=Path,
-        metavar="PREFIX|IMAGE",
+        metavar="PREFIX|IMAGE|docker://REF",
         help="e.g. output/redis, or output/redis.iso, output/redis-bios.img, output/redis.qcow2, "
-        "output/redis.img.tar.gz",
+        "output/redis.img.tar.gz; or docker://REF, a system in a registry (pushed with push "
+        "registry or build --push), pulled into the content store first",
     )
     run.add_argument(
         "--accel",
@@ -118,6 +119,13 @@ def register(
         help="stop the VM after this long (foreground: exit status 124; "
         "with --wait-tcp: how long to wait, default 120)",
     )
+    pulling = run.add_argument_group("docker://REF options")
+    pulling.add_argument(
+        "--arch",
+        metavar="ARCH",
+        help="the architecture of the system to pull: amd64 or arm64 (default: this machine's)",
+    )
+    add_pull_options(run)
     run.set_defaults(handler=_run)
 
     stop = sub.add_parser(
@@ -177,8 +185,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.wait_tcp is not None and not args.detach:
         raise UserError("--wait-tcp goes with --detach")
-    state = args.state or Path(f"{args.prefix}-state")
-    boot = boot_target(args.prefix, state)
+    prefix = _system_path(args) if args.prefix.startswith(DOCKER) else Path(args.prefix)
+    state = args.state or Path(f"{prefix}-state")
+    boot = boot_target(prefix, state)
     config = VmConfig(
         boot=boot,
         state=state,
@@ -206,6 +215,26 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{config.state} (stop it with: osbuilder stop {config.state})")
         return ExitCode.OK
     return run_foreground(config, _cache(), args.timeout)
+
+
+DOCKER = "docker://"
+
+
+def _system_path(args: argparse.Namespace) -> Path:
+    """`run docker://REF`: the system pulled into the store (a second run downloads
+    nothing), its files written once beside it; what of them to boot."""
+    from osbuilder.commands.common import open_store, registry_client
+    from osbuilder.commands.systems import pull_system
+    from osbuilder.oci.reference import parse_reference
+    from osbuilder.systems.pull import boot_path, materialised
+
+    ref = parse_reference(args.prefix.removeprefix(DOCKER))
+    store = open_store(args)
+    with registry_client(args) as client:
+        system = pull_system(args, store, client, ref)
+    with store.using():
+        directory = materialised(store, system)
+    return boot_path(directory, system.names())
 
 
 def _state_dir(path: Path) -> Path:

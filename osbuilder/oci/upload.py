@@ -3,11 +3,13 @@
 The distribution spec's upload is a session: POST opens it (or mounts the
 blob from another repository of the same registry and is done), then either
 one PUT with the whole body, or PATCHes of chunks and a closing PUT naming
-the digest. A failed session is retried from the start.
+the digest. A chunk that fails is resumed where the session says it stopped (a GET of
+the session); a session that fails otherwise is retried from the start.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +23,8 @@ from osbuilder.oci.progress import NullProgress, Progress
 if TYPE_CHECKING:
     from osbuilder.oci.reference import ImageReference
     from osbuilder.oci.registry import Endpoint, RegistryClient
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
 _SESSION_ATTEMPTS = 3
@@ -101,27 +105,58 @@ def _put_chunks(
     from osbuilder.oci.httpx_support import raise_for_status
 
     size = client.options.chunk_size
+    resumes = 0
     with path.open("rb") as stream:
         offset = 0
-        while chunk := stream.read(size):
+        while offset < blob.size:
+            stream.seek(offset)
+            chunk = stream.read(size)
+            if not chunk:
+                raise UserError(f"{path}: the file shrank while being uploaded")
             headers = {
                 "Content-Type": "application/octet-stream",
                 "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
                 "Content-Length": str(len(chunk)),
             }
-            # A PATCH is not idempotent: a retried one would append twice, so no retries
-            # here; a failure restarts the whole session.
-            with client.send(
-                "PATCH",
-                location,
-                endpoint,
-                headers=headers,
-                body=_const(chunk),
-                what=what,
-                retries=0,
-            ) as response:
-                raise_for_status(response, what, expected=(202, 204))
-                location = upload_location(response, endpoint)
+            # A PATCH is not idempotent: a retried one could append twice. After a failure
+            # the session says how much it holds (GET on its location), and the upload
+            # goes on from there; a session that cannot say restarts from the start.
+            try:
+                with client.send(
+                    "PATCH",
+                    location,
+                    endpoint,
+                    headers=headers,
+                    body=_const(chunk),
+                    what=what,
+                    retries=0,
+                ) as response:
+                    raise_for_status(response, what, expected=(202, 204))
+                    location = upload_location(response, endpoint)
+            except ExternalError as exc:
+                resumes += 1
+                status = (
+                    upload_status(client, endpoint, location, what)
+                    if resumes <= client.options.retries
+                    else None
+                )
+                # The session holds what it held before this chunk, or this chunk too;
+                # anything else is not to be trusted. (distribution answers `0-0` for an
+                # empty session as for one holding 1 byte: a chunk is never 1 byte.)
+                held = 0 if status is not None and offset == 0 and status[0] == 1 else None
+                if (
+                    status is not None
+                    and held is None
+                    and status[0] in (offset, offset + len(chunk))
+                ):
+                    held = status[0]
+                if status is None or held is None:
+                    raise
+                offset, location = held, status[1]
+                log.info("%s: %s; resuming at byte %d", what, exc, offset)
+                progress.restart(blob.digest, offset)
+                client.pause(resumes - 1, None, what, str(exc))
+                continue
             offset += len(chunk)
             progress.advance(blob.digest, len(chunk))
     url = location.copy_merge_params({"digest": blob.digest})
@@ -131,6 +166,24 @@ def _put_chunks(
 
 def _const(data: bytes) -> Callable[[], bytes]:
     return lambda: data
+
+
+def upload_status(
+    client: RegistryClient, endpoint: Endpoint, location: httpx.URL, what: str
+) -> tuple[int, httpx.URL] | None:
+    """How many bytes the upload session at `location` holds, and where it goes on (the
+    distribution spec's GET of an upload: 204 with `Range: 0-LAST`); None when it is gone."""
+    try:
+        with client.send("GET", location, endpoint, what=f"{what} (status)") as response:
+            if response.status_code != 204:
+                return None
+            held = response.headers.get("range", "")
+            start, sep, last = held.partition("-")
+            if not sep or start != "0" or not last.isdigit():
+                return None
+            return int(last) + 1, upload_location(response, endpoint)
+    except (ExternalError, UserError):
+        return None
 
 
 def upload_location(response: httpx.Response, endpoint: Endpoint) -> httpx.URL:

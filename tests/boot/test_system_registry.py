@@ -1,0 +1,59 @@
+"""The Redis OS pushed to a registry, removed locally, booted from there: `osbuilder run
+docker://REF` answers PONG, and a second run downloads nothing. As kernel+initrd, and
+as a disk image (the system's one file)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.boot.conftest import build_system, free_port, osbuilder, redis_cli
+from tests.conftest import REPO, TRUST_OPTIONS, Packages
+from tests.integration.registry import running_registry
+
+pytestmark = pytest.mark.boot
+
+
+def run_from_registry(ref: str, state: Path, store: Path) -> subprocess.CompletedProcess[str]:
+    """`osbuilder run --detach docker://REF` until Redis answers on a free port; stopped
+    before it returns (asserting that it answered PONG)."""
+    port = free_port()
+    started = osbuilder(
+        "run", "--detach", "--accel", "tcg", "--net", "restricted",
+        "--publish", f"{port}:6379", "--wait-tcp", "6379", "--timeout", "240",
+        "--state", str(state), "--cache", str(store), *TRUST_OPTIONS, f"docker://{ref}",
+    )  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        assert redis_cli(port, "ping") == "PONG"
+    finally:
+        stopped = osbuilder("stop", str(state))
+    assert stopped.returncode == 0, stopped.stderr
+    return started
+
+
+@pytest.mark.parametrize(
+    ("formats", "pushed"),
+    [((), "redis"), (("qcow2-bios",), "redis.qcow2")],
+    ids=["kernel+initrd", "qcow2"],
+)
+def test_redis_os_runs_from_a_registry(
+    packages: Packages, tmp_path: Path, formats: tuple[str, ...], pushed: str
+) -> None:
+    (tmp_path / "registry").mkdir()
+    with running_registry(tmp_path / "registry") as registry:
+        build_system(packages, REPO / "examples/redis.yml", tmp_path / "out", *formats)
+        ref = f"{registry.host}/systems/redis:1"
+        done = osbuilder("push", "registry", ref, str(tmp_path / "out" / pushed))
+        assert done.returncode == 0, done.stderr
+        shutil.rmtree(tmp_path / "out")  # nothing of the build left here
+        store = tmp_path / "store"
+        first = run_from_registry(ref, tmp_path / "state-1", store)
+        assert "done" in first.stderr  # the progress of each download
+        blobs = sorted((store / "blobs/sha256").iterdir())
+        second = run_from_registry(ref, tmp_path / "state-2", store)
+        assert "done" not in second.stderr, second.stderr  # the store had it all
+        assert sorted((store / "blobs/sha256").iterdir()) == blobs
