@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -114,6 +115,9 @@ class ContentStore:
         self.ingest_dir = root / "ingest"
         # Derived from layer blobs (assemble/snapshots.py): named HEX.*, gone with blob HEX.
         self.snapshots = root / "snapshots"
+        # Systems' files as `run docker://` boots them (systems/pull.py): directories named
+        # after the system's manifest, gone with it.
+        self.systems = root / "systems"
         try:
             self.blobs.mkdir(parents=True, exist_ok=True)
             self.ingest_dir.mkdir(exist_ok=True)
@@ -348,6 +352,11 @@ class ContentStore:
                     if snapshots or partial or "sha256:" + path.name.split(".")[0] not in keep:
                         size += path.stat().st_size
                         path.unlink()
+            if self.systems.is_dir():
+                for path in self.systems.iterdir():
+                    if "sha256:" + path.name not in keep:
+                        size += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                        shutil.rmtree(path)
             return count, size
 
     def _drop_orphaned_attachments(self) -> list[StoredReference]:

@@ -182,7 +182,7 @@ def write_files(store: ContentStore, system: PulledSystem, directory: Path) -> l
 def materialised(store: ContentStore, system: PulledSystem) -> Path:
     """The system's files in the store's systems/ directory, keyed by the manifest's
     digest (written once; later runs find them there)."""
-    directory = store.root / "systems" / system.manifest_digest.removeprefix("sha256:")
+    directory = store.systems / system.manifest_digest.removeprefix("sha256:")
     complete = all(
         (directory / name).is_file() and (directory / name).stat().st_size == blob.size
         for name, blob in zip(system.names(), system.files, strict=True)

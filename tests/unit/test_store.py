@@ -274,3 +274,19 @@ def test_gc_says_that_it_waits_for_a_command_using_the_store(
     with caplog.at_level(logging.WARNING, logger="osbuilder.oci.store"):
         store.gc()  # no one holds it: no word
     assert caplog.messages == []
+
+
+def test_gc_removes_the_files_of_systems_no_longer_in_the_store(tmp_path: Path) -> None:
+    """`run docker://` writes a system's files under systems/MANIFEST-HEX: they go with
+    the system's manifest."""
+    store = ContentStore(tmp_path)
+    kept = put_image(store, [b"kernel"])
+    dropped = put_image(store, [b"old kernel"])
+    store.tag("docker.io/team/os:1", kept)
+    for descriptor in (kept, dropped):
+        directory = store.systems / descriptor.digest.removeprefix("sha256:")
+        directory.mkdir(parents=True)
+        (directory / "os-kernel").write_bytes(b"12345")
+    _, freed = store.gc()
+    assert [p.name for p in store.systems.iterdir()] == [kept.digest.removeprefix("sha256:")]
+    assert freed >= 5
