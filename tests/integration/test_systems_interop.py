@@ -215,6 +215,10 @@ def test_push_and_pull_a_system_through_tls_with_blobs_redirected(
         assert all(line.status == 200 for line in served)
         uploads = [line for line in wild.front_requests() if line.method in ("POST", "PUT")]
         assert uploads and all(line.status < 400 for line in uploads)
+        # oras, trusting the same CA, follows the same redirects to the same files.
+        client = oras.provider.Registry(hostname=wild.host, tls_verify=str(ca.path))
+        client.pull(target=ref, outdir=str(tmp_path / "oras"))
+        assert contents(tmp_path / "oras") == files
 
 
 def test_an_untyped_index_of_images_is_still_not_a_system(
