@@ -157,6 +157,8 @@ def test_skopeo_copy_all_keeps_a_system_pullable(
 ) -> None:
     amd = outputs(tmp_path / "amd64")
     arm = outputs(tmp_path / "arm64")
+    sbom = {"spdxVersion": "SPDX-2.3", "name": "amd64 system", "packages": []}
+    (tmp_path / "amd64/sys.spdx.json").write_text(json.dumps(sbom))
     source = f"{registry.host}/systems/multi:1"
     code, out, err = cli(
         tmp_path / "store", "push", "registry", "--json", source,
@@ -187,6 +189,23 @@ def test_skopeo_copy_all_keeps_a_system_pullable(
         )
         assert code == 0, err
         assert contents(target) == files
+    # The SBOM is listed under the tag of the referrers schema, which `copy --all` of
+    # one tag leaves behind. Copied too, it lists the same referrer, but without its
+    # artifactType (skopeo 1.9 writes the index anew): the referrer's manifest says it.
+    amd64 = json.loads(out)["manifests"]["amd64"]
+    code, _, err = cli(tmp_path / "store", "sbom", "--arch", "amd64", copied)
+    assert code == 1 and err.splitlines() == [
+        f"osbuilder: {copied}: the system has no SBOM attached"
+    ], err
+    tag = amd64.replace(":", "-")
+    skopeo(
+        "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
+        f"docker://{registry.host}/systems/multi:{tag}",
+        f"docker://{other_registry.host}/mirror/multi:{tag}",
+    )  # fmt: skip
+    code, printed, err = cli(tmp_path / "store", "sbom", "--arch", "amd64", copied)
+    assert code == 0, err
+    assert json.loads(printed) == sbom
 
 
 def test_push_and_pull_a_system_through_tls_with_blobs_redirected(
