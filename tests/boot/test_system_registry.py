@@ -88,7 +88,9 @@ def test_redis_os_copied_by_skopeo_and_pushed_by_oras_runs(
         record.write_bytes(BuildRecord("oras", host_target().architecture).as_bytes())
         by_oras = f"{first.host}/oras/redis:1"
         files = sorted(p for p in (tmp_path / "out").iterdir() if p.is_file())
-        response = oras.provider.Registry(hostname=first.host, insecure=True).push(
+        client = oras.provider.Registry(hostname=first.host, insecure=True)
+        client.session.trust_env = False  # no *_proxy variable: loopback only
+        response = client.push(
             target=by_oras,
             files=[f"{p}:application/octet-stream" for p in files],
             manifest_config=f"{record}:{SYSTEM_TYPE}",

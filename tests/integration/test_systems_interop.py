@@ -55,9 +55,14 @@ def contents(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir()}
 
 
-def oras_client(registry: Registry) -> Any:
-    """The oras SDK's client for a plain-HTTP loopback registry."""
-    return oras.provider.Registry(hostname=registry.host, insecure=True)
+def oras_client(registry: Registry | str, kind: Any = None, **options: Any) -> Any:
+    """The oras SDK's client (of `kind`, default its own) for a registry, plain HTTP
+    unless `options` say otherwise; no *_proxy variable of the environment applies (the
+    tests stay on loopback)."""
+    host = registry if isinstance(registry, str) else registry.host
+    client = (kind or oras.provider.Registry)(hostname=host, **(options or {"insecure": True}))
+    client.session.trust_env = False
+    return client
 
 
 def manifest(registry: Registry, repository: str, reference: str) -> dict[str, Any]:
@@ -127,9 +132,8 @@ def test_osbuilder_pulls_what_oras_pushed_with_the_empty_config(
     """oras-go's layout: artifactType, the empty descriptor as config."""
     files = outputs(tmp_path / "out")
     ref = f"{registry.host}/oras/empty:1"
-    _oras_push(_TypedOras(hostname=registry.host, insecure=True), ref, tmp_path / "out", (
-        f"{tmp_path / 'none'}:{EMPTY_TYPE}"
-    ))  # fmt: skip
+    client = oras_client(registry, _TypedOras)
+    _oras_push(client, ref, tmp_path / "out", f"{tmp_path / 'none'}:{EMPTY_TYPE}")
     document = manifest(registry, "oras/empty", "1")
     assert document["artifactType"] == SYSTEM_TYPE
     assert document["config"]["mediaType"] == EMPTY_TYPE
@@ -235,7 +239,7 @@ def test_push_and_pull_a_system_through_tls_with_blobs_redirected(
         uploads = [line for line in wild.front_requests() if line.method in ("POST", "PUT")]
         assert uploads and all(line.status < 400 for line in uploads)
         # oras, trusting the same CA, follows the same redirects to the same files.
-        client = oras.provider.Registry(hostname=wild.host, tls_verify=str(ca.path))
+        client = oras_client(wild.host, tls_verify=str(ca.path))
         client.pull(target=ref, outdir=str(tmp_path / "oras"))
         assert contents(tmp_path / "oras") == files
 
