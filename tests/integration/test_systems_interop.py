@@ -93,8 +93,11 @@ class _TypedOras(oras.provider.Registry):  # type: ignore[misc]
         return super().upload_manifest({**manifest, "artifactType": SYSTEM_TYPE}, container)
 
 
-def _oras_push(client: Any, ref: str, directory: Path, config: str) -> None:
-    paths = [f"{p}:application/octet-stream" for p in sorted(directory.iterdir())]
+def _oras_push(
+    client: Any, ref: str, directory: Path, config: str, media_type: str | None = None
+) -> None:
+    """The SDK's push of `directory`'s files, each of `media_type` (default: the SDK's)."""
+    paths = [f"{p}:{media_type}" if media_type else str(p) for p in sorted(directory.iterdir())]
     response = client.push(
         target=ref,
         files=paths,
@@ -109,7 +112,8 @@ def test_osbuilder_pulls_what_oras_pushed_with_a_record_as_config(
     registry: Registry, tmp_path: Path
 ) -> None:
     """The SDK writes no artifactType; a config typed as a system is the artifact's type
-    (the image-spec: without artifactType, the config's mediaType says what it is)."""
+    (the image-spec: without artifactType, the config's mediaType says what it is). Its
+    layers' media type (the SDK's default here) does not matter."""
     files = outputs(tmp_path / "out")
     record = tmp_path / "record.json"
     record.write_bytes(BuildRecord("oras", "amd64", formats=["kernel+initrd"]).as_bytes())
@@ -119,6 +123,9 @@ def test_osbuilder_pulls_what_oras_pushed_with_a_record_as_config(
     assert "artifactType" not in document
     assert document["config"]["mediaType"] == SYSTEM_TYPE
     assert sorted(layer["annotations"][TITLE] for layer in document["layers"]) == sorted(files)
+    assert {layer["mediaType"] for layer in document["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar"
+    }
     code, _, err = cli(
         tmp_path / "store", "pull", "--arch", "amd64", ref, "-o", str(tmp_path / "o")
     )
@@ -133,7 +140,8 @@ def test_osbuilder_pulls_what_oras_pushed_with_the_empty_config(
     files = outputs(tmp_path / "out")
     ref = f"{registry.host}/oras/empty:1"
     client = oras_client(registry, _TypedOras)
-    _oras_push(client, ref, tmp_path / "out", f"{tmp_path / 'none'}:{EMPTY_TYPE}")
+    config = f"{tmp_path / 'none'}:{EMPTY_TYPE}"
+    _oras_push(client, ref, tmp_path / "out", config, "application/octet-stream")
     document = manifest(registry, "oras/empty", "1")
     assert document["artifactType"] == SYSTEM_TYPE
     assert document["config"]["mediaType"] == EMPTY_TYPE
