@@ -221,7 +221,13 @@ def pull_system(
 def _sbom(args: argparse.Namespace) -> int:
     from osbuilder.oci.platform import select_manifest
     from osbuilder.oci.reference import parse_reference
-    from osbuilder.systems.artifact import describes_system, not_a_system, parse_document
+    from osbuilder.systems.artifact import (
+        describes_system,
+        not_a_system,
+        parse_document,
+        parse_system_manifest,
+        untyped_index,
+    )
     from osbuilder.systems.referrers import SPDX_TYPE, fetch_referrer_blob, list_referrers
 
     ref = parse_reference(args.ref)
@@ -229,7 +235,7 @@ def _sbom(args: argparse.Namespace) -> int:
     with registry_client(args) as client, store.using():
         top = client.get_manifest(ref)
         document = parse_document(top.data, ref.familiar())
-        if not describes_system(document):
+        if not describes_system(document) and not untyped_index(document):
             raise not_a_system(ref.familiar(), document)
         digest = top.digest
         if "manifests" in document:
@@ -237,6 +243,8 @@ def _sbom(args: argparse.Namespace) -> int:
             digest = select_manifest(
                 store.index(top.digest), target_platform(args), args.ref
             ).digest
+            if untyped_index(document):  # the chosen manifest says what it is
+                parse_system_manifest(client.get_manifest(ref, digest).data, ref.familiar())
         found = list_referrers(client, ref, digest, SPDX_TYPE)
         if not found:
             raise UserError(f"{ref.familiar()}: the system has no SBOM attached")

@@ -157,6 +157,21 @@ def describes_system(document: dict[str, Any]) -> bool:
     )
 
 
+def untyped_index(document: dict[str, Any]) -> bool:
+    """An index that types neither itself nor any entry. Tools that predate artifactType
+    leave a system's index so when they rewrite it (skopeo 1.9's `copy --all` drops the
+    field from the index and its entries; the manifests it copies as they are): what
+    such an index holds is told by the manifest chosen from it, which must be a
+    system's (parse_system_manifest)."""
+    entries = document.get("manifests")
+    return (
+        "artifactType" not in document
+        and isinstance(entries, list)
+        and bool(entries)
+        and all(isinstance(e, dict) and "artifactType" not in e for e in entries)
+    )
+
+
 def not_a_system(name: str, document: dict[str, Any]) -> UserError:
     kind = artifact_type(document)
     what = (

@@ -34,6 +34,7 @@ from osbuilder.systems.artifact import (
     parse_document,
     parse_record,
     parse_system_manifest,
+    untyped_index,
 )
 
 #: (reference, the digest it resolved to, the architecture's manifest digest): raises
@@ -79,7 +80,7 @@ class SystemPuller:
             data = self.store.read_blob(top.digest)
             name = ref.familiar()
             document = parse_document(data, name)
-            if not describes_system(document):
+            if not describes_system(document) and not untyped_index(document):
                 raise not_a_system(name, document)
             manifest_digest = top.digest
             if is_index(top.media_type):

@@ -21,10 +21,12 @@ from osbuilder.oci.registry import ManifestNotFound, RegistryClient
 from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore
 from osbuilder.oci.transport import read_body
 from osbuilder.systems.artifact import EMPTY_TYPE, TITLE, parse_document
+from osbuilder.systems.artifact import artifact_type as artifact_type_of
 
 SPDX_TYPE = "application/spdx+json"
 EMPTY_DATA = b"{}"
 MAX_REFERRERS = 1000  # entries of one referrers index taken
+MAX_UNTYPED = 16  # entries without artifactType whose manifests are read for their type
 MAX_SBOM_SIZE = 256 * 1024 * 1024
 _TAG_ROUNDS = 3  # read-add-write rounds of the referrers tag
 
@@ -94,15 +96,27 @@ def list_referrers(
     if entries is None:
         entries = referrers_tag(client, ref, digest)
     chosen = []
+    untyped = 0
     for entry in entries:
         if entry.get("digest") == digest:
             raise UserError(
                 f"{ref.familiar()}: the referrers of {digest[:19]} list it as its own "
                 "referrer (a referrer loop); refusing it"
             )
-        if artifact_type is None or entry.get("artifactType") == artifact_type:
-            chosen.append(entry)
+        typed = entry
+        if "artifactType" not in entry and artifact_type is not None and untyped < MAX_UNTYPED:
+            untyped += 1
+            typed = {**entry, "artifactType": _referrer_type(client, ref, str(entry["digest"]))}
+        if artifact_type is None or typed.get("artifactType") == artifact_type:
+            chosen.append(typed)
     return chosen
+
+
+def _referrer_type(client: RegistryClient, ref: ImageReference, digest: str) -> str | None:
+    """A referrer's type from its manifest, for an entry of the index that lacks it (as
+    `skopeo copy` 1.9 writes a referrers index it copies: without artifactType)."""
+    fetched = client.get_manifest(ref, digest)
+    return artifact_type_of(parse_document(fetched.data, f"{ref.familiar()}@{digest[:19]}"))
 
 
 def _entries(data: bytes, what: str) -> list[dict[str, Any]]:

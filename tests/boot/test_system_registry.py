@@ -57,3 +57,46 @@ def test_redis_os_runs_from_a_registry(
         second = run_from_registry(ref, tmp_path / "state-2", store)
         assert "done" not in second.stderr, second.stderr  # the store had it all
         assert sorted((store / "blobs/sha256").iterdir()) == blobs
+
+
+def test_redis_os_copied_by_skopeo_and_pushed_by_oras_runs(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """`skopeo copy --all` of the pushed system to another registry runs from there; the
+    same files pushed by the oras SDK (a build record typed as a system for config) run."""
+    import oras.provider  # type: ignore[import-untyped]
+
+    from osbuilder.oci.platform import host_target
+    from osbuilder.systems.artifact import SYSTEM_TYPE, BuildRecord
+    from tests.integration.images import skopeo
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with running_registry(tmp_path / "a") as first, running_registry(tmp_path / "b") as second:
+        prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out")
+        source = f"{first.host}/systems/redis:1"
+        done = osbuilder("push", "registry", source, str(prefix))
+        assert done.returncode == 0, done.stderr
+        copied = f"{second.host}/mirror/redis:1"
+        skopeo(
+            "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
+            f"docker://{source}", f"docker://{copied}",
+        )  # fmt: skip
+        run_from_registry(copied, tmp_path / "state-copied", tmp_path / "store-copied")
+
+        record = tmp_path / "record.json"
+        record.write_bytes(BuildRecord("oras", host_target().architecture).as_bytes())
+        by_oras = f"{first.host}/oras/redis:1"
+        files = sorted(p for p in (tmp_path / "out").iterdir() if p.is_file())
+        client = oras.provider.Registry(hostname=first.host, insecure=True)
+        client.session.trust_env = False  # no *_proxy variable: loopback only
+        response = client.push(
+            target=by_oras,
+            files=[f"{p}:application/octet-stream" for p in files],
+            manifest_config=f"{record}:{SYSTEM_TYPE}",
+            disable_path_validation=True,
+            quiet=True,
+        )
+        assert response.status_code == 201, response.text
+        shutil.rmtree(tmp_path / "out")
+        run_from_registry(by_oras, tmp_path / "state-oras", tmp_path / "store-oras")

@@ -22,6 +22,7 @@ from osbuilder.systems.artifact import (
     manifest_bytes,
     parse_record,
     parse_system_manifest,
+    untyped_index,
 )
 from osbuilder.systems.pull import boot_path
 from osbuilder.systems.push import guess_formats, output_files, split_arch
@@ -58,6 +59,9 @@ def test_index_of_architectures() -> None:
     untyped = {"manifests": [entry.as_json()]}
     assert describes_system(untyped)
     assert not describes_system({"manifests": [{**entry.as_json(), "artifactType": "x"}]})
+    bare = {k: v for k, v in entry.as_json().items() if k != "artifactType"}
+    assert untyped_index({"manifests": [bare]}) and not describes_system({"manifests": [bare]})
+    assert not untyped_index(untyped) and not untyped_index({"manifests": []})
 
 
 def test_record_round_trip() -> None:
