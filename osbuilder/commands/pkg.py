@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from osbuilder.commands.common import (
-    add_registries_d_option,
     add_registry_options,
     add_signing_options,
     add_store_options,
+    add_trust_options,
     open_store,
     print_json,
     registry_client,
@@ -80,16 +80,7 @@ def register(
     add_store_options(build)
     add_registry_options(build)
     add_signing_options(build)
-    trust = build.add_argument_group("signature options")
-    trust.add_argument(
-        "--policy",
-        type=Path,
-        metavar="FILE",
-        help="signature policy a package pulled from --cache-from must satisfy, "
-        "containers-policy.json(5), as for `osbuilder pull` (default: "
-        "~/.config/containers/policy.json, else /etc/containers/policy.json, else none)",
-    )
-    add_registries_d_option(trust)
+    add_trust_options(build)  # (the policy judges packages pulled from --cache-from)
     build.set_defaults(handler=_build)
 
     lock = pkg_sub.add_parser(
