@@ -1,8 +1,8 @@
 """The `osbuilder` command: subcommands, exit codes, clean errors.
 
 Exit codes: 0 ok, 1 spec or user error, 2 usage error, 3 failure of something
-external (registry, qemu, a tool). A failure prints one line per problem and
-no traceback unless --debug.
+external (registry, qemu, a tool), 70 a bug in osbuilder (EX_SOFTWARE). A failure
+prints one line per problem and no traceback unless --debug.
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(
             f"osbuilder: internal error: {type(exc).__name__}: {exc} "
-            "(this is a bug; rerun with --debug for the traceback)",
+            "(this is a bug: rerun with --debug for the traceback, and report it)",
             file=sys.stderr,
         )
-        return ExitCode.USER
+        return ExitCode.INTERNAL
     finally:
         if in_main_thread:  # (signal handlers can only be set from the main thread)
             signal.signal(signal.SIGTERM, previous)
@@ -140,7 +140,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         description="Build small, immutable Linux systems from OCI container images.",
         parents=[common],
         epilog="Exit codes: 0 ok, 1 spec or user error, 2 usage error, "
-        "3 failure of something external (registry, qemu, a tool).",
+        "3 failure of something external (registry, qemu, a tool), 70 a bug in osbuilder.",
     )
     parser.set_defaults(debug=False, verbose=False)
     parser.add_argument("--version", action="version", version=f"osbuilder {__version__}")

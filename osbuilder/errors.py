@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     USER = 1  # the spec, a file or an argument the user gave is wrong
     USAGE = 2  # the command line itself is malformed (argparse's convention)
     EXTERNAL = 3  # something outside osbuilder failed: a registry, qemu, a tool
+    INTERNAL = 70  # a bug in osbuilder (sysexits.h's EX_SOFTWARE), never the user's mistake
 
 
 class OsbuilderError(Exception):

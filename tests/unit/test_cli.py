@@ -358,3 +358,21 @@ def test_run_takes_user_data_from_one_place(
 ) -> None:
     code, _, err = run(capsys, "run", "--data", "x", "--data-file", "f", str(tmp_path / "sys"))
     assert code == 2 and "not allowed with argument --data" in err
+
+
+def test_a_bug_exits_70_and_asks_for_a_report(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Exit 1 is the user's mistake; a bug in osbuilder is EX_SOFTWARE, and says so."""
+
+    def broken(path: object, *args: object, **kwargs: object) -> None:
+        raise KeyError("no such thing")
+
+    monkeypatch.setattr("osbuilder.spec.check_specs", broken)
+    spec = write(tmp_path, "ok.yml", "init: [busybox]\n")
+    code, _, err = run(capsys, "validate", spec)
+    assert code == 70
+    assert err == (
+        "osbuilder: internal error: KeyError: 'no such thing' (this is a bug: rerun with "
+        "--debug for the traceback, and report it)\n"
+    )
