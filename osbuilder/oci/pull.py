@@ -136,27 +136,9 @@ class Puller:
         ref: ImageReference,
         blobs: list[Descriptor],
     ) -> int:
-        if not blobs:
-            return 0
-        with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(blobs)))) as pool:
-            futures = [
-                pool.submit(
-                    client.fetch_blob, endpoints, ref.repository, blob, self.store, self.progress
-                )
-                for blob in blobs
-            ]
-            # Wait for all (a failure cancels what has not started) and raise the first error.
-            errors = []
-            for future in futures:
-                try:
-                    future.result()
-                except (ExternalError, UserError) as exc:
-                    errors.append(exc)
-                    for other in futures:
-                        other.cancel()
-            if errors:
-                raise errors[0]
-            return sum(f.result() for f in futures)
+        return fetch_blobs(
+            client, endpoints, ref.repository, blobs, self.store, self.progress, self.jobs
+        )
 
     def _descriptor_in_store(self, digest: str) -> Descriptor | None:
         """A descriptor for a blob we hold, with its media type read from the document."""
@@ -204,6 +186,38 @@ class Puller:
         )
         image = Image(ref, descriptor, manifest_descriptor, manifest, config)
         return PullResult(image, transferred, network)
+
+
+def fetch_blobs(
+    client: RegistryClient,
+    endpoints: list[Endpoint],
+    repository: str,
+    blobs: list[Descriptor],
+    store: ContentStore,
+    progress: Progress,
+    jobs: int,
+) -> int:
+    """Download `blobs` of `repository` into `store`, `jobs` at a time; the bytes
+    transferred. A failure cancels what has not started, and the first error is raised
+    once the running ones end."""
+    if not blobs:
+        return 0
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(blobs)))) as pool:
+        futures = [
+            pool.submit(client.fetch_blob, endpoints, repository, blob, store, progress)
+            for blob in blobs
+        ]
+        errors = []
+        for future in futures:
+            try:
+                future.result()
+            except (ExternalError, UserError) as exc:
+                errors.append(exc)
+                for other in futures:
+                    other.cancel()
+        if errors:
+            raise errors[0]
+        return sum(f.result() for f in futures)
 
 
 def _blobs(manifest: Manifest, layers: bool) -> tuple[Descriptor, ...]:

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from msgspec import Struct
 
-from osbuilder.errors import ExternalError, UserError, cannot_write
+from osbuilder.errors import UserError, cannot_write
 from osbuilder.oci.model import Descriptor, detect_media_type, is_index
 from osbuilder.oci.platform import TargetPlatform, select_manifest
 from osbuilder.oci.progress import NullProgress, Progress
+from osbuilder.oci.pull import fetch_blobs
 from osbuilder.oci.reference import ImageReference
 from osbuilder.oci.registry import RegistryClient
 from osbuilder.oci.store import ContentStore
@@ -139,26 +139,10 @@ class SystemPuller:
             return 0
         if self.client is None:
             raise UserError(f"{ref.familiar()}: its files are not all in the store; pull it")
-        client = self.client
-        endpoints = client.pull_endpoints(ref.registry)
-        with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(missing)))) as pool:
-            futures = [
-                pool.submit(
-                    client.fetch_blob, endpoints, ref.repository, blob, self.store, self.progress
-                )
-                for blob in missing
-            ]
-            errors: list[Exception] = []
-            for future in futures:
-                try:
-                    future.result()
-                except (ExternalError, UserError) as exc:
-                    errors.append(exc)
-                    for other in futures:
-                        other.cancel()
-            if errors:
-                raise errors[0]
-            return sum(f.result() for f in futures)
+        endpoints = self.client.pull_endpoints(ref.registry)
+        return fetch_blobs(
+            self.client, endpoints, ref.repository, missing, self.store, self.progress, self.jobs
+        )
 
 
 def write_files(store: ContentStore, system: PulledSystem, directory: Path) -> list[Path]:
