@@ -24,6 +24,10 @@ _FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+# A file of the repository named in the text, linked or not: `tests/unit/test_x.py`.
+_REPO_FILE = re.compile(
+    r"(?<![\w/.-])((?:osbuilder|tests|examples|bench|docs|pkg|kernels)/[a-z0-9_./+-]*\.(?:py|yml|md))\b"
+)
 
 
 def _prose(text: str) -> str:
@@ -65,6 +69,18 @@ def test_relative_links_resolve(page: Path) -> None:
         elif anchor and destination.suffix == ".md" and anchor not in anchors(destination):
             broken.append(f"{target}: no heading with that anchor")
     assert not broken, f"{page.relative_to(REPO)}: " + "; ".join(broken)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO)))
+def test_files_named_exist(page: Path) -> None:
+    """A file moved or renamed leaves no page naming its old path, link or not."""
+    named = set(_REPO_FILE.findall(_FENCE.sub("", page.read_text())))
+    missing = sorted(
+        name
+        for name in named
+        if not (REPO / name).exists() and REPO / name not in PENDING_GENERATED
+    )
+    assert not missing, f"{page.relative_to(REPO)} names missing files: {', '.join(missing)}"
 
 
 def test_readme_links_every_docs_page() -> None:
