@@ -102,9 +102,11 @@ typecheck: venv
 pytest: venv
 	$(BIN)/pytest
 
-# Regenerate the spec reference from the models (a unit test checks it is current).
+# Regenerate the spec reference from the models, and the format reference (docs/formats.md,
+# README's table) from formats/catalog.py (unit tests check both are current).
 docs: venv
 	$(BIN)/osbuilder schema --format markdown > docs/spec.md
+	$(BIN)/python -m osbuilder.formats.reference
 
 # Every benchmark runs, even after one misses its target; the status says if any did.
 BENCHMARKS := validate pull pkg build boot push push_system lock

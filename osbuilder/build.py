@@ -29,13 +29,13 @@ from osbuilder.assemble.system import assemble
 from osbuilder.assemble.tree import Spool, Tree
 from osbuilder.atomicfile import abandoned, locked, remove_abandoned
 from osbuilder.epoch import source_date_epoch
-from osbuilder.errors import UserError, cannot_write
-from osbuilder.formats import (
-    BOOT_MEDIA,
+from osbuilder.errors import OsbuilderError, UserError, cannot_write
+from osbuilder.formats.catalog import (
+    DEFAULT_FORMAT,
     FORMATS,
-    MEDIA_ARCHITECTURES,
-    SQUASHFS_ROOT_MEDIA,
-    writer,
+    names,
+    rooted_in,
+    squashfs_root_media,
 )
 from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
@@ -88,17 +88,7 @@ def build(
     if (trust := loaded.spec.trust) is not None and images.verifier is not None:
         covered = TrustedNames.of(trust.image or [], trust.org or [])
         images = structs.replace(images, verifier=replace(images.verifier, covered=covered))
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise UserError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
-    if options.root == "squashfs":
-        _check_squashfs_root(formats)
-    media = [f for f in formats if f in BOOT_MEDIA]
-    if media and images.target.architecture not in MEDIA_ARCHITECTURES:
-        raise UserError(
-            f"{media[0]} is made for amd64 PCs, not {images.target.architecture}; "
-            "build kernel+initrd or tar for it"
-        )
+    _check_formats(formats, options, images.target.architecture)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -207,24 +197,48 @@ def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:
         return Snapshots(scratch / "snapshots", store.open_blob)
 
 
+def _check_formats(formats: Sequence[str], options: WriteOptions, architecture: str) -> None:
+    """Refuse at once what could not be written: an unknown format, --root squashfs where it
+    does not apply, a medium for an architecture its boot loader cannot start."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    if options.root == "squashfs":
+        _check_squashfs_root(formats)
+    for name in formats:
+        allowed = FORMATS[name].architectures
+        if allowed is not None and architecture not in allowed:
+            raise UserError(
+                f"{name} is made for {' or '.join(allowed)} PCs, not {architecture}; "
+                f"build {DEFAULT_FORMAT} or tar for it"
+            )
+
+
 def _check_squashfs_root(formats: Sequence[str]) -> None:
     """--root squashfs: only with formats that can keep the root on a squashfs."""
+    squashfs_kernels = " or ".join(names(rooted_in("squashfs")))
     for name in formats:
-        if name in ("kernel+initrd", "tar-kernel-initrd", "iso-bios", "iso-efi", "iso-efi-initrd"):
+        if FORMATS[name].root == "initrd" and not FORMATS[name].squashfs_root:
             raise UserError(
                 f"--root squashfs: {name} keeps the root in its initrd; build it without "
-                "--root (for a kernel with a squashfs root: -f kernel+squashfs)"
+                f"--root (for a kernel with a squashfs root: -f {squashfs_kernels})"
             )
-    if not any(name in SQUASHFS_ROOT_MEDIA for name in formats):
+    if not any(FORMATS[name].squashfs_root for name in formats):
+        disks = names(squashfs_root_media())
         raise UserError(
-            "--root squashfs is for the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, "
-            "vmdk, aws, gcp); kernel+squashfs has its root on a squashfs anyway"
+            f"--root squashfs is for the disk formats ({', '.join(disks)}); "
+            f"{squashfs_kernels} has its root on a squashfs anyway"
         )
 
 
 def _write(job: WriteJob) -> list[Output]:
+    """Each format's files; a writer's error says which format it stopped (a SpecValueError
+    stays one, for its value's FILE:LINE)."""
     written: list[Output] = []
     for format_name in job.formats:
         log.info("writing %s", format_name)
-        written += writer(format_name)(job)
+        try:
+            written += FORMATS[format_name].writer()(job)
+        except OsbuilderError as error:
+            raise error.prefixed(format_name) from error
     return written

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 from enum import IntEnum
 from pathlib import Path
+from typing import Self
 
 
 class ExitCode(IntEnum):
@@ -23,6 +24,14 @@ class OsbuilderError(Exception):
     """A failure with a message meant for the user."""
 
     exit_code: ExitCode = ExitCode.USER
+
+    def prefixed(self, prefix: str) -> Self:
+        """The same error (its type and attributes) with `prefix: ` before each line of its
+        message: for the one caller that says what failed (e.g. the format being written)."""
+        error = type(self).__new__(type(self))
+        error.__dict__.update(self.__dict__)
+        error.args = ("\n".join(f"{prefix}: {line}" for line in str(self).splitlines()),)
+        return error
 
 
 class UserError(OsbuilderError):

@@ -23,6 +23,7 @@ from osbuilder.commands.common import (
     verifier,
 )
 from osbuilder.errors import ExitCode, UserError
+from osbuilder.formats.catalog import DEFAULT_FORMAT, FORMATS, names, squashfs_root_media
 from osbuilder.oci.reference import parse_reference
 
 if TYPE_CHECKING:
@@ -33,15 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FORMAT = "kernel+initrd"
 STDIN_DEFAULT_NAME = "system"  # the output name of a spec read from standard input
 
 
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    from osbuilder.formats import FORMAT_NAMES
-
     build = sub.add_parser(
         "build",
         parents=[common],
@@ -61,8 +59,8 @@ def register(
         action="append",
         dest="formats",
         metavar="FORMAT",
-        choices=FORMAT_NAMES,
-        help=f"output format, repeatable: {', '.join(FORMAT_NAMES)} (default {DEFAULT_FORMAT})",
+        choices=tuple(FORMATS),
+        help=f"output format, repeatable: {', '.join(FORMATS)} (default {DEFAULT_FORMAT})",
     )
     build.add_argument(
         "-o",
@@ -88,9 +86,8 @@ def register(
         "--root",
         choices=("initrd", "squashfs"),
         default="initrd",
-        help="where the disk formats (raw-*, qcow2-*, vhd, dynamic-vhd, vmdk, aws, gcp) keep "
-        "the root filesystem: in their initrd (default), or on a squashfs partition read as "
-        "needed",
+        help=f"where the disk formats ({', '.join(names(squashfs_root_media()))}) keep the "
+        "root filesystem: in their initrd (default), or on a squashfs partition read as needed",
     )
     build.add_argument(
         "--dry-run",

@@ -11,6 +11,13 @@ from typing import TYPE_CHECKING
 from osbuilder.commands.common import print_json, whole_number
 from osbuilder.commands.systems import add_pull_options
 from osbuilder.errors import ExitCode
+from osbuilder.formats.catalog import (
+    DEFAULT_FORMAT,
+    FORMATS,
+    boot_media,
+    names,
+    root_image_formats,
+)
 
 if TYPE_CHECKING:
     from osbuilder.media import MediaBoot
@@ -37,13 +44,13 @@ def register(
         "run",
         parents=[common],
         help="boot a built system under QEMU",
-        description="Boot PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline (the "
-        "kernel+initrd format; the root of kernel+squashfs or kernel+erofs is attached as "
-        "a read-only first disk), or an image built as iso-*, raw-*, qcow2-*, vhd, vmdk, "
-        "aws or gcp (from a read-only CD or disk; UEFI for a GPT; gcp's disk.raw is "
-        "unpacked into the state directory first), under QEMU, the serial console on the "
-        "terminal. The exit status is 0 when the guest powers off cleanly, non-zero after a "
-        "kernel panic or a timeout.",
+        description=f"Boot {', '.join(FORMATS[DEFAULT_FORMAT].file_names('PREFIX'))} (the "
+        f"{DEFAULT_FORMAT} format; the root of {' or '.join(names(root_image_formats()))} is "
+        "attached as a read-only first disk), or an image built as "
+        f"{', '.join(names(boot_media()))} (from a read-only CD or disk; UEFI for a GPT; "
+        "gcp's disk.raw is unpacked into the state directory first), under QEMU, the serial "
+        "console on the terminal. The exit status is 0 when the guest powers off cleanly, "
+        "non-zero after a kernel panic or a timeout.",
     )
     run.add_argument(
         "prefix",

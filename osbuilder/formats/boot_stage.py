@@ -29,6 +29,7 @@ from osbuilder.errors import UserError
 
 if TYPE_CHECKING:
     from osbuilder.assemble.tree import Tree
+    from osbuilder.formats.job import WriteJob
 
 BUSYBOX = "bin/busybox"
 # Modules that may carry the root, loaded when the kernel has them as modules: virtio
@@ -133,13 +134,19 @@ exec $bb switch_root /newroot /init
 """
 
 
-def boot_stage_entries(
-    tree: Tree, epoch: int, format_name: str, filesystem: RootFilesystem
-) -> list[Entry]:
+def boot_stage(job: WriteJob, filesystem: RootFilesystem) -> list[Entry]:
+    """The boot stage's entries for a root in `filesystem`, made once per build."""
+    return job.once(
+        f"{filesystem.name} boot stage",
+        lambda: boot_stage_entries(job.system.tree, job.epoch, filesystem),
+    )
+
+
+def boot_stage_entries(tree: Tree, epoch: int, filesystem: RootFilesystem) -> list[Entry]:
     """The boot stage's entries (parents first), taken from the system's `tree`, for a
     root in `filesystem`."""
-    busybox = _static_busybox(tree, format_name)
-    modules = _root_modules(tree, format_name, filesystem)
+    busybox = _static_busybox(tree)
+    modules = _root_modules(tree, filesystem)
     required = " ".join(module for module, _, needed in modules if needed)
     script = INIT_SCRIPT.replace("@MODULES@", required)
     script = script.replace("@DRIVERS@", " ".join(m for m, _, needed in modules if not needed))
@@ -180,18 +187,18 @@ def _parents(directory: str) -> Iterator[str]:
         yield "/".join(parts[:end])
 
 
-def _static_busybox(tree: Tree, format_name: str) -> Entry:
+def _static_busybox(tree: Tree) -> Entry:
     entry = tree.get(tree.resolve(BUSYBOX, follow_last=True))
     if entry is None or entry.kind is not Kind.FILE or entry.content is None:
         raise UserError(
-            f"{format_name}: the system has no /{BUSYBOX} to mount its root with; "
+            f"the system has no /{BUSYBOX} to mount its root with; "
             "add an init image that has a static busybox (osbuilder/init has one)"
         )
     with entry.content.open() as stream:
         head = stream.read(64 * 1024)
     if not is_static_elf(head):
         raise UserError(
-            f"{format_name}: /{BUSYBOX} is not a static executable, so it cannot run "
+            f"/{BUSYBOX} is not a static executable, so it cannot run "
             "before the root is mounted; use busybox-static (osbuilder/init has it)"
         )
     return entry
@@ -216,9 +223,7 @@ def is_static_elf(head: bytes) -> bool:
     )
 
 
-def _root_modules(
-    tree: Tree, format_name: str, filesystem: RootFilesystem
-) -> list[tuple[str, Entry, bool]]:
+def _root_modules(tree: Tree, filesystem: RootFilesystem) -> list[tuple[str, Entry, bool]]:
     """(path below lib/modules, entry, whether it must load) of each module to load,
     dependencies first: the file systems' (which must), then the panic device's and the
     disk drivers' (those of a hypervisor the machine is not on fail, which is no error).
@@ -237,7 +242,7 @@ def _root_modules(
         return []
     if len(versions) > 1:
         raise UserError(
-            f"{format_name}: the system has modules of several kernels "
+            f"the system has modules of several kernels "
             f"({', '.join(versions)}); keep those of the spec's kernel only"
         )
     base = f"{modules_dir}/{versions[0]}"
@@ -248,7 +253,7 @@ def _root_modules(
     for name in filesystem_modules:
         if name not in by_name and name not in builtin:
             raise UserError(
-                f"{format_name}: the kernel has no {name} driver (neither a module in "
+                f"the kernel has no {name} driver (neither a module in "
                 f"{versions[0]}'s modules.dep nor built in); add it to the kernel image"
             )
     order: list[str] = []
@@ -263,9 +268,7 @@ def _root_modules(
     for index, path in enumerate(order):
         entry = tree.get(f"{base}/{path}")
         if entry is None or entry.content is None:
-            raise UserError(
-                f"{format_name}: modules.dep names {path}, which the kernel image lacks"
-            )
+            raise UserError(f"modules.dep names {path}, which the kernel image lacks")
         result.append((f"{versions[0]}/{path}", entry, index < required))
     return result
 

@@ -34,7 +34,8 @@ from msgspec import Struct
 
 from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import syslinux
-from osbuilder.formats.staging import COPY_CHUNK, boot_files
+from osbuilder.formats.outputfile import COPY_CHUNK
+from osbuilder.formats.staging import boot_files
 from osbuilder.formats.uki import unified_kernel_image
 from osbuilder.formats.vhd import dynamic_vhd, fixed_vhd
 from osbuilder.formats.vmdk import vmdk_disk
@@ -77,25 +78,25 @@ _DISKS = {
 
 
 def write_raw_bios(job: WriteJob) -> list[Output]:
-    return [_write_raw(job, _DISKS["bios"], "raw-bios")]
+    return [_write_raw(job, _DISKS["bios"])]
 
 
 def write_aws(job: WriteJob) -> list[Output]:
     """NAME.raw: the raw-bios disk, as EC2's VM Import (import-snapshot) takes a raw image
     (LinuxKit's `aws` format and file name)."""
-    return [_copy_output(job, _disk_image(job, _DISKS["bios"], "aws"), job.name + ".raw")]
+    return [_copy_output(job, _disk_image(job, _DISKS["bios"]), job.name + ".raw")]
 
 
 def write_qcow2_bios(job: WriteJob) -> list[Output]:
-    return [_write_qcow2(job, _DISKS["bios"], "qcow2-bios")]
+    return [_write_qcow2(job, _DISKS["bios"])]
 
 
 def write_raw_efi(job: WriteJob) -> list[Output]:
-    return [_write_raw(job, _DISKS["efi"], "raw-efi")]
+    return [_write_raw(job, _DISKS["efi"])]
 
 
 def write_qcow2_efi(job: WriteJob) -> list[Output]:
-    return [_write_qcow2(job, _DISKS["efi"], "qcow2-efi")]
+    return [_write_qcow2(job, _DISKS["efi"])]
 
 
 def write_vhd(job: WriteJob) -> list[Output]:
@@ -111,23 +112,24 @@ def write_dynamic_vhd(job: WriteJob) -> list[Output]:
 
 def _write_vhd(
     job: WriteJob,
-    format_name: str,
+    kind: str,
     suffix: str,
     convert: Callable[[Path, Path, int, uuid.UUID], None],
 ) -> Output:
-    image = _disk_image(job, _DISKS["bios"], format_name)
-    converted = job.scratch / f"{format_name}.vhd"
-    identity = uuid.UUID(disk_guid(boot_files(job, format_name).identity, format_name))
+    """The raw-bios disk as a VHD of `kind` (which names its scratch file and its UUID)."""
+    image = _disk_image(job, _DISKS["bios"])
+    converted = job.scratch / f"{kind}.vhd"
+    identity = uuid.UUID(disk_guid(boot_files(job).identity, kind))
     convert(image, converted, job.epoch, identity)
     return _copy_output(job, converted, job.name + suffix)
 
 
 def write_vmdk(job: WriteJob) -> list[Output]:
     """NAME.vmdk: the raw-bios disk as a VMDK (formats/vmdk.py)."""
-    image = _disk_image(job, _DISKS["bios"], "vmdk")
+    image = _disk_image(job, _DISKS["bios"])
     name = f"{job.name}.vmdk"
     converted = job.scratch / name  # the descriptor names the file it is written as
-    vmdk_disk(image, converted, boot_files(job, "vmdk").identity)
+    vmdk_disk(image, converted, boot_files(job).identity)
     return [_copy_output(job, converted, name)]
 
 
@@ -137,34 +139,31 @@ def _copy_output(job: WriteJob, source: Path, name: str) -> Output:
     return out.result()
 
 
-def _write_raw(job: WriteJob, disk: _Disk, format_name: str) -> Output:
-    return _copy_output(job, _disk_image(job, disk, format_name), job.name + disk.raw_name)
+def _write_raw(job: WriteJob, disk: _Disk) -> Output:
+    return _copy_output(job, _disk_image(job, disk), job.name + disk.raw_name)
 
 
-def _write_qcow2(job: WriteJob, disk: _Disk, format_name: str) -> Output:
-    image = _disk_image(job, disk, format_name)
+def _write_qcow2(job: WriteJob, disk: _Disk) -> Output:
+    image = _disk_image(job, disk)
     converted = image.with_suffix(".qcow2")
     run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", image, converted])
     return _copy_output(job, converted, job.name + disk.qcow2_name)
 
 
-def bios_disk(job: WriteJob, format_name: str) -> Path:
+def bios_disk(job: WriteJob) -> Path:
     """raw-bios's disk in the scratch directory (made once per build), for the formats
     that wrap it whole (gcp); not to be changed."""
-    return _disk_image(job, _DISKS["bios"], format_name)
+    return _disk_image(job, _DISKS["bios"])
 
 
-def _disk_image(job: WriteJob, disk: _Disk, format_name: str) -> Path:
+def _disk_image(job: WriteJob, disk: _Disk) -> Path:
     """The raw disk, made once per build in the scratch directory."""
-    return job.once(f"{disk.firmware} disk", lambda: _make_disk(job, disk, format_name))
+    return job.once(f"{disk.firmware} disk", lambda: _make_disk(job, disk))
 
 
-def _make_disk(job: WriteJob, disk: _Disk, format_name: str) -> Path:
-    boot = boot_files(job, format_name)
-    if disk.firmware == "bios":
-        partition = _bios_partition(job, format_name)
-    else:
-        partition = esp_image(job, format_name)
+def _make_disk(job: WriteJob, disk: _Disk) -> Path:
+    boot = boot_files(job)
+    partition = _bios_partition(job) if disk.firmware == "bios" else esp_image(job)
     image = job.scratch / f"{disk.firmware}.img"
     size = partition.stat().st_size
     # --root squashfs: the root's image in a second partition, right after the first
@@ -190,22 +189,22 @@ def _make_disk(job: WriteJob, disk: _Disk, format_name: str) -> Path:
     return image
 
 
-def esp_image(job: WriteJob, format_name: str) -> Path:
+def esp_image(job: WriteJob) -> Path:
     """The EFI system partition of the EFI media (raw-efi's partition, iso-efi's boot
     image): FAT, with the unified kernel image as EFI/BOOT/BOOTX64.EFI. Made once."""
-    return job.once("esp", lambda: _make_esp(job, format_name))
+    return job.once("esp", lambda: _make_esp(job))
 
 
-def _make_esp(job: WriteJob, format_name: str) -> Path:
+def _make_esp(job: WriteJob) -> Path:
     partition = job.scratch / "esp.img"
-    loader = unified_kernel_image(job, format_name)
-    identity = boot_files(job, format_name).identity
+    loader = unified_kernel_image(job)
+    identity = boot_files(job).identity
     fat_file_system(partition, {"EFI/BOOT/BOOTX64.EFI": loader}, job.epoch, identity)
     return partition
 
 
-def _bios_partition(job: WriteJob, format_name: str) -> Path:
-    boot = boot_files(job, format_name)
+def _bios_partition(job: WriteJob) -> Path:
+    boot = boot_files(job)
     partition = job.scratch / "bios-partition.img"
     config = job.scratch / "syslinux.cfg"
     try:

@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING
 from osbuilder.errors import cannot_write
 from osbuilder.formats.compression import GZIP_LEVEL
 from osbuilder.formats.disk import bios_disk
-from osbuilder.formats.staging import COPY_CHUNK
+from osbuilder.formats.outputfile import COPY_CHUNK
 from osbuilder.runner import stream_stdout
 
 if TYPE_CHECKING:
     from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
 
-FORMAT = "gcp"
 SUFFIX = ".img.tar.gz"
 MEMBER = "disk.raw"  # the name Compute Engine looks for
 GIB = 1 << 30
@@ -47,8 +46,8 @@ TOOL_ENVIRONMENT = {"TAR_OPTIONS": "", "GZIP": ""}
 
 
 def write_gcp(job: WriteJob) -> list[Output]:
-    disk = bios_disk(job, FORMAT)
-    directory = job.scratch / FORMAT
+    disk = bios_disk(job)
+    directory = job.scratch / "gcp"
     raw = directory / MEMBER
     try:
         directory.mkdir()

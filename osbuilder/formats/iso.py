@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from osbuilder.errors import cannot_write
 from osbuilder.formats import syslinux
 from osbuilder.formats.disk import esp_image
-from osbuilder.formats.staging import COPY_CHUNK, boot_files
+from osbuilder.formats.outputfile import COPY_CHUNK
+from osbuilder.formats.staging import boot_files
 from osbuilder.runner import stream_stdout
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ VOLUME_ID = "OSBUILDER"
 
 
 def write_iso_bios(job: WriteJob) -> list[Output]:
-    boot = boot_files(job, "iso-bios")
+    boot = boot_files(job)
     tree = job.scratch / "iso-bios"
     try:
         (tree / "isolinux").mkdir(parents=True)
@@ -67,17 +68,17 @@ def write_iso_bios(job: WriteJob) -> list[Output]:
 
 
 def write_iso_efi(job: WriteJob) -> list[Output]:
-    return [_write_efi_iso(job, "iso-efi", f"{job.name}-efi.iso")]
+    return [_write_efi_iso(job, f"{job.name}-efi.iso")]
 
 
 def write_iso_efi_initrd(job: WriteJob) -> list[Output]:
     """LinuxKit's name for its UEFI ISO that boots a kernel and initrd, which osbuilder's
     iso-efi is too: the same image, as NAME-efi-initrd.iso."""
-    return [_write_efi_iso(job, "iso-efi-initrd", f"{job.name}-efi-initrd.iso")]
+    return [_write_efi_iso(job, f"{job.name}-efi-initrd.iso")]
 
 
-def _write_efi_iso(job: WriteJob, format_name: str, name: str) -> Output:
-    tree = job.once("efi iso tree", lambda: _efi_iso_tree(job, format_name))
+def _write_efi_iso(job: WriteJob, name: str) -> Output:
+    tree = job.once("efi iso tree", lambda: _efi_iso_tree(job))
     boot_options = [
         "-eltorito-platform",
         "efi",
@@ -92,11 +93,11 @@ def _write_efi_iso(job: WriteJob, format_name: str, name: str) -> Output:
     return _write_iso(job, tree, boot_options, name)
 
 
-def _efi_iso_tree(job: WriteJob, format_name: str) -> Path:
+def _efi_iso_tree(job: WriteJob) -> Path:
     tree = job.scratch / "iso-efi"
     try:
         tree.mkdir()
-        link_or_copy(esp_image(job, format_name), tree / "efi.img")
+        link_or_copy(esp_image(job), tree / "efi.img")
     except OSError as exc:
         raise cannot_write(tree, exc) from None
     return tree

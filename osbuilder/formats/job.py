@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from msgspec import Struct, field
 
-from osbuilder.formats import BOOT_MEDIA, STAGED_BOOT_FILES
+from osbuilder.formats.catalog import FORMATS
 
 if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
@@ -48,9 +48,9 @@ class WriteJob(Struct):
 
     def writes_boot_media(self) -> bool:
         """Whether a format of this build embeds the kernel and initrd in a medium."""
-        return any(name in BOOT_MEDIA for name in self.formats)
+        return any(FORMATS[name].is_boot_medium for name in self.formats)
 
     def stages_boot_files(self) -> bool:
         """Whether a format of this build takes the kernel and initrd as staged files
         (formats/staging.py boot_files): the media, and tar-kernel-initrd."""
-        return any(name in STAGED_BOOT_FILES for name in self.formats)
+        return any(FORMATS[name].staged_boot_files for name in self.formats)

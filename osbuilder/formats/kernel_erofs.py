@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 from osbuilder.errors import cannot_write
 from osbuilder.formats.boot_stage import EROFS
 from osbuilder.formats.erofs import set_uuid, write_erofs
+from osbuilder.formats.initrd import root_entries
 from osbuilder.formats.kernel_root import write_kernel_root
 from osbuilder.formats.outputfile import scratch_file
-from osbuilder.formats.staging import root_entries
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,11 +29,9 @@ if TYPE_CHECKING:
     from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
 
-FORMAT = "kernel+erofs"
-
 
 def write_kernel_erofs(job: WriteJob) -> list[Output]:
-    return write_kernel_root(job, FORMAT, EROFS, lambda: _root_image(job))
+    return write_kernel_root(job, EROFS, lambda: _root_image(job))
 
 
 def _root_image(job: WriteJob) -> Path:

@@ -4,7 +4,7 @@ The initrd is the whole tree as a newc cpio, compressed with what the kernel
 can unpack (zstd when its config says CONFIG_RD_ZSTD=y, else gzip) unless
 told otherwise; boot/kernel is left out (it is NAME-kernel), and CPU
 microcode, when the spec names one, goes first and uncompressed, where the
-kernel looks for it (formats/staging.py).
+kernel looks for it (formats/initrd.py).
 """
 
 from __future__ import annotations
@@ -14,31 +14,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.formats.staging import (
-    COPY_CHUNK,
-    boot_files,
-    initrd_compression,
-    kernel_parts,
-    write_initrd,
-)
+from osbuilder.formats.initrd import initrd_compression, kernel_parts, write_initrd
+from osbuilder.formats.outputfile import COPY_CHUNK
+from osbuilder.formats.staging import boot_files
 
 if TYPE_CHECKING:
     from osbuilder.assemble.entry import Content
     from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output, OutputDirectory
 
-FORMAT = "kernel+initrd"
-
 
 def write_kernel_initrd(job: WriteJob) -> list[Output]:
-    parts = kernel_parts(job.system, FORMAT)
+    parts = kernel_parts(job.system)
     assert parts.kernel is not None
     directory, name = job.outputs, job.name
     kernel, initrd, cmdline = (f"{name}-{suffix}" for suffix in ("kernel", "initrd.img", "cmdline"))
     if job.stages_boot_files():
         # The media formats (or tar-kernel-initrd) of this build stage the initrd anyway:
         # copy it rather than compress the tree twice.
-        staged = boot_files(job, FORMAT)
+        staged = boot_files(job)
         return [
             copy_output(staged.kernel, directory, kernel),
             copy_output(staged.initrd, directory, initrd),

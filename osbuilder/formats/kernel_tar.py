@@ -24,14 +24,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, BinaryIO
 
 from osbuilder.assemble.entry import Content
-from osbuilder.formats.staging import COPY_CHUNK, boot_files, kernel_parts
+from osbuilder.formats.initrd import kernel_parts
+from osbuilder.formats.outputfile import COPY_CHUNK
+from osbuilder.formats.staging import boot_files
 
 if TYPE_CHECKING:
     from osbuilder.formats.job import WriteJob
     from osbuilder.formats.outputfile import Output
     from osbuilder.formats.staging import BootFiles
 
-FORMAT = "tar-kernel-initrd"
 SUFFIX = "-initrd.tar"
 BLOCK = 512  # tar's record unit: headers, and the padding after each member's data
 MODE = 0o644
@@ -40,8 +41,8 @@ Member = tuple[str, Content | bytes]  # a member's name and its data
 
 
 def write_tar_kernel_initrd(job: WriteJob) -> list[Output]:
-    parts = kernel_parts(job.system, FORMAT)
-    members = kernel_initrd_members(boot_files(job, FORMAT), parts.ucode)
+    parts = kernel_parts(job.system)
+    members = kernel_initrd_members(boot_files(job), parts.ucode)
     with job.outputs.create(f"{job.name}{SUFFIX}") as out:
         write_members(out, members, job.epoch)
     return [out.result()]

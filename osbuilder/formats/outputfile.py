@@ -25,6 +25,8 @@ from osbuilder.errors import cannot_write
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
+COPY_CHUNK = 1 << 20  # what the writers copy files into outputs and scratch files by
+
 
 class Output(Struct, frozen=True):
     path: Path

@@ -31,22 +31,22 @@ OS_RELEASE = b'ID=osbuilder\nNAME="osbuilder"\nPRETTY_NAME="osbuilder system"\n'
 _CHUNK = 1 << 20
 
 
-def unified_kernel_image(job: WriteJob, format_name: str) -> Path:
+def unified_kernel_image(job: WriteJob) -> Path:
     """The build's UKI, made once in the scratch directory."""
-    return job.once("uki", lambda: _make(job, format_name))
+    return job.once("uki", lambda: _make(job))
 
 
-def _make(job: WriteJob, format_name: str) -> Path:
+def _make(job: WriteJob) -> Path:
     if not EFI_STUB.is_file():
         raise UserError(f"{EFI_STUB}: not found; install it (apt-get install systemd-boot-efi)")
     config = job.system.kernel.config
     if config is not None and not re.search(r"^CONFIG_EFI_STUB=y$", config, re.MULTILINE):
         raise SpecValueError(
             ("kernel", "image"),
-            f"{format_name}: this kernel has no EFI stub (its config lacks CONFIG_EFI_STUB=y), "
+            "this kernel has no EFI stub (its config lacks CONFIG_EFI_STUB=y), "
             "so UEFI cannot start it; build a -bios format",
         )
-    boot = boot_files(job, format_name)
+    boot = boot_files(job)
     osrel, cmdline = job.scratch / "uki-osrel", job.scratch / "uki-cmdline"
     image = job.scratch / "uki.efi"
     try:

@@ -172,7 +172,7 @@ def test_without_a_kernel_nothing_is_written(
     result = build(packages, tmp_path, "-f", "tar", "-f", format_name, str(path))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"osbuilder: {format_name} needs a kernel: give the spec a `kernel: image:`, "
+        f"osbuilder: {format_name}: the spec has no kernel; give it a `kernel: image:`, "
         "or build another format (-f tar)"
     )
     assert list((tmp_path / "out").iterdir()) == []
@@ -204,8 +204,8 @@ def test_a_failed_write_of_the_kernel_initrd_tar_leaves_nothing(
     )
     assert result.returncode == 1
     out = tmp_path / "out"
-    assert (
-        result.stderr.strip() == f"osbuilder: {out}/spec-initrd.tar: cannot write: File too large"
+    assert result.stderr.strip() == (
+        f"osbuilder: tar-kernel-initrd: {out}/spec-initrd.tar: cannot write: File too large"
     )
     assert list(out.iterdir()) == []
 
@@ -229,7 +229,7 @@ def test_a_failed_archive_leaves_no_file(packages: Packages, tmp_path: Path) -> 
     result = build(packages, tmp_path, *options("raw-bios", "gcp"), str(path), env=environment)
     assert result.returncode == 3  # an external program failed
     [line] = result.stderr.splitlines()
-    assert line.startswith("osbuilder: tar --create --file=- --format=oldgnu --sparse ")
+    assert line.startswith("osbuilder: gcp: tar --create --file=- --format=oldgnu --sparse ")
     assert line.endswith(
         "failed (exit 2): tar: disk.raw: Read error at byte 0, while reading 512 bytes: "
         "Input/output error"

@@ -188,7 +188,7 @@ def test_a_medium_needs_a_kernel(packages: Packages, tmp_path: Path) -> None:
     result = build(packages, tmp_path, "-f", "tar", "-f", "qcow2-bios", str(path))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "osbuilder: qcow2-bios needs a kernel: give the spec a `kernel: image:`, "
+        "osbuilder: qcow2-bios: the spec has no kernel; give it a `kernel: image:`, "
         "or build another format (-f tar)"
     )
     assert list((tmp_path / "out").iterdir()) == []  # not even the tar
@@ -228,7 +228,7 @@ def test_an_efi_medium_of_a_kernel_without_an_efi_stub_is_refused_at_its_line(
     )
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"osbuilder: {path}:2:10: kernel.image: raw-efi: this kernel has no EFI stub (its "
+        f"osbuilder: {path}:2:10: raw-efi: kernel.image: this kernel has no EFI stub (its "
         "config lacks CONFIG_EFI_STUB=y), so UEFI cannot start it; build a -bios format"
     )
     assert list((tmp_path / "out").iterdir()) == []

@@ -446,7 +446,9 @@ def test_a_failed_write_leaves_the_previous_outputs_as_they_were(
     limit = (out / "r-kernel").stat().st_size + 1024 * 1024  # room for the kernel, not the initrd
     result = build(packages, tmp_path, "--name", "r", str(changed), max_file_size=limit)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"osbuilder: {out}/r-initrd.img: cannot write: File too large"
+    assert result.stderr.strip() == (
+        f"osbuilder: kernel+initrd: {out}/r-initrd.img: cannot write: File too large"
+    )
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
@@ -525,7 +527,7 @@ def test_no_kernel_is_a_clean_error_for_kernel_initrd(packages: Packages, tmp_pa
     path = spec(tmp_path, packages, "init: [{init}]\n")
     result = build(packages, tmp_path, str(path))
     assert result.returncode == 1
-    assert "needs a kernel" in result.stderr
+    assert result.stderr.startswith("osbuilder: kernel+initrd: the spec has no kernel; ")
     assert list((tmp_path / "out").iterdir()) == []
 
 

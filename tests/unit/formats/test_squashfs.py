@@ -14,13 +14,13 @@ from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.system import AssembledSystem, KernelParts
 from osbuilder.assemble.tree import Spool as TreeSpool
 from osbuilder.assemble.tree import Tree
+from osbuilder.build import _write
 from osbuilder.errors import UserError
-from osbuilder.formats import writer
 from osbuilder.formats.boot_stage import is_static_elf
 from osbuilder.formats.compression import Compression
 from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import output_directory
-from osbuilder.formats.squashfs import squashfs_compression
+from osbuilder.formats.squashfs_root import squashfs_compression
 from tests.unit.formats.helpers import CAPABILITY, read_newc, run_tool, sample_tree
 
 EPOCH = 1_700_000_000
@@ -105,7 +105,7 @@ def build(
             EPOCH,
             scratch,
         )
-        written = writer(format_name)(job)
+        written = _write(job)  # as a build writes it: its errors prefixed by the format
     assert sorted(o.path.name for o in written) == sorted(p.name for p in directory.iterdir())
     return {p.name: p.read_bytes() for p in directory.iterdir()}
 
