@@ -329,7 +329,7 @@ def test_unknown_config_fields_are_kept_in_gos_order() -> None:
     ("change", "message"),
     [
         (lambda m, c: (b"[]", c), "expected a JSON object"),
-        (lambda m, c: (b"{", c), "expected JSON"),
+        (lambda m, c: (b"{", c), "not valid JSON"),
         (lambda m, c: (m, b'{"other":1}'), "its config is 'sha256:"),
         (
             lambda m, c: (m.replace(b'"schemaVersion":2', b'"schemaVersion":1'), c),
