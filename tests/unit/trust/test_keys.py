@@ -36,7 +36,7 @@ from osbuilder.trust.keys import (
 )
 from osbuilder.trust.sigstore import load_public_key_file
 
-COSIGN = Path(__file__).parent.parent / "data" / "trust" / "cosign"
+COSIGN = Path(__file__).resolve().parents[2] / "data" / "trust" / "cosign"
 PASSWORD = b"correct horse battery staple"
 
 
