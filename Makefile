@@ -1,4 +1,6 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test` (the whole suite: lint,
+# types, then every test); `make unit` runs the fast tier alone: tests/unit, laid out
+# like osbuilder/, without the integration and boot tests.
 # Each installs what it needs first: Debian packages (as root, only when
 # missing) and a virtualenv with osbuilder in editable mode.
 
@@ -34,7 +36,7 @@ APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apac
 # The content store `make packages` and `make demo` use (the user's default store).
 OSBUILDER := $(BIN)/osbuilder
 
-.PHONY: demo test deps apt venv lint typecheck pytest docs bench clean packages
+.PHONY: demo test unit deps apt venv lint typecheck pytest docs bench clean packages
 
 # The Redis OS: build it, boot it in the background with 6379 published, ask it PING.
 DEMO_PORT ?= 6379
@@ -101,6 +103,9 @@ typecheck: venv
 
 pytest: venv
 	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
 
 # Regenerate the spec reference from the models, and the format reference (docs/formats.md,
 # README's table) from formats/catalog.py (unit tests check both are current).

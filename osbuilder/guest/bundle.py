@@ -120,39 +120,47 @@ def _string(value: Any, where: str) -> str:
     return value
 
 
+def _objects(data: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
+    """(where, entry) for each entry of the list `key`, each an object."""
+    entries = []
+    for number, raw in enumerate(data.get(key) or []):
+        where = f"runtime.json {key}[{number}]"
+        if not isinstance(raw, dict):
+            raise BundleError(f"{where}: expected an object")
+        entries.append((where, raw))
+    return entries
+
+
+def _mount(raw: dict[str, Any], where: str) -> MountSpec:
+    destination = _string(raw.get("destination"), f"{where}.destination")
+    if not destination:
+        raise BundleError(f"{where}: no destination")
+    return MountSpec(
+        destination,
+        type=_string(raw.get("type"), f"{where}.type"),
+        source=_string(raw.get("source"), f"{where}.source"),
+        options=_strings(raw.get("options"), f"{where}.options"),
+    )
+
+
+def _interface(raw: dict[str, Any], where: str) -> InterfaceSpec:
+    if not raw.get("name"):
+        raise BundleError(f"{where}: no name")
+    return InterfaceSpec(
+        _string(raw.get("name"), f"{where}.name"),
+        add=_string(raw.get("add"), f"{where}.add"),
+        peer=_string(raw.get("peer"), f"{where}.peer"),
+        create_in_root=bool(raw.get("createInRoot", False)),
+    )
+
+
 def parse_runtime(data: Any) -> RuntimeExtras:
     if data is None:
         return RuntimeExtras()
     if not isinstance(data, dict):
         raise BundleError("runtime.json: expected an object")
-    mounts = []
-    for number, raw in enumerate(data.get("mounts") or []):
-        where = f"runtime.json mounts[{number}]"
-        if not isinstance(raw, dict):
-            raise BundleError(f"{where}: expected an object")
-        mounts.append(
-            MountSpec(
-                destination=_string(raw.get("destination"), f"{where}.destination"),
-                type=_string(raw.get("type"), f"{where}.type"),
-                source=_string(raw.get("source"), f"{where}.source"),
-                options=_strings(raw.get("options"), f"{where}.options"),
-            )
-        )
-        if not mounts[-1].destination:
-            raise BundleError(f"{where}: no destination")
-    interfaces = []
-    for number, raw in enumerate(data.get("interfaces") or []):
-        where = f"runtime.json interfaces[{number}]"
-        if not isinstance(raw, dict) or not raw.get("name"):
-            raise BundleError(f"{where}: expected an object with a name")
-        interfaces.append(
-            InterfaceSpec(
-                name=_string(raw.get("name"), f"{where}.name"),
-                add=_string(raw.get("add"), f"{where}.add"),
-                peer=_string(raw.get("peer"), f"{where}.peer"),
-                create_in_root=bool(raw.get("createInRoot", False)),
-            )
-        )
+    mounts = tuple(_mount(raw, where) for where, raw in _objects(data, "mounts"))
+    interfaces = tuple(_interface(raw, where) for where, raw in _objects(data, "interfaces"))
     bind_ns_raw = data.get("bindNS") or {}
     if not isinstance(bind_ns_raw, dict):
         raise BundleError("runtime.json bindNS: expected an object")
@@ -171,9 +179,9 @@ def parse_runtime(data: Any) -> RuntimeExtras:
         )
     return RuntimeExtras(
         cgroups=_strings(data.get("cgroups"), "runtime.json cgroups"),
-        mounts=tuple(mounts),
+        mounts=mounts,
         mkdir=_strings(data.get("mkdir"), "runtime.json mkdir"),
-        interfaces=tuple(interfaces),
+        interfaces=interfaces,
         bind_ns=bind_ns,
         namespace=_string(data.get("namespace"), "runtime.json namespace"),
         restart=restart,

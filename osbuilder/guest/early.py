@@ -15,14 +15,13 @@ from osbuilder.guest import network, rootmove, syscalls
 from osbuilder.guest.cmdline import BootOptions
 from osbuilder.guest.console import Console
 from osbuilder.guest.modload import ModuleLoader
-from osbuilder.guest.records import Record
 
 NODEV, NOSUID, NOEXEC = syscalls.MS_NODEV, syscalls.MS_NOSUID, syscalls.MS_NOEXEC
 RELATIME = syscalls.MS_RELATIME
 
 
-class EarlyMount(Record):
-    __slots__ = ("data", "flags", "fstype", "optional", "source", "target")
+class EarlyMount(syscalls.MountCall):
+    __slots__ = ("optional",)
 
     def __init__(
         self,
@@ -33,11 +32,7 @@ class EarlyMount(Record):
         data: str = "",
         optional: bool = False,  # a kernel without it is fine: say nothing
     ) -> None:
-        self.source = source
-        self.target = target
-        self.fstype = fstype
-        self.flags = flags
-        self.data = data
+        super().__init__(source, target, fstype, flags, data)
         self.optional = optional
 
 
@@ -99,7 +94,7 @@ def mount_early_filesystems(console: Console) -> None:
             continue
         try:
             os.makedirs(entry.target, 0o755, exist_ok=True)
-            syscalls.mount(entry.source, entry.target, entry.fstype, entry.flags, entry.data)
+            syscalls.mount(*entry.arguments)
         except OSError as error:
             if not entry.optional and error.errno != errno.EBUSY:
                 console.error(f"mount {entry.fstype} on {entry.target}: {error.strerror}")
@@ -108,8 +103,7 @@ def mount_early_filesystems(console: Console) -> None:
 def mount_proc() -> None:
     if not os.path.exists("/proc/self"):
         os.makedirs("/proc", 0o555, exist_ok=True)
-        proc = EARLY_MOUNTS[0]
-        syscalls.mount(proc.source, proc.target, proc.fstype, proc.flags, proc.data)
+        syscalls.mount(*EARLY_MOUNTS[0].arguments)
 
 
 def ensure_console_fds(console: Console) -> None:

@@ -10,40 +10,39 @@ from collections.abc import Iterable
 
 from osbuilder.guest import syscalls as sc
 
+# flag -> (the option that sets it, the option that clears it)
+_TOGGLES = {
+    sc.MS_RDONLY: ("ro", "rw"),
+    sc.MS_NOSUID: ("nosuid", "suid"),
+    sc.MS_NODEV: ("nodev", "dev"),
+    sc.MS_NOEXEC: ("noexec", "exec"),
+    sc.MS_SYNCHRONOUS: ("sync", "async"),
+    sc.MS_MANDLOCK: ("mand", "nomand"),
+    sc.MS_NOATIME: ("noatime", "atime"),
+    sc.MS_NODIRATIME: ("nodiratime", "diratime"),
+    sc.MS_RELATIME: ("relatime", "norelatime"),
+    sc.MS_STRICTATIME: ("strictatime", "nostrictatime"),
+}
+# the options that only set flags: what to mount, how it propagates
+_SETTERS = {
+    "defaults": 0,
+    "bind": sc.MS_BIND,
+    "rbind": sc.MS_BIND | sc.MS_REC,
+    "dirsync": sc.MS_DIRSYNC,
+    "remount": sc.MS_REMOUNT,
+    "shared": sc.MS_SHARED,
+    "rshared": sc.MS_SHARED | sc.MS_REC,
+    "private": sc.MS_PRIVATE,
+    "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "slave": sc.MS_SLAVE,
+    "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE,
+}
 # option -> (flag, True when the option clears the flag rather than sets it)
 _FLAGS: dict[str, tuple[int, bool]] = {
-    "async": (sc.MS_SYNCHRONOUS, True),
-    "atime": (sc.MS_NOATIME, True),
-    "bind": (sc.MS_BIND, False),
-    "defaults": (0, False),
-    "dev": (sc.MS_NODEV, True),
-    "diratime": (sc.MS_NODIRATIME, True),
-    "dirsync": (sc.MS_DIRSYNC, False),
-    "exec": (sc.MS_NOEXEC, True),
-    "mand": (sc.MS_MANDLOCK, False),
-    "noatime": (sc.MS_NOATIME, False),
-    "nodev": (sc.MS_NODEV, False),
-    "nodiratime": (sc.MS_NODIRATIME, False),
-    "noexec": (sc.MS_NOEXEC, False),
-    "nomand": (sc.MS_MANDLOCK, True),
-    "norelatime": (sc.MS_RELATIME, True),
-    "nostrictatime": (sc.MS_STRICTATIME, True),
-    "nosuid": (sc.MS_NOSUID, False),
-    "private": (sc.MS_PRIVATE, False),
-    "rprivate": (sc.MS_PRIVATE | sc.MS_REC, False),
-    "rbind": (sc.MS_BIND | sc.MS_REC, False),
-    "relatime": (sc.MS_RELATIME, False),
-    "remount": (sc.MS_REMOUNT, False),
-    "ro": (sc.MS_RDONLY, False),
-    "rw": (sc.MS_RDONLY, True),
-    "shared": (sc.MS_SHARED, False),
-    "rshared": (sc.MS_SHARED | sc.MS_REC, False),
-    "slave": (sc.MS_SLAVE, False),
-    "rslave": (sc.MS_SLAVE | sc.MS_REC, False),
-    "strictatime": (sc.MS_STRICTATIME, False),
-    "suid": (sc.MS_NOSUID, True),
-    "sync": (sc.MS_SYNCHRONOUS, False),
-    "unbindable": (sc.MS_UNBINDABLE, False),
+    **{option: (flag, False) for option, flag in _SETTERS.items()},
+    **{sets: (flag, False) for flag, (sets, _) in _TOGGLES.items()},
+    **{clears: (flag, True) for flag, (_, clears) in _TOGGLES.items()},
 }
 
 PROPAGATION_FLAGS = sc.MS_SHARED | sc.MS_PRIVATE | sc.MS_SLAVE | sc.MS_UNBINDABLE

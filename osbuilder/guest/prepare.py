@@ -18,7 +18,6 @@ from pathlib import Path
 from osbuilder.guest import syscalls
 from osbuilder.guest.bundle import Bundle, InterfaceSpec, MountSpec
 from osbuilder.guest.mountopts import PROPAGATION_FLAGS, parse_mount_options
-from osbuilder.guest.records import Record
 from osbuilder.guest.spawn import CommandResult
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at boot
@@ -35,12 +34,12 @@ class PrepareError(Exception):
     """A runtime.json step failed; the message says which and why."""
 
 
-class MountStep(Record):
+class MountStep(syscalls.MountCall):
     """One mount(2) call (skipped when only the propagation changes), then, when
     `propagation` is set, a second call that changes it: the kernel ignores propagation
     flags given together with a new mount, a bind or a remount."""
 
-    __slots__ = ("data", "directories", "flags", "fstype", "propagation", "source", "target")
+    __slots__ = ("directories", "propagation")
 
     def __init__(
         self,
@@ -52,11 +51,7 @@ class MountStep(Record):
         propagation: int,
         directories: tuple[str, ...],  # made just before the mount
     ) -> None:
-        self.source = source
-        self.target = target
-        self.fstype = fstype
-        self.flags = flags
-        self.data = data
+        super().__init__(source, target, fstype, flags, data)
         self.propagation = propagation
         self.directories = directories
 
@@ -168,7 +163,7 @@ class BundlePreparer:
                 raise PrepareError(f"mkdir {directory}: {error.strerror}") from None
         try:
             if step.mounts_something:
-                self._mounter.mount(step.source, step.target, step.fstype, step.flags, step.data)
+                self._mounter.mount(*step.arguments)
                 if not step.flags & syscalls.MS_REMOUNT:
                     done.append(step.target)
             if step.propagation:

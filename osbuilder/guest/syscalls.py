@@ -10,6 +10,8 @@ import fcntl
 import os
 import struct
 
+from osbuilder.guest.records import Record
+
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
@@ -68,6 +70,26 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
         ctypes.c_char_p(_bytes(data) if data else None),
     )
     _check(result, f"mount {source} on {target}")
+
+
+class MountCall(Record):
+    """The arguments of one mount(2) call (the early filesystems, a bundle's mounts)."""
+
+    __slots__ = ("data", "flags", "fstype", "source", "target")
+
+    def __init__(
+        self, source: str | None, target: str, fstype: str | None, flags: int = 0, data: str = ""
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.fstype = fstype
+        self.flags = flags
+        self.data = data
+
+    @property
+    def arguments(self) -> tuple[str | None, str, str | None, int, str]:
+        """In mount's order, for mount(*call.arguments)."""
+        return self.source, self.target, self.fstype, self.flags, self.data
 
 
 def umount(target: str, flags: int = 0) -> None:

@@ -81,6 +81,21 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _schema_2(obj: Any, where: str) -> dict[str, Any]:
+    """`obj` as a manifest or an index: an object of the one schemaVersion OCI defines."""
+    document = _object(obj, where)
+    if _get(document, "schemaVersion", int, where, required=True) != 2:
+        raise InvalidDocument(f"{where}: only schemaVersion 2 is supported")
+    return document
+
+
+def _descriptors(obj: dict[str, Any], key: str, where: str) -> list[Descriptor]:
+    """The required list of descriptors under `key` (a manifest's layers, an index's
+    manifests)."""
+    entries = _get(obj, key, list, where, required=True)
+    return [Descriptor.from_json(e, f"{where}.{key}[{i}]") for i, e in enumerate(entries)]
+
+
 # --- the documents -------------------------------------------------------------------------------
 
 
@@ -170,17 +185,11 @@ class Manifest(Struct, frozen=True):
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Manifest:
-        obj = _object(obj, where)
-        if _get(obj, "schemaVersion", int, where, required=True) != 2:
-            raise InvalidDocument(f"{where}: only schemaVersion 2 is supported")
-        layers = _get(obj, "layers", list, where, required=True)
+        obj = _schema_2(obj, where)
         return cls(
             media_type=_get(obj, "mediaType", str, where),
             config=Descriptor.from_json(obj.get("config"), f"{where}.config"),
-            layers=[
-                Descriptor.from_json(layer, f"{where}.layers[{i}]")
-                for i, layer in enumerate(layers)
-            ],
+            layers=_descriptors(obj, "layers", where),
             annotations=_string_map(obj, "annotations", where),
         )
 
@@ -192,15 +201,10 @@ class Index(Struct, frozen=True):
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Index:
-        obj = _object(obj, where)
-        if _get(obj, "schemaVersion", int, where, required=True) != 2:
-            raise InvalidDocument(f"{where}: only schemaVersion 2 is supported")
-        entries = _get(obj, "manifests", list, where, required=True)
+        obj = _schema_2(obj, where)
         return cls(
             media_type=_get(obj, "mediaType", str, where),
-            manifests=[
-                Descriptor.from_json(e, f"{where}.manifests[{i}]") for i, e in enumerate(entries)
-            ],
+            manifests=_descriptors(obj, "manifests", where),
             annotations=_string_map(obj, "annotations", where),
         )
 

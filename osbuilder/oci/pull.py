@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # a build from the store alone never loads the HTTP side
 
 log = logging.getLogger(__name__)
 
-#: Judges an image before it is used: (reference, the digest it resolved to, the
+#: Judges an image (or a system) before it is used: (reference, the digest it resolved to, the
 #: platform manifest's digest); raises UserError to refuse it (trust/verify.py).
 ImageCheck = Callable[[ImageReference, str, str], object]
 
@@ -61,8 +61,9 @@ class PullResult(Struct, frozen=True):
     network: bool  # whether the registry was contacted at all
 
 
-class Puller:
-    """Pulls images for one platform into one store."""
+class StorePuller:
+    """What pulls into one store for one platform share: images here, built systems in
+    systems/pull.py."""
 
     def __init__(
         self,
@@ -75,11 +76,34 @@ class Puller:
         check: ImageCheck | None = None,
     ) -> None:
         self.store = store
-        self.check = check  # applied before any layer is fetched and on every image given
-        self.client = client  # None: offline
+        self.check = check  # applied before any layer or file is fetched
+        self.client = client  # None: offline, the store only
         self.target = target
         self.jobs = jobs
         self.progress = progress or NullProgress()
+
+    def _stored(self, digest: str) -> Descriptor | None:
+        """A descriptor for a blob we hold, with its media type read from the document."""
+        if not self.store.has_blob(digest):
+            return None
+        data = self.store.read_blob(digest)
+        return Descriptor(media_type=detect_media_type(data, None), digest=digest, size=len(data))
+
+    def _fetch_blobs(
+        self,
+        client: RegistryClient,
+        endpoints: list[Endpoint],
+        ref: ImageReference,
+        blobs: list[Descriptor],
+    ) -> int:
+        return fetch_blobs(
+            client, endpoints, ref.repository, blobs, self.store, self.progress, self.jobs
+        )
+
+
+class Puller(StorePuller):
+    """Pulls images for one platform into one store; `check` also judges every image
+    found in the store."""
 
     def pull(self, ref: ImageReference, *, layers: bool = True) -> PullResult:
         """The image `ref` names, in the store; with `layers` False, all of it but its
@@ -87,7 +111,7 @@ class Puller:
         name = str(ref)
         with self.store.using():
             if ref.digest is not None:
-                pinned = self._descriptor_in_store(ref.digest)
+                pinned = self._stored(ref.digest)
                 if pinned is not None and self._complete(pinned, ref, layers):
                     return self._done(ref, pinned, 0, network=False)
             if self.client is None:
@@ -102,7 +126,7 @@ class Puller:
     def _offline(self, ref: ImageReference, name: str, layers: bool) -> PullResult:
         descriptor = self.store.lookup(name)
         if descriptor is None and ref.digest is not None:
-            descriptor = self._descriptor_in_store(ref.digest)
+            descriptor = self._stored(ref.digest)
         if descriptor is None or not self._complete(descriptor, ref, layers):
             raise UserError(
                 f"{ref.familiar()} is not in the content store; pull it first (without --offline)"
@@ -128,24 +152,6 @@ class Puller:
         if layers:  # a name in the store stands for a whole image
             self.store.tag(str(ref), top.descriptor)
         return self._done(ref, top.descriptor, transferred, network=True)
-
-    def _fetch_blobs(
-        self,
-        client: RegistryClient,
-        endpoints: list[Endpoint],
-        ref: ImageReference,
-        blobs: list[Descriptor],
-    ) -> int:
-        return fetch_blobs(
-            client, endpoints, ref.repository, blobs, self.store, self.progress, self.jobs
-        )
-
-    def _descriptor_in_store(self, digest: str) -> Descriptor | None:
-        """A descriptor for a blob we hold, with its media type read from the document."""
-        if not self.store.has_blob(digest):
-            return None
-        data = self.store.read_blob(digest)
-        return Descriptor(media_type=detect_media_type(data, None), digest=digest, size=len(data))
 
     def _manifest_digest(self, descriptor: Descriptor, ref: ImageReference) -> str:
         if is_index(descriptor.media_type):

@@ -11,18 +11,15 @@ second pull downloads nothing. The files appear in the directory together, or no
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from msgspec import Struct
 
 from osbuilder.errors import UserError, cannot_write
-from osbuilder.oci.model import Descriptor, detect_media_type, is_index
-from osbuilder.oci.platform import TargetPlatform, select_manifest
-from osbuilder.oci.progress import NullProgress, Progress
-from osbuilder.oci.pull import fetch_blobs
+from osbuilder.oci.model import Descriptor, is_index
+from osbuilder.oci.platform import select_manifest
+from osbuilder.oci.pull import StorePuller
 from osbuilder.oci.reference import ImageReference
-from osbuilder.oci.registry import RegistryClient
 from osbuilder.oci.store import ContentStore
 from osbuilder.systems.artifact import (
     EMPTY_TYPE,
@@ -37,10 +34,6 @@ from osbuilder.systems.artifact import (
     untyped_index,
 )
 
-#: (reference, the digest it resolved to, the architecture's manifest digest): raises
-#: UserError to refuse the system (trust/verify.py Verifier.check).
-SystemCheck = Callable[[ImageReference, str, str], object]
-
 
 class PulledSystem(Struct, frozen=True):
     reference: ImageReference
@@ -54,25 +47,8 @@ class PulledSystem(Struct, frozen=True):
         return [(f.annotations or {})[TITLE] for f in self.files]
 
 
-class SystemPuller:
+class SystemPuller(StorePuller):
     """Pulls systems for one architecture into one store."""
-
-    def __init__(
-        self,
-        store: ContentStore,
-        client: RegistryClient | None,
-        target: TargetPlatform,
-        *,
-        jobs: int = 6,
-        progress: Progress | None = None,
-        check: SystemCheck | None = None,
-    ) -> None:
-        self.store = store
-        self.client = client  # None: offline, the store only
-        self.target = target
-        self.jobs = jobs
-        self.progress = progress or NullProgress()
-        self.check = check
 
     def pull(self, ref: ImageReference) -> PulledSystem:
         with self.store.using():
@@ -107,8 +83,8 @@ class SystemPuller:
         """What `ref` names, in the store: from the registry unless the store has it (by
         digest, or by a tag the registry still gives that digest)."""
         known = self.store.lookup(str(ref))
-        if ref.digest is not None and self.store.has_blob(ref.digest):
-            return self._stored(ref.digest)
+        if ref.digest is not None and (pinned := self._stored(ref.digest)) is not None:
+            return pinned
         if self.client is None:
             if known is None:
                 raise UserError(
@@ -120,10 +96,6 @@ class SystemPuller:
         fetched = self.client.get_manifest(ref)
         self.store.put_bytes(fetched.data, fetched.digest)
         return fetched.descriptor
-
-    def _stored(self, digest: str) -> Descriptor:
-        data = self.store.read_blob(digest)
-        return Descriptor(detect_media_type(data, None), digest, len(data))
 
     def _manifest(self, ref: ImageReference, digest: str) -> None:
         if self.store.has_blob(digest):
@@ -140,9 +112,7 @@ class SystemPuller:
         if self.client is None:
             raise UserError(f"{ref.familiar()}: its files are not all in the store; pull it")
         endpoints = self.client.pull_endpoints(ref.registry)
-        return fetch_blobs(
-            self.client, endpoints, ref.repository, missing, self.store, self.progress, self.jobs
-        )
+        return self._fetch_blobs(self.client, endpoints, ref, missing)
 
 
 def write_files(store: ContentStore, system: PulledSystem, directory: Path) -> list[Path]:

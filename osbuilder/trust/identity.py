@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from osbuilder.oci.reference import ImageReference, InvalidReference, parse_reference
 
@@ -46,28 +46,34 @@ class MatchExact(PolicyModel):
     type: Literal["matchExact"] = "matchExact"
 
 
+def _parses(value: str) -> str:
+    try:
+        parse_reference(value)
+    except InvalidReference as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _tagged_or_digested(value: str) -> str:
+    if _is_name_only(value):
+        raise ValueError(f"{value!r} has neither a tag nor a digest")
+    return value
+
+
+#: A reference or repository a policy names itself: refused when loaded unless it parses.
+PolicyReference = Annotated[str, AfterValidator(_parses)]
+
+
 class ExactReference(PolicyModel):
     type: Literal["exactReference"] = "exactReference"
-    docker_reference: str = Field(alias="dockerReference")
-
-    @field_validator("docker_reference")
-    @classmethod
-    def _tagged_or_digested(cls, value: str) -> str:
-        _parse_or_refuse(value)
-        if _is_name_only(value):
-            raise ValueError(f"{value!r} has neither a tag nor a digest")
-        return value
+    docker_reference: Annotated[PolicyReference, AfterValidator(_tagged_or_digested)] = Field(
+        alias="dockerReference"
+    )
 
 
 class ExactRepository(PolicyModel):
     type: Literal["exactRepository"] = "exactRepository"
-    docker_repository: str = Field(alias="dockerRepository")
-
-    @field_validator("docker_repository")
-    @classmethod
-    def _parses(cls, value: str) -> str:
-        _parse_or_refuse(value)
-        return value
+    docker_repository: PolicyReference = Field(alias="dockerRepository")
 
 
 class RemapIdentity(PolicyModel):
@@ -187,13 +193,6 @@ def _parse_claim(text: str) -> ImageReference | None:
         return parse_reference(text)
     except InvalidReference:
         return None
-
-
-def _parse_or_refuse(text: str) -> None:
-    try:
-        parse_reference(text)
-    except InvalidReference as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _is_name_only(text: str) -> bool:

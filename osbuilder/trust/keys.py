@@ -47,7 +47,7 @@ from osbuilder.atomicfile import file_set
 from osbuilder.errors import UserError, cannot_write
 from osbuilder.trust.bounded import read_bounded
 from osbuilder.trust.sigstore import key_kind_problem
-from osbuilder.trust.strictjson import DuplicateKey, refuse_duplicate_keys
+from osbuilder.trust.strictjson import InvalidJSON, load_strict
 
 SIGSTORE_PRIVATE_KEY_TYPE = "ENCRYPTED SIGSTORE PRIVATE KEY"
 COSIGN_PRIVATE_KEY_TYPE = "ENCRYPTED COSIGN PRIVATE KEY"  # cosign before 2.0
@@ -239,11 +239,9 @@ def _sealed_document(body: bytes, origin: str) -> dict[str, Any]:
     except (binascii.Error, ValueError):
         raise _malformed(origin, "its PEM block is not base64") from None
     try:
-        document = json.loads(data, object_pairs_hook=refuse_duplicate_keys)
-    except DuplicateKey as exc:
-        raise _malformed(origin, f"duplicate key {exc.key!r}") from None
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError too
-        raise _malformed(origin, "expected a JSON document") from None
+        document = load_strict(data)
+    except InvalidJSON as exc:
+        raise _malformed(origin, str(exc)) from None
     if not isinstance(document, dict):
         raise _malformed(origin, "expected a JSON object")
     return document

@@ -39,6 +39,13 @@ class InvalidSignature(UserError):
     """A signature or its payload is malformed, or does not verify."""
 
 
+def refuse_oversized(what: str, size: int, limit: int, unit: str = "bytes") -> None:
+    """InvalidSignature when `what` (`size` `unit`) is over `limit`: anything signature
+    related is anyone's data until verified, and is measured before it is read."""
+    if size > limit:
+        raise InvalidSignature(f"{what}: expected at most {limit} {unit}, found {size}")
+
+
 @dataclass(frozen=True)
 class SignedPayload:
     """What a verified signature vouches for: this manifest digest under this name."""
@@ -54,10 +61,7 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _load_json(data: bytes) -> Any:
-    if len(data) > MAX_PAYLOAD_SIZE:
-        raise InvalidSignature(
-            f"signature payload: expected at most {MAX_PAYLOAD_SIZE} bytes, found {len(data)}"
-        )
+    refuse_oversized("signature payload", len(data), MAX_PAYLOAD_SIZE)
     try:
         text = data.decode("utf-8")
         return json.loads(

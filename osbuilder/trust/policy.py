@@ -38,7 +38,7 @@ from osbuilder.trust.policyfile import (
     default_policy_path,
     read_policy_file,
 )
-from osbuilder.trust.strictjson import DuplicateKey, refuse_duplicate_keys
+from osbuilder.trust.strictjson import InvalidJSON, load_strict
 
 DOCKER_TRANSPORT = "docker"
 
@@ -166,11 +166,9 @@ def load_policy(path: Path | None = None, *, home: Path | None = None) -> Policy
 def parse_policy(raw: bytes | str, source: Path) -> Policy:
     """The policy in `raw`, read from `source`; PolicyError naming the first problem."""
     try:
-        data = json.loads(raw, object_pairs_hook=refuse_duplicate_keys)
-    except DuplicateKey as exc:
-        raise PolicyError(f"{source}: duplicate key {exc.key!r} in a JSON object") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{source}: not valid JSON: {exc}") from None
+        data = load_strict(raw)
+    except InvalidJSON as exc:
+        raise PolicyError(f"{source}: {exc}") from None
     try:
         return _policy_from_data(data, source)
     except _Invalid as exc:

@@ -8,14 +8,13 @@ rest of a small pull's start-up.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from osbuilder.errors import UserError
 from osbuilder.trust.bounded import read_bounded
-from osbuilder.trust.strictjson import DuplicateKey, refuse_duplicate_keys
+from osbuilder.trust.strictjson import InvalidJSON, load_strict
 
 SYSTEM_POLICY = Path("/etc/containers/policy.json")
 USER_POLICY = Path(".config/containers/policy.json")  # under $HOME
@@ -48,8 +47,8 @@ def accepts_anything(raw: bytes) -> bool:
     (so every image is accepted). False for anything else, valid or not: policy.py
     judges those."""
     try:
-        data: Any = json.loads(raw, object_pairs_hook=refuse_duplicate_keys)
-    except (DuplicateKey, ValueError, UnicodeDecodeError):
+        data: Any = load_strict(raw)
+    except InvalidJSON:
         return False
     if not isinstance(data, dict) or not set(data) <= {"default", "transports"}:
         return False

@@ -42,7 +42,7 @@ from osbuilder.trust.sigstore import (
     verify_sigstore_signature,
 )
 from osbuilder.trust.simplesign import MAX_SIGNATURE_SIZE as MAX_SIMPLE_SIGNATURE_SIZE
-from osbuilder.trust.strictjson import DuplicateKey, refuse_duplicate_keys
+from osbuilder.trust.strictjson import InvalidJSON, load_strict
 
 CREATOR = (
     f"osbuilder {__version__}"  # optional.creator of a simple signature ("atomic X" in skopeo's)
@@ -251,11 +251,9 @@ def _load_document(data: bytes, what: str) -> dict[str, Any]:
             f"{what}: expected at most {MAX_DOCUMENT_SIZE} bytes, found {len(data)}"
         )
     try:
-        document = json.loads(data, object_pairs_hook=refuse_duplicate_keys)
-    except DuplicateKey as exc:
-        raise InvalidSignatureManifest(f"{what}: duplicate key {exc.key!r}") from None
-    except (ValueError, RecursionError) as exc:
-        raise InvalidSignatureManifest(f"{what}: expected JSON: {exc}") from None
+        document = load_strict(data)
+    except InvalidJSON as exc:
+        raise InvalidSignatureManifest(f"{what}: {exc}") from None
     if not isinstance(document, dict):
         raise InvalidSignatureManifest(f"{what}: expected a JSON object")
     return document

@@ -35,6 +35,7 @@ from osbuilder.trust.payload import (
     SignedPayload,
     check_digest,
     parse_payload,
+    refuse_oversized,
 )
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -135,15 +136,8 @@ def verify_sigstore_signature(
     """
     if not keys:
         raise InvalidSignature("no public key to verify the sigstore signature with")
-    if len(payload) > MAX_PAYLOAD_SIZE:
-        raise InvalidSignature(
-            f"sigstore payload: expected at most {MAX_PAYLOAD_SIZE} bytes, found {len(payload)}"
-        )
-    if len(signature) > MAX_SIGNATURE_SIZE:
-        raise InvalidSignature(
-            f"{SIGNATURE_ANNOTATION}: expected at most {MAX_SIGNATURE_SIZE} characters, "
-            f"found {len(signature)}"
-        )
+    refuse_oversized("sigstore payload", len(payload), MAX_PAYLOAD_SIZE)
+    refuse_oversized(SIGNATURE_ANNOTATION, len(signature), MAX_SIGNATURE_SIZE, "characters")
     try:
         raw = base64.b64decode(signature, validate=True)
         # Python ignores excess padding, Go's StdEncoding does not: one reading only.

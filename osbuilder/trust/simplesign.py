@@ -32,6 +32,7 @@ from osbuilder.trust.payload import (
     SignedPayload,
     check_digest,
     parse_payload,
+    refuse_oversized,
 )
 
 # A signature is the payload (a few hundred bytes, at most MAX_PAYLOAD_SIZE) plus some
@@ -122,11 +123,7 @@ def verify_simple_signature(
     """
     if not keys:
         raise InvalidSignature("no OpenPGP key to verify the signature with")
-    if len(signature) > MAX_SIGNATURE_SIZE:
-        raise InvalidSignature(
-            f"OpenPGP signature: expected at most {MAX_SIGNATURE_SIZE} bytes, "
-            f"found {len(signature)}"
-        )
+    refuse_oversized("OpenPGP signature", len(signature), MAX_SIGNATURE_SIZE)
     # The lookaside format is binary; armored or clear-signed text is not what skopeo writes.
     if not signature or not signature[0] & 0x80:
         raise InvalidSignature("OpenPGP signature: expected a binary OpenPGP signed message")

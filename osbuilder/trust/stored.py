@@ -28,7 +28,7 @@ from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor, Manifest, sha256_digest
 from osbuilder.oci.reference import ImageReference
 from osbuilder.oci.store import ContentStore
-from osbuilder.trust.payload import MAX_PAYLOAD_SIZE, InvalidSignature
+from osbuilder.trust.payload import MAX_PAYLOAD_SIZE, InvalidSignature, refuse_oversized
 from osbuilder.trust.sigstore import (
     MAX_SIGNATURE_SIZE,
     PAYLOAD_MEDIA_TYPE,
@@ -72,10 +72,7 @@ def simple_name(ref: ImageReference, manifest_digest: str) -> str:
 
 def check_signature_manifest(manifest: Manifest, where: str) -> None:
     """Bounds on a signature manifest before any of its layers is fetched or read."""
-    if len(manifest.layers) > MAX_SIGNATURES:
-        raise InvalidSignature(
-            f"{where}: expected at most {MAX_SIGNATURES} signatures, found {len(manifest.layers)}"
-        )
+    refuse_oversized(where, len(manifest.layers), MAX_SIGNATURES, "signatures")
     for layer in manifest.layers:
         limit = _LIMITS.get(layer.media_type, MAX_SIGNATURE_SIZE)
         if layer.size > limit:

@@ -336,7 +336,7 @@ def test_a_second_architecture_makes_the_name_an_index_of_both(
 
 def test_repository_packages_build(packages: Packages) -> None:
     """Every package of pkg/ and the kernel build (make packages does the same)."""
-    # (tests/unit/test_pkg_unit.py lists them by name)
+    # (tests/unit/pkg/test_pkg.py lists them by name)
     assert set(packages.references) == {load_recipe(d).recipe.image for d in RECIPES}
     store = packages.store
     init = Puller(store, None, AMD64).pull(parse_reference(packages["osbuilder/init"])).image

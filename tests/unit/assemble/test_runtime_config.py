@@ -51,7 +51,7 @@ from osbuilder.spec.model import Container, Spec, Volume
 from osbuilder.spec.syntax import RLIM_INFINITY
 from osbuilder.spec.validation import parse
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCHEMA_DIR = Path("/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema")
 SCHEMA_PACKAGE = "golang-github-opencontainers-specs-dev"
 

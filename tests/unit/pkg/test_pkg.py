@@ -16,7 +16,7 @@ from osbuilder.pkg.lockfile import read_lock
 from osbuilder.pkg.recipe import DebianRoot, load_recipe
 from osbuilder.pkg.tag import package_tag
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RECIPES = sorted([*REPO.glob("pkg/*/"), *REPO.glob("kernels/*/")])
 
 

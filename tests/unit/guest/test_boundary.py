@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GUEST = REPO / "osbuilder/guest"
 GUEST_FILES = sorted(GUEST.glob("*.py"))
 #: PID 1's entry point (pkg/init/init runs `python3.11 -m osbuilder.guest`).

@@ -16,7 +16,7 @@ from osbuilder.oci.model import Descriptor
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore, attachment_subject
 from osbuilder.trust.stored import add_simple_signatures, simple_name, simple_signatures
-from tests.unit.test_store import digest_of, put_image
+from tests.unit.oci.test_store import digest_of, put_image
 
 REPO = "registry.example/team/app"
 HEX = "ab" * 32

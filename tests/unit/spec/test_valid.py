@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from osbuilder.spec import check_sources, check_specs, load_spec
 from osbuilder.spec.model import Spec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((REPO / "examples").glob("*.yml"))
 LINUXKIT_SPECS = sorted((REPO / "tests/data/linuxkit").glob("*.yml"))
 

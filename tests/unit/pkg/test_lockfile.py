@@ -21,7 +21,7 @@ from osbuilder.pkg.lockfile import (
     read_lock,
 )
 from osbuilder.pkg.recipe import DebianRoot
-from tests.unit.test_pkg_unit import RECIPES
+from tests.unit.pkg.test_pkg import RECIPES
 
 DIGEST = "sha256:" + "ab" * 32
 PATH = Path("pkg/foo") / LOCK_FILE

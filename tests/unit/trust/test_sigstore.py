@@ -26,7 +26,7 @@ from osbuilder.trust.sigstore import (
     verify_sigstore_signature,
 )
 
-FIXTURES = Path(__file__).parent.parent / "data" / "trust" / "containers-image"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "trust" / "containers-image"
 SIGNED_DIGEST = "sha256:634a8f35b5f16dcf4aaa0822adc0b1964bb786fca12f6831de8ddc45e5986a00"
 SIGNED_REFERENCE = "192.168.64.2:5000/cosign-signed-single-sample"
 

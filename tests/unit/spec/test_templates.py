@@ -14,7 +14,7 @@ from osbuilder.pkg.tag import package_reference
 from osbuilder.spec import check_sources
 from osbuilder.spec.loader import STDIN_NAME, load_spec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def recipe_copy(tmp_path: Path, name: str) -> Path:

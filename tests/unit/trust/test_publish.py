@@ -16,7 +16,7 @@ from osbuilder.oci.store import ContentStore
 from osbuilder.trust import publish
 from osbuilder.trust.publish import Published, write_simple_signatures
 from osbuilder.trust.stored import MAX_SIGNATURES, add_simple_signatures
-from tests.unit.test_store import put_image
+from tests.unit.oci.test_store import put_image
 
 DIGEST = "sha256:" + "cd" * 32
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from osbuilder.spec import check_sources
 from osbuilder.spec.model import Container, File, Spec, Volume
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SEEDS = [
     p.read_text()
     for p in sorted((REPO / "examples").glob("*.yml"))

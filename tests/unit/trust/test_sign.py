@@ -42,8 +42,8 @@ from osbuilder.trust.sigstore import (
     verify_sigstore,
 )
 
-FIXTURES = Path(__file__).parent.parent / "data" / "trust" / "containers-image"
-# The image containers/image's cosign fixtures sign (see test_trust_sigstore.py).
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "trust" / "containers-image"
+# The image containers/image's cosign fixtures sign (see test_sigstore.py).
 FIXTURE_DIGEST = "sha256:634a8f35b5f16dcf4aaa0822adc0b1964bb786fca12f6831de8ddc45e5986a00"
 FIXTURE_REFERENCE = "192.168.64.2:5000/cosign-signed-single-sample"
 
@@ -329,7 +329,7 @@ def test_unknown_config_fields_are_kept_in_gos_order() -> None:
     ("change", "message"),
     [
         (lambda m, c: (b"[]", c), "expected a JSON object"),
-        (lambda m, c: (b"{", c), "expected JSON"),
+        (lambda m, c: (b"{", c), "not valid JSON"),
         (lambda m, c: (m, b'{"other":1}'), "its config is 'sha256:"),
         (
             lambda m, c: (m.replace(b'"schemaVersion":2', b'"schemaVersion":1'), c),

@@ -36,7 +36,7 @@ from osbuilder.trust.keys import (
 )
 from osbuilder.trust.sigstore import load_public_key_file
 
-COSIGN = Path(__file__).parent.parent / "data" / "trust" / "cosign"
+COSIGN = Path(__file__).resolve().parents[2] / "data" / "trust" / "cosign"
 PASSWORD = b"correct horse battery staple"
 
 
@@ -285,7 +285,7 @@ def cosign_document() -> dict[str, object]:
             b"-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
             "its PEM block is not base64",
         ),
-        (pem_encode("ENCRYPTED SIGSTORE PRIVATE KEY", b"not json"), "expected a JSON document"),
+        (pem_encode("ENCRYPTED SIGSTORE PRIVATE KEY", b"not json"), "not valid JSON"),
         (pem_encode("ENCRYPTED SIGSTORE PRIVATE KEY", b"[]"), "expected a JSON object"),
         (
             pem_encode("ENCRYPTED SIGSTORE PRIVATE KEY", b'{"kdf":{},"kdf":{}}'),
