@@ -12,17 +12,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 
 from osbuilder.errors import ExternalError, UserError
+from osbuilder.oci.httpx_support import raise_for_status
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.progress import NullProgress, Progress
-
-if TYPE_CHECKING:
-    from osbuilder.oci.reference import ImageReference
-    from osbuilder.oci.registry import Endpoint, RegistryClient
+from osbuilder.oci.reference import ImageReference
+from osbuilder.oci.registry import Endpoint, RegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +38,6 @@ def upload_blob(
     progress: Progress | None = None,
 ) -> str:
     """Upload the file at `path` as `blob` to `ref`'s repository: 'mounted' or 'uploaded'."""
-    from osbuilder.oci.httpx_support import raise_for_status
-
     progress = progress or NullProgress()
     endpoint = client.origin(ref.registry)
     what = f"upload {blob.digest[:19]} to {ref.repository} at {endpoint.base_url}"
@@ -78,8 +74,6 @@ def _put_whole(
     what: str,
     progress: Progress,
 ) -> None:
-    from osbuilder.oci.httpx_support import raise_for_status
-
     def body() -> Iterator[bytes]:
         progress.restart(blob.digest, 0)
         with path.open("rb") as stream:
@@ -102,8 +96,6 @@ def _put_chunks(
     what: str,
     progress: Progress,
 ) -> None:
-    from osbuilder.oci.httpx_support import raise_for_status
-
     size = client.options.chunk_size
     resumes = 0
     with path.open("rb") as stream:

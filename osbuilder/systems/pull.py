@@ -17,6 +17,7 @@ from pathlib import Path
 from msgspec import Struct
 
 from osbuilder.errors import UserError, cannot_write
+from osbuilder.formats.outputfile import output_directory
 from osbuilder.oci.model import Descriptor, detect_media_type, is_index
 from osbuilder.oci.platform import TargetPlatform, select_manifest
 from osbuilder.oci.progress import NullProgress, Progress
@@ -148,8 +149,6 @@ class SystemPuller:
 def write_files(store: ContentStore, system: PulledSystem, directory: Path) -> list[Path]:
     """The system's files in `directory`, under their titles (checked when pulled), all
     at once or none."""
-    from osbuilder.formats.outputfile import output_directory
-
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
