@@ -166,39 +166,37 @@ def _build(args: argparse.Namespace) -> int:
         raise UserError("--sbom-file writes the SBOM --no-sbom leaves out: give one of them")
     facts = BuildFacts()
     store = shared.open_store(args)
-    with shared.progress_for(args) as progress:
-        client = None if args.offline else shared.registry_client(args)
-        try:
-            images = ImageSource(
-                store,
-                client,
-                shared.target_platform(args),
-                pull_always=args.pull,
-                progress=progress,
-                jobs=args.jobs,
-                verifier=shared.verifier(args, store, client),
-            )
-            outputs = build(
-                args.files,
-                images,
-                formats=args.formats or [DEFAULT_FORMAT],
-                output_dir=args.dir,
-                name=name,
-                options=WriteOptions(
-                    compression=args.compress,
-                    root=args.root,
-                    # Hashing is one more pass over every byte written (~5% of a build):
-                    # done for --json, which reports digests.
-                    digests=args.json,
-                ),
-                decompress_kernel=args.decompress_kernel,
-                sbom=None if args.no_sbom else args.sbom_output,
-                locked=not args.no_lock,
-                facts=facts,
-            )
-        finally:
-            if client is not None:
-                client.close()
+    with (
+        shared.progress_for(args) as progress,
+        shared.registry_when(args, not args.offline) as client,
+    ):
+        images = ImageSource(
+            store,
+            client,
+            shared.target_platform(args),
+            pull_always=args.pull,
+            progress=progress,
+            jobs=args.jobs,
+            verifier=shared.verifier(args, store, client),
+        )
+        outputs = build(
+            args.files,
+            images,
+            formats=args.formats or [DEFAULT_FORMAT],
+            output_dir=args.dir,
+            name=name,
+            options=WriteOptions(
+                compression=args.compress,
+                root=args.root,
+                # Hashing is one more pass over every byte written (~5% of a build):
+                # done for --json, which reports digests.
+                digests=args.json,
+            ),
+            decompress_kernel=args.decompress_kernel,
+            sbom=None if args.no_sbom else args.sbom_output,
+            locked=not args.no_lock,
+            facts=facts,
+        )
     if args.json and destination is None:
         shared.print_json([output.as_json() for output in outputs])
     elif not args.json:

@@ -238,6 +238,16 @@ def registry_client(args: argparse.Namespace) -> RegistryClient:
     return RegistryClient(options)
 
 
+@contextlib.contextmanager
+def registry_when(args: argparse.Namespace, wanted: bool) -> Iterator[RegistryClient | None]:
+    """The registry client if `wanted` (not with --offline, say), closed after; else None."""
+    if not wanted:
+        yield None
+        return
+    with registry_client(args) as client:
+        yield client
+
+
 def target_platform(args: argparse.Namespace) -> TargetPlatform:
     from osbuilder.oci.platform import host_target, parse_platform
 

@@ -134,33 +134,31 @@ def _pull(args: argparse.Namespace) -> int:
     if args.output is not None:
         return _pull_system(args, store, refs)
     summary: list[dict[str, str | int]] = []
-    with shared.progress_for(args) as progress:
-        client = None if args.offline else shared.registry_client(args)
-        try:
-            puller = Puller(
-                store,
-                client,
-                shared.target_platform(args),
-                jobs=args.jobs,
-                progress=progress,
-                check=_not_a_system(store, shared.verifier(args, store, client).check),
+    with (
+        shared.progress_for(args) as progress,
+        shared.registry_when(args, not args.offline) as client,
+    ):
+        puller = Puller(
+            store,
+            client,
+            shared.target_platform(args),
+            jobs=args.jobs,
+            progress=progress,
+            check=_not_a_system(store, shared.verifier(args, store, client).check),
+        )
+        for ref in refs:
+            result = puller.pull(ref)
+            image = result.image
+            summary.append(
+                {
+                    "reference": str(ref),
+                    "digest": image.digest,
+                    "manifest": image.manifest_descriptor.digest,
+                    "platform": f"{image.config.os}/{image.config.architecture}",
+                    "size": sum(layer.size for layer in image.manifest.layers),
+                    "transferred": result.transferred,
+                }
             )
-            for ref in refs:
-                result = puller.pull(ref)
-                image = result.image
-                summary.append(
-                    {
-                        "reference": str(ref),
-                        "digest": image.digest,
-                        "manifest": image.manifest_descriptor.digest,
-                        "platform": f"{image.config.os}/{image.config.architecture}",
-                        "size": sum(layer.size for layer in image.manifest.layers),
-                        "transferred": result.transferred,
-                    }
-                )
-        finally:
-            if client is not None:
-                client.close()
     if args.json:
         shared.print_json(summary)
     else:
@@ -196,12 +194,8 @@ def _pull_system(args: argparse.Namespace, store: ContentStore, refs: list[Image
 
     if len(refs) != 1:
         raise UserError("-o DIR takes one system: pull one REF at a time")
-    client = None if args.offline else shared.registry_client(args)
-    try:
+    with shared.registry_when(args, not args.offline) as client:
         system = pull_system(args, store, client, refs[0])
-    finally:
-        if client is not None:
-            client.close()
     with store.using():
         written = write_files(store, system, args.output)
     if args.json:

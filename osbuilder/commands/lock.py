@@ -72,8 +72,7 @@ def _lock(args: argparse.Namespace) -> int:
     if args.check and previous is None:
         raise UserError(f"{path} does not exist; write it: {_command(specs)}")
     store = shared.open_store(args)
-    client = None if args.offline else shared.registry_client(args)
-    try:
+    with shared.registry_when(args, not args.offline) as client:
         sources = [
             ImageSource(store, client, target, pull_always=args.pull, jobs=args.jobs)
             for target in _targets(args.arches, previous)
@@ -81,9 +80,6 @@ def _lock(args: argparse.Namespace) -> int:
         if previous is not None and args.check:
             return _check(specs, loaded, previous, sources, args.jobs)
         return _write(specs, loaded, previous, sources, args.jobs)
-    finally:
-        if client is not None:
-            client.close()
 
 
 def _command(specs: list[str]) -> str:

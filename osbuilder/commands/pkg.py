@@ -159,8 +159,7 @@ def _build(args: argparse.Namespace) -> int:
     target = shared.target_platform(args)
     sources = Sources(tuple(args.mirror), args.keyring, args.refresh_missing)
     results: list[dict[str, object]] = []
-    client = shared.registry_client(args) if args.push or namespace else None
-    try:
+    with shared.registry_when(args, bool(args.push or namespace)) as client:
         cache = None
         if namespace is not None and client is not None:
             check = shared.verifier(args, store, client).check
@@ -211,9 +210,6 @@ def _build(args: argparse.Namespace) -> int:
             )
             if not args.json:
                 print(f"{reference} ({_describe(results[-1], signed)}, {digest})", flush=True)
-    finally:
-        if client is not None:
-            client.close()
     if args.json:
         shared.print_json(results)
     return ExitCode.OK
