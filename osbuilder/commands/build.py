@@ -272,7 +272,7 @@ def _dry_run(files: list[str]) -> int:
     from osbuilder.spec import load_spec
     from osbuilder.spec.yaml12 import dump_yaml
 
-    loaded = load_spec(files, shared.package_reference)
+    loaded = load_spec(files, shared.resolve_package)
     for warning in loaded.warnings:
         log.warning("%s", warning)
     data = loaded.spec.to_data()

@@ -209,7 +209,7 @@ class RoutedPush:
         )
 
 
-def package_reference(directory: Path) -> str:
+def resolve_package(directory: Path) -> str:
     """What an `@pkg:` template naming `directory` stands for: the spec loader's resolver.
     (pkg imported only when a spec has a template: its recipe models cost ~10 ms.)"""
     from osbuilder.pkg.tag import template_reference

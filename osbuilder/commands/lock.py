@@ -65,7 +65,7 @@ def _lock(args: argparse.Namespace) -> int:
 
     specs = [str(spec) for spec in args.files]
     path = spec_lock_path(specs)  # (before any work: a spec on standard input has no lock)
-    loaded = load_spec(specs, shared.package_reference)
+    loaded = load_spec(specs, shared.resolve_package)
     for warning in loaded.warnings:
         log.warning("%s", warning)
     previous = read_lock(path, specs) if args.check else existing_lock(specs)

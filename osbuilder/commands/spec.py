@@ -52,7 +52,7 @@ def _validate(args: argparse.Namespace) -> int:
     if [str(f) for f in args.files].count("-") > 1:
         raise UserError("- (standard input) can be given only once")
     groups: list[list[str]] = [args.files] if args.merge else [[f] for f in args.files]
-    results = [(group, *check_specs(group, shared.package_reference)) for group in groups]
+    results = [(group, *check_specs(group, shared.resolve_package)) for group in groups]
     valid = all(loaded is not None for _, loaded, _ in results)
     if args.json:
         every = [d for _, _, diagnostics in results for d in diagnostics]

@@ -99,3 +99,33 @@ def test_a_spec_from_standard_input_cannot_use_templates(tmp_path: Path) -> None
         "<stdin>:1:8: init[0]: @pkg:pkg/redis: a @pkg: path is relative to its spec file, "
         "and this spec was read from standard input; give the file itself"
     ]
+
+
+def test_the_caller_resolves_each_recipe_once_and_spec_alone_resolves_none(
+    tmp_path: Path,
+) -> None:
+    # (spec builds on no part of pkg: what a recipe builds is the resolver's to say)
+    path = spec_file(
+        tmp_path,
+        """\
+        init:
+          - "@pkg:pkg/a"
+          - "@pkg:pkg/a"
+          - "@pkg:pkg/b"
+        """,
+    )
+    asked: list[Path] = []
+
+    def resolver(directory: Path) -> str:
+        asked.append(directory)
+        return f"example.org/{directory.name}:1"
+
+    spec = load_spec([path], resolver).spec
+    assert spec.init == ["example.org/a:1", "example.org/a:1", "example.org/b:1"]
+    assert asked == [tmp_path / "pkg/a", tmp_path / "pkg/b"]
+
+    loaded, diagnostics = check_sources([(str(path), None)])
+    assert loaded is None
+    assert str(diagnostics[0]) == (
+        f"{path}:2:5: init[0]: @pkg:pkg/a: @pkg: templates are not expanded here"
+    )
