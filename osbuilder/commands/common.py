@@ -62,20 +62,18 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         metavar="REGISTRY=URL",
         help="pull REGISTRY's images from URL first, e.g. docker.io=http://127.0.0.1:5000",
     )
-    group.add_argument(
-        "--retries",
-        type=whole_number(0),
-        default=5,
-        metavar="N",
-        help="retries of a failed request, with exponential backoff (default 5)",
+    counts = (  # (option, least value, default, what it counts)
+        ("--retries", 0, 5, "retries of a failed request, with exponential backoff"),
+        ("--jobs", 1, 6, "blobs transferred in parallel"),
     )
-    group.add_argument(
-        "--jobs",
-        type=whole_number(1),
-        default=6,
-        metavar="N",
-        help="blobs transferred in parallel (default 6)",
-    )
+    for option, least, default, what in counts:
+        group.add_argument(
+            option,
+            type=whole_number(least),
+            default=default,
+            metavar="N",
+            help=f"{what} (default %(default)s)",
+        )
 
 
 def add_remote_options(
