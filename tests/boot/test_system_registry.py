@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import oras.provider
+import oras.provider  # type: ignore[import-untyped]
 import pytest
 
 from osbuilder.oci.platform import host_target
