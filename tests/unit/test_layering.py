@@ -18,8 +18,9 @@ OSBUILDER = Path(__file__).resolve().parents[2] / "osbuilder"
 
 #: Packages (and top-level modules) from the bottom up: each may import its own layer and
 #: those before it, never one after. The pipeline's stages build on the earlier stages'
-#: types (spec on oci's references, assemble on spec, formats on assemble, vm and cloud on
-#: what formats write); the guest, PID 1 of the built system, stands apart (its own test).
+#: types (spec on oci's references, assemble on spec, formats on assemble; systems, vm and
+#: cloud ship or run what formats write; lock and build drive them, the commands drive
+#: those). The guest, PID 1 of the built system, stands apart (its own test).
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
