@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import OSBUILDER, add_store_argument, build_packages, byte_compile  # noqa: E402
 from osbuilder.oci.reference import parse_reference  # noqa: E402
+from osbuilder.pkg.tag import template_reference  # noqa: E402
 from osbuilder.spec import load_spec  # noqa: E402
 from osbuilder.spec.images import image_references  # noqa: E402
 from tests.integration.registry import running_registry  # noqa: E402
@@ -65,7 +66,7 @@ def timed(*args: str) -> float:
 def spec_in_registry(host: str, copy: Path) -> list[tuple[str, str]]:
     """Write `copy`: examples/redis.yml naming its images in the registry at `host`.
     Returns (reference in the store, reference in the registry) for each image."""
-    loaded = load_spec([SPEC])
+    loaded = load_spec([SPEC], template_reference)
     data: dict[str, Any] = loaded.spec.to_data()
     moved: dict[str, str] = {}
     for reference, path in image_references(loaded.spec):

@@ -40,6 +40,7 @@ from osbuilder.formats.catalog import (
 from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
 from osbuilder.lock import build_pins
+from osbuilder.pkg.tag import template_reference
 from osbuilder.spec import SpecValueError, load_spec
 from osbuilder.trust.verify import TrustedNames
 
@@ -74,7 +75,7 @@ def build(
 ) -> list[Output]:
     """Build `spec_files` in each of `formats`; `locked`: take the images by the digests of
     the spec's lock, when it has one. `facts`, when given, is filled in."""
-    loaded = load_spec(spec_files)
+    loaded = load_spec(spec_files, template_reference)
     if facts is not None:
         canonical = json.dumps(loaded.spec.to_data(), sort_keys=True, separators=(",", ":"))
         facts.spec_digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -15,7 +15,7 @@ from osbuilder.oci.platform import host_target
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.build import Sources, build_package
 from osbuilder.pkg.recipe import load_recipe
-from osbuilder.pkg.tag import package_reference
+from osbuilder.pkg.tag import package_reference, template_reference
 from osbuilder.spec import load_spec
 from osbuilder.trust.attach import Signer, sign_stored
 from osbuilder.trust.keys import generate_key_pair, key_files, load_private_key
@@ -73,7 +73,7 @@ def packages() -> Packages:
 def arm64_packages(packages: Packages) -> Packages:
     """The packages examples/redis.yml names, for arm64 too (after the host's: one store,
     and each name then an index of both)."""
-    spec = load_spec([REPO / "examples/redis.yml"]).spec
+    spec = load_spec([REPO / "examples/redis.yml"], template_reference).spec
     assert spec.kernel is not None
     references = [
         spec.kernel.image,

@@ -18,7 +18,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import openstack
+from keystoneauth1 import exceptions as auth_errors
 from msgspec import Struct, field
+from openstack import exceptions as sdk_errors
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.media import MediaBoot
@@ -76,9 +79,6 @@ def push_image(
     medium = MediaBoot.from_file(path)
     wanted = image_properties(medium, properties)
     md5, sha256 = _digests(path)
-    import openstack  # (slow to import: only for this command)
-    from keystoneauth1 import exceptions as auth_errors
-    from openstack import exceptions as sdk_errors
 
     _quiet_libraries()
 

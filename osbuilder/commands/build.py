@@ -7,21 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.commands.common import (
-    add_image_source_options,
-    add_platform_option,
-    add_registry_options,
-    add_signing_options,
-    add_store_options,
-    add_trust_options,
-    open_store,
-    print_json,
-    progress_for,
-    registry_client,
-    signer,
-    target_platform,
-    verifier,
-)
+from osbuilder.commands import common as shared
 from osbuilder.errors import ExitCode, UserError
 from osbuilder.formats.catalog import DEFAULT_FORMAT, FORMATS, names, squashfs_root_media
 from osbuilder.oci.reference import parse_reference
@@ -118,7 +104,7 @@ def register(
         help="write the kernel uncompressed: an x86 bzImage as its ELF vmlinux, a gzip'd "
         "arm64 Image as the Image (for Firecracker, cloud-hypervisor; QEMU boots both)",
     )
-    add_image_source_options(build)
+    shared.add_image_source_options(build)
     build.add_argument(
         "--no-lock",
         action="store_true",
@@ -136,11 +122,8 @@ def register(
         help="then push the outputs to a registry as one system artifact, with the SBOM "
         "attached (as osbuilder push registry REF DIR/NAME does)",
     )
-    add_platform_option(build)
-    add_store_options(build)
-    add_registry_options(build)
-    add_trust_options(build)
-    add_signing_options(build)
+    shared.add_platform_option(build)
+    shared.add_remote_options(build, verify=True, sign=True)
     build.set_defaults(handler=_build)
 
 
@@ -172,49 +155,47 @@ def _build(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args.files)
     name = args.name or _default_name(args.files[0])
-    keys = signer(args)  # (the key's password asked before any work)
+    keys = shared.signer(args)  # (the key's password asked before any work)
     if keys and args.push is None:
         raise UserError("--sign-key and --sign-by sign what --push REF pushes: add --push REF")
     destination = parse_reference(args.push) if args.push else None
     if args.sbom_file is not None and args.no_sbom:
         raise UserError("--sbom-file writes the SBOM --no-sbom leaves out: give one of them")
     facts = BuildFacts()
-    store = open_store(args)
-    with progress_for(args) as progress:
-        client = None if args.offline else registry_client(args)
-        try:
-            images = ImageSource(
-                store,
-                client,
-                target_platform(args),
-                pull_always=args.pull,
-                progress=progress,
-                jobs=args.jobs,
-                verifier=verifier(args, store, client),
-            )
-            outputs = build(
-                args.files,
-                images,
-                formats=args.formats or [DEFAULT_FORMAT],
-                output_dir=args.dir,
-                name=name,
-                options=WriteOptions(
-                    compression=args.compress,
-                    root=args.root,
-                    # Hashing is one more pass over every byte written (~5% of a build):
-                    # done for --json, which reports digests.
-                    digests=args.json,
-                ),
-                decompress_kernel=args.decompress_kernel,
-                sbom=None if args.no_sbom else args.sbom_output,
-                locked=not args.no_lock,
-                facts=facts,
-            )
-        finally:
-            if client is not None:
-                client.close()
+    store = shared.open_store(args)
+    with (
+        shared.progress_for(args) as progress,
+        shared.registry_when(args, not args.offline) as client,
+    ):
+        images = ImageSource(
+            store,
+            client,
+            shared.target_platform(args),
+            pull_always=args.pull,
+            progress=progress,
+            jobs=args.jobs,
+            verifier=shared.verifier(args, store, client),
+        )
+        outputs = build(
+            args.files,
+            images,
+            formats=args.formats or [DEFAULT_FORMAT],
+            output_dir=args.dir,
+            name=name,
+            options=WriteOptions(
+                compression=args.compress,
+                root=args.root,
+                # Hashing is one more pass over every byte written (~5% of a build):
+                # done for --json, which reports digests.
+                digests=args.json,
+            ),
+            decompress_kernel=args.decompress_kernel,
+            sbom=None if args.no_sbom else args.sbom_output,
+            locked=not args.no_lock,
+            facts=facts,
+        )
     if args.json and destination is None:
-        print_json([output.as_json() for output in outputs])
+        shared.print_json([output.as_json() for output in outputs])
     elif not args.json:
         for output in outputs:
             print(f"{output.path} ({human_size(output.size)})")
@@ -251,7 +232,7 @@ def _push(
     from osbuilder.systems.artifact import BuildRecord
     from osbuilder.systems.push import SystemFiles
 
-    architecture = target_platform(args).architecture
+    architecture = shared.target_platform(args).architecture
     record = BuildRecord(
         __version__,
         architecture,
@@ -264,7 +245,7 @@ def _push(
     sboms = {architecture: facts.sbom} if facts.sbom is not None else {}
     result = push_system(args, destination, [files], keys, sboms)
     if args.json:
-        print_json(
+        shared.print_json(
             {
                 "outputs": [output.as_json() for output in outputs],
                 "pushed": {"destination": str(destination), "digest": result.digest},
@@ -288,7 +269,7 @@ def _dry_run(files: list[str]) -> int:
     from osbuilder.spec import load_spec
     from osbuilder.spec.yaml12 import dump_yaml
 
-    loaded = load_spec(files)
+    loaded = load_spec(files, shared.resolve_package)
     for warning in loaded.warnings:
         log.warning("%s", warning)
     data = loaded.spec.to_data()

@@ -10,10 +10,12 @@ import argparse
 import re
 from pathlib import Path
 
-from osbuilder.commands.common import print_json
+from osbuilder.commands import common as shared
 from osbuilder.errors import ExitCode
 
-COMMAND = "push-openstack"  # what `push openstack` is parsed as
+PUSH_OPENSTACK = shared.RoutedPush("openstack")
+COMMAND = PUSH_OPENSTACK.command  # what `push openstack` is parsed as
+route = PUSH_OPENSTACK.route
 _PROPERTY = re.compile(r"(?P<key>[A-Za-z0-9_.:-]+)=(?P<value>.*)", re.DOTALL)
 
 
@@ -37,12 +39,10 @@ def _seconds(text: str) -> float:
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    openstack = sub.add_parser(
-        COMMAND,
-        parents=[common],
-        prog="osbuilder push openstack",
-        # (no help=: not listed among the commands; `push` names it)
-        description="Upload a built image (qcow2, raw, VHD or ISO: known by its contents) to "
+    openstack = PUSH_OPENSTACK.add_parser(
+        sub,
+        common,
+        "Upload a built image (qcow2, raw, VHD or ISO: known by its contents) to "
         "OpenStack's image service and wait until it is active; print its ID. The cloud is "
         "--cloud NAME of clouds.yaml, or the OS_* variables, as for every OpenStack client. "
         "An EFI image gets hw_firmware_type=uefi. Uploading the same image under the same "
@@ -77,20 +77,6 @@ def register(
     openstack.set_defaults(handler=_push_openstack)
 
 
-def route(argv: list[str]) -> list[str]:
-    """`push openstack ...` as the command it is parsed as; any other argv as it is.
-
-    `openstack` must follow `push` at once: anywhere else it may be an option's value
-    (`push --to openstack REF`).
-    """
-    for index, word in enumerate(argv):
-        if not word.startswith("-"):  # the command
-            if argv[index : index + 2] == ["push", "openstack"]:
-                return [*argv[:index], COMMAND, *argv[index + 2 :]]
-            break
-    return argv
-
-
 def _push_openstack(args: argparse.Namespace) -> int:
     from osbuilder.cloud.openstack import push_image
 
@@ -103,7 +89,7 @@ def _push_openstack(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
     if args.json:
-        print_json(image.as_json())
+        shared.print_json(image.as_json())
     else:
         print(image.id)
     return ExitCode.OK

@@ -1,7 +1,9 @@
 """Options several commands share, and building the objects they describe.
 
 Heavy modules are imported inside the functions: `osbuilder pull` should not
-pay for the spec models, nor any command for what it does not use.
+pay for the spec models, nor any command for what it does not use (importing
+every module a command may use takes ~0.4 s; `osbuilder --help` takes 0.1 s).
+Command modules import this one as `shared`.
 """
 
 from __future__ import annotations
@@ -60,20 +62,34 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         metavar="REGISTRY=URL",
         help="pull REGISTRY's images from URL first, e.g. docker.io=http://127.0.0.1:5000",
     )
-    group.add_argument(
-        "--retries",
-        type=whole_number(0),
-        default=5,
-        metavar="N",
-        help="retries of a failed request, with exponential backoff (default 5)",
+    counts = (  # (option, least value, default, what it counts)
+        ("--retries", 0, 5, "retries of a failed request, with exponential backoff"),
+        ("--jobs", 1, 6, "blobs transferred in parallel"),
     )
-    group.add_argument(
-        "--jobs",
-        type=whole_number(1),
-        default=6,
-        metavar="N",
-        help="blobs transferred in parallel (default 6)",
-    )
+    for option, least, default, what in counts:
+        group.add_argument(
+            option,
+            type=whole_number(least),
+            default=default,
+            metavar="N",
+            help=f"{what} (default %(default)s)",
+        )
+
+
+def add_remote_options(
+    parser: argparse.ArgumentParser, *, verify: bool = False, sign: bool = False
+) -> None:
+    """The content store and registries, the options of every command that pulls or pushes;
+    with `verify`, the policy that judges what is pulled; with `sign`, the keys that sign
+    what is pushed (and where its simple signatures are written)."""
+    add_store_options(parser)
+    add_registry_options(parser)
+    if verify:
+        add_trust_options(parser)
+    elif sign:
+        add_registries_d_option(parser.add_argument_group("signature options"))
+    if sign:
+        add_signing_options(parser)
 
 
 def add_trust_options(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +170,51 @@ def add_image_source_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class RoutedPush:
+    """`push TARGET ...` (`push registry`, `push openstack`): a command of its own that shares
+    the word `push` with pushing a store image (`osbuilder push REF`), as in LinuxKit.
+    argparse knows it as one word, `command`; `route` makes a command line say that."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.command = f"push-{target}"
+
+    def route(self, argv: list[str]) -> list[str]:
+        """`push TARGET ...` as the command it is parsed as; any other argv as it is.
+
+        TARGET must follow `push` at once: anywhere else it may be an option's value
+        (`push --to openstack REF`).
+        """
+        for index, word in enumerate(argv):
+            if not word.startswith("-"):  # the command
+                if argv[index : index + 2] == ["push", self.target]:
+                    return [*argv[:index], self.command, *argv[index + 2 :]]
+                break
+        return argv
+
+    def add_parser(
+        self,
+        sub: argparse._SubParsersAction[argparse.ArgumentParser],
+        common: argparse.ArgumentParser,
+        description: str,
+    ) -> argparse.ArgumentParser:
+        """Its parser (with no help=: not listed among the commands; `push` names it)."""
+        return sub.add_parser(
+            self.command,
+            parents=[common],
+            prog=f"osbuilder push {self.target}",
+            description=description,
+        )
+
+
+def resolve_package(directory: Path) -> str:
+    """What an `@pkg:` template naming `directory` stands for: the spec loader's resolver.
+    (pkg imported only when a spec has a template: its recipe models cost ~10 ms.)"""
+    from osbuilder.pkg.tag import template_reference
+
+    return template_reference(directory)
+
+
 def open_store(args: argparse.Namespace) -> ContentStore:
     from osbuilder.oci.store import ContentStore, default_store_root
 
@@ -173,6 +234,16 @@ def registry_client(args: argparse.Namespace) -> RegistryClient:
         retries=args.retries,
     )
     return RegistryClient(options)
+
+
+@contextlib.contextmanager
+def registry_when(args: argparse.Namespace, wanted: bool) -> Iterator[RegistryClient | None]:
+    """The registry client if `wanted` (not with --offline, say), closed after; else None."""
+    if not wanted:
+        yield None
+        return
+    with registry_client(args) as client:
+        yield client
 
 
 def target_platform(args: argparse.Namespace) -> TargetPlatform:

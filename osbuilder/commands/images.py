@@ -6,21 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.commands.common import (
-    add_platform_option,
-    add_registries_d_option,
-    add_registry_options,
-    add_signing_options,
-    add_store_options,
-    add_trust_options,
-    open_store,
-    print_json,
-    progress_for,
-    registry_client,
-    signer,
-    target_platform,
-    verifier,
-)
+from osbuilder.commands import common as shared
 from osbuilder.errors import ExitCode, UserError
 from osbuilder.oci.progress import human_size
 from osbuilder.oci.reference import parse_reference
@@ -55,10 +41,8 @@ def register(
         help="use only the content store; never contact a registry",
     )
     pull.add_argument("--json", action="store_true", help="print a JSON summary")
-    add_platform_option(pull)
-    add_store_options(pull)
-    add_registry_options(pull)
-    add_trust_options(pull)
+    shared.add_platform_option(pull)
+    shared.add_remote_options(pull, verify=True)
     pull.set_defaults(handler=_pull)
 
     push_cmd = sub.add_parser(
@@ -79,10 +63,7 @@ def register(
     push_cmd.add_argument("ref", metavar="REF", help="image in the content store")
     push_cmd.add_argument("--to", metavar="DEST", help="destination reference (default: REF)")
     push_cmd.add_argument("--json", action="store_true", help="print a JSON summary")
-    add_store_options(push_cmd)
-    add_registry_options(push_cmd)
-    add_registries_d_option(push_cmd.add_argument_group("signature options"))
-    add_signing_options(push_cmd)
+    shared.add_remote_options(push_cmd, sign=True)
     push_cmd.set_defaults(handler=_push)
 
     sign = sub.add_parser(
@@ -96,10 +77,7 @@ def register(
         "in the content store too.",
     )
     sign.add_argument("refs", nargs="+", metavar="REF", help="image references")
-    add_store_options(sign)
-    add_registry_options(sign)
-    add_registries_d_option(sign.add_argument_group("signature options"))
-    add_signing_options(sign)
+    shared.add_remote_options(sign, sign=True)
     sign.set_defaults(handler=_sign)
 
     cache = sub.add_parser(
@@ -139,7 +117,7 @@ def register(
     imp.add_argument("archive", type=Path, metavar="FILE.tar")
     imp.set_defaults(handler=_cache_import)
     for parser in (ls, rm, gc, export, imp):
-        add_store_options(parser)
+        shared.add_store_options(parser)
     cache.set_defaults(handler=lambda args: _usage(cache))
 
 
@@ -152,39 +130,37 @@ def _pull(args: argparse.Namespace) -> int:
     from osbuilder.oci.pull import Puller
 
     refs = [parse_reference(text) for text in args.refs]
-    store = open_store(args)
+    store = shared.open_store(args)
     if args.output is not None:
         return _pull_system(args, store, refs)
     summary: list[dict[str, str | int]] = []
-    with progress_for(args) as progress:
-        client = None if args.offline else registry_client(args)
-        try:
-            puller = Puller(
-                store,
-                client,
-                target_platform(args),
-                jobs=args.jobs,
-                progress=progress,
-                check=_not_a_system(store, verifier(args, store, client).check),
+    with (
+        shared.progress_for(args) as progress,
+        shared.registry_when(args, not args.offline) as client,
+    ):
+        puller = Puller(
+            store,
+            client,
+            shared.target_platform(args),
+            jobs=args.jobs,
+            progress=progress,
+            check=_not_a_system(store, shared.verifier(args, store, client).check),
+        )
+        for ref in refs:
+            result = puller.pull(ref)
+            image = result.image
+            summary.append(
+                {
+                    "reference": str(ref),
+                    "digest": image.digest,
+                    "manifest": image.manifest_descriptor.digest,
+                    "platform": f"{image.config.os}/{image.config.architecture}",
+                    "size": sum(layer.size for layer in image.manifest.layers),
+                    "transferred": result.transferred,
+                }
             )
-            for ref in refs:
-                result = puller.pull(ref)
-                image = result.image
-                summary.append(
-                    {
-                        "reference": str(ref),
-                        "digest": image.digest,
-                        "manifest": image.manifest_descriptor.digest,
-                        "platform": f"{image.config.os}/{image.config.architecture}",
-                        "size": sum(layer.size for layer in image.manifest.layers),
-                        "transferred": result.transferred,
-                    }
-                )
-        finally:
-            if client is not None:
-                client.close()
     if args.json:
-        print_json(summary)
+        shared.print_json(summary)
     else:
         for item in summary:
             print(
@@ -218,16 +194,12 @@ def _pull_system(args: argparse.Namespace, store: ContentStore, refs: list[Image
 
     if len(refs) != 1:
         raise UserError("-o DIR takes one system: pull one REF at a time")
-    client = None if args.offline else registry_client(args)
-    try:
+    with shared.registry_when(args, not args.offline) as client:
         system = pull_system(args, store, client, refs[0])
-    finally:
-        if client is not None:
-            client.close()
     with store.using():
         written = write_files(store, system, args.output)
     if args.json:
-        print_json(
+        shared.print_json(
             {
                 "reference": str(system.reference),
                 "digest": system.descriptor.digest,
@@ -246,17 +218,21 @@ def _push(args: argparse.Namespace) -> int:
     from osbuilder.trust import publish
     from osbuilder.trust.attach import sign_stored
 
-    keys = signer(args)  # (the key's password asked before any work)
-    store = open_store(args)
+    keys = shared.signer(args)  # (the key's password asked before any work)
+    store = shared.open_store(args)
     destination = parse_reference(args.to) if args.to else None
-    with progress_for(args) as progress, registry_client(args) as client, store.using():
+    with (
+        shared.progress_for(args) as progress,
+        shared.registry_client(args) as client,
+        store.using(),
+    ):
         if keys:  # signed as the name it is pushed under, as skopeo copy --sign-by signs
             sign_stored(store, args.ref, keys, identity_ref=destination)
         result, published = publish.push_signed(
             store, client, args.ref, destination, args.registries_d, progress
         )
     if args.json:
-        print_json(
+        shared.print_json(
             {
                 "destination": str(result.destination),
                 "digest": result.digest,
@@ -285,12 +261,16 @@ def _sign(args: argparse.Namespace) -> int:
     from osbuilder.trust.attach import sign_digest
     from osbuilder.trust.fetch import fetch_sigstore
 
-    keys = signer(args)
+    keys = shared.signer(args)
     if not keys:
         raise UserError("name a key to sign with: --sign-key KEY.key or --sign-by FINGERPRINT")
     refs = [parse_reference(text) for text in args.refs]
-    store = open_store(args)
-    with progress_for(args) as progress, registry_client(args) as client, store.using():
+    store = shared.open_store(args)
+    with (
+        shared.progress_for(args) as progress,
+        shared.registry_client(args) as client,
+        store.using(),
+    ):
         for ref in refs:
             fetched = client.get_manifest(ref)
             store.put_bytes(fetched.data, fetched.digest)
@@ -306,10 +286,10 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _cache_ls(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    store = shared.open_store(args)
     references = store.references()
     if args.json:
-        print_json(
+        shared.print_json(
             [
                 {
                     "name": r.name,
@@ -326,7 +306,7 @@ def _cache_ls(args: argparse.Namespace) -> int:
 
 
 def _cache_rm(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    store = shared.open_store(args)
     missing = [text for text in args.refs if not store.untag(str(parse_reference(text)))]
     if missing:
         raise UserError(f"not in the content store: {', '.join(missing)}")
@@ -334,7 +314,7 @@ def _cache_rm(args: argparse.Namespace) -> int:
 
 
 def _cache_gc(args: argparse.Namespace) -> int:
-    count, size = open_store(args).gc(snapshots=args.snapshots)
+    count, size = shared.open_store(args).gc(snapshots=args.snapshots)
     print(f"removed {count} blobs, {human_size(size)}")
     return ExitCode.OK
 
@@ -342,7 +322,7 @@ def _cache_gc(args: argparse.Namespace) -> int:
 def _cache_export(args: argparse.Namespace) -> int:
     from osbuilder.oci.archive import export_archive
 
-    exported = export_archive(open_store(args), args.ref, args.output)
+    exported = export_archive(shared.open_store(args), args.ref, args.output)
     count = len(exported.attachments)
     attached = f", with {count} attachment{'s' * (count != 1)} (signatures)" if count else ""
     print(f"{args.output}: {exported.blobs} blobs{attached}")
@@ -352,6 +332,6 @@ def _cache_export(args: argparse.Namespace) -> int:
 def _cache_import(args: argparse.Namespace) -> int:
     from osbuilder.oci.archive import import_archive
 
-    for name in import_archive(open_store(args), args.archive):
+    for name in import_archive(shared.open_store(args), args.archive):
         print(name)
     return ExitCode.OK

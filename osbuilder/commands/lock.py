@@ -6,13 +6,7 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
-from osbuilder.commands.common import (
-    add_image_source_options,
-    add_registry_options,
-    add_store_options,
-    open_store,
-    registry_client,
-)
+from osbuilder.commands import common as shared
 from osbuilder.errors import ExitCode, UserError
 
 if TYPE_CHECKING:
@@ -58,9 +52,8 @@ def register(
         help="platform to lock, repeatable: amd64 or arm64 (default: those the lock holds, "
         "else this machine's)",
     )
-    add_image_source_options(lock)
-    add_store_options(lock)
-    add_registry_options(lock)
+    shared.add_image_source_options(lock)
+    shared.add_remote_options(lock)
     lock.set_defaults(handler=_lock)
 
 
@@ -72,15 +65,14 @@ def _lock(args: argparse.Namespace) -> int:
 
     specs = [str(spec) for spec in args.files]
     path = spec_lock_path(specs)  # (before any work: a spec on standard input has no lock)
-    loaded = load_spec(specs)
+    loaded = load_spec(specs, shared.resolve_package)
     for warning in loaded.warnings:
         log.warning("%s", warning)
     previous = read_lock(path, specs) if args.check else existing_lock(specs)
     if args.check and previous is None:
         raise UserError(f"{path} does not exist; write it: {_command(specs)}")
-    store = open_store(args)
-    client = None if args.offline else registry_client(args)
-    try:
+    store = shared.open_store(args)
+    with shared.registry_when(args, not args.offline) as client:
         sources = [
             ImageSource(store, client, target, pull_always=args.pull, jobs=args.jobs)
             for target in _targets(args.arches, previous)
@@ -88,9 +80,6 @@ def _lock(args: argparse.Namespace) -> int:
         if previous is not None and args.check:
             return _check(specs, loaded, previous, sources, args.jobs)
         return _write(specs, loaded, previous, sources, args.jobs)
-    finally:
-        if client is not None:
-            client.close()
 
 
 def _command(specs: list[str]) -> str:

@@ -7,18 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from osbuilder.commands.common import (
-    add_registry_options,
-    add_signing_options,
-    add_store_options,
-    add_trust_options,
-    open_store,
-    print_json,
-    registry_client,
-    signer,
-    target_platform,
-    verifier,
-)
+from osbuilder.commands import common as shared
 from osbuilder.errors import ExitCode, ExternalError
 from osbuilder.oci.platform import SUPPORTED_ARCHES
 
@@ -77,10 +66,9 @@ def register(
         help="re-lock the packages no mirror serves any more (each is named), instead of "
         "failing; the recipe's build.lock changes, and so does its tag",
     )
-    add_store_options(build)
-    add_registry_options(build)
-    add_signing_options(build)
-    add_trust_options(build)  # (the policy judges packages pulled from --cache-from)
+    shared.add_remote_options(build)
+    shared.add_signing_options(build)
+    shared.add_trust_options(build)  # (the policy judges packages pulled from --cache-from)
     build.set_defaults(handler=_build)
 
     lock = pkg_sub.add_parser(
@@ -166,16 +154,15 @@ def _build(args: argparse.Namespace) -> int:
         raise UserError("--image names one image: give one DIR with it")
     namespace = parse_namespace(args.cache_from) if args.cache_from else None
     recipes = [load_recipe(directory) for directory in args.dirs]  # all valid before building
-    keys = signer(args)
-    store = open_store(args)
-    target = target_platform(args)
+    keys = shared.signer(args)
+    store = shared.open_store(args)
+    target = shared.target_platform(args)
     sources = Sources(tuple(args.mirror), args.keyring, args.refresh_missing)
     results: list[dict[str, object]] = []
-    client = registry_client(args) if args.push or namespace else None
-    try:
+    with shared.registry_when(args, bool(args.push or namespace)) as client:
         cache = None
         if namespace is not None and client is not None:
-            check = verifier(args, store, client).check
+            check = shared.verifier(args, store, client).check
             cache = PackageCache(namespace, store, client, check, jobs=args.jobs)
         for loaded in recipes:
             reference = str(parse_reference(package_reference(loaded, args.image)))
@@ -223,11 +210,8 @@ def _build(args: argparse.Namespace) -> int:
             )
             if not args.json:
                 print(f"{reference} ({_describe(results[-1], signed)}, {digest})", flush=True)
-    finally:
-        if client is not None:
-            client.close()
     if args.json:
-        print_json(results)
+        shared.print_json(results)
     return ExitCode.OK
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from osbuilder.commands.common import print_json
+from osbuilder.commands import common as shared
 from osbuilder.errors import ExitCode, UserError
 
 if TYPE_CHECKING:
@@ -52,11 +52,11 @@ def _validate(args: argparse.Namespace) -> int:
     if [str(f) for f in args.files].count("-") > 1:
         raise UserError("- (standard input) can be given only once")
     groups: list[list[str]] = [args.files] if args.merge else [[f] for f in args.files]
-    results = [(group, *check_specs(group)) for group in groups]
+    results = [(group, *check_specs(group, shared.resolve_package)) for group in groups]
     valid = all(loaded is not None for _, loaded, _ in results)
     if args.json:
         every = [d for _, _, diagnostics in results for d in diagnostics]
-        print_json(
+        shared.print_json(
             {
                 "valid": valid,
                 "files": [str(f) for f in args.files],
@@ -107,5 +107,5 @@ def _schema(args: argparse.Namespace) -> int:
         **schema,
         "title": "osbuilder spec",
     }
-    print_json(schema)
+    shared.print_json(schema)
     return ExitCode.OK

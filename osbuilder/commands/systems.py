@@ -13,21 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.commands.common import (
-    add_platform_option,
-    add_registries_d_option,
-    add_registry_options,
-    add_signing_options,
-    add_store_options,
-    add_trust_options,
-    open_store,
-    print_json,
-    progress_for,
-    registry_client,
-    signer,
-    target_platform,
-    verifier,
-)
+from osbuilder.commands import common as shared
 from osbuilder.errors import ExitCode, UserError
 
 if TYPE_CHECKING:
@@ -38,27 +24,18 @@ if TYPE_CHECKING:
     from osbuilder.systems.push import PushedSystem, SystemFiles
     from osbuilder.trust.attach import Signer
 
-COMMAND = "push-registry"  # what `push registry` is parsed as
-
-
-def route(argv: list[str]) -> list[str]:
-    """`push registry ...` as the command it is parsed as; any other argv as it is."""
-    for index, word in enumerate(argv):
-        if not word.startswith("-"):
-            if argv[index : index + 2] == ["push", "registry"]:
-                return [*argv[:index], COMMAND, *argv[index + 2 :]]
-            break
-    return argv
+PUSH_REGISTRY = shared.RoutedPush("registry")
+COMMAND = PUSH_REGISTRY.command  # what `push registry` is parsed as
+route = PUSH_REGISTRY.route
 
 
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    push = sub.add_parser(
-        COMMAND,
-        parents=[common],
-        prog="osbuilder push registry",
-        description="Push a built system to a registry as one OCI artifact (artifactType "
+    push = PUSH_REGISTRY.add_parser(
+        sub,
+        common,
+        "Push a built system to a registry as one OCI artifact (artifactType "
         "application/vnd.osbuilder.system.v1+json): one layer per file, titled with its "
         "name (oras pull writes the same files), the build's record as the config. OUTPUT "
         "is an output prefix (output/redis: every file output/redis-* and output/redis.*) "
@@ -70,11 +47,8 @@ def register(
     push.add_argument("outputs", nargs="+", metavar="OUTPUT", help="e.g. output/redis")
     push.add_argument("--sbom", type=Path, metavar="FILE", help="the system's SPDX JSON SBOM")
     push.add_argument("--json", action="store_true", help="print a JSON summary")
-    add_platform_option(push)
-    add_store_options(push)
-    add_registry_options(push)
-    add_registries_d_option(push.add_argument_group("signature options"))
-    add_signing_options(push)
+    shared.add_platform_option(push)
+    shared.add_remote_options(push, sign=True)
     push.set_defaults(handler=_push_registry)
 
     sbom = sub.add_parser(
@@ -85,17 +59,14 @@ def register(
         "registry's referrers API or the sha256-HEX tag of the fallback) and print it.",
     )
     sbom.add_argument("ref", metavar="REF", help="a system pushed with push registry")
-    add_platform_option(sbom)
-    add_store_options(sbom)
-    add_registry_options(sbom)
+    shared.add_platform_option(sbom)
+    shared.add_remote_options(sbom)
     sbom.set_defaults(handler=_sbom)
 
 
 def add_pull_options(parser: argparse.ArgumentParser) -> None:
     """What `osbuilder run docker://REF` needs to pull a system (store, registry, policy)."""
-    add_store_options(parser)
-    add_registry_options(parser)
-    add_trust_options(parser)
+    shared.add_remote_options(parser, verify=True)
 
 
 def _push_registry(args: argparse.Namespace) -> int:
@@ -105,7 +76,7 @@ def _push_registry(args: argparse.Namespace) -> int:
     from osbuilder.systems.artifact import BuildRecord
     from osbuilder.systems.push import SystemFiles, guess_formats, output_files, split_arch
 
-    keys = signer(args)
+    keys = shared.signer(args)
     dest = parse_reference(args.ref)
     default_arch = args.arch or host_target().architecture
     grouped: dict[str, list[Path]] = {}
@@ -143,7 +114,7 @@ def push_system(
                 sboms[system.record.architecture] = system.sbom.read_bytes()
             except OSError as exc:
                 raise UserError(f"{system.sbom}: cannot read: {exc.strerror}") from None
-    with progress_for(args) as progress, registry_client(args) as client:
+    with shared.progress_for(args) as progress, shared.registry_client(args) as client:
         result = push.push_system(client, dest, systems, progress)
         for arch, data in sboms.items():
             subject = result.manifests[arch]
@@ -165,7 +136,7 @@ def _sign(
     from osbuilder.trust import publish
     from osbuilder.trust.attach import sign_digest
 
-    store = open_store(args)
+    store = shared.open_store(args)
     with store.using():
         sign_digest(store, dest, digest, keys)
         plan = publish.plan_digests(store, client, dest, [digest], None, args.registries_d)
@@ -174,7 +145,7 @@ def _sign(
 
 def _report(args: argparse.Namespace, result: PushedSystem) -> None:
     if args.json:
-        print_json(
+        shared.print_json(
             {
                 "destination": str(result.destination),
                 "digest": result.digest,
@@ -206,14 +177,14 @@ def pull_system(
 ) -> PulledSystem:
     from osbuilder.systems.pull import SystemPuller
 
-    with progress_for(args) as progress:
+    with shared.progress_for(args) as progress:
         puller = SystemPuller(
             store,
             client,
-            target_platform(args),
+            shared.target_platform(args),
             jobs=args.jobs,
             progress=progress,
-            check=verifier(args, store, client).check,
+            check=shared.verifier(args, store, client).check,
         )
         return puller.pull(ref)
 
@@ -231,8 +202,8 @@ def _sbom(args: argparse.Namespace) -> int:
     from osbuilder.systems.referrers import SPDX_TYPE, fetch_referrer_blob, list_referrers
 
     ref = parse_reference(args.ref)
-    store = open_store(args)
-    with registry_client(args) as client, store.using():
+    store = shared.open_store(args)
+    with shared.registry_client(args) as client, store.using():
         top = client.get_manifest(ref)
         document = parse_document(top.data, ref.familiar())
         if not describes_system(document) and not untyped_index(document):
@@ -241,7 +212,7 @@ def _sbom(args: argparse.Namespace) -> int:
         if "manifests" in document:
             store.put_bytes(top.data, top.digest)
             digest = select_manifest(
-                store.index(top.digest), target_platform(args), args.ref
+                store.index(top.digest), shared.target_platform(args), args.ref
             ).digest
             if untyped_index(document):  # the chosen manifest says what it is
                 parse_system_manifest(client.get_manifest(ref, digest).data, ref.familiar())

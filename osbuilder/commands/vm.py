@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuilder.commands.common import print_json, whole_number
+from osbuilder.commands import common as shared
 from osbuilder.commands.systems import add_pull_options
 from osbuilder.errors import ExitCode
 from osbuilder.formats.catalog import (
@@ -71,7 +71,9 @@ def register(
         default="1024",
         help="memory in MB, or with a G suffix (default 1024)",
     )
-    run.add_argument("--cpus", type=whole_number(1), default=1, help="virtual CPUs (default 1)")
+    run.add_argument(
+        "--cpus", type=shared.whole_number(1), default=1, help="virtual CPUs (default 1)"
+    )
     run.add_argument(
         "--publish",
         "-p",
@@ -263,7 +265,7 @@ def _ps(args: argparse.Namespace) -> int:
 
     vms = running(_cache())
     if args.json:
-        print_json([{"state": str(vm.state), "pid": vm.pid, **vm.record} for vm in vms])
+        shared.print_json([{"state": str(vm.state), "pid": vm.pid, **vm.record} for vm in vms])
         return ExitCode.OK
     for vm in vms:
         uptime = time.time() - float(vm.record.get("started", time.time()))

@@ -7,6 +7,7 @@ osbuilder-ctl ps | logs NAME [-n LINES] | start NAME | stop NAME | restart NAME
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     result = answer.get("result")
     if arguments.json:
-        import json
-
         print(json.dumps(result, indent=2))
     elif arguments.command == "ps" and isinstance(result, list):
         print(format_services(result))

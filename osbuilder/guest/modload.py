@@ -13,6 +13,8 @@ or gzip module the kernel cannot decompress itself is inflated here.
 from __future__ import annotations
 
 import errno
+import gzip
+import lzma
 import os
 import threading
 import time
@@ -55,12 +57,8 @@ def load_module_file(path: Path) -> None:
                 raise
         data = file.read()
     if path.suffix == ".xz":
-        import lzma
-
         syscalls.init_module(lzma.decompress(data))
     elif path.suffix == ".gz":
-        import gzip
-
         syscalls.init_module(gzip.decompress(data))
     else:
         raise OSError(errno.EOPNOTSUPP, f"cannot decompress {path.name}")

@@ -9,6 +9,7 @@ status in a small buffer until it is claimed.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,8 +22,6 @@ def describe_exit(code: int | None) -> str:
     if code is None:
         return "still running"
     if code < 0:
-        import signal
-
         try:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:

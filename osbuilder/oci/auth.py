@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from msgspec import Struct
 
 from osbuilder.errors import ExternalError, UserError
+from osbuilder.runner import run
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,6 @@ def _from_auth_entry(entry: dict[str, object], path: Path, key: str) -> Credenti
 
 
 def _from_helper(helper: str, registry: str, missing_ok: bool = False) -> Credentials | None:
-    from osbuilder.runner import run
-
     server = _HUB_SERVER_URL if registry == "docker.io" else registry
     result = run([f"docker-credential-{helper}", "get"], input=server.encode(), check=False)
     if result.returncode != 0:

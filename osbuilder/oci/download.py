@@ -13,19 +13,16 @@ then reuse.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from msgspec import Struct
 
 from osbuilder.errors import ExternalError, UserError, WriteFailed
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.progress import NullProgress, Progress
+from osbuilder.oci.registry import Endpoint, RegistryClient
 from osbuilder.oci.retry import RETRY_STATUS, parse_retry_after
 from osbuilder.oci.store import ContentStore, DigestMismatch, PartialBlob
 from osbuilder.oci.transport import ConnectionFailed, Response
-
-if TYPE_CHECKING:
-    from osbuilder.oci.registry import Endpoint, RegistryClient
 
 log = logging.getLogger(__name__)
 

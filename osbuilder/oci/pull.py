@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 from msgspec import Struct
 
 from osbuilder.errors import ExternalError, UserError
+from osbuilder.oci.download import download_blob
 from osbuilder.oci.model import (
     Descriptor,
     ImageConfig,
@@ -29,10 +29,8 @@ from osbuilder.oci.model import (
 from osbuilder.oci.platform import TargetPlatform, select_manifest
 from osbuilder.oci.progress import NullProgress, Progress
 from osbuilder.oci.reference import ImageReference
+from osbuilder.oci.registry import Endpoint, FetchedManifest, RegistryClient
 from osbuilder.oci.store import ContentStore
-
-if TYPE_CHECKING:  # a build from the store alone never loads the HTTP side
-    from osbuilder.oci.registry import Endpoint, FetchedManifest, RegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +208,7 @@ def fetch_blobs(
         return 0
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(blobs)))) as pool:
         futures = [
-            pool.submit(client.fetch_blob, endpoints, repository, blob, store, progress)
+            pool.submit(download_blob, client, endpoints, repository, blob, store, progress)
             for blob in blobs
         ]
         errors = []

@@ -16,6 +16,7 @@ from osbuilder.oci.progress import NullProgress, Progress
 from osbuilder.oci.reference import ImageReference, parse_reference
 from osbuilder.oci.registry import RegistryClient
 from osbuilder.oci.store import ContentStore
+from osbuilder.oci.upload import upload_blob
 
 
 class PushResult(Struct):
@@ -88,7 +89,8 @@ class _Pusher(Struct):
         if self.client.blob_exists(self.dest, blob.digest):
             self.result.present.append(blob.digest)
             return
-        how = self.client.upload_blob(
+        how = upload_blob(
+            self.client,
             self.dest,
             blob,
             self.store.blob_path(blob.digest),

@@ -3,7 +3,8 @@
 Manifests by tag or digest (OCI and Docker schema 2, indexes and single
 manifests), blobs streamed to the content store with their digest checked
 while streaming and resumed with HTTP Range after a broken connection, and
-the upload side for push. Connection errors, 5xx and 429 are retried with
+the upload side for push (blobs are moved by download.py and upload.py, on
+top of this client). Connection errors, 5xx and 429 are retried with
 exponential backoff, honouring Retry-After.
 
 Transport: HTTPS. localhost, 127.0.0.0/8 and hosts named insecure may
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -30,12 +31,10 @@ from msgspec import Struct, field
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci import mediatypes
 from osbuilder.oci.auth import CredentialStore, RegistryAuth
-from osbuilder.oci.download import download_blob
 from osbuilder.oci.model import Descriptor, detect_media_type, sha256_digest
-from osbuilder.oci.progress import Progress
 from osbuilder.oci.reference import DEFAULT_REGISTRY, ImageReference
 from osbuilder.oci.retry import RETRY_STATUS, parse_retry_after, pause
-from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore, DigestMismatch
+from osbuilder.oci.store import MAX_DOCUMENT_SIZE, DigestMismatch
 from osbuilder.oci.transport import (
     ConnectionFailed,
     Response,
@@ -367,31 +366,6 @@ class RegistryClient:
 
     # --- blobs ---------------------------------------------------------------------------------
 
-    def fetch_blob(
-        self,
-        endpoints: list[Endpoint],
-        repository: str,
-        blob: Descriptor,
-        store: ContentStore,
-        progress: Progress | None = None,
-    ) -> int:
-        """Download `blob` into the store unless present (see download.py)."""
-        return download_blob(self, endpoints, repository, blob, store, progress)
-
-    def upload_blob(
-        self,
-        ref: ImageReference,
-        blob: Descriptor,
-        path: Path,
-        *,
-        mount_from: str | None = None,
-        progress: Progress | None = None,
-    ) -> str:
-        """Upload `blob` from `path` (see upload.py): 'mounted' or 'uploaded'."""
-        from osbuilder.oci.upload import upload_blob
-
-        return upload_blob(self, ref, blob, path, mount_from=mount_from, progress=progress)
-
     def blob_exists(self, ref: ImageReference, digest: str) -> bool:
         endpoint = self.origin(ref.registry)
         what = f"blob {digest[:19]} in {ref.repository} at {endpoint.base_url}"
@@ -419,8 +393,6 @@ def _raise_for_auth(status: int, endpoint: Endpoint, what: str) -> None:
 
 def _detail(response: Response) -> str:
     """(the registry's error messages), when its answer says why."""
-    import json
-
     try:
         detail = error_detail(json.loads(read_body(response, 64 * 1024, "error")))
     except (ValueError, ExternalError, ConnectionFailed):

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
+import certifi
+
 from osbuilder import __version__
 from osbuilder.errors import ExternalError, UserError
 
@@ -217,8 +219,6 @@ def _context(
     pairs: tuple[tuple[str, str], ...],
 ) -> ssl.SSLContext:
     if cafile is None:
-        import certifi
-
         cafile = certifi.where()
     try:
         context = ssl.create_default_context(cafile=cafile)

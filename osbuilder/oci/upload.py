@@ -12,17 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
+from msgspec import Struct
 
 from osbuilder.errors import ExternalError, UserError
+from osbuilder.oci.httpx_support import raise_for_status
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.progress import NullProgress, Progress
-
-if TYPE_CHECKING:
-    from osbuilder.oci.reference import ImageReference
-    from osbuilder.oci.registry import Endpoint, RegistryClient
+from osbuilder.oci.reference import ImageReference
+from osbuilder.oci.registry import Endpoint, RegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,6 @@ def upload_blob(
     progress: Progress | None = None,
 ) -> str:
     """Upload the file at `path` as `blob` to `ref`'s repository: 'mounted' or 'uploaded'."""
-    from osbuilder.oci.httpx_support import raise_for_status
-
     progress = progress or NullProgress()
     endpoint = client.origin(ref.registry)
     what = f"upload {blob.digest[:19]} to {ref.repository} at {endpoint.base_url}"
@@ -54,11 +51,12 @@ def upload_blob(
             raise_for_status(response, what, expected=(202,))
             location = upload_location(response, endpoint)
         progress.begin(blob.digest, f"{ref.repository}@{blob.digest[7:19]}", blob.size)
+        session = _Session(client, endpoint, blob, path, what, progress)
         try:
             if blob.size <= client.options.chunk_size:
-                _put_whole(client, endpoint, location, blob, path, what, progress)
+                session.put_whole(location)
             else:
-                _put_chunks(client, endpoint, location, blob, path, what, progress)
+                session.put_chunks(location)
         except ExternalError:
             progress.end(blob.digest, "failed")
             if attempt + 1 == _SESSION_ATTEMPTS:
@@ -69,99 +67,95 @@ def upload_blob(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _put_whole(
-    client: RegistryClient,
-    endpoint: Endpoint,
-    location: httpx.URL,
-    blob: Descriptor,
-    path: Path,
-    what: str,
-    progress: Progress,
-) -> None:
-    from osbuilder.oci.httpx_support import raise_for_status
+class _Session(Struct):
+    """One upload session of `blob` from the file at `path`, once POST has opened it."""
 
-    def body() -> Iterator[bytes]:
-        progress.restart(blob.digest, 0)
-        with path.open("rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                progress.advance(blob.digest, len(chunk))
-                yield chunk
+    client: RegistryClient
+    endpoint: Endpoint
+    blob: Descriptor
+    path: Path
+    what: str  # the upload, for messages
+    progress: Progress
 
-    url = location.copy_merge_params({"digest": blob.digest})
-    headers = {"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)}
-    with client.send("PUT", url, endpoint, headers=headers, body=body, what=what) as response:
-        raise_for_status(response, what, expected=(201, 204))
+    def put_whole(self, location: httpx.URL) -> None:
+        def body() -> Iterator[bytes]:
+            self.progress.restart(self.blob.digest, 0)
+            with self.path.open("rb") as stream:
+                while chunk := stream.read(_CHUNK):
+                    self.progress.advance(self.blob.digest, len(chunk))
+                    yield chunk
 
+        url = location.copy_merge_params({"digest": self.blob.digest})
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(self.blob.size),
+        }
+        with self.client.send(
+            "PUT", url, self.endpoint, headers=headers, body=body, what=self.what
+        ) as response:
+            raise_for_status(response, self.what, expected=(201, 204))
 
-def _put_chunks(
-    client: RegistryClient,
-    endpoint: Endpoint,
-    location: httpx.URL,
-    blob: Descriptor,
-    path: Path,
-    what: str,
-    progress: Progress,
-) -> None:
-    from osbuilder.oci.httpx_support import raise_for_status
-
-    size = client.options.chunk_size
-    resumes = 0
-    with path.open("rb") as stream:
-        offset = 0
-        while offset < blob.size:
-            stream.seek(offset)
-            chunk = stream.read(size)
-            if not chunk:
-                raise UserError(f"{path}: the file shrank while being uploaded")
-            headers = {
-                "Content-Type": "application/octet-stream",
-                "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
-                "Content-Length": str(len(chunk)),
-            }
-            # A PATCH is not idempotent: a retried one could append twice. After a failure
-            # the session says how much it holds (GET on its location), and the upload
-            # goes on from there; a session that cannot say restarts from the start.
-            try:
-                with client.send(
-                    "PATCH",
-                    location,
-                    endpoint,
-                    headers=headers,
-                    body=_const(chunk),
-                    what=what,
-                    retries=0,
-                ) as response:
-                    raise_for_status(response, what, expected=(202, 204))
-                    location = upload_location(response, endpoint)
-            except ExternalError as exc:
-                resumes += 1
-                status = (
-                    upload_status(client, endpoint, location, what)
-                    if resumes <= client.options.retries
-                    else None
-                )
-                # The session holds what it held before this chunk, or this chunk too;
-                # anything else is not to be trusted. (distribution answers `0-0` for an
-                # empty session as for one holding 1 byte: a chunk is never 1 byte.)
-                held = 0 if status is not None and offset == 0 and status[0] == 1 else None
-                if (
-                    status is not None
-                    and held is None
-                    and status[0] in (offset, offset + len(chunk))
-                ):
-                    held = status[0]
-                if status is None or held is None:
-                    raise
-                offset, location = held, status[1]
-                log.info("%s: %s; resuming at byte %d", what, exc, offset)
-                progress.restart(blob.digest, offset)
-                client.pause(resumes - 1, None, what, str(exc))
-                continue
-            offset += len(chunk)
-            progress.advance(blob.digest, len(chunk))
-    url = location.copy_merge_params({"digest": blob.digest})
-    with client.send("PUT", url, endpoint, headers={"Content-Length": "0"}, what=what) as response:
-        raise_for_status(response, what, expected=(201, 204))
+    def put_chunks(self, location: httpx.URL) -> None:
+        size = self.client.options.chunk_size
+        resumes = 0
+        with self.path.open("rb") as stream:
+            offset = 0
+            while offset < self.blob.size:
+                stream.seek(offset)
+                chunk = stream.read(size)
+                if not chunk:
+                    raise UserError(f"{self.path}: the file shrank while being uploaded")
+                headers = {
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                    "Content-Length": str(len(chunk)),
+                }
+                # A PATCH is not idempotent: a retried one could append twice. After a failure
+                # the session says how much it holds (GET on its location), and the upload
+                # goes on from there; a session that cannot say restarts from the start.
+                try:
+                    with self.client.send(
+                        "PATCH",
+                        location,
+                        self.endpoint,
+                        headers=headers,
+                        body=_const(chunk),
+                        what=self.what,
+                        retries=0,
+                    ) as response:
+                        raise_for_status(response, self.what, expected=(202, 204))
+                        location = upload_location(response, self.endpoint)
+                except ExternalError as exc:
+                    resumes += 1
+                    status = (
+                        upload_status(self.client, self.endpoint, location, self.what)
+                        if resumes <= self.client.options.retries
+                        else None
+                    )
+                    # The session holds what it held before this chunk, or this chunk too;
+                    # anything else is not to be trusted. (distribution answers `0-0` for an
+                    # empty session as for one holding 1 byte: a chunk is never 1 byte.)
+                    held = 0 if status is not None and offset == 0 and status[0] == 1 else None
+                    if (
+                        status is not None
+                        and held is None
+                        and status[0] in (offset, offset + len(chunk))
+                    ):
+                        held = status[0]
+                    if status is None or held is None:
+                        raise
+                    offset, location = held, status[1]
+                    log.info("%s: %s; resuming at byte %d", self.what, exc, offset)
+                    self.progress.restart(self.blob.digest, offset)
+                    self.client.pause(resumes - 1, None, self.what, str(exc))
+                    continue
+                offset += len(chunk)
+                self.progress.advance(self.blob.digest, len(chunk))
+        url = location.copy_merge_params({"digest": self.blob.digest})
+        with self.client.send(
+            "PUT", url, self.endpoint, headers={"Content-Length": "0"}, what=self.what
+        ) as response:
+            raise_for_status(response, self.what, expected=(201, 204))
 
 
 def _const(data: bytes) -> Callable[[], bytes]:

@@ -19,13 +19,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from osbuilder.errors import ExternalError, UserError
+from osbuilder.oci.download import download_blob
 from osbuilder.oci.imagewriter import write_index
 from osbuilder.oci.model import Descriptor, ImageConfig, Index, Manifest, is_index, parse_json
 from osbuilder.oci.platform import TargetPlatform
 from osbuilder.oci.pull import ImageCheck, Puller
 from osbuilder.oci.reference import ImageReference, InvalidReference, parse_reference
+from osbuilder.oci.registry import ManifestNotFound
 from osbuilder.oci.store import ContentStore, DigestMismatch
 from osbuilder.pkg.build import images_by_platform, is_for
+from osbuilder.trust.fetch import fetch_sigstore
 from osbuilder.trust.stored import sigstore_name
 
 if TYPE_CHECKING:
@@ -110,8 +113,6 @@ class PackageCache:
 
     def _platforms(self, remote: ImageReference) -> list[PlatformLike] | None:
         """The platforms the registry holds under `remote`; None: no such tag."""
-        from osbuilder.oci.registry import ManifestNotFound
-
         try:
             fetched = self._guard(remote, lambda: self.client.get_manifest(remote))
         except ManifestNotFound:
@@ -127,8 +128,8 @@ class PackageCache:
         manifest = parse_json(Manifest, fetched.data, what)
         self._guard(
             remote,
-            lambda: self.client.fetch_blob(
-                [fetched.endpoint], remote.repository, manifest.config, self.store
+            lambda: download_blob(
+                self.client, [fetched.endpoint], remote.repository, manifest.config, self.store
             ),
         )
         config = parse_json(ImageConfig, self.store.read_blob(manifest.config.digest), what)
@@ -137,8 +138,6 @@ class PackageCache:
     def _signatures(self, reference: str, remote: ImageReference, digest: str) -> int:
         """Bring the sigstore signatures of `digest` along, and name them for the recipe's
         name too: a build that requires them finds them in the store."""
-        from osbuilder.trust.fetch import fetch_sigstore
-
         found = self._guard(remote, lambda: fetch_sigstore(self.store, self.client, remote, digest))
         stored = self.store.lookup(sigstore_name(remote, digest))
         if stored is not None:

@@ -14,7 +14,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from osbuilder.pkg.recipe import LoadedRecipe
+from osbuilder.errors import UserError
+from osbuilder.pkg.recipe import RECIPE_FILE, LoadedRecipe, load_recipe
 
 #: Bump when a change of osbuilder changes what a recipe builds into.
 FORMAT_VERSION = "3"
@@ -49,6 +50,19 @@ def package_tag(loaded: LoadedRecipe) -> str:
 
 def package_reference(loaded: LoadedRecipe, image: str | None = None) -> str:
     return f"{image or loaded.recipe.image}:{package_tag(loaded)}"
+
+
+def template_reference(directory: Path) -> str:
+    """What an `@pkg:` template naming `directory` stands for: the spec loader's
+    PackageResolver (spec/templates.py), with its one-line errors."""
+    if not (directory / RECIPE_FILE).is_file():
+        raise UserError(f"{directory} holds no package recipe ({RECIPE_FILE})")
+    try:
+        loaded = load_recipe(directory)
+    except UserError as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"its recipe is invalid: {first}") from None
+    return package_reference(loaded)
 
 
 def _files(root: Path) -> Iterator[Path]:

@@ -25,7 +25,7 @@ from osbuilder.spec.source import (
     SpecValueError,
     load_document,
 )
-from osbuilder.spec.templates import expand_templates
+from osbuilder.spec.templates import PackageResolver, expand_templates
 from osbuilder.spec.validation import parse, problems
 
 
@@ -58,9 +58,10 @@ STDIN = "-"  # as a spec file: standard input
 STDIN_NAME = "<stdin>"  # its name in diagnostics
 
 
-def check_specs(paths: Sequence[Path | str]) -> Checked:
+def check_specs(paths: Sequence[Path | str], packages: PackageResolver | None = None) -> Checked:
     """Validate and merge spec files ("-": standard input; an http(s) URL is fetched);
-    return the spec (if valid) and all diagnostics."""
+    return the spec (if valid) and all diagnostics. `packages` expands `@pkg:` templates
+    (see templates.py)."""
     sources: list[tuple[str, str | bytes | None]] = []
     for path in paths:
         if str(path) == STDIN:
@@ -78,10 +79,12 @@ def check_specs(paths: Sequence[Path | str]) -> Checked:
         if not Path(path).is_file():
             raise UserError(f"{path}: no such spec file")
         sources.append((str(path), None))
-    return check_sources(sources)
+    return check_sources(sources, packages)
 
 
-def check_sources(sources: Sequence[tuple[str, str | bytes | None]]) -> Checked:
+def check_sources(
+    sources: Sequence[tuple[str, str | bytes | None]], packages: PackageResolver | None = None
+) -> Checked:
     """Like check_specs for (name, text) pairs; a text of None is read from the file `name`."""
     if not sources:
         raise UserError("no spec file given")
@@ -98,7 +101,7 @@ def check_sources(sources: Sequence[tuple[str, str | bytes | None]]) -> Checked:
             raise UserError(f"{name}: cannot read spec: {exc.strerror or exc}") from None
         if document.data is None:  # an empty file is an empty spec
             document.data = {}
-        template_errors = expand_templates(document, STDIN_NAME)
+        template_errors = expand_templates(document, STDIN_NAME, packages)
         unexpanded = {d.path for d in template_errors}  # (their own error says enough)
         diagnostics += template_errors
         diagnostics += [d for d in _schema_errors(document) if d.path not in unexpanded]
@@ -120,9 +123,9 @@ def check_sources(sources: Sequence[tuple[str, str | bytes | None]]) -> Checked:
     return LoadedSpec(spec, merged, warnings), diagnostics
 
 
-def load_spec(paths: Sequence[Path | str]) -> LoadedSpec:
+def load_spec(paths: Sequence[Path | str], packages: PackageResolver | None = None) -> LoadedSpec:
     """Like check_specs, but raise SpecInvalid listing every error."""
-    loaded, diagnostics = check_specs(paths)
+    loaded, diagnostics = check_specs(paths, packages)
     if loaded is None:
         raise SpecInvalid([d for d in diagnostics if d.severity == "error"])
     return loaded

@@ -8,10 +8,15 @@ use them. Templates are
 expanded where images are named (kernel.image, init, the containers' and volumes' image)
 before validation, so the resulting reference is what is checked, built, and written by
 `metadata` files.
+
+What a recipe builds is the pkg package's to say, and pkg is built on spec: the caller
+passes a `PackageResolver` in (see pkg/tag.py's `template_reference`), and spec imports
+nothing of pkg.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +25,20 @@ from osbuilder.spec.remote import is_url
 from osbuilder.spec.source import DataPath, Diagnostic, Document
 
 PKG = "@pkg:"
-RECIPE_FILE = "build.yml"
 SECTIONS = ("onboot", "onshutdown", "services", "volumes")
 
+#: The reference the package recipe in a directory builds; a one-line UserError when the
+#: directory holds no valid recipe.
+PackageResolver = Callable[[Path], str]
 
-def expand_templates(document: Document, stdin_name: str) -> list[Diagnostic]:
+
+def expand_templates(
+    document: Document, stdin_name: str, packages: PackageResolver | None
+) -> list[Diagnostic]:
     """Replace each template in `document` (read from the file its origin names, or from
-    standard input when that is `stdin_name`) by its reference; one error per template
-    that cannot be expanded (the value is then left as it was)."""
+    standard input when that is `stdin_name`) by its reference, which `packages` gives
+    (None: templates are not expanded); one error per template that cannot be expanded
+    (the value is then left as it was)."""
     data = document.data
     if not isinstance(data, dict):
         return []
@@ -40,13 +51,19 @@ def expand_templates(document: Document, stdin_name: str) -> list[Diagnostic]:
         if not (isinstance(value, str) and value.startswith("@")):
             continue
         try:
-            holder[key] = _expand(value, spec_file, spec_file == stdin_name, resolved)
+            holder[key] = _expand(value, spec_file, spec_file == stdin_name, packages, resolved)
         except UserError as exc:
             diagnostics.append(Diagnostic(document.value_location(path), path, str(exc)))
     return diagnostics
 
 
-def _expand(value: str, spec_file: str, stdin: bool, resolved: dict[Path, str]) -> str:
+def _expand(
+    value: str,
+    spec_file: str,
+    stdin: bool,
+    packages: PackageResolver | None,
+    resolved: dict[Path, str],
+) -> str:
     if not value.startswith(PKG):
         kind = value.partition(":")[0]
         raise UserError(f"unknown template {kind!r} in {value!r}; the one there is: {PKG}PATH")
@@ -56,19 +73,14 @@ def _expand(value: str, spec_file: str, stdin: bool, resolved: dict[Path, str]) 
             f"{value}: a {PKG} path is relative to its spec file, and this spec was "
             f"{whence}; give the file itself"
         )
+    if packages is None:
+        raise UserError(f"{value}: {PKG} templates are not expanded here")
     directory = (Path(spec_file).parent / value.removeprefix(PKG)).resolve()
     if directory not in resolved:
-        if not (directory / RECIPE_FILE).is_file():
-            raise UserError(f"{value}: {directory} holds no package recipe ({RECIPE_FILE})")
-        # (imported here: specs without templates need no recipe models)
-        from osbuilder.pkg.recipe import load_recipe
-        from osbuilder.pkg.tag import package_reference
-
         try:
-            resolved[directory] = package_reference(load_recipe(directory))
+            resolved[directory] = packages(directory)
         except UserError as exc:
-            first = str(exc).splitlines()[0]
-            raise UserError(f"{value}: its recipe is invalid: {first}") from None
+            raise UserError(f"{value}: {exc}") from None
     return resolved[directory]
 
 

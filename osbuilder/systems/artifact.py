@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from msgspec import Struct, field
 
 from osbuilder.errors import UserError
@@ -47,8 +48,6 @@ class BuildRecord(Struct, frozen=True, omit_defaults=True, rename="camel"):
     images: dict[str, str] = field(default_factory=dict)  # spec reference -> digest
 
     def as_bytes(self) -> bytes:
-        import msgspec
-
         return msgspec.json.encode(self, order="sorted")
 
 
@@ -218,8 +217,6 @@ def parse_system_manifest(data: bytes, where: str) -> SystemManifest:
 
 
 def parse_record(data: bytes, where: str) -> BuildRecord:
-    import msgspec
-
     try:
         return msgspec.json.decode(data, type=BuildRecord)
     except msgspec.DecodeError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from msgspec import Struct
 
 from osbuilder.errors import UserError, cannot_write
+from osbuilder.formats.outputfile import output_directory
 from osbuilder.oci.model import Descriptor, is_index
 from osbuilder.oci.platform import select_manifest
 from osbuilder.oci.pull import StorePuller
@@ -118,8 +119,6 @@ class SystemPuller(StorePuller):
 def write_files(store: ContentStore, system: PulledSystem, directory: Path) -> list[Path]:
     """The system's files in `directory`, under their titles (checked when pulled), all
     at once or none."""
-    from osbuilder.formats.outputfile import output_directory
-
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -22,6 +22,7 @@ from osbuilder.oci.model import Descriptor, Platform, sha256_digest
 from osbuilder.oci.progress import NullProgress, Progress
 from osbuilder.oci.reference import ImageReference
 from osbuilder.oci.registry import RegistryClient
+from osbuilder.oci.upload import upload_blob
 from osbuilder.systems.artifact import (
     MAX_FILES,
     SYSTEM_TYPE,
@@ -128,7 +129,7 @@ class BlobUploader:
         if self.client.blob_exists(self.dest, blob.digest):
             self.result.present.append(blob.digest)
             return
-        self.client.upload_blob(self.dest, blob, path, progress=self.progress)
+        upload_blob(self.client, self.dest, blob, path, progress=self.progress)
         self.result.uploaded.append(blob.digest)
 
     def data(self, blob: Descriptor, data: bytes) -> None:
@@ -138,7 +139,7 @@ class BlobUploader:
         with tempfile.TemporaryDirectory(prefix="osbuilder-push-") as scratch:
             path = Path(scratch) / "blob"
             path.write_bytes(data)
-            self.client.upload_blob(self.dest, blob, path, progress=self.progress)
+            upload_blob(self.client, self.dest, blob, path, progress=self.progress)
         self.result.uploaded.append(blob.digest)
 
 

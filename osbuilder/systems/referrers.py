@@ -14,6 +14,7 @@ from typing import Any
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci import mediatypes
+from osbuilder.oci.download import download_blob
 from osbuilder.oci.model import Descriptor, InvalidDocument, sha256_digest
 from osbuilder.oci.progress import NullProgress
 from osbuilder.oci.reference import ImageReference
@@ -22,6 +23,7 @@ from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore
 from osbuilder.oci.transport import read_body
 from osbuilder.systems.artifact import EMPTY_TYPE, TITLE, parse_document
 from osbuilder.systems.artifact import artifact_type as artifact_type_of
+from osbuilder.systems.push import BlobUploader, PushedSystem
 
 SPDX_TYPE = "application/spdx+json"
 EMPTY_DATA = b"{}"
@@ -148,8 +150,6 @@ def attach(
 ) -> Descriptor:
     """Push `data` as an artifact of `artifact_type` referring to `subject`; list it
     among `subject`'s referrers (by the API when the registry has it, else by the tag)."""
-    from osbuilder.systems.push import BlobUploader, PushedSystem
-
     result = PushedSystem(ref, subject.digest, subject.media_type, subject.size)
     uploader = BlobUploader(client, ref, NullProgress(), result)
     empty = Descriptor(EMPTY_TYPE, sha256_digest(EMPTY_DATA), len(EMPTY_DATA))
@@ -222,7 +222,7 @@ def fetch_referrer_blob(
         raise UserError(str(exc)) from None
     if blob.size > limit:
         raise UserError(f"{where}: its blob is {blob.size} bytes, more than {limit}")
-    client.fetch_blob(client.pull_endpoints(ref.registry), ref.repository, blob, store)
+    download_blob(client, client.pull_endpoints(ref.registry), ref.repository, blob, store)
     try:
         return store.blob_path(blob.digest).read_bytes()
     except OSError as exc:

@@ -19,7 +19,7 @@ from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.reference import ImageReference, parse_reference
 from osbuilder.oci.store import ContentStore
-from osbuilder.trust.keys import PrivateKey, load_private_key
+from osbuilder.trust.keys import PrivateKey, key_password, load_private_key
 from osbuilder.trust.payload import COSIGN_TYPE, SIMPLE_SIGNING_TYPE
 from osbuilder.trust.sign import (
     append_sigstore_signature,
@@ -48,8 +48,6 @@ def load_signer(sign_key: Path | None, sign_by: str | None) -> Signer:
     the terminal, asked once, before any work."""
     key = None
     if sign_key is not None:
-        from osbuilder.trust.keys import key_password
-
         key = load_private_key(sign_key, key_password(prompt_twice=False))
     return Signer(key, sign_by)
 

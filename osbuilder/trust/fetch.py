@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from osbuilder.errors import ExternalError
+from osbuilder.oci.download import download_blob
 from osbuilder.oci.model import Manifest, parse_json
 from osbuilder.oci.reference import ImageReference
+from osbuilder.oci.registry import ManifestNotFound
 from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore
 from osbuilder.trust.payload import InvalidSignature
 from osbuilder.trust.registries import RegistriesConfig, lookaside_for, signature_url
+from osbuilder.trust.sigstore import sigstore_tag
 from osbuilder.trust.simplesign import MAX_SIGNATURE_SIZE as MAX_SIMPLE_SIGNATURE_SIZE
 from osbuilder.trust.stored import (
     MAX_SIGNATURES,
@@ -40,9 +43,6 @@ def fetch_sigstore(
 ) -> int:
     """Copy the cosign signature manifest of `manifest_digest`, if the registry has one,
     and its payloads into the store; returns the number of signatures found."""
-    from osbuilder.oci.registry import ManifestNotFound
-    from osbuilder.trust.sigstore import sigstore_tag
-
     name = sigstore_name(ref, manifest_digest)
     try:
         fetched = client.get_manifest(ref, sigstore_tag(manifest_digest))
@@ -56,7 +56,7 @@ def fetch_sigstore(
     # The config too, which verifying does not read: the manifest is pushed and exported
     # whole, and a registry takes no manifest whose blobs it lacks.
     for blob in (manifest.config, *manifest.layers):
-        client.fetch_blob(endpoints, ref.repository, blob, store)
+        download_blob(client, endpoints, ref.repository, blob, store)
     store.put_bytes(fetched.data, fetched.digest)
     store.tag(name, fetched.descriptor)
     return len(manifest.layers)
@@ -112,7 +112,7 @@ def _read_file(path: Path) -> bytes | None:
 
 
 def _read_http(url: str, client: RegistryClient) -> bytes | None:
-    import httpx
+    import httpx  # (~40 ms: only for a lookaside served over HTTP)
 
     try:
         with client.http.stream("GET", url) as response:

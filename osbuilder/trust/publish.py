@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from osbuilder.errors import ExternalError, OsbuilderError, UserError, cannot_write
+from osbuilder.oci.download import download_blob
+from osbuilder.oci.push import push
 from osbuilder.oci.reference import ImageReference, parse_reference
 from osbuilder.oci.store import MAX_DOCUMENT_SIZE, ContentStore, StoredReference
 from osbuilder.trust.registries import load_registries_d, lookaside_for, signature_url
@@ -162,8 +164,6 @@ def push_signed(
 ) -> tuple[PushResult, Published]:
     """Push the image `source` of the store, then its signatures (`plan`, checked before
     anything is pushed, and `publish`)."""
-    from osbuilder.oci.push import push
-
     signatures = plan(store, client, source, destination, registries_d)
     pushed = push(store, client, source, destination, progress)
     return pushed, publish(store, client, signatures, progress)
@@ -177,8 +177,6 @@ def publish(
 ) -> Published:
     """Push the sigstore signatures of `signatures` to the destination repository and
     write its simple signatures to the destination's lookaside."""
-    from osbuilder.oci.push import push
-
     pushed = 0
     for attachment in signatures.sigstore:
         destination = signatures.destination
@@ -248,8 +246,8 @@ def _complete(
                 f"(at most {MAX_DOCUMENT_SIZE} expected)"
             )
         try:
-            client.fetch_blob(
-                client.pull_endpoints(source.registry), source.repository, blob, store
+            download_blob(
+                client, client.pull_endpoints(source.registry), source.repository, blob, store
             )
         except OsbuilderError as exc:
             kind = ExternalError if isinstance(exc, ExternalError) else UserError

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from msgspec import Struct
+from qemu.qmp import QMPClient
+from qemu.qmp.error import QMPError
 
 from osbuilder.errors import ExternalError, UserError
 
@@ -124,9 +126,6 @@ def user_network_state(state: Path) -> str:
 
 
 async def _qmp(socket_path: Path, command: str, arguments: dict[str, Any] | None = None) -> Any:
-    from qemu.qmp import QMPClient
-    from qemu.qmp.error import QMPError
-
     client = QMPClient("osbuilder")
     try:
         await client.connect(str(socket_path))

@@ -8,10 +8,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import oras.provider  # type: ignore[import-untyped]
 import pytest
 
+from osbuilder.oci.platform import host_target
+from osbuilder.systems.artifact import SYSTEM_TYPE, BuildRecord
 from tests.boot.conftest import build_system, free_port, osbuilder, redis_cli
 from tests.conftest import REPO, TRUST_OPTIONS, Packages
+from tests.integration.images import skopeo
 from tests.integration.registry import running_registry
 
 pytestmark = pytest.mark.boot
@@ -64,12 +68,6 @@ def test_redis_os_copied_by_skopeo_and_pushed_by_oras_runs(
 ) -> None:
     """`skopeo copy --all` of the pushed system to another registry runs from there; the
     same files pushed by the oras SDK (a build record typed as a system for config) run."""
-    import oras.provider  # type: ignore[import-untyped]
-
-    from osbuilder.oci.platform import host_target
-    from osbuilder.systems.artifact import SYSTEM_TYPE, BuildRecord
-    from tests.integration.images import skopeo
-
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with running_registry(tmp_path / "a") as first, running_registry(tmp_path / "b") as second:

@@ -20,6 +20,7 @@ import grp
 import os
 import pwd
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -260,8 +261,6 @@ def _connect(clouds: Path, name: str) -> openstack.connection.Connection:
 
 
 def _sqlite_wal(database: Path) -> None:
-    import sqlite3
-
     with contextlib.closing(sqlite3.connect(database)) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
 

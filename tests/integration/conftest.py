@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from osbuilder.oci.transport import forget_schemes
 from tests.integration.debrepo import SigningKey, debian_repository  # noqa: F401  (a fixture)
 from tests.integration.faultproxy import FaultProxy, HasHost, StartFaultProxy
 from tests.integration.images import OciImage, OciIndex, build_image, build_index, random_layers
@@ -44,7 +45,6 @@ def _forget_schemes() -> Iterator[None]:
     """Whether a registry speaks TLS is remembered per process and host:port; a port
     reused by another test's registry must be asked afresh."""
     yield
-    from osbuilder.oci.transport import forget_schemes
 
     forget_schemes()
 

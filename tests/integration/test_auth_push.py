@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from osbuilder.oci.registry import RegistryOptions
 from osbuilder.oci.store import ContentStore
 from tests.integration.faultproxy import StartFaultProxy, Status
 from tests.integration.helpers import (
+    ARM64,
     auth_file,
     blob_files_are_valid,
     client,
@@ -23,7 +25,7 @@ from tests.integration.helpers import (
     pull,
 )
 from tests.integration.images import OciImage, OciIndex, inspect_raw, push, skopeo
-from tests.integration.registry import Registry
+from tests.integration.registry import Registry, running_registry
 
 pytestmark = pytest.mark.integration
 
@@ -208,8 +210,6 @@ def test_chunked_upload(
 def test_push_of_a_multi_arch_index(
     registry: Registry, multiarch_image: OciIndex, tmp_path: Path
 ) -> None:
-    from tests.integration.helpers import ARM64
-
     pushed = push(multiarch_image, registry, "multi/src", "v1")
     store = ContentStore(tmp_path / "store")
     pull(store, pushed.reference)
@@ -370,7 +370,6 @@ def test_import_rejects_a_tampered_archive(
             content = data.read() if data else b""
             if member.name.startswith("blobs/") and member.size > 1000:
                 content = content[:-1] + bytes([content[-1] ^ 1])
-            import io
 
             target.addfile(member, io.BytesIO(content))
     fresh = str(tmp_path / "fresh")
@@ -397,7 +396,6 @@ def test_an_archive_that_cannot_be_imported_leaves_no_partial_blob(
 
 
 def _second_registry(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from tests.integration.registry import running_registry
 
     workdir = tmp_path / "second-registry"
     workdir.mkdir()

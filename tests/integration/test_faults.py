@@ -7,6 +7,7 @@ completes (resuming where the first stopped).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -50,8 +51,6 @@ def proxied(
 
 
 def expected_blobs(image: OciImage) -> set[str]:
-    import hashlib
-
     return {
         image.digest,
         "sha256:" + hashlib.sha256(image.config).hexdigest(),

@@ -74,8 +74,6 @@ def test_tiny_recipe_builds_and_reads_back(tmp_path: Path) -> None:
 
 
 def test_layers_hold_the_files_with_their_modes(tmp_path: Path) -> None:
-    import tarfile
-
     store = ContentStore(tmp_path / "store")
     osbuilder("pkg", "build", "--cache", str(store.root), str(TINY), check=True)
     [ref] = store.references()

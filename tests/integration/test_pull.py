@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,7 @@ from tests.integration.helpers import (
     partial_files,
     pull,
 )
-from tests.integration.images import OciImage, OciIndex, push, skopeo
+from tests.integration.images import OciImage, OciIndex, Platform, build_index, push, skopeo
 from tests.integration.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -66,8 +70,6 @@ def test_multi_arch_index_resolves_to_the_requested_platform(
 
 
 def test_missing_platform_is_a_clear_error(registry: Registry, tmp_path: Path) -> None:
-    from tests.integration.images import Platform, build_index
-
     only_arm = build_index(tmp_path / "layout", platforms=(Platform("arm64", variant="v8"),))
     pushed = push(only_arm, registry, "arm/only", "v1")
     result = osbuilder(
@@ -220,11 +222,6 @@ def test_store_never_holds_partial_files_after_a_good_pull(
 def test_terminal_gets_a_live_progress_display(
     registry: Registry, small_image: OciImage, tmp_path: Path
 ) -> None:
-    import os
-    import pty
-    import subprocess
-    import sys
-
     pushed = push(small_image, registry, "tty/app", "v1")
     controller, terminal = pty.openpty()
     process = subprocess.Popen(

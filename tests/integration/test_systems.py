@@ -11,11 +11,14 @@ import httpx
 import pytest
 
 from osbuilder.oci import mediatypes
-from osbuilder.systems.artifact import SYSTEM_TYPE, TITLE
+from osbuilder.oci.reference import parse_reference
+from osbuilder.oci.registry import RegistryOptions
+from osbuilder.systems.artifact import SYSTEM_TYPE, TITLE, BuildRecord
+from osbuilder.systems.push import SystemFiles, push_system
 from osbuilder.systems.referrers import SPDX_TYPE
-from tests.conftest import Packages
-from tests.integration.faultproxy import StartFaultProxy
-from tests.integration.helpers import osbuilder
+from tests.conftest import REPO, TRUST_OPTIONS, Packages
+from tests.integration.faultproxy import StartFaultProxy, Status
+from tests.integration.helpers import client, osbuilder
 from tests.integration.registry import Registry
 from tests.integration.signing import Trust
 
@@ -302,8 +305,6 @@ def test_referrer_loop_is_refused(registry: Registry, tmp_path: Path) -> None:
 
 
 def test_build_push_and_pull(packages: Packages, registry: Registry, tmp_path: Path) -> None:
-    from tests.conftest import REPO, TRUST_OPTIONS
-
     ref = f"{registry.host}/systems/redis:1"
     done = osbuilder(
         "build",
@@ -369,13 +370,6 @@ def test_signed_system_pulls_under_a_policy_and_an_unsigned_one_is_refused(
 def test_chunked_upload_resumes_where_the_session_stopped(
     registry: Registry, fault_proxy: StartFaultProxy, tmp_path: Path
 ) -> None:
-    from osbuilder.oci.reference import parse_reference
-    from osbuilder.oci.registry import RegistryOptions
-    from osbuilder.systems.artifact import BuildRecord
-    from osbuilder.systems.push import SystemFiles, push_system
-    from tests.integration.faultproxy import Status
-    from tests.integration.helpers import client
-
     disk = tmp_path / "sys.qcow2"
     disk.write_bytes(os.urandom(5 * 64 * 1024 + 123))
     proxy = fault_proxy(registry)
@@ -461,8 +455,6 @@ def test_a_second_sbom_is_added_to_the_referrers_tag(registry: Registry, tmp_pat
 def test_build_push_signs_what_it_pushes(
     packages: Packages, registry: Registry, trust: Trust, tmp_path: Path
 ) -> None:
-    from tests.conftest import REPO, TRUST_OPTIONS
-
     (tmp_path / "keys").mkdir()
     made = osbuilder("key", "generate", str(tmp_path / "keys/cosign"), env=PASSWORD)
     assert made.returncode == 0, made.stderr
@@ -497,8 +489,6 @@ def test_build_push_signs_what_it_pushes(
 def test_build_sbom_file_then_push_registry(
     packages: Packages, registry: Registry, tmp_path: Path
 ) -> None:
-    from tests.conftest import REPO, TRUST_OPTIONS
-
     out = tmp_path / "out"
     done = osbuilder(
         "build", *TRUST_OPTIONS, "--offline", "--cache", str(packages.store.root), "-o", str(out),

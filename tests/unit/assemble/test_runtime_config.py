@@ -45,6 +45,7 @@ from osbuilder.assemble.runtime_config import (
 from osbuilder.errors import UserError
 from osbuilder.oci.model import ImageConfig as OciImageConfig
 from osbuilder.oci.model import RuntimeConfig
+from osbuilder.pkg.tag import template_reference
 from osbuilder.spec import load_spec
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES
 from osbuilder.spec.model import Container, Spec, Volume
@@ -1137,7 +1138,7 @@ def _all_configs() -> Iterator[tuple[str, dict[str, Any]]]:
     for case in CASES:
         yield case.id, generate(case.entry, case.label, case.image)[0]
     for path in sorted([*REPO.glob("examples/*.yml"), *REPO.glob("tests/data/linuxkit/*.yml")]):
-        spec = load_spec([path]).spec
+        spec = load_spec([path], template_reference).spec
         ids = allocate_ids(spec)
         for section in ("onboot", "onshutdown", "services"):
             for entry in getattr(spec, section) or []:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import time
 from collections.abc import Iterator, Sequence
@@ -183,8 +184,6 @@ def test_command_runner_captures_output_and_exit_code(reaper: Reaper) -> None:
 
 
 def test_children_start_with_default_signals(reaper: Reaper) -> None:
-    import signal
-
     old = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
     try:
         result = CommandRunner(reaper).run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,5 @@ def test_unusable_ssl_cert_file_is_one_line(
 
 
 def test_insecure_registries_are_not_verified() -> None:
-    import ssl
-
     context = tls_context("r.test", verify=False)
     assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import marshal
 import re
+import shutil
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from osbuilder.errors import UserError
+from osbuilder.pkg.bytecode import Bytecode
 from osbuilder.pkg.debian import STATUS_HOOK, mmdebstrap_command
 from osbuilder.pkg.kernel import module_name, parse_modules_dep, select_modules
 from osbuilder.pkg.layers import Dropper, normalise
@@ -56,8 +61,6 @@ def test_every_recipe_loads() -> None:
 
 
 def test_init_tag_covers_the_guest_code(tmp_path: Path) -> None:
-    import shutil
-
     copy = tmp_path / "repo"
     shutil.copytree(REPO / "pkg/init", copy / "pkg/init")
     shutil.copytree(
@@ -173,12 +176,6 @@ def test_kernel_recipe_for_each_architecture() -> None:
 
 
 def test_bytecode_compiles_modules_to_unchecked_hash_pycs() -> None:
-    import io
-    import marshal
-    import sys
-
-    from osbuilder.pkg.bytecode import Bytecode
-
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     bytecode = Bytecode(version, 0, "t/build.yml")
     source = b"ANSWER = 42\n"
@@ -207,11 +204,6 @@ def test_bytecode_does_not_depend_on_what_the_building_process_did() -> None:
     string is a shared singleton, interned as soon as anything interns it. Compiled in
     osbuilder's own process, one recipe gave different .pyc bytes from one run to the next
     (a package build inside the tests differed from `make packages`)."""
-    import io
-    import sys
-
-    from osbuilder.pkg.bytecode import Bytecode
-
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     source = b'SEPARATOR = "\\x1f"\n'  # a one-character constant nothing here interns
 

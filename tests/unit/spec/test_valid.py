@@ -12,7 +12,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from osbuilder.pkg.tag import template_reference
 from osbuilder.spec import check_sources, check_specs, load_spec
+from osbuilder.spec.capabilities import KNOWN_CAPABILITIES
 from osbuilder.spec.model import Spec
 
 REPO = Path(__file__).resolve().parents[3]
@@ -22,7 +24,7 @@ LINUXKIT_SPECS = sorted((REPO / "tests/data/linuxkit").glob("*.yml"))
 
 @pytest.mark.parametrize("path", EXAMPLES + LINUXKIT_SPECS, ids=lambda p: p.name)
 def test_spec_is_valid(path: Path) -> None:
-    loaded, diagnostics = check_specs([path])
+    loaded, diagnostics = check_specs([path], template_reference)
     assert [d for d in diagnostics if d.severity == "error"] == []
     assert loaded is not None
 
@@ -32,7 +34,7 @@ def test_examples_cover_the_documented_systems() -> None:
 
 
 def test_redis_example_is_the_redis_os() -> None:
-    spec = load_spec([REPO / "examples/redis.yml"]).spec
+    spec = load_spec([REPO / "examples/redis.yml"], template_reference).spec
     assert spec.kernel is not None and spec.kernel.cmdline is not None
     assert "console=ttyS0" in spec.kernel.cmdline
     assert [ref.split(":")[0] for ref in spec.init or []] == ["osbuilder/init", "osbuilder/crun"]
@@ -51,7 +53,7 @@ def test_redis_example_is_the_redis_os() -> None:
 
 
 def test_linuxkit_trust_section_is_read() -> None:
-    loaded = load_spec([REPO / "tests/data/linuxkit/redis-os.yml"])
+    loaded = load_spec([REPO / "tests/data/linuxkit/redis-os.yml"], template_reference)
     assert loaded.spec.trust is not None and loaded.spec.trust.org == ["linuxkit", "library"]
     assert loaded.warnings == []
 
@@ -191,8 +193,6 @@ def test_empty_file_is_an_empty_spec() -> None:
 
 
 def test_every_capability_and_the_special_sets() -> None:
-    from osbuilder.spec.capabilities import KNOWN_CAPABILITIES
-
     caps = "\n".join(f"      - {c}" for c in KNOWN_CAPABILITIES)
     text = (
         "services:\n  - name: a\n    image: a\n    capabilities:\n" + caps + "\n"

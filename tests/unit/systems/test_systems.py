@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from osbuilder.commands.systems import COMMAND, route
 from osbuilder.errors import UserError
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor, sha256_digest
@@ -165,8 +166,6 @@ def test_referrer_manifest_points_at_its_subject() -> None:
 
 
 def test_push_registry_is_routed_only_right_after_push() -> None:
-    from osbuilder.commands.systems import COMMAND, route
-
     assert route(["push", "registry", "r", "out/x"]) == [COMMAND, "r", "out/x"]
     assert route(["-v", "push", "registry", "r"]) == ["-v", COMMAND, "r"]
     assert route(["push", "--to", "registry", "r"]) == ["push", "--to", "registry", "r"]
