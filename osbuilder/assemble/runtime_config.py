@@ -120,8 +120,7 @@ def allocate_ids(spec: Spec) -> dict[str, int]:
     two sections keeps the later one. `root` is not in the map: it is always 0.
     """
     ids: dict[str, int] = {}
-    entries = [*(spec.onboot or []), *(spec.onshutdown or []), *(spec.services or [])]
-    for number, entry in enumerate(entries, start=FIRST_ID):
+    for number, (_, _, entry) in enumerate(spec.containers(), start=FIRST_ID):
         ids[entry.name] = number
     return ids
 

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from osbuilder.errors import UserError
+from osbuilder.spec.model import CONTAINER_SECTIONS
 from osbuilder.spec.remote import is_url
 from osbuilder.spec.source import DataPath, Diagnostic, Document
 
 PKG = "@pkg:"
 RECIPE_FILE = "build.yml"
-SECTIONS = ("onboot", "onshutdown", "services", "volumes")
+SECTIONS = (*CONTAINER_SECTIONS, "volumes")  # the sections whose entries name an image
 
 
 def expand_templates(document: Document, stdin_name: str) -> list[Diagnostic]:
