@@ -29,7 +29,6 @@ from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
 from osbuilder.assemble.jsondoc import json_document
-from osbuilder.assemble.kernel_decompress import decompress_kernel
 from osbuilder.assemble.layers import apply_layer, layer_compression
 from osbuilder.assemble.oci_volume import VolumeLayout, oci_volume_layout
 from osbuilder.assemble.package_db import PackageDatabases
@@ -261,6 +260,9 @@ class _Assembler:
         parts = self.system.kernel
         parts.kernel = binary.content
         if self.decompress_kernel:
+            # (imported here: lz4 and the module cost every other build ~1.2 ms, -X importtime)
+            from osbuilder.assemble.kernel_decompress import decompress_kernel
+
             what = f"kernel image {source}'s {kernel.binary or 'kernel'}"
             with at(("kernel", "binary" if kernel.binary else "image")):
                 parts.kernel = decompress_kernel(binary.content, self.tree.spool, what)
