@@ -41,7 +41,8 @@ from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
 from osbuilder.lock import build_pins
 from osbuilder.pkg.tag import template_reference
-from osbuilder.spec import SpecValueError, load_spec
+from osbuilder.spec import load_spec
+from osbuilder.spec.lock import lock_path
 from osbuilder.trust.verify import TrustedNames
 
 log = logging.getLogger(__name__)
@@ -76,32 +77,34 @@ def build(
     """Build `spec_files` in each of `formats`; `locked`: take the images by the digests of
     the spec's lock, when it has one. `facts`, when given, is filled in."""
     loaded = load_spec(spec_files, template_reference)
-    if facts is not None:
-        canonical = json.dumps(loaded.spec.to_data(), sort_keys=True, separators=(",", ":"))
-        facts.spec_digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-    for warning in loaded.warnings:
-        log.warning("%s", warning)
-    if locked:
-        pins = build_pins([str(spec) for spec in spec_files], loaded, images.target)
-        images = structs.replace(images, pins=pins)
-        if pins and facts is not None:
-            facts.lock_digest = _lock_digest(str(spec_files[0]))
-    if (trust := loaded.spec.trust) is not None and images.verifier is not None:
-        covered = TrustedNames.of(trust.image or [], trust.org or [])
-        images = structs.replace(images, verifier=replace(images.verifier, covered=covered))
-    _check_formats(formats, options, images.target.architecture)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(
-            f"{output_dir}: cannot create the output directory: {exc.strerror}"
-        ) from None
-    epoch = source_date_epoch()
-    with images.store.using(), _spool_directory(output_dir) as spool:
-        contents = Spool(Path(spool))
+    # Whatever step finds a value of the spec it cannot build (an image missing from the
+    # store, a cmdline a boot loader cannot take) raises SpecValueError: said at its line.
+    with loaded.locating():
+        if facts is not None:
+            canonical = json.dumps(loaded.spec.to_data(), sort_keys=True, separators=(",", ":"))
+            facts.spec_digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        if locked:
+            pins = build_pins([str(spec) for spec in spec_files], loaded, images.target)
+            images = structs.replace(images, pins=pins)
+            if pins and facts is not None:
+                facts.lock_digest = _lock_digest(str(spec_files[0]))
+        if (trust := loaded.spec.trust) is not None and images.verifier is not None:
+            covered = TrustedNames.of(trust.image or [], trust.org or [])
+            images = structs.replace(images, verifier=replace(images.verifier, covered=covered))
+        _check_formats(formats, options, images.target.architecture)
         try:
-            snapshots = _snapshots(images, Path(spool))
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"{output_dir}: cannot create the output directory: {exc.strerror}"
+            ) from None
+        epoch = source_date_epoch()
+        with images.store.using(), _spool_directory(output_dir) as spool:
+            contents = Spool(Path(spool))
             try:
+                snapshots = _snapshots(images, Path(spool))
                 system = assemble(
                     loaded.spec,
                     images,
@@ -111,32 +114,27 @@ def build(
                     decompress_kernel=decompress_kernel,
                     sbom=sbom,
                 )
-            except SpecValueError as error:
-                raise loaded.locate(error) from None
-            contents.flush()
-            if facts is not None:
-                facts.images = dict(system.references)
-                entry = system.tree.get(sbom) if sbom is not None else None
-                if entry is not None and entry.content is not None:
-                    facts.sbom = entry.content.read_bytes()
-            scratch = Path(spool) / "formats"  # the writers' intermediate files
-            _make_directory(scratch)
-            with output_directory(output_dir, digests=options.digests) as outputs:
-                job = WriteJob(
-                    system,
-                    outputs,
-                    name,
-                    options,
-                    tuple(dict.fromkeys(formats)),
-                    epoch,
-                    scratch,
-                )
-                try:
+                contents.flush()
+                if facts is not None:
+                    facts.images = dict(system.references)
+                    entry = system.tree.get(sbom) if sbom is not None else None
+                    if entry is not None and entry.content is not None:
+                        facts.sbom = entry.content.read_bytes()
+                scratch = Path(spool) / "formats"  # the writers' intermediate files
+                _make_directory(scratch)
+                with output_directory(output_dir, digests=options.digests) as outputs:
+                    job = WriteJob(
+                        system,
+                        outputs,
+                        name,
+                        options,
+                        tuple(dict.fromkeys(formats)),
+                        epoch,
+                        scratch,
+                    )
                     return _write(job)
-                except SpecValueError as error:  # e.g. a cmdline a boot loader cannot take
-                    raise loaded.locate(error) from None
-        finally:
-            contents.close()
+            finally:
+                contents.close()
 
 
 @contextmanager
@@ -156,8 +154,6 @@ def _spool_directory(output_dir: Path) -> Iterator[str]:
 
 
 def _lock_digest(spec: str) -> str | None:
-    from osbuilder.spec.lock import lock_path
-
     path = lock_path(spec)
     try:
         return None if path is None else "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()

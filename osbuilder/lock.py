@@ -24,7 +24,7 @@ from osbuilder.atomicfile import atomic_output, remove_abandoned
 from osbuilder.errors import UserError, WriteFailed
 from osbuilder.oci.platform import TargetPlatform
 from osbuilder.oci.reference import parse_reference
-from osbuilder.spec import LoadedSpec, SpecInvalid, SpecValueError
+from osbuilder.spec import LoadedSpec, SpecInvalid
 from osbuilder.spec.images import image_references
 from osbuilder.spec.lock import (
     LockedImage,
@@ -36,7 +36,7 @@ from osbuilder.spec.lock import (
     read_lock,
 )
 from osbuilder.spec.remote import is_url
-from osbuilder.spec.source import DataPath, Diagnostic
+from osbuilder.spec.source import DataPath, Diagnostic, at
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,13 @@ def resolve_images(
     first, *others = sources
 
     def resolve(reference: str) -> LockedImage:
-        try:
+        with loaded.locating(), at(first_use[reference]):
             image = first.resolve(reference)
             manifests = {platform_name(first.target): image.manifest_descriptor.digest}
             by_digest = str(parse_reference(reference).with_digest(image.digest))
             for source in others:
                 resolved = source.resolve(by_digest)
                 manifests[platform_name(source.target)] = resolved.manifest_descriptor.digest
-        except UserError as exc:
-            raise loaded.locate(SpecValueError(first_use[reference], str(exc))) from None
         return LockedImage(reference, image.digest, manifests)
 
     # Each reference costs round trips to its registry, and they wait on nothing else.

@@ -17,6 +17,7 @@ from osbuilder.pkg.build import Sources, build_package
 from osbuilder.pkg.recipe import load_recipe
 from osbuilder.pkg.tag import package_reference, template_reference
 from osbuilder.spec import load_spec
+from osbuilder.spec.images import image_references
 from osbuilder.trust.attach import Signer, sign_stored
 from osbuilder.trust.keys import generate_key_pair, key_files, load_private_key
 
@@ -74,13 +75,7 @@ def arm64_packages(packages: Packages) -> Packages:
     """The packages examples/redis.yml names, for arm64 too (after the host's: one store,
     and each name then an index of both)."""
     spec = load_spec([REPO / "examples/redis.yml"], template_reference).spec
-    assert spec.kernel is not None
-    references = [
-        spec.kernel.image,
-        *(spec.init or []),
-        *(c.image for c in [*(spec.onboot or []), *(spec.services or [])]),
-    ]
-    names = {reference.rsplit(":", 1)[0] for reference in references}
+    names = {reference.rsplit(":", 1)[0] for reference, _ in image_references(spec)}
     return build_packages("arm64", [d for d in RECIPES if load_recipe(d).recipe.image in names])
 
 

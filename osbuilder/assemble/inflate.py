@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO, cast
 
+import zstandard
 from isal import isal_zlib
 
 CHUNK = 1024 * 1024
@@ -48,8 +49,6 @@ def _gzip_members(source: IO[bytes]) -> Iterator[bytes]:
 
 
 def zstd_chunks(source: IO[bytes]) -> Iterator[bytes]:
-    import zstandard
-
     reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     try:
         while chunk := reader.read(CHUNK):

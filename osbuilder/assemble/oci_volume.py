@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from msgspec import Struct
 
 from osbuilder.assemble.images import ImageSource
-from osbuilder.errors import UserError
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor, Platform, is_index
 from osbuilder.oci.platform import TargetPlatform
 from osbuilder.oci.pull import Image
-from osbuilder.spec.source import DataPath, SpecValueError
+from osbuilder.spec.source import DataPath, SpecValueError, at
 
 _ATTESTATION = ("vnd.docker.reference.type", "attestation-manifest")
 
@@ -89,10 +88,8 @@ def _platform_image(image: Image, entry: Descriptor, images: ImageSource, path: 
     assert entry.platform is not None
     platform = entry.platform
     target = TargetPlatform(platform.architecture, platform.os, platform.variant)
-    try:
+    with at((*path, "image"), f"{platform}: "):
         return images.for_platform(image, target)
-    except UserError as exc:
-        raise SpecValueError((*path, "image"), f"{platform}: {exc}") from None
 
 
 def _image_blobs(image: Image) -> list[Descriptor]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from osbuilder.assemble.jsondoc import json_document
 from osbuilder.errors import UserError
+from osbuilder.jsonfields import given
 from osbuilder.oci.model import ImageConfig as OciImageConfig
 from osbuilder.spec.capabilities import KNOWN_CAPABILITIES, SPECIAL_CAPABILITY_SETS
 from osbuilder.spec.diagnostics import diagnostics_from
@@ -119,8 +120,7 @@ def allocate_ids(spec: Spec) -> dict[str, int]:
     two sections keeps the later one. `root` is not in the map: it is always 0.
     """
     ids: dict[str, int] = {}
-    entries = [*(spec.onboot or []), *(spec.onshutdown or []), *(spec.services or [])]
-    for number, entry in enumerate(entries, start=FIRST_ID):
+    for number, (_, _, entry) in enumerate(spec.containers(), start=FIRST_ID):
         ids[entry.name] = number
     return ids
 
@@ -578,11 +578,7 @@ def _resources(resources: Resources | None) -> dict[str, Any]:
 
 
 def _blockio(blockio: BlockIoResources) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if blockio.weight is not None:
-        out["weight"] = blockio.weight
-    if blockio.leaf_weight is not None:
-        out["leafWeight"] = blockio.leaf_weight
+    out = given(weight=blockio.weight, leafWeight=blockio.leaf_weight)
     if blockio.weight_device is not None:
         out["weightDevice"] = [
             {"major": d.major or 0, "minor": d.minor or 0}

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import posixpath
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from msgspec import Struct, field
 
@@ -41,17 +43,17 @@ from osbuilder.assemble.sbom import DEFAULT_PATH as SBOM_PATH
 from osbuilder.assemble.sbom import ImageRecord, write_sbom
 from osbuilder.assemble.snapshots import LayerRef, Snapshots
 from osbuilder.assemble.tree import Tree
-from osbuilder.errors import UserError
 from osbuilder.oci.pull import Image
-from osbuilder.spec.images import CONTAINER_SECTIONS, image_references
-from osbuilder.spec.model import Container, Spec
-from osbuilder.spec.source import DataPath, SpecValueError, format_path
+from osbuilder.spec.model import Container, Spec, Volume
+from osbuilder.spec.model import Kernel as KernelSpec
+from osbuilder.spec.source import DataPath, SpecValueError, at, format_path
 from osbuilder.spec.yaml12 import dump_yaml
 
 log = logging.getLogger(__name__)
 
 CONTAINERS = "containers"
 FILES_SOURCE = "osbuilder.files"
+VOLUME_SOURCE = "osbuilder.volume"  # a volume without an image
 PACKAGE_DB_SOURCE = "osbuilder.init-packages"  # the union of the init images' package databases
 
 
@@ -62,6 +64,13 @@ class KernelParts(Struct):
     cmdline: str = ""
     ucode: Content | None = None
     config: str | None = None  # the kernel's .config, to choose the initrd's compression
+
+
+class _Step(NamedTuple):
+    """One step of assembling, with the image whose layers it applies (if any)."""
+
+    run: Callable[[], object]
+    unpacks: Image | None = None
 
 
 class AssembledSystem(Struct):
@@ -113,19 +122,40 @@ class _Assembler:
         self.snapshots = snapshots
 
     def run(self) -> None:
-        self.snapshots.prepare(self._plan())
-        self._run()
+        steps = self._plan()
+        # Every layer at once (Snapshots.prepare unpacks them in parallel), in the order
+        # the steps apply them.
+        self.snapshots.prepare(
+            [ref for step in steps if step.unpacks for ref in self._layers(step.unpacks)]
+        )
+        for step in steps:
+            step.run()
+        if self.sbom is not None:  # last: what it says is the system as built
+            write_sbom(self.tree, self.images_used, self.epoch, self.sbom)
 
-    def _plan(self) -> list[LayerRef]:
-        """Every layer the spec's images have, in the order _run applies them (a volume of
-        `format: oci` holds its image's blobs, not its files: nothing to unpack)."""
-        volumes = self.spec.volumes or []
-        return [
-            ref
-            for reference, path in image_references(self.spec)
-            if not (path[0] == "volumes" and volumes[int(path[1])].format == "oci")
-            for ref in self._layers(self._image(reference, path))
-        ]
+    def _plan(self) -> list[_Step]:
+        """The steps of assembling in their order, every image the spec names taken first:
+        the one walk over the spec, so the layers prepared are the ones the steps apply."""
+        steps: list[_Step] = []
+        kernel = self.spec.kernel
+        if kernel is not None and kernel.image is not None:
+            image = self._image(kernel.image, ("kernel", "image"))
+            steps.append(_Step(partial(self._kernel, kernel, image), unpacks=image))
+        databases = PackageDatabases()
+        for index, reference in enumerate(self.spec.init or []):
+            image = self._image(reference, ("init", index))
+            steps.append(_Step(partial(self._init, image, index, databases), unpacks=image))
+        steps.append(_Step(partial(self._init_done, databases)))
+        for index, volume in enumerate(self.spec.volumes or []):
+            steps.append(self._volume(index, volume))
+        for section, index, container in self.spec.containers():
+            image = self._image(container.image, (section, index, "image"))
+            name = container.name if section == "services" else f"{index:03d}-{container.name}"
+            prefix = f"{CONTAINERS}/{section}/{name}"
+            run = partial(self._bundle, container, image, prefix, (section, index))
+            steps.append(_Step(run, unpacks=image))
+        steps.append(_Step(self._files))
+        return steps
 
     def _layers(self, image: Image) -> list[LayerRef]:
         layers = image.manifest.layers
@@ -142,14 +172,23 @@ class _Assembler:
             for index, layer in enumerate(layers)
         ]
 
-    def _run(self) -> None:
-        self._kernel()
-        databases = PackageDatabases()
-        for index, reference in enumerate(self.spec.init or []):
-            image = self._image(reference, ("init", index))
-            self._unpack(image, "", f"init[{index}]")
-            brought = databases.take(self.tree)
-            self._used(image, databases=brought)
+    def _used(
+        self, image: Image, root: str | None = None, databases: dict[str, Content] | None = None
+    ) -> None:
+        """Note an image of the system for the SBOM, with where its files are."""
+        digest = image.manifest_descriptor.digest
+        self.images_used.append(ImageRecord(str(image.reference), digest, root, databases or {}))
+
+    # --- init -------------------------------------------------------------------------------
+
+    def _init(self, image: Image, index: int, databases: PackageDatabases) -> None:
+        self._unpack(image, "", f"init[{index}]")
+        brought = databases.take(self.tree)
+        self._used(image, databases=brought)
+
+    def _init_done(self, databases: PackageDatabases) -> None:
+        """After the last init image: the union of their package databases, the root's
+        adjustments."""
         databases.write(self.tree, self.epoch, PACKAGE_DB_SOURCE)
         if self.spec.init:
             adjust_image(
@@ -160,30 +199,13 @@ class _Assembler:
                 location="init",
                 epoch=self.epoch,
             )
-        self._volumes()
-        for section in CONTAINER_SECTIONS:
-            for index, container in enumerate(getattr(self.spec, section) or []):
-                name = container.name if section == "services" else f"{index:03d}-{container.name}"
-                self._bundle(container, f"{CONTAINERS}/{section}/{name}", (section, index))
-        self._files()
-        if self.sbom is not None:  # last: what it says is the system as built
-            write_sbom(self.tree, self.images_used, self.epoch, self.sbom)
-
-    def _used(
-        self, image: Image, root: str | None = None, databases: dict[str, Content] | None = None
-    ) -> None:
-        """Note an image of the system for the SBOM, with where its files are."""
-        digest = image.manifest_descriptor.digest
-        self.images_used.append(ImageRecord(str(image.reference), digest, root, databases or {}))
 
     # --- images -------------------------------------------------------------------------------
 
     def _image(self, reference: str, path: DataPath) -> Image:
         """The image `reference` names; `path` is where the spec names it, for errors."""
-        try:
+        with at(path):  # e.g. not in the store: say which line of the spec wants it
             image = self.images.get(reference)
-        except UserError as exc:  # e.g. not in the store: say which line of the spec wants it
-            raise SpecValueError(path, str(exc)) from None
         self.system.references[reference] = image.digest
         return image
 
@@ -214,13 +236,15 @@ class _Assembler:
             entry.content = self.tree.spool.write_bytes(data)
         self.tree.put(entry)
 
+    def _file(self, path: str, content: Content, source: str, location: str) -> None:
+        """A file of the system with `content` as it is (mode 0644, the build's time)."""
+        entry = Entry(path, Kind.FILE, 0o644, mtime=self.epoch, source=source, location=location)
+        entry.content = content
+        self.tree.put(entry)
+
     # --- kernel -------------------------------------------------------------------------------
 
-    def _kernel(self) -> None:
-        kernel = self.spec.kernel
-        if kernel is None or kernel.image is None:
-            return
-        image = self._image(kernel.image, ("kernel", "image"))
+    def _kernel(self, kernel: KernelSpec, image: Image) -> None:
         self._used(image)
         source = str(image.reference)
         # The kernel image's own files are read from a scratch tree; only what LinuxKit
@@ -236,30 +260,18 @@ class _Assembler:
         parts = self.system.kernel
         parts.kernel = binary.content
         if self.decompress_kernel:
-            # (imported here: its decompressors' libraries cost every other build time)
+            # (imported here: lz4 and the module cost every other build ~1.2 ms, -X importtime)
             from osbuilder.assemble.kernel_decompress import decompress_kernel
 
             what = f"kernel image {source}'s {kernel.binary or 'kernel'}"
-            try:
+            with at(("kernel", "binary" if kernel.binary else "image")):
                 parts.kernel = decompress_kernel(binary.content, self.tree.spool, what)
-            except UserError as exc:
-                where = ("kernel", "binary" if kernel.binary else "image")
-                raise SpecValueError(where, str(exc)) from None
         parts.cmdline = kernel.cmdline or ""
         config = scratch.get("config")
         if config is not None and config.content is not None:
             parts.config = config.content.read_bytes().decode(errors="replace")
         self._generated("boot", Kind.DIRECTORY, 0o755, source, "kernel")
-        boot_kernel = Entry(
-            "boot/kernel",
-            Kind.FILE,
-            0o644,
-            mtime=self.epoch,
-            content=parts.kernel,
-            source=source,
-            location="kernel",
-        )
-        self.tree.put(boot_kernel)
+        self._file("boot/kernel", parts.kernel, source, "kernel")
         self._generated("boot/cmdline", Kind.FILE, 0o644, source, "kernel", parts.cmdline.encode())
         tar_name = kernel.tar if kernel.tar is not None else "kernel.tar"
         if tar_name != "none":
@@ -286,62 +298,55 @@ class _Assembler:
                     ("kernel", "ucode"), f"kernel image {source} has no ucode file {kernel.ucode!r}"
                 )
             parts.ucode = ucode.content
-            self.tree.put(
-                Entry(
-                    "boot/ucode.cpio",
-                    Kind.FILE,
-                    0o644,
-                    mtime=self.epoch,
-                    content=ucode.content,
-                    source=source,
-                    location="kernel",
-                )
-            )
+            self._file("boot/ucode.cpio", ucode.content, source, "kernel")
 
     # --- volumes ------------------------------------------------------------------------------
 
-    def _volumes(self) -> None:
-        for index, volume in enumerate(self.spec.volumes or []):
-            location = f"volumes[{index}]"
-            base = f"{CONTAINERS}/volumes/{volume.name}"
-            source = volume.image or "osbuilder.volume"
-            for name in ("", "/lower", "/tmp", "/merged"):
-                self._generated(base + name, Kind.DIRECTORY, 0o755, source, location)
-            if volume.image is None:
-                continue
-            image = self._image(volume.image, ("volumes", index, "image"))
-            if volume.format == "oci":
-                layout = oci_volume_layout(image, volume.platforms, self.images, ("volumes", index))
-                self._oci_layout(image, layout, f"{base}/lower", location)
-                self._used(image)  # (an OCI layout: no package database to read)
-            else:
-                self._unpack(image, f"{base}/lower", location)
-                self._used(image, f"{base}/lower")
-                adjust_image(
-                    self.tree,
-                    f"{base}/lower",
-                    system_root=True,
-                    source=str(image.reference),
-                    location=location,
-                    epoch=self.epoch,
-                )
+    def _volume(self, index: int, volume: Volume) -> _Step:
+        """The step laying out `volume`: its image's files (unpacked), or for `format: oci`
+        the image itself (its blobs: nothing to unpack)."""
+        if volume.image is None:
+            return _Step(partial(self._volume_directories, index, volume))
+        image = self._image(volume.image, ("volumes", index, "image"))
+        if volume.format == "oci":
+            return _Step(partial(self._oci_volume, index, volume, image))
+        return _Step(partial(self._filesystem_volume, index, volume, image), unpacks=image)
+
+    def _volume_directories(self, index: int, volume: Volume) -> str:
+        """A volume's directories; returns the one its contents go in."""
+        base = f"{CONTAINERS}/volumes/{volume.name}"
+        source, location = volume.image or VOLUME_SOURCE, f"volumes[{index}]"
+        for name in ("", "/lower", "/tmp", "/merged"):
+            self._generated(base + name, Kind.DIRECTORY, 0o755, source, location)
+        return f"{base}/lower"
+
+    def _filesystem_volume(self, index: int, volume: Volume, image: Image) -> None:
+        lower = self._volume_directories(index, volume)
+        self._unpack(image, lower, f"volumes[{index}]")
+        self._used(image, lower)
+        adjust_image(
+            self.tree,
+            lower,
+            system_root=True,
+            source=str(image.reference),
+            location=f"volumes[{index}]",
+            epoch=self.epoch,
+        )
+
+    def _oci_volume(self, index: int, volume: Volume, image: Image) -> None:
+        lower = self._volume_directories(index, volume)
+        layout = oci_volume_layout(image, volume.platforms, self.images, ("volumes", index))
+        self._oci_layout(image, layout, lower, f"volumes[{index}]")
+        self._used(image)  # (an OCI layout: no package database to read)
 
     def _oci_layout(self, image: Image, layout: VolumeLayout, base: str, location: str) -> None:
         """The image itself (its blobs, index.json naming it) rather than its files."""
         store = self.images.store
         source = str(image.reference)
         for blob in layout.blobs:
-            entry = Entry(
-                f"{base}/blobs/sha256/{blob.digest[7:]}",
-                Kind.FILE,
-                0o644,
-                mtime=self.epoch,
-                source=source,
-                location=location,
-            )
             # The store's own file: the build holds the store, so gc cannot take it away.
-            entry.content = Content(store.blob_path(blob.digest), blob.size)
-            self.tree.put(entry)
+            content = Content(store.blob_path(blob.digest), blob.size)
+            self._file(f"{base}/blobs/sha256/{blob.digest[7:]}", content, source, location)
         index = {
             "schemaVersion": 2,
             "manifests": [
@@ -369,20 +374,15 @@ class _Assembler:
 
     # --- containers ---------------------------------------------------------------------------
 
-    def _bundle(self, container: Container, prefix: str, path: DataPath) -> None:
+    def _bundle(self, container: Container, image: Image, prefix: str, path: DataPath) -> None:
         location = format_path(path)
-        image = self._image(container.image, (*path, "image"))
         source = str(image.reference)
-        try:
+        with at((*path, "image")):
             label = load_label(image.config, source)
-        except UserError as exc:
-            raise SpecValueError((*path, "image"), str(exc)) from None
-        try:
+        with at(path):
             config, runtime = runtime_config(
                 container, image.config, label, self.ids, volumes=self.spec.volumes or ()
             )
-        except UserError as exc:
-            raise SpecValueError(path, str(exc)) from None
         readonly = bool(config.get("root", {}).get("readonly"))
         self._generated(prefix, Kind.DIRECTORY, 0o755, source, location)
         root = f"{prefix}/{'rootfs' if readonly else 'lower'}"
@@ -497,10 +497,8 @@ class _Assembler:
             self.tree.put(entry)
 
     def _id(self, value: int | str | None, path: DataPath) -> int:
-        try:
+        with at(path):
             return numeric_id(value, self.ids)
-        except UserError as exc:
-            raise SpecValueError(path, str(exc)) from None
 
     def _metadata(self, kind: str) -> bytes:
         """The spec as built: images named with the digests used (LinuxKit's metadata file)."""
@@ -514,9 +512,8 @@ class _Assembler:
         if "kernel" in data and "image" in data["kernel"]:
             data["kernel"]["image"] = pin(data["kernel"]["image"])
         data["init"] = [pin(r) for r in data.get("init", [])]
-        for section in ("onboot", "onshutdown", "services"):
-            for container in data.get(section, []):
-                container["image"] = pin(container["image"])
+        for section, index, container in self.spec.containers():
+            data[section][index]["image"] = pin(container.image)
         if kind == "json":
             return json_document(data, indent=2, sort_keys=True)
         return dump_yaml(data, sort_keys=True).encode()

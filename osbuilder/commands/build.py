@@ -273,8 +273,8 @@ def _dry_run(files: list[str]) -> int:
     for warning in loaded.warnings:
         log.warning("%s", warning)
     data = loaded.spec.to_data()
-    for section in ("onboot", "onshutdown", "services"):
-        if section in data:  # each entry's name and image first, as specs are written
-            data[section] = [{"name": e["name"], "image": e["image"]} | e for e in data[section]]
+    for section, index, _ in loaded.spec.containers():
+        entry = data[section][index]  # its name and image first, as specs are written
+        data[section][index] = {"name": entry["name"], "image": entry["image"]} | entry
     print(dump_yaml(data, sort_keys=False), end="")
     return ExitCode.OK

@@ -78,19 +78,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _summary(spec: Spec) -> str:
-    counts = [
-        f"{len(items)} {name}"
-        for name, items in (
-            ("init", spec.init),
-            ("onboot", spec.onboot),
-            ("onshutdown", spec.onshutdown),
-            ("services", spec.services),
-            ("files", spec.files),
-            ("volumes", spec.volumes),
-        )
-        if items
-    ]
-    return ", ".join(counts) or "empty"
+    counts = {"init": len(spec.init or [])}
+    for section, _, _ in spec.containers():
+        counts[section] = counts.get(section, 0) + 1
+    counts |= {"files": len(spec.files or []), "volumes": len(spec.volumes or [])}
+    return ", ".join(f"{count} {name}" for name, count in counts.items() if count) or "empty"
 
 
 def _schema(args: argparse.Namespace) -> int:

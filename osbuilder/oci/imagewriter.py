@@ -22,6 +22,7 @@ from typing import IO, Any
 from msgspec import Struct, field
 
 from osbuilder.epoch import DEFAULT_EPOCH
+from osbuilder.jsonfields import given
 from osbuilder.oci import mediatypes
 from osbuilder.oci.model import Descriptor
 from osbuilder.oci.store import BlobWriter, ContentStore
@@ -105,17 +106,13 @@ def canonical_json(value: Any) -> bytes:
 
 def write_image(store: ContentStore, layers: list[Layer], spec: ImageSpec) -> Descriptor:
     """Write config and manifest for `layers`; returns the manifest's descriptor."""
-    runtime: dict[str, Any] = {}
-    if spec.entrypoint is not None:
-        runtime["Entrypoint"] = spec.entrypoint
-    if spec.cmd is not None:
-        runtime["Cmd"] = spec.cmd
-    if spec.env is not None:
-        runtime["Env"] = spec.env
-    if spec.working_dir is not None:
-        runtime["WorkingDir"] = spec.working_dir
-    if spec.labels:
-        runtime["Labels"] = dict(spec.labels)
+    runtime = given(
+        Entrypoint=spec.entrypoint,
+        Cmd=spec.cmd,
+        Env=spec.env,
+        WorkingDir=spec.working_dir,
+        Labels=dict(spec.labels) or None,  # (no labels: none written)
+    )
     created = datetime.fromtimestamp(spec.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = canonical_json(
         {

@@ -12,11 +12,11 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
+from osbuilder.spec.model import CONTAINER_SECTIONS
 from osbuilder.spec.source import DataPath, Diagnostic, Document, Location
 from osbuilder.spec.syntax import Bind
 from osbuilder.spec.validation import did_you_mean
 
-CONTAINER_SECTIONS = ("onboot", "onshutdown", "services")
 _BUILTIN_USERS = ("", "root")
 
 
@@ -193,7 +193,8 @@ def _restart_only_for_services(document: Document, data: dict[str, Any]) -> list
             (section, index),
             "'restart' applies to services only (onboot and onshutdown containers run once)",
         )
-        for section in ("onboot", "onshutdown")
+        for section in CONTAINER_SECTIONS
+        if section != "services"
         for index, entry in _entries(data, section)
         if "restart" in entry
     ]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from osbuilder.spec.model import Spec
 from osbuilder.spec.source import DataPath
 
-CONTAINER_SECTIONS = ("onboot", "onshutdown", "services")
-
 
 def image_references(spec: Spec) -> list[tuple[str, DataPath]]:
     """Each image reference of `spec` and where it is (e.g. `("services", 1, "image")`), in
@@ -20,9 +18,8 @@ def image_references(spec: Spec) -> list[tuple[str, DataPath]]:
         for index, volume in enumerate(spec.volumes or [])
         if volume.image
     ]
-    for section in CONTAINER_SECTIONS:
-        references += [
-            (container.image, (section, index, "image"))
-            for index, container in enumerate(getattr(spec, section) or [])
-        ]
+    references += [
+        (container.image, (section, index, "image"))
+        for section, index, container in spec.containers()
+    ]
     return references

@@ -7,7 +7,8 @@ at once, each at FILE:LINE:COL.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from msgspec import Struct, field
@@ -49,6 +50,15 @@ class LoadedSpec(Struct):
         reports."""
         where = self.document.value_location(error.path)
         return UserError("\n".join(f"{where}: {line}" for line in str(error).splitlines()))
+
+    @contextmanager
+    def locating(self) -> Iterator[None]:
+        """Work on this spec (a build, a lock): a SpecValueError raised inside, whatever
+        raised it, is reported at its value's FILE:LINE:COL."""
+        try:
+            yield
+        except SpecValueError as error:
+            raise self.locate(error) from None
 
 
 Checked = tuple["LoadedSpec | None", list[Diagnostic]]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from osbuilder.spec.model import CONTAINER_SECTIONS
 from osbuilder.spec.source import DataPath, Document
 
-LIST_SECTIONS = ("init", "onboot", "onshutdown", "services", "files", "volumes")
+LIST_SECTIONS = ("init", *CONTAINER_SECTIONS, "files", "volumes")
 
 
 def merge_documents(documents: list[Document]) -> Document:

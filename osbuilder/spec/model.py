@@ -8,6 +8,7 @@ so LinuxKit specs load unchanged; unlike LinuxKit, an unknown key is an error.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
@@ -559,3 +560,19 @@ class Spec(Model):
     trust: Annotated[Trust | None, Field(description="Images whose signatures are required.")] = (
         None
     )
+
+    def containers(self) -> Iterator[tuple[str, int, Container]]:
+        """Each container as (section, index, entry), section by section in the order they
+        run (CONTAINER_SECTIONS): the one walk over them everything else takes."""
+        for section in CONTAINER_SECTIONS:
+            entries: list[Container] | None = getattr(self, section)
+            for index, container in enumerate(entries or []):
+                yield section, index, container
+
+
+#: The sections that hold containers, in the order they run and are laid out: the fields
+#: of Spec whose entries are Containers (onboot, onshutdown, services), declared by the
+#: model alone. Code reading raw spec data (checks, templates, merging) walks these.
+CONTAINER_SECTIONS: tuple[str, ...] = tuple(
+    name for name, info in Spec.model_fields.items() if info.annotation == list[Container] | None
+)

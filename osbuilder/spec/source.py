@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,13 +126,26 @@ class Document(Struct):
 class SpecValueError(UserError):
     """A value of a valid spec that cannot be built: a source file that is missing, an image
     that is not in the store. `path` names the value (on each line of the message, when
-    there are several problems); `LoadedSpec.locate` says where it is.
+    there are several problems); `LoadedSpec.locating` says where it is.
     """
 
     def __init__(self, path: DataPath, message: str) -> None:
         prefix = f"{format_path(path)}: " if path else ""
         super().__init__("\n".join(prefix + line for line in message.splitlines()))
         self.path = path
+
+
+@contextmanager
+def at(path: DataPath, prefix: str = "") -> Iterator[None]:
+    """Building the value at `path`: a UserError raised inside is that value's
+    SpecValueError (`prefix` before its message), so that it is reported at the spec's
+    line. A SpecValueError raised inside keeps its own, closer path."""
+    try:
+        yield
+    except SpecValueError:
+        raise
+    except UserError as exc:
+        raise SpecValueError(path, prefix + str(exc)) from None
 
 
 class SpecSyntaxError(Exception):
@@ -319,22 +333,22 @@ class _Builder:
                     self._active.discard(id(source))
 
 
+#: How each type of YAML value reads to a user; bool before int, which it is a kind of.
+_VALUE_KINDS: tuple[tuple[type, str], ...] = (
+    (type(None), "null"),
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "a mapping"),
+    (bytes, "binary data"),
+)
+
+
 def describe(value: Any) -> str:
     """How a YAML value reads to a user: 'a string', 'an integer', ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, bytes):
-        return "binary data"
+    for kind, words in _VALUE_KINDS:
+        if isinstance(value, kind):
+            return words
     return type(value).__name__

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from osbuilder.errors import UserError
+from osbuilder.spec.model import CONTAINER_SECTIONS
 from osbuilder.spec.remote import is_url
 from osbuilder.spec.source import DataPath, Diagnostic, Document
 
 PKG = "@pkg:"
-SECTIONS = ("onboot", "onshutdown", "services", "volumes")
+SECTIONS = (*CONTAINER_SECTIONS, "volumes")  # the sections whose entries name an image
 
 #: The reference the package recipe in a directory builds; a one-line UserError when the
 #: directory holds no valid recipe.

@@ -37,14 +37,6 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 )
 APART = "guest"
 
-#: Cycles the formats branch removes (formats.staging imports squashfs and kernel_root,
-#: which import it back). TEMPORARY: the coordinator deletes this once that branch merges.
-FORMATS_CYCLES_UNTIL_MERGE = {
-    frozenset({"osbuilder.formats.staging", "osbuilder.formats.squashfs"}),
-    frozenset({"osbuilder.formats.staging", "osbuilder.formats.kernel_root"}),
-}
-
-
 @cache
 def modules() -> dict[str, Path]:
     """Every module of osbuilder/ by its dotted name (a package by its __init__.py)."""
@@ -132,12 +124,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    graph = {module: set(imports_of(module)) for module in modules()}
-    for pair in FORMATS_CYCLES_UNTIL_MERGE:
-        first, second = sorted(pair)
-        graph[first].discard(second)
-        graph[second].discard(first)
-    return graph
+    return {module: set(imports_of(module)) for module in modules()}
 
 
 def test_no_module_imports_itself_back() -> None:

@@ -1140,12 +1140,9 @@ def _all_configs() -> Iterator[tuple[str, dict[str, Any]]]:
     for path in sorted([*REPO.glob("examples/*.yml"), *REPO.glob("tests/data/linuxkit/*.yml")]):
         spec = load_spec([path], template_reference).spec
         ids = allocate_ids(spec)
-        for section in ("onboot", "onshutdown", "services"):
-            for entry in getattr(spec, section) or []:
-                config, _ = runtime_config(
-                    entry, image_config(), None, ids, volumes=spec.volumes or ()
-                )
-                yield f"{path.name}:{section}:{entry.name}", config
+        for section, _, entry in spec.containers():
+            config, _ = runtime_config(entry, image_config(), None, ids, volumes=spec.volumes or ())
+            yield f"{path.name}:{section}:{entry.name}", config
 
 
 def test_every_config_is_valid_against_the_oci_schema(

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from osbuilder.spec import check_sources
+from osbuilder.spec import CONTAINER_SECTIONS, check_sources
 
 
 def spec_errors(text: str) -> list[str]:
@@ -49,7 +49,7 @@ def test_a_device_mode_follows_the_same_rule() -> None:
     assert spec_errors(text) == []
 
 
-@pytest.mark.parametrize("section", ["onboot", "onshutdown", "services"])
+@pytest.mark.parametrize("section", CONTAINER_SECTIONS)
 @pytest.mark.parametrize("name", ["a", "_x", "a+b", "a,b", "a.b-c", "1", ".x", "x" * 200])
 def test_names_runc_takes_as_container_ids_are_accepted(section: str, name: str) -> None:
     assert spec_errors(f"{section}:\n  - name: '{name}'\n    image: a\n") == []
