@@ -24,7 +24,7 @@ OSBUILDER = Path(__file__).resolve().parents[2] / "osbuilder"
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
-        "osbuilder errors runner atomicfile epoch media",
+        "osbuilder errors runner atomicfile epoch media jsonfields",
         "oci",
         "spec trust",
         "assemble pkg",
@@ -36,6 +36,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     )
 )
 APART = "guest"
+
 
 @cache
 def modules() -> dict[str, Path]:
