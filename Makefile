@@ -114,7 +114,7 @@ docs: venv
 	$(BIN)/python -m osbuilder.formats.reference
 
 # Every benchmark runs, even after one misses its target; the status says if any did.
-BENCHMARKS := validate pull pkg build boot push push_system lock
+BENCHMARKS := validate pull pkg build size boot push push_system lock
 
 bench: deps
 	@status=0; for name in $(BENCHMARKS); do \
