@@ -19,6 +19,7 @@ from tests.unit.assemble.small_systems import (
     EPOCH,
     LIBC,
     READER,
+    SPEC,
     TOOL,
     WRITER,
     assemble_spec,
@@ -161,3 +162,12 @@ def test_what_linking_saved_counts_each_stored_copy_once(tmp_path: Path) -> None
     } == {id(shared)}
     assert tree.entries["c/lib"].content is not shared
     assert tree.entries["a/empty"].content is not tree.entries["b/empty"].content
+
+
+def test_a_volumes_files_are_linked_too(store: ContentStore, tmp_path: Path) -> None:
+    """A volume's lower/ is its overlay's lower layer (or bound read-only): read-only too."""
+    spec = SPEC + "volumes:\n  - name: data\n    image: test/b:1\n"
+    system = assemble_spec(store, tmp_path / "build", spec)
+    volume = "containers/volumes/data/lower"
+    assert linked(system, f"{WRITER}/lib/libc.so.6", f"{volume}/lib/libc.so.6")
+    assert linked(system, f"{READER}/etc/only-b", f"{volume}/etc/only-b")
