@@ -72,10 +72,12 @@ def build(
     decompress_kernel: bool = False,
     sbom: str | None = SBOM_PATH,
     locked: bool = True,
+    dedup: bool = True,
     facts: BuildFacts | None = None,
 ) -> list[Output]:
     """Build `spec_files` in each of `formats`; `locked`: take the images by the digests of
-    the spec's lock, when it has one. `facts`, when given, is filled in."""
+    the spec's lock, when it has one; `dedup`: identical files of the containers' read-only
+    roots stored once (assemble/dedup.py). `facts`, when given, is filled in."""
     loaded = load_spec(spec_files, template_reference)
     # Whatever step finds a value of the spec it cannot build (an image missing from the
     # store, a cmdline a boot loader cannot take) raises SpecValueError: said at its line.
@@ -113,6 +115,7 @@ def build(
                     snapshots,
                     decompress_kernel=decompress_kernel,
                     sbom=sbom,
+                    dedup=dedup,
                 )
                 contents.flush()
                 if facts is not None:

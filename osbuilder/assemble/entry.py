@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,13 +66,18 @@ class ContentReader:
         return fd
 
     def copy(self, content: Content, out: IO[bytes]) -> None:
+        for chunk in self.chunks(content):
+            out.write(chunk)
+
+    def chunks(self, content: Content) -> Iterator[bytes]:
+        """The content's bytes, a chunk at a time."""
         fd = self.fd(content.path)
         offset, left = content.offset, content.size
         while left:
             chunk = os.pread(fd, min(self._chunk_size, left), offset)
             if not chunk:
                 raise EOFError(f"{content.path} ends {left} bytes early")
-            out.write(chunk)
+            yield chunk
             offset += len(chunk)
             left -= len(chunk)
 

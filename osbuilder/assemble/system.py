@@ -11,7 +11,9 @@ kernel -> init -> volumes -> onboot -> onshutdown -> services -> files:
     files                                       last, so they override
 
 An image used by several containers is unpacked once; the others' overlay
-(or bind) mounts point at the first copy.
+(or bind) mounts point at the first copy. Then the files those read-only roots
+have in common (the same bytes, from different images) become hard links
+(dedup.py), unless the build asks otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, NamedTuple
 
 from msgspec import Struct, field
 
+from osbuilder.assemble.dedup import link_identical_files
 from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
 from osbuilder.assemble.images import ImageSource
@@ -88,12 +91,14 @@ def assemble(
     *,
     decompress_kernel: bool = False,
     sbom: str | None = SBOM_PATH,
+    dedup: bool = True,
 ) -> AssembledSystem:
     """Assemble the spec into `tree`, unpacking layers into (or reusing them from) `snapshots`;
     with `decompress_kernel`, the kernel is its uncompressed image (kernel_decompress.py);
-    the system's SPDX document goes to the path `sbom` names (sbom.py), unless it is None."""
+    the system's SPDX document goes to the path `sbom` names (sbom.py), unless it is None;
+    with `dedup`, identical files of the read-only roots are hard links (dedup.py)."""
     system = AssembledSystem(tree)
-    assembler = _Assembler(spec, images, system, epoch, snapshots, decompress_kernel, sbom)
+    assembler = _Assembler(spec, images, system, epoch, snapshots, decompress_kernel, sbom, dedup)
     assembler.run()
     return system
 
@@ -108,6 +113,7 @@ class _Assembler:
         snapshots: Snapshots,
         decompress_kernel: bool,
         sbom: str | None,
+        dedup: bool,
     ) -> None:
         self.spec = spec
         self.decompress_kernel = decompress_kernel
@@ -119,6 +125,9 @@ class _Assembler:
         self.epoch = epoch
         self.ids = allocate_ids(spec)
         self.unpacked: dict[str, str] = {}  # manifest digest -> where its filesystem is
+        # Roots nothing writes into in place: overlay lowers, read-only roots (dedup.py)
+        self.read_only_roots: list[str] = []
+        self.dedup = dedup
         self.snapshots = snapshots
 
     def run(self) -> None:
@@ -130,6 +139,9 @@ class _Assembler:
         )
         for step in steps:
             step.run()
+        if self.dedup:
+            linked = link_identical_files(self.tree, self.read_only_roots)
+            log.info("%d identical files stored once: %d bytes saved", linked.files, linked.size)
         if self.sbom is not None:  # last: what it says is the system as built
             write_sbom(self.tree, self.images_used, self.epoch, self.sbom)
 
@@ -318,6 +330,7 @@ class _Assembler:
         source, location = volume.image or VOLUME_SOURCE, f"volumes[{index}]"
         for name in ("", "/lower", "/tmp", "/merged"):
             self._generated(base + name, Kind.DIRECTORY, 0o755, source, location)
+        self.read_only_roots.append(f"{base}/lower")  # the lower layer of merged/'s overlay
         return f"{base}/lower"
 
     def _filesystem_volume(self, index: int, volume: Volume, image: Image) -> None:
@@ -399,6 +412,7 @@ class _Assembler:
                 epoch=self.epoch,
             )
             self.unpacked[image.manifest_descriptor.digest] = root
+            self.read_only_roots.append(root)  # a lowerdir, or mounted read-only
             first = root
         self._used(image, first)
         if not readonly:

@@ -104,6 +104,13 @@ def register(
         help="write the kernel uncompressed: an x86 bzImage as its ELF vmlinux, a gzip'd "
         "arm64 Image as the Image (for Firecracker, cloud-hypervisor; QEMU boots both)",
     )
+    build.add_argument(
+        "--no-dedup",
+        action="store_true",
+        help="give every file of the containers' read-only roots an inode of its own (by "
+        "default files with the same bytes, mode, owner and xattrs share one: hard links, "
+        "stored once), to compare sizes or to rule the linking out when debugging",
+    )
     shared.add_image_source_options(build)
     build.add_argument(
         "--no-lock",
@@ -192,6 +199,7 @@ def _build(args: argparse.Namespace) -> int:
             decompress_kernel=args.decompress_kernel,
             sbom=None if args.no_sbom else args.sbom_output,
             locked=not args.no_lock,
+            dedup=not args.no_dedup,
             facts=facts,
         )
     if args.json and destination is None:

@@ -148,7 +148,7 @@ FORMATS: dict[str, Format] = {
             "the same with the root in an uncompressed EROFS image",
             root="erofs",
             notes="osbuilder writes the EROFS image itself, uncompressed: larger than "
-            "squashfs's (142 MB against 34 MB for the Redis OS) but written in a fraction of "
+            "squashfs's (122 MB against 34 MB for the Redis OS) but written in a fraction of "
             "the time and read without decompressing. `NAME-erofs-initrd.img` is its boot "
             "stage, as kernel+squashfs's.",
         ),

@@ -1,7 +1,8 @@
 """One booted system, driven through its serial console, shows the init's behaviour:
 onboot order and failures, capabilities, a read-only root, restarts, the getty shell
-with osbuilder-ctl, what the dhcpcd package configures, and a clean poweroff running
-the onshutdown containers.
+with osbuilder-ctl, what the dhcpcd package configures, a container writing a file it
+shares (a hard link) with another image's root, and a clean poweroff running the
+onshutdown containers.
 
 The VM boots once (module fixture) and the tests read its console in order; the
 last one powers it off.
@@ -47,6 +48,16 @@ onboot:
     image: {getty}
     command: [/bin/busybox, sh, -c, "echo third >> /results/order"]
     binds: [/var/results:/results]
+  # /etc/hosts has the same bytes in every container's root: one file in the initrd.
+  - name: appender
+    image: {dhcpcd}
+    command:
+      - /bin/busybox
+      - sh
+      - -c
+      - >-
+        echo "10.0.2.99 written-by-appender" >> /etc/hosts &&
+        echo "appender-sees=$(/bin/busybox grep -c written-by-appender /etc/hosts)"
 services:
   - name: printer
     image: {getty}
@@ -62,6 +73,7 @@ services:
         /bin/busybox grep CapEff /proc/self/status;
         if /bin/busybox touch /probe 2>/dev/null; then echo root=writable;
         else echo root=readonly; fi;
+        echo "printer-sees=$(/bin/busybox grep -c written-by-appender /etc/hosts)";
         exec /bin/busybox sleep 100000
   - name: crasher
     image: {getty}
@@ -125,6 +137,17 @@ def test_service_has_exactly_its_capabilities_and_a_read_only_root(
     assert console.match.group(1) == "readonly"
 
 
+def test_a_container_writing_a_shared_file_leaves_the_other_images_copy_unchanged(
+    console: pexpect.spawn,
+) -> None:
+    """The appender (dhcpcd's image) appends to its /etc/hosts, which is one inode with
+    the printer's (getty's image): through its overlay, so the printer, started after it,
+    reads its own copy as it was."""
+    console.expect(r"printer-sees=(\d+)")
+    assert console.match.group(1) == "0"
+    assert "appender-sees=1" in _seen(console)
+
+
 def test_onboot_failure_is_reported_and_boot_goes_on(console: pexpect.spawn) -> None:
     text = _seen(console)
     assert "onboot/failing: about to fail" in text or "failing: about to fail" in text
@@ -144,6 +167,23 @@ def test_getty_gives_a_root_shell_with_osbuilder_ctl(console: pexpect.spawn) -> 
     console.sendline("osbuilder-ctl ps")
     console.expect(r"NAME\s+STATE\s+PID\s+RESTARTS", timeout=60)
     console.expect(r"printer\s+running", timeout=30)
+
+
+def test_the_shared_file_is_one_unchanged_inode_in_the_system(console: pexpect.spawn) -> None:
+    """Seen from the getty shell (its image binds the system's /containers): both images'
+    /etc/hosts are one inode, which the appender's write did not reach."""
+    dhcpcd, getty = (
+        f"/containers/onboot/{name}/lower/etc/hosts" for name in ("000-dhcpcd", "001-first")
+    )
+    stat = "/bin/busybox stat -c"
+    console.sendline(
+        f'echo "same-inode=$([ $({stat} %i {dhcpcd}) = $({stat} %i {getty}) ] && echo yes)'
+        f' links=$({stat} %h {getty}) written=$(/bin/busybox grep -c written-by {dhcpcd})"'
+    )
+    console.expect(r"same-inode=(\w*) links=(\d+) written=(\d+)", timeout=60)
+    assert console.match.group(1) == "yes"
+    assert int(console.match.group(2)) >= 2
+    assert console.match.group(3) == "0"
 
 
 def test_dhcpcd_configures_the_link_from_qemus_dhcp(console: pexpect.spawn) -> None:
