@@ -33,6 +33,8 @@ FIRST_BUSES = frozenset({"pci", "virtio"})
 _MAX_ROUNDS = 8
 # "No such device": the module found nothing to drive; normal for alias matches.
 _QUIET_ERRORS = frozenset({errno.ENODEV, errno.ENOENT})
+# Told after each round: its number (from 1), the modules it loaded, its seconds.
+RoundCallback = Callable[[int, list[str], float], None]
 
 
 class LoadReport:
@@ -72,12 +74,14 @@ class ModuleLoader:
         console: Console,
         load_file: Callable[[Path], None] = load_module_file,
         workers: int = 4,
+        on_round: RoundCallback | None = None,
     ) -> None:
         self._workers = max(1, workers)
         self._modules_dir = modules_dir
         self._sysfs = sysfs
         self._console = console
         self._load_file = load_file
+        self._on_round = on_round
 
     def device_modaliases(self) -> set[str]:
         found: set[str] = set()
@@ -112,7 +116,8 @@ class ModuleLoader:
         extra = list(extra)
         skipped = {normalize(name) for name in skip}
         later = [*ALWAYS_LOADED, *extra]  # after the PCI and virtio drivers
-        for _ in range(_MAX_ROUNDS):
+        for number in range(1, _MAX_ROUNDS + 1):
+            round_started = time.monotonic()
             devices = self.device_modaliases() - seen_devices
             seen_devices |= devices
             new_buses = {bus_of(alias) for alias in devices} - indexed_buses
@@ -129,6 +134,9 @@ class ModuleLoader:
                 if not batch:
                     break
             self._load_batch(index, batch, report)
+            if self._on_round is not None:
+                loaded = [name for name in report.loaded if name in batch]
+                self._on_round(number, loaded, time.monotonic() - round_started)
         unknown = [name for name in extra if normalize(name) not in index.files]
         for name in unknown:
             report.failed[name] = "no such module in modules.dep"

@@ -185,3 +185,21 @@ def test_parallel_loading_still_loads_dependencies_first(tmp_path: Path) -> None
         if module in machine.loaded:
             for dependency in dependencies:
                 assert machine.loaded.index(dependency) < machine.loaded.index(module)
+
+
+def test_each_round_is_told_with_what_it_loaded(tmp_path: Path) -> None:
+    machine = FakeMachine(tmp_path)
+    rounds: list[tuple[int, list[str], float]] = []
+    loader = ModuleLoader(
+        machine.modules_dir,
+        machine.sysfs,
+        RecordingConsole(),
+        machine.load_file,
+        workers=1,
+        on_round=lambda number, loaded, seconds: rounds.append((number, loaded, seconds)),
+    )
+    report = loader.load()
+    assert [number for number, _, _ in rounds] == list(range(1, len(rounds) + 1))
+    assert [name for _, loaded, _ in rounds for name in loaded] == report.loaded
+    assert "virtio_pci" in rounds[0][1] and "virtio_net" in rounds[1][1]  # found in round 2
+    assert all(seconds >= 0 for _, _, seconds in rounds)
