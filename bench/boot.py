@@ -423,7 +423,7 @@ def boot_floor(boot: KernelBoot, state: Path, port: int, redis_cli: str) -> Boot
 
 def floor_stages(console: str) -> list[Stage]:
     stages = kernel_stages(console)
-    run_init = next((stage.end for stage in stages if stage.name != "initrd unpack"), None)
+    run_init = max((stage.end for stage in stages), default=None)  # the kernel ran /init
     modules = FLOOR_MODULES.search(console)
     exec_redis = FLOOR_EXEC.search(console)
     if run_init is not None and modules is not None and exec_redis is not None:
@@ -489,6 +489,9 @@ def report(results: Results) -> int:
         )
     if len(known) != len(rss):
         print(f"init RSS: missing from {len(rss) - len(known)} console log(s)")
+    baseline_rss = [kb for boot in results.baseline if (kb := init_rss_kb(boot.console))]
+    if baseline_rss:
+        print(f"baseline's init RSS: {max(baseline_rss) * 1024 / 1e6:.1f} MB (no target)")
     small = results.small_memory
     answer = (
         f"PONG in {small.seconds:.2f} s"
@@ -560,8 +563,8 @@ def run(plan: Plan) -> int:
             results.small_memory = boot_osbuilder(
                 prefix, tmp / "state", free_port(used), redis_cli, "--mem", str(SMALL_MEMORY_MB)
             )
-        except BenchError as failure:
-            results.small_memory_failure = str(failure).splitlines()[0]
+        except BenchError as failure:  # its last line says why (a panic's hint ...)
+            results.small_memory_failure = str(failure).strip().splitlines()[-1]
     return report(results)
 
 

@@ -82,18 +82,46 @@ class ModuleLoader:
         self._console = console
         self._load_file = load_file
         self._on_round = on_round
+        self._read_devices: set[str] = set()  # device directories whose modalias was read
 
-    def device_modaliases(self) -> set[str]:
+    def new_device_modaliases(self) -> set[str]:
+        """The modaliases of the devices that appeared since the last call.
+
+        A device's modalias never changes, so only new device directories are read: each
+        round costs a listing of the buses, not a read of every device (a pathlib glob
+        of bus/*/devices/*/modalias lists each device's directory too: 55 ms against 9 ms
+        on this development VM, and as many times slower again under emulation).
+        """
         found: set[str] = set()
-        for pattern in ("bus/*/devices/*/modalias", "class/input/*/modalias"):
-            for path in self._sysfs.glob(pattern):
-                try:
-                    alias = path.read_text().strip()
-                except OSError:
+        for devices in self._device_directories():
+            try:
+                names = os.listdir(devices)
+            except OSError:
+                continue
+            for name in names:
+                device = os.path.join(devices, name)
+                if device in self._read_devices:
                     continue
+                try:
+                    with open(os.path.join(device, "modalias")) as file:
+                        alias = file.read().strip()
+                except OSError:
+                    continue  # none (yet): looked at again next round
+                self._read_devices.add(device)
                 if alias and bus_of(alias) not in SKIPPED_BUSES:
                     found.add(alias)
         return found
+
+    def _device_directories(self) -> list[str]:
+        sysfs = str(self._sysfs)
+        try:
+            buses = sorted(os.listdir(os.path.join(sysfs, "bus")))
+        except OSError:
+            buses = []
+        return [
+            *(os.path.join(sysfs, "bus", bus, "devices") for bus in buses),
+            os.path.join(sysfs, "class", "input"),
+        ]
 
     def already_loaded(self) -> set[str]:
         try:
@@ -111,15 +139,13 @@ class ModuleLoader:
         except OSError as error:
             report.failed["modules.dep"] = str(error)
             return report
-        seen_devices: set[str] = set()
         indexed_buses: set[str] = set()
         extra = list(extra)
         skipped = {normalize(name) for name in skip}
         later = [*ALWAYS_LOADED, *extra]  # after the PCI and virtio drivers
         for number in range(1, _MAX_ROUNDS + 1):
             round_started = time.monotonic()
-            devices = self.device_modaliases() - seen_devices
-            seen_devices |= devices
+            devices = self.new_device_modaliases()
             new_buses = {bus_of(alias) for alias in devices} - indexed_buses
             index.add_aliases(aliases, new_buses)
             indexed_buses |= new_buses

@@ -203,3 +203,18 @@ def test_each_round_is_told_with_what_it_loaded(tmp_path: Path) -> None:
     assert [name for _, loaded, _ in rounds for name in loaded] == report.loaded
     assert "virtio_pci" in rounds[0][1] and "virtio_net" in rounds[1][1]  # found in round 2
     assert all(seconds >= 0 for _, _, seconds in rounds)
+
+
+def test_each_scan_reads_only_the_devices_that_appeared_since(tmp_path: Path) -> None:
+    machine = FakeMachine(tmp_path)
+    loader = ModuleLoader(machine.modules_dir, machine.sysfs, RecordingConsole(), machine.load_file)
+    first = loader.new_device_modaliases()
+    assert NET_DEVICE in first and "acpi:LNXPWRBN:" in first
+    assert not any(alias.startswith("cpu:") for alias in first)  # a skipped bus
+    assert loader.new_device_modaliases() == set()
+    machine.device("bus/virtio/devices/virtio0", "virtio:d00000001v00001AF4")
+    late = machine.sysfs / "class/input/input3"
+    late.mkdir(parents=True)  # its modalias not written yet: looked at again next time
+    assert loader.new_device_modaliases() == {"virtio:d00000001v00001AF4"}
+    (late / "modalias").write_text("input:b0019v0000p0001e0000-e0,1,k74\n")
+    assert loader.new_device_modaliases() == {"input:b0019v0000p0001e0000-e0,1,k74"}
