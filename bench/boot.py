@@ -20,15 +20,21 @@ The same system built kernel+squashfs is booted the same way after each floor an
 median shown against the floor too (no target: the root is read from a disk as needed
 instead of unpacked whole before /init).
 
-RUNS interleaved runs each (osbuilder, floor, osbuilder, floor ...), a fresh free port
-for every boot, every VM stopped after its run (and on any error). Prints both medians,
-the ratio osbuilder/floor (target under TCG: <= 1.5), the init's own RSS from the
-console's "boot done" line (VmRSS of /proc/1/status; target <= 20 MB) and the median
-guest timestamps of each boot's milestones, which say where the time goes.
+RUNS interleaved runs each (osbuilder, floor, kernel+squashfs, osbuilder ...), a fresh
+free port for every boot, every VM stopped after its run (and on any error). Then the
+kernel+initrd system once more with `--mem 160`: whether it answers PONG in that little
+memory (#24's target). Prints both medians, the ratio osbuilder/floor (target under TCG:
+<= 1.3), the init's own RSS from the console's "boot done" line (VmRSS of /proc/1/status;
+target <= 12 MB), the PONG with 160 MB, and the median of each boot stage's start and
+duration (osbuilder/vm/timeline.py reads them from the console, as `run --timeline`
+does; times on the guest's clock), which say where the time goes.
 
 The system is built first with `osbuilder build --offline --cache STORE`; when that
 fails, the packages are built into STORE (`osbuilder pkg build pkg/* kernels/*`) and the
-build is retried. Exit status: 0 when both targets are met, 1 otherwise or on failure.
+build is retried. `--system PREFIX` boots a kernel+initrd built elsewhere instead, and
+`--baseline PREFIX` boots another one in the same runs (e.g. main's build, to see a
+change's gain against the same floor). Exit status: 0 when every target is met, 1
+otherwise or on failure.
 """
 
 from __future__ import annotations
@@ -61,14 +67,16 @@ from bench.common import (  # noqa: E402
 from osbuilder.formats.compression import ZSTD_LEVEL  # noqa: E402
 from osbuilder.vm.control import alive  # noqa: E402
 from osbuilder.vm.qemu import KernelBoot, Publish, VmConfig, qemu_command  # noqa: E402
+from osbuilder.vm.timeline import Stage, init_rss_kb, kernel_stages, read_timeline  # noqa: E402
 from tests.boot.conftest import run_detached  # noqa: E402
 from tests.conftest import stop_process, trust_options  # noqa: E402
 
 SPEC = REPO / "examples/redis.yml"
 NAME = "redis"
 RUNS = 5
-RATIO_TARGET = 1.5
-RSS_TARGET_MB = 20.0
+RATIO_TARGET = 1.3
+RSS_TARGET_MB = 12.0
+SMALL_MEMORY_MB = 160  # the kernel+initrd system must answer PONG with this much
 GUEST_PORT = 6379
 GUEST_ADDRESS = "10.0.2.15/24"  # what QEMU user networking's DHCP gives the first guest
 NET_MODULES = ("virtio_pci", "virtio_net")  # with everything they depend on
@@ -78,22 +86,9 @@ POLL = 0.1  # seconds between two redis-cli starts
 ATTEMPT_TIMEOUT = 2.0  # a redis-cli that has not answered by then is given up
 BOOT_TIMEOUT = 300.0
 
-# Guest milestones, from the console log: (label, pattern giving the uptime in seconds).
-KERNEL_INIT = ("/init", re.compile(r"\[\s*([\d.]+)\] Run /init as init process"))
-OSBUILDER_MILESTONES = [
-    KERNEL_INIT,
-    ("banner", re.compile(r"\[\s*([\d.]+)\] init: osbuilder ")),
-    ("modules", re.compile(r"\[\s*([\d.]+)\] init: modules: ")),
-    ("onboot {}", re.compile(r"\[\s*([\d.]+)\] init: onboot (\S+): exit")),
-    ("boot done", re.compile(r"\[\s*([\d.]+)\] init: boot done at")),
-    ("redis started", re.compile(r"\[\s*([\d.]+)\] init: service redis: started")),
-]
-FLOOR_MILESTONES = [
-    KERNEL_INIT,
-    ("modules", re.compile(r"\[\s*([\d.]+)\] floor: modules loaded")),
-    ("exec redis", re.compile(r"\[\s*([\d.]+)\] floor: exec redis-server")),
-]
-INIT_RSS = re.compile(r"init: boot done at .*init RSS (\d+) kB")
+# The floor's own milestones (its /init prints them); the kernel's are read as for osbuilder.
+FLOOR_MODULES = re.compile(r"^\[\s*([\d.]+)\] floor: modules loaded", re.M)
+FLOOR_EXEC = re.compile(r"^\[\s*([\d.]+)\] floor: exec redis-server", re.M)
 
 
 class BenchError(Exception):
@@ -111,6 +106,9 @@ class Results:
     ours: list[Boot] = field(default_factory=list)
     floor: list[Boot] = field(default_factory=list)
     squashfs: list[Boot] = field(default_factory=list)  # kernel+squashfs: shown, no target
+    baseline: list[Boot] = field(default_factory=list)  # --baseline: shown, no target
+    small_memory: Boot | None = None  # the system with SMALL_MEMORY_MB, if it answered
+    small_memory_failure: str = ""
 
 
 def progress(message: str) -> None:
@@ -347,10 +345,10 @@ def tail(text: str, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def boot_osbuilder(prefix: Path, state: Path, port: int, redis_cli: str) -> Boot:
+def boot_osbuilder(prefix: Path, state: Path, port: int, redis_cli: str, *options: str) -> Boot:
     start = time.perf_counter()
     try:
-        started = run_detached(prefix, port, "--state", str(state))
+        started = run_detached(prefix, port, "--state", str(state), *options)
         if started.returncode != 0:
             raise BenchError(f"osbuilder run failed ({started.returncode}):\n{started.stderr}")
         pid = qemu_pid(state)
@@ -423,30 +421,43 @@ def boot_floor(boot: KernelBoot, state: Path, port: int, redis_cli: str) -> Boot
 # --- reporting -------------------------------------------------------------------------
 
 
-def milestones(console: str, patterns: list[tuple[str, re.Pattern[str]]]) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for label, pattern in patterns:
-        for match in pattern.finditer(console):
-            key = label.format(*match.groups()[1:])
-            found.setdefault(key, float(match[1]))
-    return found
+def floor_stages(console: str) -> list[Stage]:
+    stages = kernel_stages(console)
+    run_init = max((stage.end for stage in stages), default=None)  # the kernel ran /init
+    modules = FLOOR_MODULES.search(console)
+    exec_redis = FLOOR_EXEC.search(console)
+    if run_init is not None and modules is not None and exec_redis is not None:
+        loaded, execed = float(modules[1]), float(exec_redis[1])
+        stages += [
+            Stage("floor: modules", run_init, loaded - run_init),
+            Stage("floor: address, mounts", loaded, execed - loaded),
+        ]
+    return stages
 
 
-def timeline(boots: list[Boot], patterns: list[tuple[str, re.Pattern[str]]]) -> str:
-    per_boot = [milestones(boot.console, patterns) for boot in boots]
-    labels: list[str] = []
-    for found in per_boot:
-        labels += [label for label in found if label not in labels]
-    medians = {
-        label: statistics.median(found[label] for found in per_boot if label in found)
-        for label in labels
-    }
-    return ", ".join(f"{label} {seconds:.2f}" for label, seconds in medians.items())
+def median_stages(per_boot: list[list[Stage]]) -> str:
+    """Each stage's median start and duration over the boots (a name seen more than once
+    in a boot, as the init's own work is, numbered in order)."""
+    found: dict[str, list[Stage]] = {}
+    for stages in per_boot:
+        seen: dict[str, int] = {}
+        for stage in stages:
+            seen[stage.name] = seen.get(stage.name, 0) + 1
+            key = stage.name if seen[stage.name] == 1 else f"{stage.name} #{seen[stage.name]}"
+            found.setdefault(key, []).append(stage)
+    width = max((len(name) for name in found), default=5)
+    rows = [f"    {'stage':<{width}}  {'start':>6}  {'duration':>8}"]
+    for name, stages in sorted(
+        found.items(), key=lambda item: statistics.median(s.start for s in item[1])
+    ):
+        start = statistics.median(stage.start for stage in stages)
+        seconds = statistics.median(stage.seconds for stage in stages)
+        rows.append(f"    {name:<{width}}  {start:>6.2f}  {seconds:>8.2f}")
+    return "\n".join(rows)
 
 
-def init_rss_kb(console: str) -> int | None:
-    match = INIT_RSS.search(console)
-    return int(match[1]) if match else None
+def seconds_list(boots: list[Boot]) -> str:
+    return ", ".join(f"{boot.seconds:.2f}" for boot in boots)
 
 
 def report(results: Results) -> int:
@@ -457,59 +468,103 @@ def report(results: Results) -> int:
     rss = [init_rss_kb(boot.console) for boot in results.ours]
     known = [kb for kb in rss if kb is not None]
     print(f"boot-to-ready under TCG, {len(ours)} interleaved runs each (QEMU start to PONG)")
-    print(f"osbuilder run: median {median_ours:.2f} s  ({', '.join(f'{t:.2f}' for t in ours)})")
-    print(f"floor:         median {median_floor:.2f} s  ({', '.join(f'{t:.2f}' for t in floor)})")
-    print(f"ratio osbuilder/floor: {ratio:.2f} (target <= {RATIO_TARGET:g})")
-    if results.squashfs:
-        squashfs = [boot.seconds for boot in results.squashfs]
-        median_squashfs = statistics.median(squashfs)
-        print(
-            f"kernel+squashfs: median {median_squashfs:.2f} s  "
-            f"({', '.join(f'{t:.2f}' for t in squashfs)}); "
-            f"ratio to the floor {median_squashfs / median_floor:.2f} (no target)"
-        )
-    rss_ok = len(known) == len(rss) and max(known) * 1024 / 1e6 <= RSS_TARGET_MB
+    print(f"osbuilder run: median {median_ours:.2f} s  ({seconds_list(results.ours)})")
+    print(f"floor:         median {median_floor:.2f} s  ({seconds_list(results.floor)})")
+    ratio_met = ratio <= RATIO_TARGET
+    print(f"ratio osbuilder/floor: {ratio:.2f} (target <= {RATIO_TARGET:g}: {verdict(ratio_met)})")
+    for label, boots in (("kernel+squashfs", results.squashfs), ("baseline", results.baseline)):
+        if boots:
+            median = statistics.median(boot.seconds for boot in boots)
+            print(
+                f"{label}: median {median:.2f} s  ({seconds_list(boots)}); "
+                f"ratio to the floor {median / median_floor:.2f} (no target)"
+            )
+    rss_met = len(known) == len(rss) and max(known) * 1024 / 1e6 <= RSS_TARGET_MB
     if known:
         peak = max(known)
         print(
             f"init RSS (VmRSS of PID 1 at boot done): {peak * 1024 / 1e6:.1f} MB "
-            f"({peak} kB, the largest of {len(known)} boots; target <= {RSS_TARGET_MB:g} MB)"
+            f"({peak} kB, the largest of {len(known)} boots; target <= {RSS_TARGET_MB:g} MB: "
+            f"{verdict(rss_met)})"
         )
     if len(known) != len(rss):
         print(f"init RSS: missing from {len(rss) - len(known)} console log(s)")
-    print("guest uptime at each milestone, median s:")
-    print(f"  osbuilder: {timeline(results.ours, OSBUILDER_MILESTONES)}")
-    print(f"  floor:     {timeline(results.floor, FLOOR_MILESTONES)}")
+    baseline_rss = [kb for boot in results.baseline if (kb := init_rss_kb(boot.console))]
+    if baseline_rss:
+        print(f"baseline's init RSS: {max(baseline_rss) * 1024 / 1e6:.1f} MB (no target)")
+    small = results.small_memory
+    answer = (
+        f"PONG in {small.seconds:.2f} s"
+        if small is not None
+        else f"no PONG ({results.small_memory_failure})"
+    )
+    print(f"kernel+initrd with --mem {SMALL_MEMORY_MB}: {answer} ({verdict(small is not None)})")
+    print("each stage, median start and duration on the guest's clock, s:")
+    print("  osbuilder:")
+    print(median_stages([read_timeline(boot.console).stages for boot in results.ours]))
+    if results.baseline:
+        print("  baseline:")
+        print(median_stages([read_timeline(boot.console).stages for boot in results.baseline]))
+    print("  floor:")
+    print(median_stages([floor_stages(boot.console) for boot in results.floor]))
     if results.squashfs:
-        print(f"  squashfs:  {timeline(results.squashfs, OSBUILDER_MILESTONES)}")
-    return 0 if ratio <= RATIO_TARGET and rss_ok else 1
+        print("  kernel+squashfs:")
+        print(median_stages([read_timeline(boot.console).stages for boot in results.squashfs]))
+    return 0 if ratio_met and rss_met and small is not None else 1
 
 
-def run(store: Path, runs: int) -> int:
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+@dataclass
+class Plan:
+    store: Path
+    runs: int
+    system: Path | None = None  # a kernel+initrd prefix to boot instead of building one
+    baseline: Path | None = None  # another one, booted in the same runs
+    squashfs: bool = True
+
+
+def run(plan: Plan) -> int:
     redis_cli = check_tools()
     results = Results()
     used: set[int] = set()
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp_name:
         tmp = Path(tmp_name)
-        progress(f"building {SPEC.relative_to(REPO)}")
-        prefix = build_system(store, tmp / "out")
-        squashfs_prefix = build_system(store, tmp / "squashfs", "kernel+squashfs")
+        if plan.system is None:
+            progress(f"building {SPEC.relative_to(REPO)}")
+        prefix = plan.system or build_system(plan.store, tmp / "out")
+        squashfs_prefix = (
+            build_system(plan.store, tmp / "squashfs", "kernel+squashfs") if plan.squashfs else None
+        )
         progress("making the floor's initrd")
         ours_boot = KernelBoot.from_prefix(prefix)
         floor_boot = KernelBoot(
             ours_boot.kernel, make_floor_initrd(ours_boot.initrd, tmp), ours_boot.cmdline
         )
-        for number in range(1, runs + 1):
-            boot = boot_osbuilder(prefix, tmp / "osbuilder-state", free_port(used), redis_cli)
-            results.ours.append(boot)
-            progress(f"run {number}/{runs}: osbuilder {boot.seconds:.2f} s")
+        others = [(prefix, "osbuilder", results.ours)]
+        if plan.baseline is not None:
+            others.append((plan.baseline, "baseline", results.baseline))
+        if squashfs_prefix is not None:
+            others.append((squashfs_prefix, "kernel+squashfs", results.squashfs))
+        for number in range(1, plan.runs + 1):
+            for system, label, boots in others[:1]:
+                boots.append(boot_osbuilder(system, tmp / "state", free_port(used), redis_cli))
+                progress(f"run {number}/{plan.runs}: {label} {boots[-1].seconds:.2f} s")
             boot = boot_floor(floor_boot, tmp / "floor-state", free_port(used), redis_cli)
             results.floor.append(boot)
-            progress(f"run {number}/{runs}: floor {boot.seconds:.2f} s")
-            state = tmp / "squashfs-state"
-            boot = boot_osbuilder(squashfs_prefix, state, free_port(used), redis_cli)
-            results.squashfs.append(boot)
-            progress(f"run {number}/{runs}: kernel+squashfs {boot.seconds:.2f} s")
+            progress(f"run {number}/{plan.runs}: floor {boot.seconds:.2f} s")
+            for system, label, boots in others[1:]:
+                boots.append(boot_osbuilder(system, tmp / "state", free_port(used), redis_cli))
+                progress(f"run {number}/{plan.runs}: {label} {boots[-1].seconds:.2f} s")
+        progress(f"osbuilder with --mem {SMALL_MEMORY_MB}")
+        try:
+            results.small_memory = boot_osbuilder(
+                prefix, tmp / "state", free_port(used), redis_cli, "--mem", str(SMALL_MEMORY_MB)
+            )
+        except BenchError as failure:  # its last line says why (a panic's hint ...)
+            results.small_memory_failure = str(failure).strip().splitlines()[-1]
     return report(results)
 
 
@@ -518,11 +573,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     add_store_argument(parser)
     parser.add_argument("--runs", type=int, default=RUNS, help=f"runs of each (default {RUNS})")
+    parser.add_argument(
+        "--system",
+        type=Path,
+        metavar="PREFIX",
+        help="boot this kernel+initrd build of examples/redis.yml instead of building one",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="PREFIX",
+        help="another kernel+initrd build of it (e.g. main's) booted in the same runs",
+    )
+    parser.add_argument(
+        "--no-squashfs", action="store_true", help="leave out the kernel+squashfs boots"
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    plan = Plan(
+        args.cache.resolve(),
+        args.runs,
+        system=args.system and args.system.resolve(),
+        baseline=args.baseline and args.baseline.resolve(),
+        squashfs=not args.no_squashfs,
+    )
     try:
-        return run(args.cache.resolve(), args.runs)
+        return run(plan)
     except BenchError as failure:
         print(f"bench/boot.py: {failure}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,6 +123,19 @@ def register(
         help="with --detach: return once the guest's (published) PORT answers",
     )
     run.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print the boot's stages and their times on stderr, from QEMU's start to each "
+        "service started (and, with --wait-tcp, the port's answer); with --detach, return "
+        "once the services have started",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="with --detach: print the VM (state directory, pid, console log; with "
+        "--timeline its timeline) as JSON on stdout",
+    )
+    run.add_argument(
         "--timeout",
         type=float,
         metavar="SECONDS",
@@ -187,13 +201,16 @@ def _cache() -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     from osbuilder.errors import UserError
+    from osbuilder.vm.control import read_pid
     from osbuilder.vm.disks import default_disk_path, parse_disk
     from osbuilder.vm.qemu import VmConfig, boot_target, parse_publish
     from osbuilder.vm.run import run_detached, run_foreground
+    from osbuilder.vm.timeline import as_json, as_table
     from osbuilder.vm.userdata import checked, read_data_file
 
-    if args.wait_tcp is not None and not args.detach:
-        raise UserError("--wait-tcp goes with --detach")
+    for given, option in ((args.wait_tcp is not None, "--wait-tcp"), (args.json, "--json")):
+        if given and not args.detach:
+            raise UserError(f"{option} goes with --detach")
     prefix = _system_path(args) if args.prefix.startswith(DOCKER) else Path(args.prefix)
     state = args.state or Path(f"{prefix}-state")
     boot = boot_target(prefix, state)
@@ -219,11 +236,25 @@ def _run(args: argparse.Namespace) -> int:
             else None
         ),
     )
-    if args.detach:
-        run_detached(config, _cache(), args.wait_tcp, args.timeout or 120.0)
-        print(f"{config.state} (stop it with: osbuilder stop {config.state})")
+    if not args.detach:
+        return run_foreground(config, _cache(), args.timeout, timeline=args.timeline)
+    timeline = run_detached(
+        config, _cache(), args.wait_tcp, args.timeout or 120.0, timeline=args.timeline
+    )
+    if timeline is not None:
+        print(as_table(timeline), file=sys.stderr, flush=True)
+    if args.json:
+        shared.print_json(
+            {
+                "state": str(config.state),
+                "pid": read_pid(config.state),
+                "console": str(config.console_log),
+                **({} if timeline is None else {"timeline": as_json(timeline)}),
+            }
+        )
         return ExitCode.OK
-    return run_foreground(config, _cache(), args.timeout)
+    print(f"{config.state} (stop it with: osbuilder stop {config.state})")
+    return ExitCode.OK
 
 
 DOCKER = "docker://"

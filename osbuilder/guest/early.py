@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from osbuilder.guest import network, rootmove, syscalls
+from osbuilder.guest import milestones, network, rootmove, syscalls
 from osbuilder.guest.cmdline import BootOptions
 from osbuilder.guest.console import Console
 from osbuilder.guest.modload import ModuleLoader
@@ -176,12 +176,14 @@ def set_hostname(console: Console) -> None:
 
 def load_modules(options: BootOptions, console: Console) -> None:
     release = os.uname().release
-    loader = ModuleLoader(Path("/lib/modules") / release, Path("/sys"), console)
-    report = loader.load(options.extra_modules, options.skipped_modules)
-    loaded = ", ".join(report.loaded) or "none"
-    console.info(
-        f"modules: {len(report.loaded)} loaded in {report.seconds * 1000:.0f} ms ({loaded})"
+    loader = ModuleLoader(
+        Path("/lib/modules") / release,
+        Path("/sys"),
+        console,
+        on_round=lambda *finished: console.info(milestones.module_round(*finished)),
     )
+    report = loader.load(options.extra_modules, options.skipped_modules)
+    console.info(milestones.modules_done(len(report.loaded), report.seconds))
     slowest = sorted(report.timings.items(), key=lambda item: -item[1])[:5]
     console.debug("slowest modules: " + ", ".join(f"{n} {t * 1000:.0f} ms" for n, t in slowest))
     for name, reason in report.failed.items():

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from osbuilder import __version__
-from osbuilder.guest import signals, syscalls
+from osbuilder.guest import milestones, signals, syscalls
 from osbuilder.guest.cmdline import BootOptions, parse_cmdline
 from osbuilder.guest.console import Console, seconds_since_boot
 from osbuilder.guest.early import early_setup
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 
 def banner() -> str:
-    return f"osbuilder {__version__} (Python {sys.version.split()[0]}, kernel {os.uname().release})"
+    return milestones.banner(__version__, sys.version.split()[0], os.uname().release)
 
 
 def resident_memory() -> str:
@@ -52,6 +52,17 @@ def resident_memory() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def idle_seconds() -> float | None:
+    """How long the CPUs have been idle since boot (/proc/stat): time a boot could still
+    overlap (the benchmark's debug line)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")  # idle, iowait
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def read_boot_options() -> BootOptions:
@@ -169,9 +180,12 @@ class Init:
             self.console.error(f"services: {problem}")
         self.supervisor.start_all(bundles)
         self.console.info(
-            f"boot done at {seconds_since_boot():.2f} s: {len(bundles)} service(s) starting"
-            f" with {runtime_name}; init RSS {resident_memory()}"
+            milestones.boot_done(
+                seconds_since_boot(), len(bundles), runtime_name, resident_memory()
+            )
         )
+        if self.console.debug_enabled:
+            self.console.debug(f"CPU idle since boot: {idle_seconds()} s")
 
     def _stop_services(self, timeout: float) -> None:
         if self.supervisor is not None:

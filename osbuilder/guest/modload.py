@@ -33,6 +33,8 @@ FIRST_BUSES = frozenset({"pci", "virtio"})
 _MAX_ROUNDS = 8
 # "No such device": the module found nothing to drive; normal for alias matches.
 _QUIET_ERRORS = frozenset({errno.ENODEV, errno.ENOENT})
+# Told after each round: its number (from 1), the modules it loaded, its seconds.
+RoundCallback = Callable[[int, list[str], float], None]
 
 
 class LoadReport:
@@ -72,24 +74,54 @@ class ModuleLoader:
         console: Console,
         load_file: Callable[[Path], None] = load_module_file,
         workers: int = 4,
+        on_round: RoundCallback | None = None,
     ) -> None:
         self._workers = max(1, workers)
         self._modules_dir = modules_dir
         self._sysfs = sysfs
         self._console = console
         self._load_file = load_file
+        self._on_round = on_round
+        self._read_devices: set[str] = set()  # device directories whose modalias was read
 
-    def device_modaliases(self) -> set[str]:
+    def new_device_modaliases(self) -> set[str]:
+        """The modaliases of the devices that appeared since the last call.
+
+        A device's modalias never changes, so only new device directories are read: each
+        round costs a listing of the buses, not a read of every device (a pathlib glob
+        of bus/*/devices/*/modalias lists each device's directory too: 55 ms against 9 ms
+        on this development VM, and as many times slower again under emulation).
+        """
         found: set[str] = set()
-        for pattern in ("bus/*/devices/*/modalias", "class/input/*/modalias"):
-            for path in self._sysfs.glob(pattern):
-                try:
-                    alias = path.read_text().strip()
-                except OSError:
+        for devices in self._device_directories():
+            try:
+                names = os.listdir(devices)
+            except OSError:
+                continue
+            for name in names:
+                device = os.path.join(devices, name)
+                if device in self._read_devices:
                     continue
+                try:
+                    with open(os.path.join(device, "modalias")) as file:
+                        alias = file.read().strip()
+                except OSError:
+                    continue  # none (yet): looked at again next round
+                self._read_devices.add(device)
                 if alias and bus_of(alias) not in SKIPPED_BUSES:
                     found.add(alias)
         return found
+
+    def _device_directories(self) -> list[str]:
+        sysfs = str(self._sysfs)
+        try:
+            buses = sorted(os.listdir(os.path.join(sysfs, "bus")))
+        except OSError:
+            buses = []
+        return [
+            *(os.path.join(sysfs, "bus", bus, "devices") for bus in buses),
+            os.path.join(sysfs, "class", "input"),
+        ]
 
     def already_loaded(self) -> set[str]:
         try:
@@ -107,14 +139,13 @@ class ModuleLoader:
         except OSError as error:
             report.failed["modules.dep"] = str(error)
             return report
-        seen_devices: set[str] = set()
         indexed_buses: set[str] = set()
         extra = list(extra)
         skipped = {normalize(name) for name in skip}
         later = [*ALWAYS_LOADED, *extra]  # after the PCI and virtio drivers
-        for _ in range(_MAX_ROUNDS):
-            devices = self.device_modaliases() - seen_devices
-            seen_devices |= devices
+        for number in range(1, _MAX_ROUNDS + 1):
+            round_started = time.monotonic()
+            devices = self.new_device_modaliases()
             new_buses = {bus_of(alias) for alias in devices} - indexed_buses
             index.add_aliases(aliases, new_buses)
             indexed_buses |= new_buses
@@ -129,6 +160,9 @@ class ModuleLoader:
                 if not batch:
                     break
             self._load_batch(index, batch, report)
+            if self._on_round is not None:
+                loaded = [name for name in report.loaded if name in batch]
+                self._on_round(number, loaded, time.monotonic() - round_started)
         unknown = [name for name in extra if normalize(name) not in index.files]
         for name in unknown:
             report.failed[name] = "no such module in modules.dep"

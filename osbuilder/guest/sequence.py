@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from osbuilder.guest import milestones
 from osbuilder.guest.bundle import Bundle
 from osbuilder.guest.console import Console
 from osbuilder.guest.container import StartError
@@ -57,7 +58,8 @@ def run_to_completion(
     background at the lowest priority: a container that has ended holds nothing the
     next one needs (onboot), and the boot goes on a little sooner."""
     started = clock()
-    what = f"{bundle.kind} {bundle.name}"
+    kind, name = bundle.kind, bundle.name
+    console.info(milestones.container_starting(kind, name))
     pump = OutputPump(bundle.label, log_dir / f"{bundle.log_name}.log", console, log_limit)
     try:
         try:
@@ -65,10 +67,10 @@ def run_to_completion(
         finally:
             pump.close_writer()  # the container has its own copy now
     except StartError as error:
-        console.error(f"{what} FAILED to start: {error}")
+        console.error(milestones.container_failed(kind, name, str(error), at_start=True))
         return StepResult(bundle, None, f"cannot start: {error}", clock() - started)
     except Exception as error:
-        console.error(f"{what} FAILED to start: {error!r}")
+        console.error(milestones.container_failed(kind, name, repr(error), at_start=True))
         return StepResult(bundle, None, f"cannot start: {error!r}", clock() - started)
     problem = ""
     code = handle.wait(timeout)
@@ -79,16 +81,15 @@ def run_to_completion(
     try:
         handle.finish(release=True, later=cleanup_later)
     except Exception as failure:
-        console.error(f"{what}: cleaning up: {failure!r}")
+        console.error(f"{kind} {name}: cleaning up: {failure!r}")
     pump.join(_DRAIN_SECONDS)
     seconds = clock() - started
-    if problem:
-        console.error(f"{what} FAILED: {problem}")
-    elif code != 0:
+    if not problem and code != 0:
         problem = describe_exit(code)
-        console.error(f"{what} FAILED: {problem}")
+    if problem:
+        console.error(milestones.container_failed(kind, name, problem))
     else:
-        console.info(f"{what}: {describe_exit(code)} ({seconds:.2f} s)")
+        console.info(milestones.container_ended(kind, name, describe_exit(code), seconds))
     return StepResult(bundle, code, problem, seconds)
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from osbuilder.guest import milestones
 from osbuilder.guest.bundle import Bundle
 from osbuilder.guest.console import Console
 from osbuilder.guest.container import StartError
@@ -117,11 +118,12 @@ class Service:
 
     def _run_once(self) -> tuple[int | None, float]:
         self.launches += 1
+        asked = self._clock.now()
         try:
             handle = self._launcher.launch(self.bundle, self._output().write_fd)
         except Exception as error:
             reason = str(error) if isinstance(error, StartError) else repr(error)
-            self._console.error(f"service {self.name} cannot start: {reason}")
+            self._console.error(milestones.service_cannot_start(self.name, reason))
             with self._changed:
                 self.last_error = reason
                 self.last_exit = None
@@ -137,7 +139,9 @@ class Service:
         if stop_now:
             handle.signal(signal.SIGTERM)
         else:
-            self._console.info(f"service {self.name}: started (pid {handle.pid})")
+            self._console.info(
+                milestones.service_started(self.name, handle.pid, self._clock.now() - asked)
+            )
         exit_code = handle.wait(None)
         ran_for = self._clock.now() - (self.started_at or 0.0)
         try:

@@ -15,14 +15,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.runner import run
+from osbuilder.vm.consolewatch import ConsoleWatch
 from osbuilder.vm.control import alive, read_pid, refuse_running, register, user_network_state
 from osbuilder.vm.disks import prepare_disks
 from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
+from osbuilder.vm.timeline import Stage, Timeline, as_table
 from osbuilder.vm.userdata import write_data_iso
 
 log = logging.getLogger(__name__)
@@ -57,13 +60,63 @@ def require_emulator(config: VmConfig) -> None:
         )
 
 
-def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
+def run_foreground(
+    config: VmConfig, cache: Path, timeout: float | None, timeline: bool = False
+) -> int:
+    """Boot on the terminal until the VM ends; with `timeline`, the boot's timeline goes
+    to stderr once the services have started (or when the VM ends before)."""
     require_emulator(config)
     prepare_state(config)
     command = qemu_command(config)
     log.debug("run: %s", " ".join(command))
+    started = time.monotonic()
     process = subprocess.Popen(command)
     register(cache, config.state, _record(config, process.pid))
+    if not timeline:
+        return _wait_foreground(config, process, timeout)
+    with ConsoleWatch(config.console_log, started) as watch:
+        reporter = _TimelineReporter(watch, process)
+        try:
+            return _wait_foreground(config, process, timeout)
+        finally:
+            reporter.finish()
+
+
+class _TimelineReporter:
+    """Prints the timeline to stderr once the boot is complete, or when the VM has ended."""
+
+    def __init__(self, watch: ConsoleWatch, process: subprocess.Popen[bytes]) -> None:
+        self._watch = watch
+        self._process = process
+        self._printed = False
+        self._printing = threading.Lock()
+        self._thread = threading.Thread(target=self._report, name="timeline", daemon=True)
+        self._thread.start()
+
+    def _report(self) -> None:
+        while self._process.poll() is None and not self._printed:
+            if self._watch.boot_complete():
+                self._print()
+                return
+            time.sleep(POLL_READY)
+
+    def _print(self) -> None:
+        with self._printing:
+            if self._printed:
+                return
+            self._printed = True
+            print(f"\n{as_table(self._watch.timeline())}", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        self._thread.join(1.0)
+        self._watch.poll()
+        if self._watch.timeline().stages:
+            self._print()
+
+
+def _wait_foreground(
+    config: VmConfig, process: subprocess.Popen[bytes], timeout: float | None
+) -> int:
     try:
         code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -85,32 +138,81 @@ def run_foreground(config: VmConfig, cache: Path, timeout: float | None) -> int:
     return code
 
 
-def run_detached(config: VmConfig, cache: Path, wait_tcp: int | None, wait_timeout: float) -> None:
+def run_detached(
+    config: VmConfig,
+    cache: Path,
+    wait_tcp: int | None,
+    wait_timeout: float,
+    timeline: bool = False,
+) -> Timeline | None:
+    """Start the VM in the background; with `wait_tcp`, return once that guest port
+    answers; with `timeline`, once the boot is complete too, and return its timeline
+    (the port's answer its last stage)."""
     published = [p for p in config.publish if p.guest == wait_tcp and p.protocol == "tcp"]
     if wait_tcp is not None and not published:  # checked before a VM is started for nothing
         raise UserError(f"--wait-tcp {wait_tcp}: publish that port (--publish HOST:{wait_tcp})")
     require_emulator(config)
     prepare_state(config)
-    run(qemu_command(config))  # -daemonize: returns once the VM runs
-    pid = read_pid(config.state)
-    register(cache, config.state, _record(config, pid))
-    if wait_tcp is None:
-        return
-    host_port = published[0].host
-    deadline = time.monotonic() + wait_timeout
+    started = time.monotonic()
+    watch = ConsoleWatch(config.console_log, started)
+    with watch if timeline else contextlib.nullcontext(watch):
+        run(qemu_command(config))  # -daemonize: returns once the VM runs
+        pid = read_pid(config.state)
+        register(cache, config.state, _record(config, pid))
+        deadline = started + wait_timeout
+        answered = None
+        if wait_tcp is not None:
+            answered = _wait_port(config, pid, published[0].host, wait_tcp, wait_timeout) - started
+        if not timeline:
+            return None
+        while not watch.boot_complete():
+            _check_alive(config, pid, "its services had started")
+            if time.monotonic() > deadline:
+                raise ExternalError(
+                    f"the boot did not finish within {wait_timeout:g} s (the VM runs on; "
+                    f"see {config.console_log}):\n{as_table(watch.timeline())}"
+                )
+            time.sleep(POLL_READY)
+    found = watch.timeline()
+    if answered is None or wait_tcp is None:
+        return found
+    return found.with_stage(_port_stage(found, wait_tcp, answered))
+
+
+POLL_READY = 0.1  # seconds between two looks at whether the boot is complete
+
+
+def _port_stage(found: Timeline, port: int, answered: float) -> Stage:
+    """From the last service's start (or the last stage) to the port's first answer."""
+    services = [stage for stage in found.stages if stage.name.startswith("service ")]
+    last = max(stage.end for stage in services or found.stages or [Stage("", 0.0, 0.0)])
+    last = min(last, answered)
+    return Stage(f"port {port} answers", last, answered - last)
+
+
+def _check_alive(config: VmConfig, pid: int | None, waiting_for: str) -> None:
+    if not alive(pid):
+        hint = panic_hint(config)
+        raise ExternalError(
+            f"the VM stopped before {waiting_for}:\n"
+            + console_tail(config.console_log)
+            + (f"\n{hint}" if hint else "")
+        )
+
+
+def _wait_port(
+    config: VmConfig, pid: int | None, host_port: int, port: int, timeout: float
+) -> float:
+    """The time.monotonic() at which the guest first answered on `port`."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not alive(pid):
-            hint = panic_hint(config)
-            raise ExternalError(
-                f"the VM stopped before port {wait_tcp} answered:\n"
-                + console_tail(config.console_log)
-                + (f"\n{hint}" if hint else "")
-            )
-        if guest_port_answers(config.state, host_port, wait_tcp):
-            return
+        _check_alive(config, pid, f"port {port} answered")
+        asked = time.monotonic()
+        if guest_port_answers(config.state, host_port, port):
+            return asked
         time.sleep(0.2)
     raise ExternalError(
-        f"port {wait_tcp} did not answer within {wait_timeout:g} s "
+        f"port {port} did not answer within {timeout:g} s "
         f"(the VM runs on; see {config.console_log})"
     )
 

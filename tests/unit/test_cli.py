@@ -360,6 +360,15 @@ def test_run_takes_user_data_from_one_place(
     assert code == 2 and "not allowed with argument --data" in err
 
 
+def test_run_prints_json_only_when_detached(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """In the foreground stdout is the console: no place for JSON."""
+    code, out, err = run(capsys, "run", "--json", "--timeline", str(tmp_path / "sys"))
+    assert code == 1 and out == ""
+    assert err == "osbuilder: --json goes with --detach\n"
+
+
 def test_a_bug_exits_70_and_asks_for_a_report(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

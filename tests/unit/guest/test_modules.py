@@ -185,3 +185,36 @@ def test_parallel_loading_still_loads_dependencies_first(tmp_path: Path) -> None
         if module in machine.loaded:
             for dependency in dependencies:
                 assert machine.loaded.index(dependency) < machine.loaded.index(module)
+
+
+def test_each_round_is_told_with_what_it_loaded(tmp_path: Path) -> None:
+    machine = FakeMachine(tmp_path)
+    rounds: list[tuple[int, list[str], float]] = []
+    loader = ModuleLoader(
+        machine.modules_dir,
+        machine.sysfs,
+        RecordingConsole(),
+        machine.load_file,
+        workers=1,
+        on_round=lambda number, loaded, seconds: rounds.append((number, loaded, seconds)),
+    )
+    report = loader.load()
+    assert [number for number, _, _ in rounds] == list(range(1, len(rounds) + 1))
+    assert [name for _, loaded, _ in rounds for name in loaded] == report.loaded
+    assert "virtio_pci" in rounds[0][1] and "virtio_net" in rounds[1][1]  # found in round 2
+    assert all(seconds >= 0 for _, _, seconds in rounds)
+
+
+def test_each_scan_reads_only_the_devices_that_appeared_since(tmp_path: Path) -> None:
+    machine = FakeMachine(tmp_path)
+    loader = ModuleLoader(machine.modules_dir, machine.sysfs, RecordingConsole(), machine.load_file)
+    first = loader.new_device_modaliases()
+    assert NET_DEVICE in first and "acpi:LNXPWRBN:" in first
+    assert not any(alias.startswith("cpu:") for alias in first)  # a skipped bus
+    assert loader.new_device_modaliases() == set()
+    machine.device("bus/virtio/devices/virtio0", "virtio:d00000001v00001AF4")
+    late = machine.sysfs / "class/input/input3"
+    late.mkdir(parents=True)  # its modalias not written yet: looked at again next time
+    assert loader.new_device_modaliases() == {"virtio:d00000001v00001AF4"}
+    (late / "modalias").write_text("input:b0019v0000p0001e0000-e0,1,k74\n")
+    assert loader.new_device_modaliases() == {"input:b0019v0000p0001e0000-e0,1,k74"}
