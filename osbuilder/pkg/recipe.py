@@ -16,8 +16,8 @@ files:                            # files and directories copied from DIR
   - source: redis.conf
     path: /etc/redis/osbuilder.conf
 bytecode: "3.11"                  # .pyc files for the image's modules (that Python)
-stdlib:                           # of the standard library, only what these import,
-  modules: [osbuilder.guest]      # in one zip (usr/lib/python311.zip)
+stdlib:                           # of the standard library, only what these import
+  modules: [osbuilder.guest]      # (compiled, without sources)
   path: [/usr/lib/python3/dist-packages]
 config:                           # entrypoint, cmd, env, workdir: the image config;
   entrypoint: [redis-server]      # every other key (LinuxKit's) goes to the
@@ -154,8 +154,8 @@ class FileEntry(Model):
     ] = None
 
 
-class StdlibZip(Model):
-    """The standard library reduced to what the image's Python programs import, in one zip."""
+class ReducedStdlib(Model):
+    """The standard library reduced to what the image's Python programs import."""
 
     modules: Annotated[
         list[str],
@@ -163,7 +163,7 @@ class StdlibZip(Model):
             min_length=1,
             description="What the image's Python programs run: packages (each module in "
             "them) or modules. Everything they import, at the top or inside a function, "
-            "goes into the zip.",
+            "stays, compiled; nothing else of the standard library does.",
         ),
     ]
     path: Annotated[
@@ -224,10 +224,10 @@ class Recipe(Model):
         Field(description="Python version (e.g. 3.11) to precompile the image's modules for."),
     ] = None
     stdlib: Annotated[
-        StdlibZip | None,
+        ReducedStdlib | None,
         Field(
             description="Of the standard library, only the modules `modules` import, "
-            "compiled into one zip (needs `bytecode`, the Python version)."
+            "compiled without their sources (needs `bytecode`, the Python version)."
         ),
     ] = None
 
@@ -290,7 +290,7 @@ def load_recipe(directory: Path) -> LoadedRecipe:
             Diagnostic(
                 document.key_location(("stdlib",)),
                 ("stdlib",),
-                "'stdlib' needs 'bytecode': the Python version its zip is compiled for",
+                "'stdlib' needs 'bytecode': the Python version its modules are compiled for",
             )
         )
     for index, entry in enumerate(recipe.files):

@@ -1,24 +1,26 @@
-"""The standard library as one zip of what an image's Python programs import.
+"""The standard library reduced to what an image's Python programs import.
 
 A recipe with `stdlib:` (and `bytecode:`, the Python version) keeps, of the standard
 library its Debian packages bring (usr/lib/python3.11, 21 MB), only the modules its
 programs can import. The stdlib's files are withheld from the root layer; the building
 Python's modulefinder (the same minor version, as for `bytecode`) follows every import of
 the recipe's `modules` (packages whole) through the image's own sources, at the top of a
-module or inside a function, and of the codecs CPython imports by name as it starts.
+module or inside a function, and of what CPython imports by name as it starts (the
+codecs, and runpy for `python -m`).
 
-The pure-Python modules found are compiled into usr/lib/python311.zip, the first place of
-the interpreter's default sys.path: unchecked-hash .pyc files, as `bytecode` writes them,
-but without docstrings and asserts (as -OO would). The C extension modules found stay in
-lib-dynload (an extension cannot be imported from a zip); nothing else of the stdlib is
-kept. Modules the interpreter has frozen in (os, codecs, io ...) are never read from a
-file and stay out. The zip is deterministic (sorted entries, fixed times and modes) and
-stored uncompressed: the layer and the initrd compress it whole, and the init never waits
-for inflating.
+The pure-Python modules found go back into usr/lib/python3.11 as sourceless .pyc files
+(json/decoder.pyc: imported without a source to look for), unchecked-hash as `bytecode`
+writes them, but without docstrings and asserts (as -OO would). Not a zip on sys.path:
+zipimport is Python code, and importing the init's modules through it took 15% more
+instructions than from a directory (valgrind, on the init image's own tree). The C
+extension modules found stay in lib-dynload. Modules the interpreter has frozen in (io,
+codecs, abc ...) are never read from a file and stay out, except os.pyc: the landmark by
+which the interpreter finds its prefix (without it, it warns on every start). Nothing else
+of the stdlib is kept, and the layer is deterministic (sorted entries, fixed times).
 
 What is imported only by a name computed at run time (importlib, __import__) is invisible
-to any finder: the recipe names such modules in `modules`. The guest's unit tests import
-every module of the init with nothing but the zip on sys.path.
+to any finder: the recipe names such modules in `modules`. tests/unit/pkg/test_stdlib.py
+imports every module of the init with nothing but the reduced stdlib.
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-import time
-import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from importlib.machinery import FrozenImporter
 from modulefinder import Module, ModuleFinder
 from pathlib import Path
@@ -40,7 +40,7 @@ from typing import IO
 from osbuilder.errors import UserError
 from osbuilder.oci.imagewriter import LayerWriter, dir_info, file_info
 from osbuilder.pkg.bytecode import compile_tree
-from osbuilder.pkg.recipe import StdlibZip
+from osbuilder.pkg.recipe import ReducedStdlib
 
 #: What CPython imports by name as it starts, which no import statement shows: the
 #: codec package and the codecs of UTF-8 mode (the init's C locale), of ASCII and Latin-1;
@@ -58,23 +58,20 @@ FROZEN_AS = {
     "importlib._bootstrap_external": "_frozen_importlib_external",
 }
 _EXTENSION = ".so"  # how an extension module is named in the scratch tree, for any host
-_ZIP_EPOCH = 315532800  # 1980-01-01: a zip cannot say an earlier time
+#: The interpreter finds its prefix by this module's file (os.py or os.pyc) in the stdlib
+#: directory; frozen in, it is never read.
+LANDMARK = "os"
 
 
 def stdlib_directory(version: str) -> str:
     return f"usr/lib/python{version}"
 
 
-def zip_name(version: str) -> str:
-    """Where the interpreter looks for its zip first: PREFIX/lib/python311.zip."""
-    return f"usr/lib/python{version.replace('.', '')}.zip"
-
-
 class PrunedStdlib:
     """Withholds the stdlib from the layers and copies the modules of `path` on the way;
-    `finish` writes the zip and the extension modules the image's programs import."""
+    `finish` writes the modules and extension modules the image's programs import."""
 
-    def __init__(self, spec: StdlibZip, version: str, epoch: int, what: str) -> None:
+    def __init__(self, spec: ReducedStdlib, version: str, epoch: int, what: str) -> None:
         self.spec = spec
         self.version = version
         self.epoch = epoch
@@ -83,7 +80,8 @@ class PrunedStdlib:
         self.extensions = f"{self.directory}/lib-dynload"
         self._path = [p.strip("/") for p in spec.path]
         self._scratch = Path(tempfile.mkdtemp(prefix="osbuilder-stdlib-"))
-        #: The stdlib's directories and extension modules as the root layer had them.
+        #: The stdlib's directories and extension modules as the root layer had them
+        #: (an extension module by its name in the scratch tree).
         self._withheld: dict[str, tarfile.TarInfo] = {}
 
     def take(self, info: tarfile.TarInfo, data: IO[bytes] | None) -> IO[bytes] | None:
@@ -102,7 +100,7 @@ class PrunedStdlib:
         name = info.name
         if name != self.directory and not name.startswith(f"{self.directory}/"):
             return False
-        if info.isdir() and name in (self.directory, self.extensions):
+        if info.isdir():
             self._withheld[name] = info
         elif data is not None and info.isfile() and name.endswith(".py"):
             self._keep(name, data.read())
@@ -119,29 +117,33 @@ class PrunedStdlib:
         path.write_bytes(data)
 
     def finish(self, layer: LayerWriter) -> None:
-        """Add the zip and the extension modules used, with their directories, sorted."""
+        """Add the modules' .pyc files and the extension modules used, with their
+        directories, sorted."""
         if self.directory not in self._withheld:
             raise UserError(
                 f"{self.what}: 'stdlib' found no /{self.directory} in the image: "
                 f"its packages bring no Python {self.version}"
             )
         modules, extensions = self.find()
-        entries: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
-        for directory in (self.directory, self.extensions):
-            info = self._withheld.get(directory) or dir_info(directory, 0o755, self.epoch)
-            entries[directory] = (info, None)
+        files: dict[str, tuple[tarfile.TarInfo, bytes]] = {}
+        for name, data in self.compile(modules).items():
+            files[name] = (file_info(name, len(data), 0o644, self.epoch), data)
         for module in extensions:
             scratch_name = f"{self.extensions}/{module}{_EXTENSION}"
             info = self._withheld[scratch_name]
-            entries[info.name] = (info, (self._scratch / scratch_name).read_bytes())
-        archive = self.zip(modules)
-        entries[zip_name(self.version)] = (
-            file_info(zip_name(self.version), len(archive), 0o644, self.epoch),
-            archive,
-        )
-        for name in sorted(entries):
-            info, data = entries[name]
-            layer.add(info, None if data is None else io.BytesIO(data))
+            files[info.name] = (info, (self._scratch / scratch_name).read_bytes())
+        directories = {self.directory, self.extensions}
+        for name in files:
+            parent = posixpath.dirname(name)
+            while parent != self.directory:
+                directories.add(parent)
+                parent = posixpath.dirname(parent)
+        for name in sorted([*directories, *files]):
+            if name in files:
+                info, data = files[name]
+                layer.add(info, io.BytesIO(data))
+            else:
+                layer.add(self._withheld.get(name) or dir_info(name, 0o755, self.epoch))
 
     def find(self) -> tuple[dict[str, Path], list[str]]:
         """The pure-Python modules of the stdlib that `modules` import (by name: their
@@ -152,7 +154,7 @@ class PrunedStdlib:
             path=[*(str(self._scratch / p) for p in self._path), str(stdlib), str(extensions)],
             excludes=self.spec.exclude,
         )
-        for name in STARTUP_MODULES:
+        for name in (*STARTUP_MODULES, LANDMARK):
             self._require(finder, name)
         for name in self.spec.modules:
             for below in self._package_modules(finder, name):
@@ -161,7 +163,8 @@ class PrunedStdlib:
         found_extensions: list[str] = []
         for name, module in sorted(finder.modules.items()):
             file = getattr(module, "__file__", None)
-            if file is None or FrozenImporter.find_spec(FROZEN_AS.get(name, name)) is not None:
+            frozen = FrozenImporter.find_spec(FROZEN_AS.get(name, name)) is not None
+            if file is None or (frozen and name != LANDMARK):
                 continue  # built in, or frozen in: never read from a file
             path = Path(file)
             if path.parent == extensions:
@@ -192,10 +195,11 @@ class PrunedStdlib:
                 if parts:
                     yield ".".join((name, *parts))
 
-    def zip(self, modules: dict[str, Path]) -> bytes:
-        """The modules' .pyc files in one zip, by their names there (json/decoder.pyc)."""
+    def compile(self, modules: dict[str, Path]) -> dict[str, bytes]:
+        """The modules' sourceless .pyc files, by their paths in the image
+        (usr/lib/python3.11/json/decoder.pyc)."""
         stdlib = self._scratch / self.directory
-        sources = Path(tempfile.mkdtemp(prefix="osbuilder-stdlib-zip-"))
+        sources = Path(tempfile.mkdtemp(prefix="osbuilder-stdlib-compile-"))
         try:
             for path in modules.values():
                 target = sources / path.relative_to(stdlib)
@@ -203,12 +207,10 @@ class PrunedStdlib:
                 shutil.copyfile(path, target)
             # Without docstrings and asserts (-OO): nothing reads the stdlib's docstrings,
             # and the init holds 0.35 MB less once it has imported what it runs.
-            compiled = compile_tree(sources, "/" + zip_name(self.version), optimize=2)
+            compiled = compile_tree(sources, f"/{self.directory}", optimize=2)
         finally:
             shutil.rmtree(sources, ignore_errors=True)
-        return deterministic_zip(
-            ((_zip_path(name), data) for name, data in compiled.items()), self.epoch
-        )
+        return {f"{self.directory}/{_sourceless(name)}": data for name, data in compiled.items()}
 
     def discard(self) -> None:
         shutil.rmtree(self._scratch, ignore_errors=True)
@@ -223,21 +225,8 @@ def extension_module(filename: str) -> str | None:
     return module or None
 
 
-def _zip_path(compiled: str) -> str:
-    """json/__pycache__/decoder.cpython-311.pyc -> json/decoder.pyc"""
+def _sourceless(compiled: str) -> str:
+    """json/__pycache__/decoder.cpython-311.opt-2.pyc -> json/decoder.pyc"""
     directory = posixpath.dirname(posixpath.dirname(compiled))
     module = posixpath.basename(compiled).split(".", 1)[0] + ".pyc"
     return posixpath.join(directory, module)
-
-
-def deterministic_zip(files: Iterable[tuple[str, bytes]], epoch: int) -> bytes:
-    """A stored (uncompressed) zip of `files`, sorted, all with the time `epoch`."""
-    stamp = time.gmtime(max(epoch, _ZIP_EPOCH))[:6]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in sorted(files):
-            entry = zipfile.ZipInfo(name, date_time=stamp)
-            entry.create_system = 3  # Unix: the mode below means what it says
-            entry.external_attr = 0o100644 << 16
-            archive.writestr(entry, data)
-    return buffer.getvalue()
