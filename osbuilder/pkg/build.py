@@ -40,6 +40,7 @@ from osbuilder.pkg.layers import add_files
 from osbuilder.pkg.lock import current_lock, recipe_request, refresh_missing
 from osbuilder.pkg.lockfile import LOCK_FILE, PackageLock
 from osbuilder.pkg.recipe import IMAGE_CONFIG_KEYS, RECIPE_FILE, LoadedRecipe, PackageConfig
+from osbuilder.pkg.stdlib import PrunedStdlib
 from osbuilder.pkg.tag import package_reference
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,9 @@ def build_package(
         epoch = source_date_epoch()
         layers: list[Layer] = []
         bytecode = Bytecode(recipe.bytecode, epoch, what) if recipe.bytecode else None
+        stdlib = None
+        if recipe.stdlib is not None and recipe.bytecode is not None:
+            stdlib = PrunedStdlib(recipe.stdlib, recipe.bytecode, epoch, what)
         try:
             with _mirror(loaded, lock, architecture, sources) as mirror:
                 # A refreshed lock is a new tag.
@@ -99,7 +103,14 @@ def build_package(
                     log.info("%s: running mmdebstrap", what)
                     layers.append(
                         build_root_layer(
-                            store, recipe.debian, architecture, epoch, what, bytecode, mirror
+                            store,
+                            recipe.debian,
+                            architecture,
+                            epoch,
+                            what,
+                            bytecode,
+                            mirror,
+                            stdlib,
                         )
                     )
                 if recipe.kernel is not None:
@@ -109,12 +120,19 @@ def build_package(
                     )
             if recipe.files:
                 with new_layer(store) as layer:
-                    add_files(layer, loaded.directory, recipe.files, epoch, bytecode)
+                    add_files(layer, loaded.directory, recipe.files, epoch, bytecode, stdlib)
+                assert layer.result is not None
+                layers.append(layer.result)
+            if stdlib is not None:  # a layer of its own: it needs every module of the others
+                with new_layer(store) as layer:
+                    stdlib.finish(layer)
                 assert layer.result is not None
                 layers.append(layer.result)
         finally:
             if bytecode is not None:
                 bytecode.discard()  # what a failed layer left
+            if stdlib is not None:
+                stdlib.discard()
         spec = image_spec(recipe.config, architecture, epoch, reference)
         descriptor = write_image(store, layers, spec)
         if others:

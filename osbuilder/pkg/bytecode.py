@@ -40,7 +40,6 @@ class Bytecode:
                 f"{what}: bytecode for Python {version} needs osbuilder to run on Python "
                 f"{version} (this is {host}); drop 'bytecode' or use that Python"
             )
-        self.tag = sys.implementation.cache_tag  # e.g. cpython-311
         self.epoch = epoch
         self._sources: Path | None = None  # a scratch tree of the modules, as in the layer
 
@@ -67,22 +66,7 @@ class Bytecode:
         if sources is None:
             return {}
         try:
-            compiled = run(
-                [
-                    sys.executable,
-                    *("-I", "-S", "-m", "compileall", "-q", "-q"),
-                    *("--invalidation-mode", "unchecked-hash", "-d", "/", str(sources)),
-                ],
-                check=False,
-            )
-            if compiled.returncode not in (0, 1):  # 1: some module did not compile
-                stderr = compiled.stderr.decode(errors="replace").strip()
-                raise ExternalError(f"compileall failed ({compiled.returncode}): {stderr}")
-            suffix = f".{self.tag}.pyc"
-            return {
-                str(pyc.relative_to(sources)): pyc.read_bytes()
-                for pyc in sources.rglob(f"__pycache__/*{suffix}")
-            }
+            return compile_tree(sources, "/")
         finally:
             self.discard()
 
@@ -101,3 +85,25 @@ class Bytecode:
         for name in sorted(compiled):
             data = compiled[name]
             layer.add(file_info(name, len(data), 0o644, self.epoch), io.BytesIO(data))
+
+
+def compile_tree(sources: Path, shown_as: str, optimize: int = 0) -> dict[str, bytes]:
+    """The unchecked-hash .pyc of each module below `sources`, by its path there
+    (DIR/__pycache__/NAME.cpython-311[.opt-2].pyc); the code names its file as below
+    `shown_as` (the place the module has in the image). A module that does not compile gets
+    none. `optimize` as python's -O: 2 leaves out asserts and docstrings."""
+    compiled = run(
+        [
+            sys.executable,
+            *("-I", "-S", "-m", "compileall", "-q", "-q", "-o", str(optimize)),
+            *("--invalidation-mode", "unchecked-hash", "-d", shown_as, str(sources)),
+        ],
+        check=False,
+    )
+    if compiled.returncode not in (0, 1):  # 1: some module did not compile
+        stderr = compiled.stderr.decode(errors="replace").strip()
+        raise ExternalError(f"compileall failed ({compiled.returncode}): {stderr}")
+    return {
+        str(pyc.relative_to(sources)): pyc.read_bytes()
+        for pyc in sources.rglob(f"__pycache__/*.{sys.implementation.cache_tag}*.pyc")
+    }

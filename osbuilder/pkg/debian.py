@@ -18,6 +18,7 @@ from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.bytecode import Bytecode
 from osbuilder.pkg.layers import Dropper, copy_stream, read_tar
 from osbuilder.pkg.recipe import DebianRoot
+from osbuilder.pkg.stdlib import PrunedStdlib
 from osbuilder.runner import CommandFailed, stream_stdout
 
 # The extract variant leaves dpkg's database empty: while the downloaded packages are
@@ -78,6 +79,7 @@ def build_root_layer(
     what: str,
     bytecode: Bytecode | None = None,
     mirror: Mirror = DEFAULT_MIRROR,
+    stdlib: PrunedStdlib | None = None,
 ) -> Layer:
     """Run mmdebstrap and write its root filesystem as one normalised layer."""
     command = mmdebstrap_command(root, architecture, mirror=mirror)
@@ -87,7 +89,7 @@ def build_root_layer(
             stream_stdout(command, env={"SOURCE_DATE_EPOCH": str(epoch)}) as output,
         ):
             dropped = Dropper(root.drop, root.keep)
-            count = copy_stream(read_tar(output), layer, epoch, dropped, what, bytecode)
+            count = copy_stream(read_tar(output), layer, epoch, dropped, what, bytecode, stdlib)
             if count == 0:
                 raise UserError(f"{what}: mmdebstrap produced an empty root filesystem")
     except CommandFailed as exc:

@@ -22,6 +22,7 @@ from osbuilder.errors import UserError
 from osbuilder.oci.imagewriter import LayerWriter, dir_info, file_info
 from osbuilder.pkg.bytecode import Bytecode
 from osbuilder.pkg.recipe import FileEntry
+from osbuilder.pkg.stdlib import PrunedStdlib
 
 # Device nodes come from devtmpfs at boot: an image carries none.
 ALWAYS_DROPPED = ("dev/*",)
@@ -75,6 +76,7 @@ def copy_stream(
     dropped: Dropper,
     what: str,
     bytecode: Bytecode | None = None,
+    stdlib: PrunedStdlib | None = None,
 ) -> int:
     """Copy a tar stream into `layer`, normalised; returns the number of entries written."""
     gone: set[str] = set()
@@ -92,6 +94,10 @@ def copy_stream(
                 "to it; drop both or neither"
             )
         data = source.extractfile(member) if entry.isfile() else None
+        if stdlib is not None:
+            if stdlib.withholds(entry, data):
+                continue
+            data = stdlib.take(entry, data)
         if bytecode is not None:
             data = bytecode.take(entry, data)
         layer.add(entry, data)
@@ -107,6 +113,7 @@ def add_files(
     entries: list[FileEntry],
     epoch: int,
     bytecode: Bytecode | None = None,
+    stdlib: PrunedStdlib | None = None,
 ) -> None:
     """The recipe's `files`, with their parent directories, in sorted order."""
     items: dict[str, tarfile.TarInfo] = {}
@@ -153,7 +160,12 @@ def add_files(
             layer.add(info, io.BytesIO(content))
         else:
             with content.open("rb") as stream:
-                layer.add(info, bytecode.take(info, stream) if bytecode else stream)
+                passed: IO[bytes] | None = stream
+                if stdlib is not None:
+                    passed = stdlib.take(info, passed)
+                if bytecode is not None:
+                    passed = bytecode.take(info, passed)
+                layer.add(info, passed)
     if bytecode is not None:
         bytecode.finish(layer)
 

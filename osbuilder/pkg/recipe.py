@@ -15,6 +15,10 @@ kernel:                           # or: a kernel image from a Debian kernel pack
 files:                            # files and directories copied from DIR
   - source: redis.conf
     path: /etc/redis/osbuilder.conf
+bytecode: "3.11"                  # .pyc files for the image's modules (that Python)
+stdlib:                           # of the standard library, only what these import
+  modules: [osbuilder.guest]      # (compiled, without sources)
+  path: [/usr/lib/python3/dist-packages]
 config:                           # entrypoint, cmd, env, workdir: the image config;
   entrypoint: [redis-server]      # every other key (LinuxKit's) goes to the
   net: host                       # org.mobyproject.config label
@@ -150,6 +154,37 @@ class FileEntry(Model):
     ] = None
 
 
+class ReducedStdlib(Model):
+    """The standard library reduced to what the image's Python programs import."""
+
+    modules: Annotated[
+        list[str],
+        Field(
+            min_length=1,
+            description="What the image's Python programs run: packages (each module in "
+            "them) or modules. Everything they import, at the top or inside a function, "
+            "stays, compiled; nothing else of the standard library does.",
+        ),
+    ]
+    path: Annotated[
+        list[AbsolutePath],
+        Field(
+            default_factory=list,
+            description="Where the image has `modules` (the PYTHONPATH its programs run "
+            "with); the standard library's own places are searched too.",
+        ),
+    ]
+    exclude: Annotated[
+        list[str],
+        Field(
+            default_factory=list,
+            description="Modules left out (with their submodules) although something "
+            "imports them: reached only through code the image never runs (a module's "
+            "self-test, a developer tool).",
+        ),
+    ]
+
+
 class PackageConfig(ImageConfig):
     """The image config (entrypoint, cmd, env, workdir) and LinuxKit's label defaults."""
 
@@ -187,6 +222,13 @@ class Recipe(Model):
     bytecode: Annotated[
         str | None,
         Field(description="Python version (e.g. 3.11) to precompile the image's modules for."),
+    ] = None
+    stdlib: Annotated[
+        ReducedStdlib | None,
+        Field(
+            description="Of the standard library, only the modules `modules` import, "
+            "compiled without their sources (needs `bytecode`, the Python version)."
+        ),
     ] = None
 
 
@@ -241,6 +283,14 @@ def load_recipe(directory: Path) -> LoadedRecipe:
                 document.value_location(("image",)),
                 ("image",),
                 "name the image without a tag: osbuilder derives the tag from the content",
+            )
+        )
+    if recipe.stdlib is not None and recipe.bytecode is None:
+        problems.append(
+            Diagnostic(
+                document.key_location(("stdlib",)),
+                ("stdlib",),
+                "'stdlib' needs 'bytecode': the Python version its modules are compiled for",
             )
         )
     for index, entry in enumerate(recipe.files):
