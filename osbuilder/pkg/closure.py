@@ -23,8 +23,8 @@ from osbuilder.errors import UserError
 from osbuilder.pkg.elf import ElfObject
 from osbuilder.pkg.roottree import Kind, RootTree
 
-#: glibc's own search directories (after the cache of ld.so.conf's): Debian's
-#: multiarch ones first, for each architecture osbuilder builds.
+#: glibc's own search directories, searched after ld.so.conf's: Debian's multiarch ones
+#: first, for each architecture osbuilder builds.
 DEFAULT_DIRECTORIES = (
     "lib/x86_64-linux-gnu",
     "usr/lib/x86_64-linux-gnu",
@@ -44,7 +44,7 @@ LOADED_BY = {"libc.so.6": ("libgcc_s.so.1",)}
 
 
 class MissingLibrary(UserError):
-    pass
+    """A library (or loader) a listed program needs, which the image lacks."""
 
 
 class Pruning(Struct, frozen=True):
@@ -73,7 +73,8 @@ class Closure:
         self.tree = tree
         self.what = what
         self.search = self._search_directories()
-        self.kept: set[str] = set()  # identities of the files loaded
+        #: The files loaded (by identity: hard links are one) and the symlinks passed.
+        self.kept: set[str] = set()
 
     def _search_directories(self) -> tuple[str, ...]:
         """ld.so.conf's directories, then the defaults: each one that is a directory of
