@@ -2,13 +2,21 @@
 
 mmdebstrap writes a tar to its stdout; the entries stream straight into a
 layer of the content store as they come, so compressing the layer overlaps
-with mmdebstrap's own work and nothing is unpacked on the host.
+with mmdebstrap's own work and nothing is unpacked on the host. A recipe with
+`programs` keeps only the shared libraries they load (osbuilder.pkg.closure):
+its tar goes to a temporary file first, read once to find them and once into
+the layer.
 """
 
 from __future__ import annotations
 
+import logging
 import shlex
+import shutil
 import sys
+import tarfile
+import tempfile
+from typing import IO
 
 from msgspec import Struct
 
@@ -16,10 +24,14 @@ from osbuilder.errors import ExternalError, UserError
 from osbuilder.oci.imagewriter import Layer, new_layer
 from osbuilder.oci.store import ContentStore
 from osbuilder.pkg.bytecode import Bytecode
+from osbuilder.pkg.closure import prune_root
 from osbuilder.pkg.layers import Dropper, copy_stream, read_tar
 from osbuilder.pkg.recipe import DebianRoot
+from osbuilder.pkg.roottree import scan_root
 from osbuilder.pkg.stdlib import PrunedStdlib
 from osbuilder.runner import CommandFailed, stream_stdout
+
+log = logging.getLogger(__name__)
 
 # The extract variant leaves dpkg's database empty: while the downloaded packages are
 # there, osbuilder.pkg.dpkg_status writes it from their control files.
@@ -83,19 +95,46 @@ def build_root_layer(
 ) -> Layer:
     """Run mmdebstrap and write its root filesystem as one normalised layer."""
     command = mmdebstrap_command(root, architecture, mirror=mirror)
+    dropped = Dropper(root.drop, root.keep)
     try:
-        with (
-            new_layer(store) as layer,
-            stream_stdout(command, env={"SOURCE_DATE_EPOCH": str(epoch)}) as output,
-        ):
-            dropped = Dropper(root.drop, root.keep)
-            count = copy_stream(read_tar(output), layer, epoch, dropped, what, bytecode, stdlib)
+        with new_layer(store) as layer, tempfile.TemporaryFile(prefix="osbuilder-root-") as spool:
+            with stream_stdout(command, env={"SOURCE_DATE_EPOCH": str(epoch)}) as output:
+                if root.programs is None:
+                    count = copy_stream(
+                        read_tar(output), layer, epoch, dropped, what, bytecode, stdlib
+                    )
+                else:
+                    shutil.copyfileobj(output, spool)
+            if root.programs is not None:
+                # What no program loads is known once every file was seen: the tar
+                # (complete: mmdebstrap succeeded) is read twice, from disk.
+                spool.seek(0)
+                dropped = Dropper(root.drop, root.keep, _unloaded(spool, root, dropped, what))
+                spool.seek(0)
+                count = copy_stream(read_tar(spool), layer, epoch, dropped, what, bytecode, stdlib)
             if count == 0:
                 raise UserError(f"{what}: mmdebstrap produced an empty root filesystem")
     except CommandFailed as exc:
         raise ExternalError(f"{what}: {mmdebstrap_reason(exc)}") from None
     assert layer.result is not None
     return layer.result
+
+
+def _unloaded(spool: IO[bytes], root: DebianRoot, dropped: Dropper, what: str) -> frozenset[str]:
+    """The paths of the spooled root that no program of `root.programs` loads."""
+    assert root.programs is not None
+    with tarfile.open(fileobj=spool, mode="r:") as tar:
+        tree = scan_root(tar, dropped)
+    pruning = prune_root(tree, root.programs, root.dlopen, what)
+    log.info(
+        "%s: %d shared libraries no program loads left out, with %d files that needed "
+        "them (%.1f MB)",
+        what,
+        pruning.libraries,
+        pruning.dependents,
+        pruning.size / 1e6,
+    )
+    return pruning.removed
 
 
 # mmdebstrap's closing lines say only that something before them failed.

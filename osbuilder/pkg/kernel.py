@@ -3,17 +3,20 @@
 The linux-image package (the one the recipe's lock records) is unpacked by mmdebstrap (nothing is
 installed on the host); depmod writes the modules.dep the package leaves to
 its install script; an optional list of module globs keeps only what a VM
-needs (with dependencies). The image holds /kernel (the bzImage),
-/kernel.tar (lib/modules/VERSION/...), /config and /System.map.
+needs (with dependencies), and another keeps some of those xz-compressed
+(those loaded on demand). The image holds /kernel (the bzImage), /kernel.tar
+(lib/modules/VERSION/...), /config and /System.map.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from osbuilder.errors import ExternalError, UserError
@@ -56,6 +59,10 @@ def build_kernel_layer(
         patterns = source.modules_for(architecture)
         if patterns is not None:
             keep_modules(modules, patterns, what)
+        compressed = source.compressed_for(architecture)
+        if compressed:
+            compress_modules(modules, compressed, what)
+        if patterns is not None or compressed:
             run(["depmod", "-b", str(root), version])
         modules_tar = Path(tmp) / "kernel.tar"
         write_modules_tar(modules, version, modules_tar, epoch)
@@ -98,12 +105,12 @@ def parse_modules_dep(text: str) -> dict[str, list[str]]:
     return table
 
 
-def select_modules(
-    table: dict[str, list[str]], patterns: list[str], builtin: frozenset[str] = frozenset()
+def matching_modules(
+    table: Iterable[str], patterns: list[str], builtin: frozenset[str] = frozenset()
 ) -> set[str]:
-    """The module paths matching the name globs, with everything they depend on.
+    """The module paths whose names match the globs.
 
-    A glob that names only modules built into the kernel (`builtin`, by name) keeps
+    A glob that names only modules built into the kernel (`builtin`, by name) matches
     nothing and is no error: one list serves kernels that build a driver in or as a module.
     """
     chosen: set[str] = set()
@@ -113,6 +120,14 @@ def select_modules(
         if not matched and not fnmatch.filter(builtin, wanted):
             raise UserError(f"kernel module pattern {pattern!r} matches no module")
         chosen.update(matched)
+    return chosen
+
+
+def select_modules(
+    table: dict[str, list[str]], patterns: list[str], builtin: frozenset[str] = frozenset()
+) -> set[str]:
+    """The module paths matching the name globs, with everything they depend on."""
+    chosen = matching_modules(table, patterns, builtin)
     pending = list(chosen)
     while pending:
         for dependency in table.get(pending.pop(), []):
@@ -122,13 +137,17 @@ def select_modules(
     return chosen
 
 
+def _builtin(modules: Path) -> frozenset[str]:
+    """The names of the modules built into the kernel."""
+    listed = modules / "modules.builtin"
+    return frozenset(map(module_name, listed.read_text().split() if listed.is_file() else []))
+
+
 def keep_modules(modules: Path, patterns: list[str], what: str) -> None:
     """Delete every module of the tree that the globs do not select (nor need)."""
     table = parse_modules_dep((modules / "modules.dep").read_text())
-    listed = modules / "modules.builtin"
-    builtin = listed.read_text().split() if listed.is_file() else []
     try:
-        chosen = select_modules(table, patterns, frozenset(map(module_name, builtin)))
+        chosen = select_modules(table, patterns, _builtin(modules))
     except UserError as exc:
         raise UserError(f"{what}: {exc}") from None
     for module in table:
@@ -137,6 +156,30 @@ def keep_modules(modules: Path, patterns: list[str], what: str) -> None:
     for current, directories, files in os.walk(modules, topdown=False):
         if not directories and not files and Path(current) != modules:
             shutil.rmtree(current)
+
+
+#: What the kernel's own MODULE_COMPRESS_XZ writes: CRC32 checks and a 1 MiB dictionary,
+#: which is all the memory a decoder then allocates (xz's default is 8 MiB).
+_XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
+
+
+def compress_modules(modules: Path, patterns: list[str], what: str) -> None:
+    """Replace each module the globs name (of those kept) by its .ko.xz (depmod next)."""
+    listed = parse_modules_dep((modules / "modules.dep").read_text())
+    kept = [module for module in listed if (modules / module).is_file()]
+    try:
+        chosen = matching_modules(kept, patterns, _builtin(modules))
+    except UserError as exc:
+        raise UserError(f"{what}: compressed: {exc}") from None
+    for module in sorted(chosen):
+        path = modules / module
+        if path.suffix != ".ko":
+            continue  # compressed already
+        data = lzma.compress(
+            path.read_bytes(), format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, filters=_XZ_FILTERS
+        )
+        path.with_name(path.name + ".xz").write_bytes(data)
+        path.unlink()
 
 
 def write_modules_tar(modules: Path, version: str, output: Path, epoch: int) -> None:

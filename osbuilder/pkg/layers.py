@@ -22,6 +22,7 @@ from osbuilder.errors import UserError
 from osbuilder.oci.imagewriter import LayerWriter, dir_info, file_info
 from osbuilder.pkg.bytecode import Bytecode
 from osbuilder.pkg.recipe import FileEntry
+from osbuilder.pkg.roottree import entry_name
 from osbuilder.pkg.stdlib import PrunedStdlib
 
 # Device nodes come from devtmpfs at boot: an image carries none.
@@ -34,11 +35,19 @@ class Dropper:
     below), and, when it has `keep` globs, whatever they do not match, is not below a
     match, and is not a directory on the way to one."""
 
-    def __init__(self, patterns: Iterable[str], keep: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        patterns: Iterable[str],
+        keep: Iterable[str] | None = None,
+        names: frozenset[str] = frozenset(),
+    ) -> None:
         self.patterns = [p.strip("/") for p in (*ALWAYS_DROPPED, *patterns)]
         self.keep = None if keep is None else [p.strip("/").split("/") for p in keep]
+        self.names = names  # exact paths left out too (what no program loads)
 
     def __call__(self, name: str) -> bool:
+        if name in self.names:
+            return True
         if self.keep is not None and not any(_on_the_way(name, k) for k in self.keep):
             return True
         return any(
@@ -56,12 +65,12 @@ def _on_the_way(name: str, pattern: list[str]) -> bool:
 
 def normalise(member: tarfile.TarInfo, epoch: int) -> tarfile.TarInfo | None:
     """The member as it goes into a layer, or None for the archive's root entry."""
-    name = member.name.removeprefix("./").rstrip("/")
+    name = entry_name(member.name)
     if name in ("", "."):
         return None
     member.name = name
     if member.islnk():
-        member.linkname = member.linkname.removeprefix("./")
+        member.linkname = entry_name(member.linkname)
     member.mtime = min(int(member.mtime), epoch)
     member.pax_headers = {
         k: v for k, v in member.pax_headers.items() if k.startswith(_KEPT_PAX_PREFIXES)

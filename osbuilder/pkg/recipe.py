@@ -7,11 +7,14 @@ debian:                           # a root filesystem from Debian packages (mmde
   packages: [redis-server]
   drop: [usr/share/doc/*, ...]    # globs of paths left out of the image
   keep: [etc/ssl/certs, ...]      # or only these (with what is below), if given
+  programs: [usr/bin/redis-server]  # only the shared libraries these load stay
+  dlopen: [usr/lib/*/libnss_*]    # and those they dlopen (no ELF header shows them)
 kernel:                           # or: a kernel image from a Debian kernel package
   package: linux-image-cloud-${ARCH}   # ${ARCH}: the architecture built; the lock
                                   # (build.lock) records the exact kernel package
   modules: [virtio*, overlay, amd64:ata_piix]   # module-name globs kept (with
                                   # dependencies); ARCH:GLOB only for that architecture
+  compressed: [xfs, btrfs]        # of those, kept xz-compressed (loaded on demand)
 files:                            # files and directories copied from DIR
   - source: redis.conf
     path: /etc/redis/osbuilder.conf
@@ -27,11 +30,11 @@ config:                           # entrypoint, cmd, env, workdir: the image con
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from annotated_types import MinLen
 from msgspec import Struct
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from osbuilder.errors import UserError
 from osbuilder.oci.platform import SUPPORTED_ARCHES
@@ -81,6 +84,30 @@ class DebianRoot(Model):
             "directories above); `drop` still applies to them."
         ),
     ] = None
+    programs: Annotated[
+        Annotated[list[str], MinLen(1)] | None,
+        Field(
+            description="Globs of the ELF programs the image runs: every shared library "
+            "outside their closure (DT_NEEDED, DT_RPATH/DT_RUNPATH, ld.so.conf) is left "
+            "out, and so is every program or plugin that needed one; a library a program "
+            "needs and the image lacks fails the build (default: every library stays)."
+        ),
+    ] = None
+    dlopen: Annotated[
+        list[str],
+        Field(
+            default_factory=list,
+            description="Globs of the shared libraries the programs load at run time "
+            "(dlopen: NSS modules, plugins), which no ELF header shows: kept, with their "
+            "own closure; only with `programs`.",
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def _dlopen_with_programs(self) -> Self:
+        if self.dlopen and self.programs is None:
+            invalid("'dlopen' keeps libraries for 'programs': give 'programs' too")
+        return self
 
 
 def _module_pattern(pattern: str) -> str:
@@ -124,6 +151,17 @@ class KernelSource(Model):
         ),
     ] = None
 
+    compressed: Annotated[
+        list[ModulePattern],
+        Field(
+            default_factory=list,
+            description="Module-name globs of the modules kept xz-compressed: those loaded "
+            "only on demand (a file system at its mount, a driver of another cloud's "
+            "devices), which then take about a sixth of their size in the system; the init "
+            "and modprobe inflate one as they load it. ARCH:GLOB as in `modules`.",
+        ),
+    ]
+
     def package_for(self, architecture: str) -> str:
         return self.package.replace("${ARCH}", architecture)
 
@@ -131,12 +169,20 @@ class KernelSource(Model):
         """The globs that apply to `architecture`, without their prefixes."""
         if self.modules is None:
             return None
-        chosen = []
-        for pattern in self.modules:
-            qualifier, sep, glob = pattern.rpartition(":")
-            if not sep or qualifier == architecture:
-                chosen.append(glob)
-        return chosen
+        return _for_architecture(self.modules, architecture)
+
+    def compressed_for(self, architecture: str) -> list[str]:
+        return _for_architecture(self.compressed, architecture)
+
+
+def _for_architecture(patterns: list[str], architecture: str) -> list[str]:
+    """The globs of ARCH:GLOB patterns that apply to `architecture`, without ARCH."""
+    chosen = []
+    for pattern in patterns:
+        qualifier, sep, glob = pattern.rpartition(":")
+        if not sep or qualifier == architecture:
+            chosen.append(glob)
+    return chosen
 
 
 class FileEntry(Model):

@@ -427,3 +427,33 @@ def test_ca_certificates_give_the_system_a_bundle_openssl_reads(
     )
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.strip().endswith(": OK")
+
+
+def test_programs_keep_only_the_libraries_they_load(tmp_path: Path) -> None:
+    """A real Debian root: dash's closure stays; libzstd, which dash does not load, goes,
+    with dpkg, which needed it; a library dash needs that `drop` takes fails the build."""
+    text = (
+        (TINY / "build.yml")
+        .read_text()
+        .replace("[busybox-static]", "[busybox-static, dash, libzstd1]\n  programs: [bin/dash]")
+    )
+    directory = recipe_copy(tmp_path, text)
+    store = ContentStore(tmp_path / "store")
+    osbuilder("pkg", "build", "--cache", str(store.root), str(directory), check=True)
+    [ref] = store.references()
+    manifest = store.manifest(ref.descriptor.digest)
+    with tarfile.open(store.blob_path(manifest.layers[0].digest)) as root:
+        names = set(root.getnames())
+    assert "bin/dash" in names
+    assert {n for n in names if n.endswith("/libc.so.6")}
+    assert not {n for n in names if "libzstd" in n}
+    assert "usr/bin/dpkg" not in names  # dash's dependency, which needed libzstd
+
+    dropping = text.replace("drop: [", "drop: [lib/*/libc.so.6, ")
+    failing = recipe_copy(tmp_path / "failing", dropping)
+    result = osbuilder("pkg", "build", "--cache", str(tmp_path / "other"), str(failing))
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        f"osbuilder: {failing}/build.yml: bin/dash needs libc.so.6, which the recipe's "
+        "'drop' removes"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import lzma
 import marshal
 import re
 import shutil
@@ -15,7 +16,12 @@ import pytest
 from osbuilder.errors import UserError
 from osbuilder.pkg.bytecode import Bytecode
 from osbuilder.pkg.debian import STATUS_HOOK, mmdebstrap_command
-from osbuilder.pkg.kernel import module_name, parse_modules_dep, select_modules
+from osbuilder.pkg.kernel import (
+    compress_modules,
+    module_name,
+    parse_modules_dep,
+    select_modules,
+)
 from osbuilder.pkg.layers import Dropper, normalise
 from osbuilder.pkg.lockfile import read_lock
 from osbuilder.pkg.recipe import DebianRoot, load_recipe
@@ -170,9 +176,33 @@ def test_kernel_recipe_for_each_architecture() -> None:
         ]
     amd64, arm64 = kernel.modules_for("amd64"), kernel.modules_for("arm64")
     assert amd64 is not None and arm64 is not None
-    assert {"ata_piix", "pvpanic*", "virtio*"} <= set(amd64)
-    assert "virtio*" in arm64 and "ata_piix" not in arm64 and "pvpanic*" not in arm64
+    assert {"ata_piix", "pvpanic*", "virtio_pci"} <= set(amd64)
+    assert "virtio_pci" in arm64 and "ata_piix" not in arm64 and "pvpanic*" not in arm64
     assert not any(":" in pattern for pattern in [*amd64, *arm64])
+    # What loads on demand is kept compressed; what a QEMU VM loads at boot is not.
+    compressed = kernel.compressed_for("amd64")
+    assert {"xfs", "btrfs", "xen_netfront"} <= set(compressed)
+    assert "xen_netfront" not in kernel.compressed_for("arm64")
+    assert not {"virtio_pci", "virtio_net", "overlay", "ata_piix"} & set(compressed)
+
+
+def test_compressed_modules_are_xz_files_of_the_same_module(tmp_path: Path) -> None:
+    modules = tmp_path / "lib/modules/6.1.0"
+    for module in ("kernel/fs/xfs/xfs.ko", "kernel/lib/libcrc32c.ko"):
+        (modules / module).parent.mkdir(parents=True, exist_ok=True)
+        (modules / module).write_bytes(b"\x7fELF module " + module.encode() * 100)
+    (modules / "modules.dep").write_text(
+        "kernel/fs/xfs/xfs.ko: kernel/lib/libcrc32c.ko\nkernel/lib/libcrc32c.ko:\n"
+        "kernel/fs/btrfs/btrfs.ko: kernel/lib/libcrc32c.ko\n"  # not kept: no file
+    )
+    (modules / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\n")
+    compress_modules(modules, ["xfs", "ext4"], "kernels/x/build.yml")
+    assert not (modules / "kernel/fs/xfs/xfs.ko").exists()
+    packed = (modules / "kernel/fs/xfs/xfs.ko.xz").read_bytes()
+    assert lzma.decompress(packed).startswith(b"\x7fELF module kernel/fs/xfs/xfs.ko")
+    assert (modules / "kernel/lib/libcrc32c.ko").is_file()  # a dependency stays as it is
+    with pytest.raises(UserError, match="compressed: kernel module pattern 'btrfs' matches no"):
+        compress_modules(modules, ["btrfs"], "kernels/x/build.yml")
 
 
 def test_bytecode_compiles_modules_to_unchecked_hash_pycs() -> None:

@@ -15,6 +15,7 @@ import sys
 import sysconfig
 import tarfile
 from collections.abc import Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -185,7 +186,15 @@ def test_the_stdlib_holds_only_what_is_imported(init_image: Path) -> None:
     assert not [n for n in modules if n.startswith(("email/", "asyncio/", "unittest/", "xml/"))]
     assert "os.pyc" in modules  # the landmark of the prefix (frozen in, never read)
     dynload = sorted(p.name for p in (stdlib / "lib-dynload").iterdir())
-    # (a new extension module here needs its shared libraries in the image too)
+    # The libraries each extension loads stay only if the recipe's `programs` names it.
+    debian = load_recipe(REPO / "pkg/init").recipe.debian
+    programs = (debian.programs if debian is not None else None) or []
+    unlisted = [
+        name
+        for name in dynload
+        if not any(fnmatch(f"{STDLIB}/lib-dynload/{name}", glob) for glob in programs)
+    ]
+    assert not unlisted, f"add these to pkg/init/build.yml's programs: {unlisted}"
     assert [extension_module(name) for name in dynload] == [
         "_ctypes",
         "_json",
