@@ -126,14 +126,14 @@ def test_disks_with_a_squashfs_root_answer_in_little_memory(
 def test_an_initrd_too_big_for_the_memory_ends_the_vm_and_says_what_to_do(
     packages: Packages, tmp_path: Path
 ) -> None:
-    # The same system as kernel+initrd does not fit in 256 MB: the kernel cannot unpack it,
+    # The same system as kernel+initrd does not fit in 128 MB: the kernel cannot unpack it,
     # and its init dies before it loads pvpanic. panic=-1 ends QEMU all the same.
     prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out")
-    result, console = run_foreground(prefix, tmp_path / "state", "--mem", "256")
+    result, console = run_foreground(prefix, tmp_path / "state", "--mem", "128")
     assert result.returncode == 1, console[-3000:]  # a panic, not the timeout (124)
     assert "Initramfs unpacking failed: write error" in console
     assert (
-        "osbuilder: the initrd did not fit in the VM's 256 MB (the kernel: 'Initramfs "
+        "osbuilder: the initrd did not fit in the VM's 128 MB (the kernel: 'Initramfs "
         "unpacking failed'); give it more memory (--mem), or build kernel+squashfs or "
         "kernel+erofs, whose root stays on a disk" in result.stderr
     )

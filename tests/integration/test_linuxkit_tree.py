@@ -48,7 +48,8 @@ def build(store: ContentStore, tmp_path: Path, text: str) -> subprocess.Complete
 
 
 def build_tar(store: ContentStore, tmp_path: Path, text: str) -> dict[str, bytes | str]:
-    """Build the spec `text` from `store` as a tar; the tree's files (a symlink: its target)."""
+    """Build the spec `text` from `store` as a tar; the tree's files (a symlink: its target;
+    the names of one file, hard links, each its data)."""
     result = build(store, tmp_path, text)
     assert result.returncode == 0, result.stderr
     tree: dict[str, bytes | str] = {}
@@ -56,7 +57,7 @@ def build_tar(store: ContentStore, tmp_path: Path, text: str) -> dict[str, bytes
         for member in tar.getmembers():
             if member.issym():
                 tree[member.name] = member.linkname
-            elif member.isfile():
+            elif member.isfile() or member.islnk():  # (a hard link: the file it names)
                 data = tar.extractfile(member)
                 assert data is not None
                 tree[member.name] = data.read()

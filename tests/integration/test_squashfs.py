@@ -108,7 +108,7 @@ def test_the_squashfs_root_is_the_initrds_tree_and_builds_are_identical(
         in_initrd = dict(cpio_members(zstandard.ZstdDecompressor().stream_reader(initrd)))
     in_squashfs = dict(squashfs_members(out / "redis-squashfs.img"))
     assert sorted(in_squashfs) == sorted(in_initrd)
-    assert len(in_initrd) > 2000
+    assert len(in_initrd) > 1000  # the whole system (1152 names when written)
     assert [n for n in in_initrd if n.endswith("/usr/bin/redis-server")]
     differing = []
     for name, (mode, uid, gid, mtime, detail) in in_initrd.items():
