@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from msgspec import Struct, field
 
+from osbuilder.assemble.cmdline import system_cmdline
 from osbuilder.assemble.dedup import link_identical_files
 from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.assemble.filters import adjust_image
@@ -278,7 +279,7 @@ class _Assembler:
             what = f"kernel image {source}'s {kernel.binary or 'kernel'}"
             with at(("kernel", "binary" if kernel.binary else "image")):
                 parts.kernel = decompress_kernel(binary.content, self.tree.spool, what)
-        parts.cmdline = kernel.cmdline or ""
+        parts.cmdline = system_cmdline(kernel.cmdline)
         config = scratch.get("config")
         if config is not None and config.content is not None:
             parts.config = config.content.read_bytes().decode(errors="replace")

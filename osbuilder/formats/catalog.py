@@ -130,7 +130,7 @@ FORMATS: dict[str, Format] = {
             "the root on a read-only squashfs disk, read on demand instead of unpacked into memory",
             root="squashfs",
             notes="An initrd is unpacked whole into memory before anything runs; a squashfs "
-            "root is read from its disk as needed (the Redis OS: about 192 MB as "
+            "root is read from its disk as needed (the Redis OS: 160 MB as "
             "kernel+initrd, 96 MB as kernel+squashfs). The image is made by `tar2sqfs` "
             "(squashfs-tools-ng), zstd blocks when the kernel's config has "
             "`CONFIG_SQUASHFS_ZSTD=y`, else gzip (`--compress gzip|zstd` chooses). "

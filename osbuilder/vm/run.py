@@ -22,7 +22,14 @@ from pathlib import Path
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.runner import run
 from osbuilder.vm.consolewatch import ConsoleWatch
-from osbuilder.vm.control import alive, read_pid, refuse_running, register, user_network_state
+from osbuilder.vm.control import (
+    alive,
+    read_pid,
+    refuse_running,
+    register,
+    stop,
+    user_network_state,
+)
 from osbuilder.vm.disks import prepare_disks
 from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
 from osbuilder.vm.timeline import Stage, Timeline, as_table
@@ -31,7 +38,9 @@ from osbuilder.vm.userdata import write_data_iso
 log = logging.getLogger(__name__)
 
 PANIC = b"Kernel panic - not syncing"
-INITRD_DID_NOT_FIT = b"Initramfs unpacking failed: write error"  # its ramfs is full
+# The kernel could not unpack the initrd into memory: its tmpfs root was full (a command
+# line with rootfstype=tmpfs), or memory ran out (the OOM report's trace names the unpacker).
+INITRD_DID_NOT_FIT = (b"Initramfs unpacking failed: write error", b"unpack_to_rootfs+")
 TIMEOUT_EXIT = 124
 
 
@@ -191,13 +200,16 @@ def _port_stage(found: Timeline, port: int, answered: float) -> Stage:
 
 
 def _check_alive(config: VmConfig, pid: int | None, waiting_for: str) -> None:
+    hint = panic_hint(config)
     if not alive(pid):
-        hint = panic_hint(config)
         raise ExternalError(
             f"the VM stopped before {waiting_for}:\n"
             + console_tail(config.console_log)
             + (f"\n{hint}" if hint else "")
         )
+    if hint is not None:  # the init runs on a partial root: nothing it starts can be trusted
+        stop(config.state, timeout=1.0)  # no clean powerdown to wait for
+        raise ExternalError(f"stopped the VM before {waiting_for}: {hint}")
 
 
 def _wait_port(
@@ -258,11 +270,11 @@ def panic_hint(config: VmConfig) -> str | None:
         console = config.console_log.read_bytes()
     except OSError:
         return None
-    if INITRD_DID_NOT_FIT in console:
+    if any(sign in console for sign in INITRD_DID_NOT_FIT):
         return (
-            f"the initrd did not fit in the VM's {config.memory} MB (the kernel: "
-            "'Initramfs unpacking failed'); give it more memory (--mem), or build "
-            "kernel+squashfs or kernel+erofs, whose root stays on a disk"
+            f"the initrd did not fit in the VM's {config.memory} MB (the kernel could not "
+            "unpack it); give it more memory (--mem), or build kernel+squashfs or "
+            "kernel+erofs, whose root stays on a disk"
         )
     return None
 

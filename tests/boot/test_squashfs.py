@@ -1,6 +1,6 @@
 """kernel+squashfs and kernel+erofs: the Redis OS with its root on a read-only disk,
 mounted by the boot stage, answers a real redis client in 96 MB of memory (as
-kernel+initrd it needs about 384: the whole tree is unpacked into memory), and for arm64
+kernel+initrd in 160: the whole tree is unpacked into memory), and for arm64
 in 192; disks built with --root squashfs answer in 128 (BIOS) and 160 MB (UEFI); a root
 that is no squashfs ends the boot with the stage's line and a failure status."""
 
@@ -123,17 +123,55 @@ def test_disks_with_a_squashfs_root_answer_in_little_memory(
     assert "reboot: Power down" in console
 
 
+def test_the_redis_os_as_kernel_initrd_answers_in_160_mb(
+    packages: Packages, tmp_path: Path
+) -> None:
+    # Its whole tree is unpacked into memory; the command line's rootfstype=ramfs lifts the
+    # kernel's cap of half the memory on that first root (osbuilder/assemble/cmdline.py).
+    prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out")
+    assert Path(f"{prefix}-cmdline").read_text().endswith(" rootfstype=ramfs")
+    port = free_port()
+    state = Path(f"{prefix}-state")
+    started = run_detached(prefix, port, "--mem", "160")
+    try:
+        console = (state / "console.log").read_text(errors="replace")
+        assert started.returncode == 0, started.stderr + console[-3000:]
+        assert redis_cli(port, "ping") == "PONG"
+        assert "Initramfs unpacking failed" not in console
+    finally:
+        osbuilder("stop", str(state))
+
+
 def test_an_initrd_too_big_for_the_memory_ends_the_vm_and_says_what_to_do(
     packages: Packages, tmp_path: Path
 ) -> None:
-    # The same system as kernel+initrd does not fit in 128 MB: the kernel cannot unpack it,
-    # and its init dies before it loads pvpanic. panic=-1 ends QEMU all the same.
+    # The same system as kernel+initrd does not fit in 112 MB: the kernel runs out of memory
+    # unpacking it and panics; panic=-1 ends QEMU.
     prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out")
-    result, console = run_foreground(prefix, tmp_path / "state", "--mem", "128")
+    result, console = run_foreground(prefix, tmp_path / "state", "--mem", "112")
     assert result.returncode == 1, console[-3000:]  # a panic, not the timeout (124)
-    assert "Initramfs unpacking failed: write error" in console
+    assert "unpack_to_rootfs+" in console
     assert (
-        "osbuilder: the initrd did not fit in the VM's 128 MB (the kernel: 'Initramfs "
-        "unpacking failed'); give it more memory (--mem), or build kernel+squashfs or "
-        "kernel+erofs, whose root stays on a disk" in result.stderr
+        "osbuilder: the initrd did not fit in the VM's 112 MB (the kernel could not unpack "
+        "it); give it more memory (--mem), or build kernel+squashfs or kernel+erofs, whose "
+        "root stays on a disk" in result.stderr
     )
+
+
+def test_a_half_unpacked_initrd_is_stopped_rather_than_served(
+    packages: Packages, tmp_path: Path
+) -> None:
+    # With the kernel's default tmpfs root (capped at half the memory) the unpacking fails
+    # half-way and the kernel runs /init on what it got: `run` stops that VM and says why.
+    prefix = build_system(packages, REPO / "examples/redis.yml", tmp_path / "out")
+    state = Path(f"{prefix}-state")
+    started = run_detached(prefix, free_port(), "--mem", "160", "--append", "rootfstype=tmpfs")
+    console = (state / "console.log").read_text(errors="replace")
+    assert started.returncode != 0, console[-3000:]
+    assert "Initramfs unpacking failed: write error" in console
+    assert started.stderr.strip().endswith(
+        "the initrd did not fit in the VM's 160 MB (the kernel could not unpack it); give "
+        "it more memory (--mem), or build kernel+squashfs or kernel+erofs, whose root stays "
+        "on a disk"
+    ), started.stderr
+    assert osbuilder("ps", "--json").stdout.count(str(state)) == 0

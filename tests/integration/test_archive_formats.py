@@ -68,7 +68,9 @@ def test_tar_kernel_initrd_holds_the_kernel_initrd_formats_files(
     tool("tar", "-xf", tarball, "-C", tmp_path)
     for name, file in files.items():
         assert (tmp_path / name).read_bytes() == (built / file).read_bytes(), name
-    assert (built / "spec-cmdline").read_text() == "console=ttyS0 osbuilder.test=a,b"
+    assert (
+        built / "spec-cmdline"
+    ).read_text() == "console=ttyS0 osbuilder.test=a,b rootfstype=ramfs"
     # ustar headers, each member's data padded to 512 bytes, then two zero blocks
     data = tarball.read_bytes()
     assert data[257:265] == b"ustar\x0000"

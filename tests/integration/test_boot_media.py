@@ -104,7 +104,7 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
     assert (extracted / "boot/kernel").read_bytes() == kernel
     assert (extracted / "boot/initrd.img").read_bytes() == initrd
     config = (extracted / "isolinux.cfg").read_text()
-    assert "  APPEND console=ttyS0 osbuilder.test=a,b\n" in config
+    assert "  APPEND console=ttyS0 osbuilder.test=a,b rootfstype=ramfs\n" in config
     assert "INITRD /boot/initrd.img" in config
     el_torito = tool("xorriso", "-indev", iso, "-report_el_torito", "plain")
     assert "El Torito boot img :   1  BIOS  y   none" in el_torito
@@ -120,7 +120,10 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
     tool("mcopy", "-n", "-i", fat, "::kernel", "::initrd.img", "::syslinux.cfg", tmp_path)
     assert (tmp_path / "kernel").read_bytes() == kernel
     assert (tmp_path / "initrd.img").read_bytes() == initrd
-    assert "  APPEND console=ttyS0 osbuilder.test=a,b\n" in (tmp_path / "syslinux.cfg").read_text()
+    assert (
+        "  APPEND console=ttyS0 osbuilder.test=a,b rootfstype=ramfs\n"
+        in (tmp_path / "syslinux.cfg").read_text()
+    )
     partition = tmp_path / "partition.img"
     partition.write_bytes(disk.read_bytes()[1 << 20 :])
     tool("fsck.fat", "-n", partition)  # a consistent file system, as Linux's fsck sees it
@@ -157,7 +160,7 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
     for section, expected in (
         (".linux", kernel),
         (".initrd", initrd),
-        (".cmdline", b"console=ttyS0 osbuilder.test=a,b"),
+        (".cmdline", b"console=ttyS0 osbuilder.test=a,b rootfstype=ramfs"),
     ):
         assert f" {section} " in sections
         tool("objcopy", "-O", "binary", f"--only-section={section}", uki, tmp_path / section)

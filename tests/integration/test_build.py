@@ -78,7 +78,9 @@ def test_redis_example_builds_kernel_initrd_reproducibly(
     out = tmp_path / "out"
     for output in outputs:  # the digests are those of the files written
         assert output["sha256"] == hashlib.sha256(Path(output["path"]).read_bytes()).hexdigest()
-    assert (out / "redis-cmdline").read_text() == "console=tty0 console=ttyS0 console=ttyAMA0"
+    assert (
+        out / "redis-cmdline"
+    ).read_text() == "console=tty0 console=ttyS0 console=ttyAMA0 rootfstype=ramfs"
     assert (out / "redis-kernel").read_bytes()[0x202:0x206] == b"HdrS"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no spool or temp left
 
