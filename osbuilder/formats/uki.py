@@ -5,7 +5,8 @@ loader, no configuration. It is systemd's EFI stub (Debian's systemd-boot-efi) w
 .osrel, .cmdline, .linux and .initrd sections added by objcopy, each at a page-aligned
 address after the stub's own. objcopy stamps the PE header with the current time, so the
 time is set to SOURCE_DATE_EPOCH afterwards and the header's checksum computed again:
-the image is reproducible.
+the image is reproducible. With `build --secure-boot-key/--secure-boot-cert` the image is
+then signed for Secure Boot (formats/uefi_signing.py), reproducibly too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats.staging import boot_files
+from osbuilder.formats.uefi_signing import sign_efi_image
 from osbuilder.runner import run
 from osbuilder.spec.source import SpecValueError
 
@@ -74,7 +76,11 @@ def _make(job: WriteJob) -> Path:
         set_pe_timestamp(image, job.epoch)
     except OSError as exc:
         raise cannot_write(image, exc) from None
-    return image
+    if (identity := job.options.secure_boot) is None:
+        return image
+    signed = job.scratch / "uki-signed.efi"
+    sign_efi_image(identity, image, signed, job.epoch)
+    return signed
 
 
 def set_pe_timestamp(path: Path, epoch: int) -> None:
