@@ -114,6 +114,14 @@ def register(
         "--append", default="", metavar="WORDS", help="extra kernel command line words"
     )
     run.add_argument(
+        "--secure-boot",
+        type=Path,
+        metavar="CERT",
+        help="boot the UEFI image with Secure Boot on, CERT (PEM) the one certificate the "
+        "firmware trusts (with a platform key made for the VM): an image not signed by "
+        "CERT's key (build --secure-boot-key) is refused, and run exits non-zero",
+    )
+    run.add_argument(
         "--detach", "-d", action="store_true", help="start the VM in the background and return"
     )
     run.add_argument(
@@ -235,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
             if args.data is not None
             else None
         ),
+        secure_boot=args.secure_boot,
     )
     if not args.detach:
         return run_foreground(config, _cache(), args.timeout, timeline=args.timeline)

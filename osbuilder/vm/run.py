@@ -32,6 +32,8 @@ from osbuilder.vm.control import (
 )
 from osbuilder.vm.disks import prepare_disks
 from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
+from osbuilder.vm.secureboot import OPTION as SECURE_BOOT_OPTION
+from osbuilder.vm.secureboot import enrol, refusal
 from osbuilder.vm.timeline import Stage, Timeline, as_table
 from osbuilder.vm.userdata import write_data_iso
 
@@ -55,7 +57,10 @@ def prepare_state(config: VmConfig) -> None:
         for firmware in (code, variables):
             if not firmware.is_file():
                 raise UserError(f"{firmware}: not found; install it (apt-get install {package})")
-        shutil.copyfile(variables, config.efi_vars)  # every boot starts from the defaults
+        if config.secure_boot is not None:
+            enrol(variables, config.secure_boot, config.efi_vars)
+        else:
+            shutil.copyfile(variables, config.efi_vars)  # every boot starts from the defaults
     prepare_disks(config.disks)
     if config.user_data is not None:
         write_data_iso(config.user_data, config.data_iso)
@@ -127,7 +132,11 @@ def _wait_foreground(
     config: VmConfig, process: subprocess.Popen[bytes], timeout: float | None
 ) -> int:
     try:
-        code = process.wait(timeout=timeout)
+        code = wait_unrefused(config, process, timeout)
+    except FirmwareRefused:
+        process.terminate()
+        process.wait()
+        raise
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -145,6 +154,48 @@ def _wait_foreground(
             print(f"osbuilder: {hint}", file=sys.stderr, flush=True)
         return code or 1
     return code
+
+
+class FirmwareRefused(UserError):
+    """Secure Boot's firmware would not start the medium's EFI image."""
+
+
+POLL_FIRMWARE = 0.2  # seconds between two looks at the console for a firmware's refusal
+FIRMWARE_CONSOLE = 1 << 16  # the console's start, where the firmware writes (the kernel after)
+
+
+def firmware_refusal(config: VmConfig) -> FirmwareRefused | None:
+    """Under Secure Boot, the error for a boot image the firmware refused, if it did."""
+    if config.secure_boot is None:
+        return None
+    try:
+        with config.console_log.open("rb") as console:
+            refused = refusal(console.read(FIRMWARE_CONSOLE))
+    except OSError:
+        return None
+    if refused is None:
+        return None
+    return FirmwareRefused(
+        f"{SECURE_BOOT_OPTION}: the firmware refused to start {refused} (Access Denied): the "
+        f"image is not signed by the key of {config.secure_boot}"
+    )
+
+
+def wait_unrefused(
+    config: VmConfig, process: subprocess.Popen[bytes], timeout: float | None
+) -> int:
+    """process.wait(timeout), raising FirmwareRefused as soon as the firmware refuses."""
+    if config.secure_boot is None:
+        return process.wait(timeout=timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return process.wait(timeout=POLL_FIRMWARE)
+        except subprocess.TimeoutExpired:
+            if (refused := firmware_refusal(config)) is not None:
+                raise refused from None
+            if deadline is not None and time.monotonic() > deadline:
+                raise
 
 
 def run_detached(
@@ -200,6 +251,10 @@ def _port_stage(found: Timeline, port: int, answered: float) -> Stage:
 
 
 def _check_alive(config: VmConfig, pid: int | None, waiting_for: str) -> None:
+    if (refused := firmware_refusal(config)) is not None:
+        with contextlib.suppress(UserError):  # (gone already)
+            stop(config.state, timeout=0)
+        raise refused
     hint = panic_hint(config)
     if not alive(pid):
         raise ExternalError(
