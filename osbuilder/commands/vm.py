@@ -122,6 +122,12 @@ def register(
         "CERT's key (build --secure-boot-key) is refused, and run exits non-zero",
     )
     run.add_argument(
+        "--tpm",
+        action="store_true",
+        help="attach a TPM 2.0 (swtpm, its state in the state directory): the firmware and "
+        "a unified kernel image's stub measure the boot into its PCRs",
+    )
+    run.add_argument(
         "--detach", "-d", action="store_true", help="start the VM in the background and return"
     )
     run.add_argument(
@@ -244,6 +250,7 @@ def _run(args: argparse.Namespace) -> int:
             else None
         ),
         secure_boot=args.secure_boot,
+        tpm=args.tpm,
     )
     if not args.detach:
         return run_foreground(config, _cache(), args.timeout, timeline=args.timeline)

@@ -28,6 +28,7 @@ from osbuilder.errors import UserError
 from osbuilder.formats.catalog import names
 from osbuilder.formats.uefi_signing import CERT_OPTION, KEY_OPTION, signable_formats
 from osbuilder.media import MediaBoot, is_image_archive, unpack_image_archive
+from osbuilder.vm import tpm
 from osbuilder.vm.control import refuse_running
 from osbuilder.vm.disks import DataDisk
 from osbuilder.vm.secureboot import OPTION as SECURE_BOOT_OPTION
@@ -78,6 +79,7 @@ class Machine(Struct, frozen=True):
     # loader; and the Debian package that has it.
     kernel_firmware: tuple[Path, Path] | None = None
     firmware_package: str = ""
+    tpm_device: str = "tpm-tis"  # QEMU's TPM device for the machine (`run --tpm`)
 
 
 MACHINES = {
@@ -100,6 +102,7 @@ MACHINES = {
         None,
         (AAVMF_CODE, AAVMF_VARS),
         "qemu-efi-aarch64",
+        "tpm-tis-device",
     ),
 }
 
@@ -191,6 +194,7 @@ class VmConfig(Struct):
     disks: list[DataDisk] = field(default_factory=list)
     user_data: bytes | None = None  # --data: given to the guest on STATE/data.iso
     secure_boot: Path | None = None  # --secure-boot: the certificate db holds
+    tpm: bool = False  # --tpm: a TPM 2.0 (swtpm, vm/tpm.py)
 
     @property
     def efi_vars(self) -> Path:
@@ -288,6 +292,7 @@ def qemu_command(config: VmConfig) -> list[str]:
             if config.user_data is not None
             else ()
         ),
+        *(tpm.qemu_options(config.state, machine.tpm_device) if config.tpm else ()),
         "-device",
         "virtio-rng-pci",
         *(("-device", machine.panic_device) if machine.panic_device else ()),

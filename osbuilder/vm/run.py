@@ -17,10 +17,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.runner import run
+from osbuilder.vm import tpm
 from osbuilder.vm.consolewatch import ConsoleWatch
 from osbuilder.vm.control import (
     alive,
@@ -81,19 +83,37 @@ def run_foreground(
     to stderr once the services have started (or when the VM ends before)."""
     require_emulator(config)
     prepare_state(config)
-    command = qemu_command(config)
-    log.debug("run: %s", " ".join(command))
-    started = time.monotonic()
-    process = subprocess.Popen(command)
-    register(cache, config.state, _record(config, process.pid))
-    if not timeline:
-        return _wait_foreground(config, process, timeout)
-    with ConsoleWatch(config.console_log, started) as watch:
-        reporter = _TimelineReporter(watch, process)
-        try:
+    with _tpm_while_running(config):
+        command = qemu_command(config)
+        log.debug("run: %s", " ".join(command))
+        started = time.monotonic()
+        process = subprocess.Popen(command)
+        register(cache, config.state, _record(config, process.pid))
+        if not timeline:
             return _wait_foreground(config, process, timeout)
-        finally:
-            reporter.finish()
+        with ConsoleWatch(config.console_log, started) as watch:
+            reporter = _TimelineReporter(watch, process)
+            try:
+                return _wait_foreground(config, process, timeout)
+            finally:
+                reporter.finish()
+
+
+@contextlib.contextmanager
+def _tpm_while_running(config: VmConfig, detached: bool = False) -> Iterator[None]:
+    """With --tpm, swtpm from before QEMU starts; ended after QEMU (in the foreground),
+    or if QEMU failed to start (detached: it ends with QEMU's connection)."""
+    if not config.tpm:
+        yield
+        return
+    tpm.start(config.state)
+    try:
+        yield
+    except BaseException:
+        tpm.stop(config.state)
+        raise
+    if not detached:
+        tpm.stop(config.state)
 
 
 class _TimelineReporter:
@@ -216,7 +236,8 @@ def run_detached(
     started = time.monotonic()
     watch = ConsoleWatch(config.console_log, started)
     with watch if timeline else contextlib.nullcontext(watch):
-        run(qemu_command(config))  # -daemonize: returns once the VM runs
+        with _tpm_while_running(config, detached=True):
+            run(qemu_command(config))  # -daemonize: returns once the VM runs
         pid = read_pid(config.state)
         register(cache, config.state, _record(config, pid))
         deadline = started + wait_timeout
@@ -363,6 +384,8 @@ def _record(config: VmConfig, pid: int | None) -> dict[str, object]:
         "disks": [str(disk.path) for disk in config.disks],
         "agent": str(config.agent_socket),
         "detached": config.detach,
+        "secure_boot": None if config.secure_boot is None else str(config.secure_boot),
+        "tpm": config.tpm,
         "started": time.time(),
         "user": os.getuid(),
     }
