@@ -252,7 +252,8 @@ def _write(job: WriteJob) -> list[Output]:
     for format_name in job.formats:
         log.info("writing %s", format_name)
         try:
-            written += FORMATS[format_name].writer()(job)
+            # (a file several formats share, NAME-efi.pcrs.json, is written and listed once)
+            written += [o for o in FORMATS[format_name].writer()(job) if o not in written]
         except OsbuilderError as error:
             raise error.prefixed(format_name) from error
     return written
