@@ -4,6 +4,7 @@ the firmware refuses it, and `run` says so in one line and exits non-zero at onc
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -96,3 +97,29 @@ def test_an_image_signed_by_another_key_is_refused_waiting_for_its_port(
     assert_refused(result.stderr, images.db.cert)
     assert took < REFUSAL_SECONDS, f"{took:.0f} s"
     assert boot.osbuilder("ps").stdout.count(f"{image}-state") == 0  # the VM is gone
+
+
+MEASURED_SPEC = (
+    boot.BASE_SPEC
+    + """
+onboot:
+  - name: pcr
+    image: {tpm2-tools}
+  - name: poweroff
+    image: {poweroff}
+    command: [/poweroff.sh, "0"]
+"""
+)
+
+
+def test_pcr_11_read_in_the_guest_is_the_one_the_build_wrote(
+    packages: Packages, tmp_path: Path
+) -> None:
+    """`run --tpm`: the stub of the UKI measured it into PCR 11 of the swtpm, and
+    tpm2_pcrread reads there the value `build` computed (NAME-efi.pcrs.json)."""
+    prefix = boot.build_template(packages, MEASURED_SPEC, tmp_path / "measured", "raw-efi")
+    (expected,) = json.loads(Path(f"{prefix}-efi.pcrs.json").read_text())["sha256"]
+    assert expected["pcr"] == 11
+    console = boot.run_until_poweroff(Path(f"{prefix}-efi.img"), tmp_path / "state", "--tpm")
+    assert "tpm_tis MSFT0101:00: 2.0 TPM" in console
+    assert f"11: 0x{expected['hash'].upper()}" in console
