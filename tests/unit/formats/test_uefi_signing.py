@@ -3,6 +3,7 @@ and signatures that sbverify accepts, made the same way twice."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,13 @@ def test_a_build_refuses_what_it_cannot_sign_in_one_line_writing_nothing(
     assert not (tmp_path / "out").exists()
     # (--debug logs the commands run and the errors met: never a line of the key)
     assert not any(line in result.stderr for line in key_body(db))
+
+
+def test_signing_logs_the_command_with_the_keys_path_never_its_bytes(
+    keys: tuple[KeyPair, KeyPair], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db, _ = keys
+    caplog.set_level(logging.DEBUG)  # (what --debug shows)
+    sign_efi_image(checked_identity(db.key, db.cert), EFI_STUB, tmp_path / "signed.efi", EPOCH)
+    assert f"-key {db.key}" in caplog.text
+    assert not any(line in caplog.text for line in key_body(db))
