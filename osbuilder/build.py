@@ -39,6 +39,7 @@ from osbuilder.formats.catalog import (
 )
 from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
+from osbuilder.formats.uefi_signing import KEY_OPTION, signable_formats
 from osbuilder.lock import build_pins
 from osbuilder.pkg.tag import template_reference
 from osbuilder.spec import load_spec
@@ -205,6 +206,8 @@ def _check_formats(formats: Sequence[str], options: WriteOptions, architecture: 
         raise UserError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     if options.root == "squashfs":
         _check_squashfs_root(formats)
+    if options.secure_boot is not None:
+        _check_signable(formats)
     for name in formats:
         allowed = FORMATS[name].architectures
         if allowed is not None and architecture not in allowed:
@@ -231,6 +234,17 @@ def _check_squashfs_root(formats: Sequence[str]) -> None:
         )
 
 
+def _check_signable(formats: Sequence[str]) -> None:
+    """--secure-boot-key: only with formats whose unified kernel image it signs."""
+    signable = names(signable_formats())
+    for name in formats:
+        if name not in signable:
+            raise UserError(
+                f"{KEY_OPTION}: {name} has no unified kernel image to sign; build it without "
+                f"the key (the signed formats: {', '.join(signable)})"
+            )
+
+
 def _write(job: WriteJob) -> list[Output]:
     """Each format's files; a writer's error says which format it stopped (a SpecValueError
     stays one, for its value's FILE:LINE)."""
@@ -238,7 +252,8 @@ def _write(job: WriteJob) -> list[Output]:
     for format_name in job.formats:
         log.info("writing %s", format_name)
         try:
-            written += FORMATS[format_name].writer()(job)
+            # (a file several formats share, NAME-efi.pcrs.json, is written and listed once)
+            written += [o for o in FORMATS[format_name].writer()(job) if o not in written]
         except OsbuilderError as error:
             raise error.prefixed(format_name) from error
     return written

@@ -15,6 +15,7 @@ from osbuilder.oci.reference import parse_reference
 if TYPE_CHECKING:
     from osbuilder.build import BuildFacts
     from osbuilder.formats.outputfile import Output
+    from osbuilder.formats.uefi_signing import SigningIdentity
     from osbuilder.oci.reference import ImageReference
     from osbuilder.trust.attach import Signer
 
@@ -111,6 +112,22 @@ def register(
         "default files with the same bytes, mode, owner and xattrs share one: hard links, "
         "stored once), to compare sizes or to rule the linking out when debugging",
     )
+    secure_boot = build.add_argument_group("Secure Boot options")
+    for option, metavar, text in (
+        (
+            "--secure-boot-key",
+            "KEY",
+            "sign the unified kernel image of the UEFI formats with this RSA private key (PEM, "
+            "unencrypted), for Secure Boot; with --secure-boot-cert",
+        ),
+        (
+            "--secure-boot-cert",
+            "CERT",
+            "the key's X.509 certificate (PEM): what the firmware's db must hold (osbuilder "
+            "run --secure-boot CERT)",
+        ),
+    ):
+        secure_boot.add_argument(option, type=Path, metavar=metavar, help=text)
     shared.add_image_source_options(build)
     build.add_argument(
         "--no-lock",
@@ -168,6 +185,7 @@ def _build(args: argparse.Namespace) -> int:
     destination = parse_reference(args.push) if args.push else None
     if args.sbom_file is not None and args.no_sbom:
         raise UserError("--sbom-file writes the SBOM --no-sbom leaves out: give one of them")
+    secure_boot = _secure_boot_identity(args)
     facts = BuildFacts()
     store = shared.open_store(args)
     with (
@@ -195,6 +213,7 @@ def _build(args: argparse.Namespace) -> int:
                 # Hashing is one more pass over every byte written (~5% of a build):
                 # done for --json, which reports digests.
                 digests=args.json,
+                secure_boot=secure_boot,
             ),
             decompress_kernel=args.decompress_kernel,
             sbom=None if args.no_sbom else args.sbom_output,
@@ -212,6 +231,20 @@ def _build(args: argparse.Namespace) -> int:
     if destination is not None:
         _push(args, destination, outputs, facts, keys)
     return ExitCode.OK
+
+
+def _secure_boot_identity(args: argparse.Namespace) -> SigningIdentity | None:
+    """--secure-boot-key and --secure-boot-cert, both or neither, read and matched before
+    any work."""
+    from osbuilder.formats.uefi_signing import CERT_OPTION, KEY_OPTION, checked_identity
+
+    key, cert = args.secure_boot_key, args.secure_boot_cert
+    if key is None and cert is None:
+        return None
+    if key is None or cert is None:
+        missing = KEY_OPTION if key is None else CERT_OPTION
+        raise UserError(f"{KEY_OPTION} and {CERT_OPTION} go together: add {missing}")
+    return checked_identity(key, cert)
 
 
 def _write_sbom(path: Path, facts: BuildFacts) -> None:

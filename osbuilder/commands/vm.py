@@ -114,6 +114,20 @@ def register(
         "--append", default="", metavar="WORDS", help="extra kernel command line words"
     )
     run.add_argument(
+        "--secure-boot",
+        type=Path,
+        metavar="CERT",
+        help="boot the UEFI image with Secure Boot on, CERT (PEM) the one certificate the "
+        "firmware trusts (with a platform key made for the VM): an image not signed by "
+        "CERT's key (build --secure-boot-key) is refused, and run exits non-zero",
+    )
+    run.add_argument(
+        "--tpm",
+        action="store_true",
+        help="attach a TPM 2.0 (swtpm, its state in the state directory): the firmware and "
+        "a unified kernel image's stub measure the boot into its PCRs",
+    )
+    run.add_argument(
         "--detach", "-d", action="store_true", help="start the VM in the background and return"
     )
     run.add_argument(
@@ -235,6 +249,8 @@ def _run(args: argparse.Namespace) -> int:
             if args.data is not None
             else None
         ),
+        secure_boot=args.secure_boot,
+        tpm=args.tpm,
     )
     if not args.detach:
         return run_foreground(config, _cache(), args.timeout, timeline=args.timeline)

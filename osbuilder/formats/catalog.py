@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, cast
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ class Format:
         return [template.format(name=name) for template in self.files]
 
 
+# The PCR 11 value (JSON) the UEFI media's unified kernel image will leave (formats/uki.py).
+UKI_PCRS_FILE = "{name}-efi.pcrs.json"
 # What the media's boot loaders boot: SYSLINUX and the x86-64 EFI stub.
 _PC = ("amd64",)
 
@@ -74,7 +76,7 @@ def _disk(
         name,
         module,
         function,
-        (file,),
+        _with_pcrs(medium, file),
         summary,
         medium,
         architectures=_PC,
@@ -86,9 +88,13 @@ def _disk(
 
 def _iso(name: str, function: str, file: str, medium: Medium, summary: str) -> Format:
     """An ISO 9660 image: its root stays in the initrd whatever --root says."""
-    return Format(
-        name, "iso", function, (file,), summary, medium, architectures=_PC, staged_boot_files=True
-    )
+    return replace(_disk(name, function, file, summary, medium, "iso"), squashfs_root=False)
+
+
+def _with_pcrs(medium: Medium, file: str) -> tuple[str, ...]:
+    """A medium's file, and with a unified kernel image (UEFI) the PCR 11 its stub will
+    measure (formats/uki.py)."""
+    return (file, UKI_PCRS_FILE) if medium == "UEFI" else (file,)
 
 
 # In the order `build --help` lists them. LinuxKit's names, and the files LinuxKit writes.

@@ -36,7 +36,7 @@ from osbuilder.errors import UserError, cannot_write
 from osbuilder.formats import syslinux
 from osbuilder.formats.outputfile import COPY_CHUNK
 from osbuilder.formats.staging import boot_files
-from osbuilder.formats.uki import unified_kernel_image
+from osbuilder.formats.uki import expected_pcrs, unified_kernel_image
 from osbuilder.formats.vhd import dynamic_vhd, fixed_vhd
 from osbuilder.formats.vmdk import vmdk_disk
 from osbuilder.runner import run
@@ -92,11 +92,11 @@ def write_qcow2_bios(job: WriteJob) -> list[Output]:
 
 
 def write_raw_efi(job: WriteJob) -> list[Output]:
-    return [_write_raw(job, _DISKS["efi"])]
+    return [_write_raw(job, _DISKS["efi"]), expected_pcrs(job)]
 
 
 def write_qcow2_efi(job: WriteJob) -> list[Output]:
-    return [_write_qcow2(job, _DISKS["efi"])]
+    return [_write_qcow2(job, _DISKS["efi"]), expected_pcrs(job)]
 
 
 def write_vhd(job: WriteJob) -> list[Output]:

@@ -27,6 +27,7 @@ from osbuilder.formats import syslinux
 from osbuilder.formats.disk import esp_image
 from osbuilder.formats.outputfile import COPY_CHUNK
 from osbuilder.formats.staging import boot_files
+from osbuilder.formats.uki import expected_pcrs
 from osbuilder.runner import stream_stdout
 
 if TYPE_CHECKING:
@@ -68,13 +69,13 @@ def write_iso_bios(job: WriteJob) -> list[Output]:
 
 
 def write_iso_efi(job: WriteJob) -> list[Output]:
-    return [_write_efi_iso(job, f"{job.name}-efi.iso")]
+    return [_write_efi_iso(job, f"{job.name}-efi.iso"), expected_pcrs(job)]
 
 
 def write_iso_efi_initrd(job: WriteJob) -> list[Output]:
     """LinuxKit's name for its UEFI ISO that boots a kernel and initrd, which osbuilder's
     iso-efi is too: the same image, as NAME-efi-initrd.iso."""
-    return [_write_efi_iso(job, f"{job.name}-efi-initrd.iso")]
+    return [_write_efi_iso(job, f"{job.name}-efi-initrd.iso"), expected_pcrs(job)]
 
 
 def _write_efi_iso(job: WriteJob, name: str) -> Output:

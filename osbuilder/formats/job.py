@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from osbuilder.assemble.system import AssembledSystem
     from osbuilder.formats.compression import Compression
     from osbuilder.formats.outputfile import OutputDirectory
+    from osbuilder.formats.uefi_signing import SigningIdentity
 
 
 class WriteOptions(Struct, frozen=True):
@@ -22,6 +23,7 @@ class WriteOptions(Struct, frozen=True):
     # (mounted by kernel+squashfs's boot stage, which is then their initrd).
     root: Literal["initrd", "squashfs"] = "initrd"
     digests: bool = True  # each output's sha256, computed as it is written (Output.sha256)
+    secure_boot: SigningIdentity | None = None  # signs the unified kernel image when given
 
 
 T = TypeVar("T")

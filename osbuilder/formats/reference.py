@@ -46,8 +46,10 @@ _MEDIUM: dict[Medium, str] = {
     "break, more than 2000 bytes) is an error at its line in the spec",
     "UEFI": "UEFI firmware, which starts a unified kernel image: systemd's EFI stub (the "
     "host's `systemd-boot-efi`) with the kernel, initrd, cmdline and an os-release as "
-    "sections. It is not signed: firmware with Secure Boot on refuses it; a kernel without "
-    "`CONFIG_EFI_STUB=y` is refused at build time",
+    "sections, unsigned unless `--secure-boot-key` and `--secure-boot-cert` sign it for "
+    "Secure Boot ([verified-boot.md](verified-boot.md)); `NAME-efi.pcrs.json` is the PCR 11 "
+    "its stub will measure into a TPM. A kernel without `CONFIG_EFI_STUB=y` is refused at "
+    "build time",
 }
 _ROOT: dict[Root, str] = {
     "initrd": "the initrd, unpacked into memory at boot",

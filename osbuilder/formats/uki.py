@@ -5,7 +5,13 @@ loader, no configuration. It is systemd's EFI stub (Debian's systemd-boot-efi) w
 .osrel, .cmdline, .linux and .initrd sections added by objcopy, each at a page-aligned
 address after the stub's own. objcopy stamps the PE header with the current time, so the
 time is set to SOURCE_DATE_EPOCH afterwards and the header's checksum computed again:
-the image is reproducible.
+the image is reproducible. With `build --secure-boot-key/--secure-boot-cert` the image is
+then signed for Secure Boot (formats/uefi_signing.py), reproducibly too.
+
+Booted with a TPM, the stub measures the sections into PCR 11; `systemd-measure calculate`
+(the same systemd's) computes the value from the same files, and each build that writes
+the UKI writes it to NAME-efi.pcrs.json: with no phase (`--phase=`), since no
+systemd-pcrphase extends PCR 11 after the stub in an osbuilder system.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuilder.errors import UserError, cannot_write
+from osbuilder.formats.catalog import UKI_PCRS_FILE
+from osbuilder.formats.outputfile import Output
 from osbuilder.formats.staging import boot_files
+from osbuilder.formats.uefi_signing import sign_efi_image
 from osbuilder.runner import run
 from osbuilder.spec.source import SpecValueError
 
@@ -25,6 +34,7 @@ if TYPE_CHECKING:
     from osbuilder.formats.job import WriteJob
 
 EFI_STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+MEASURE = Path("/usr/lib/systemd/systemd-measure")
 PAGE = 0x1000
 SECTIONS_START = 0x100000  # well past the stub's own sections (they end below 64 KiB)
 OS_RELEASE = b'ID=osbuilder\nNAME="osbuilder"\nPRETTY_NAME="osbuilder system"\n'
@@ -34,6 +44,40 @@ _CHUNK = 1 << 20
 def unified_kernel_image(job: WriteJob) -> Path:
     """The build's UKI, made once in the scratch directory."""
     return job.once("uki", lambda: _make(job))
+
+
+def expected_pcrs(job: WriteJob) -> Output:
+    """NAME-efi.pcrs.json: the PCR 11 the UKI's stub will leave (SHA-256), written once."""
+    return job.once("uki-pcrs", lambda: _write_pcrs(job))
+
+
+def _sections(job: WriteJob) -> tuple[Path, Path]:
+    """The UKI's .osrel and .cmdline section files, in the scratch directory."""
+    return job.scratch / "uki-osrel", job.scratch / "uki-cmdline"
+
+
+def _write_pcrs(job: WriteJob) -> Output:
+    if not MEASURE.is_file():
+        raise UserError(f"{MEASURE}: not found; install systemd (252 or later)")
+    unified_kernel_image(job)  # (its section files)
+    boot = boot_files(job)
+    osrel, cmdline = _sections(job)
+    measured = run(
+        [
+            MEASURE,
+            "calculate",
+            f"--linux={boot.kernel}",
+            f"--osrel={osrel}",
+            f"--cmdline={cmdline}",
+            f"--initrd={boot.initrd}",
+            "--bank=sha256",
+            "--phase=",
+            "--json=pretty",
+        ]
+    )
+    with job.outputs.create(UKI_PCRS_FILE.format(name=job.name)) as output:
+        output.write(measured.stdout)
+    return output.result()
 
 
 def _make(job: WriteJob) -> Path:
@@ -47,7 +91,7 @@ def _make(job: WriteJob) -> Path:
             "so UEFI cannot start it; build a -bios format",
         )
     boot = boot_files(job)
-    osrel, cmdline = job.scratch / "uki-osrel", job.scratch / "uki-cmdline"
+    osrel, cmdline = _sections(job)
     image = job.scratch / "uki.efi"
     try:
         osrel.write_bytes(OS_RELEASE)
@@ -74,7 +118,11 @@ def _make(job: WriteJob) -> Path:
         set_pe_timestamp(image, job.epoch)
     except OSError as exc:
         raise cannot_write(image, exc) from None
-    return image
+    if (identity := job.options.secure_boot) is None:
+        return image
+    signed = job.scratch / "uki-signed.efi"
+    sign_efi_image(identity, image, signed, job.epoch)
+    return signed
 
 
 def set_pe_timestamp(path: Path, epoch: int) -> None:

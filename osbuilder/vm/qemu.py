@@ -6,8 +6,9 @@ as the initrd and the root's image as a read-only first virtio disk), on a PC (q
 for an arm64 kernel on QEMU's virt machine through UEFI (see MACHINES); a boot medium
 (an ISO, raw or qcow2 image), known by its contents (osbuilder/media.py), boots through the firmware
 (SeaBIOS, or OVMF for a GPT) from a read-only CD or virtio disk (the system lives in its
-initrd and never writes it). Every VM gets virtio-rng (Python's start does not wait for
-entropy), virtio-net user networking with published ports on 127.0.0.1, a QMP socket, a
+initrd and never writes it); `--secure-boot CERT` boots it through OVMF's Secure Boot
+firmware with CERT in db (vm/secureboot.py). Every VM gets virtio-rng (Python's start does
+not wait for entropy), virtio-net user networking with published ports on 127.0.0.1, a QMP socket, a
 pid file and its serial console logged to STATE/console.log; a guest kernel panic makes
 QEMU exit with a failure (pvpanic; for a kernel QEMU boots, panic=-1 as well).
 `--net restricted` keeps the guest off every network but the published ports, as the
@@ -24,9 +25,14 @@ from pathlib import Path
 from msgspec import Struct, field
 
 from osbuilder.errors import UserError
+from osbuilder.formats.catalog import names
+from osbuilder.formats.uefi_signing import CERT_OPTION, KEY_OPTION, signable_formats
 from osbuilder.media import MediaBoot, is_image_archive, unpack_image_archive
+from osbuilder.vm import tpm
 from osbuilder.vm.control import refuse_running
 from osbuilder.vm.disks import DataDisk
+from osbuilder.vm.secureboot import OPTION as SECURE_BOOT_OPTION
+from osbuilder.vm.secureboot import OVMF_SECURE_CODE
 
 NETWORKS = ("user", "restricted", "none")
 ARM64_IMAGE_MAGIC = (0x38, b"ARM\x64")  # in the header of an arm64 kernel Image
@@ -73,6 +79,7 @@ class Machine(Struct, frozen=True):
     # loader; and the Debian package that has it.
     kernel_firmware: tuple[Path, Path] | None = None
     firmware_package: str = ""
+    tpm_device: str = "tpm-tis"  # QEMU's TPM device for the machine (`run --tpm`)
 
 
 MACHINES = {
@@ -95,6 +102,7 @@ MACHINES = {
         None,
         (AAVMF_CODE, AAVMF_VARS),
         "qemu-efi-aarch64",
+        "tpm-tis-device",
     ),
 }
 
@@ -185,6 +193,8 @@ class VmConfig(Struct):
     detach: bool = False
     disks: list[DataDisk] = field(default_factory=list)
     user_data: bytes | None = None  # --data: given to the guest on STATE/data.iso
+    secure_boot: Path | None = None  # --secure-boot: the certificate db holds
+    tpm: bool = False  # --tpm: a TPM 2.0 (swtpm, vm/tpm.py)
 
     @property
     def efi_vars(self) -> Path:
@@ -198,7 +208,8 @@ class VmConfig(Struct):
     def firmware(self) -> tuple[Path, Path, str] | None:
         """The UEFI code, variables and their package, when this VM boots through UEFI."""
         if isinstance(self.boot, MediaBoot):
-            return (OVMF_CODE, OVMF_VARS, "ovmf") if self.boot.firmware == "efi" else None
+            code = OVMF_CODE if self.secure_boot is None else OVMF_SECURE_CODE
+            return (code, OVMF_VARS, "ovmf") if self.boot.firmware == "efi" else None
         firmware = self.machine.kernel_firmware
         return (*firmware, self.machine.firmware_package) if firmware else None
 
@@ -208,6 +219,25 @@ class VmConfig(Struct):
                 f"--append: {self.boot.path} boots with the cmdline of its boot loader's "
                 "configuration; change the spec and rebuild, or run the kernel+initrd"
             )
+        if self.secure_boot is not None and not (
+            isinstance(self.boot, MediaBoot) and self.boot.firmware == "efi"
+        ):
+            what = self.boot.path if isinstance(self.boot, MediaBoot) else self.boot.kernel
+            raise UserError(
+                f"{SECURE_BOOT_OPTION}: {what} does not boot through UEFI; give an image built "
+                f"as {', '.join(names(signable_formats()))} and signed (build {KEY_OPTION} "
+                f"KEY {CERT_OPTION} CERT)"
+            )
+
+    def machine_options(self) -> list[str]:
+        """QEMU's machine options; Secure Boot's firmware keeps its variables in flash
+        only SMM may write."""
+        options = [option.format(accel=self.accel) for option in self.machine.options]
+        if self.secure_boot is None:
+            return options
+        machine = options.index("-machine") + 1
+        options[machine] += ",smm=on"
+        return [*options, "-global", "driver=cfi.pflash01,property=secure,value=on"]
 
     @property
     def data_iso(self) -> Path:
@@ -238,7 +268,7 @@ def qemu_command(config: VmConfig) -> list[str]:
     machine = config.machine
     command = [
         machine.emulator,
-        *(option.format(accel=config.accel) for option in machine.options),
+        *config.machine_options(),
         "-m",
         config.memory,
         "-smp",
@@ -262,6 +292,7 @@ def qemu_command(config: VmConfig) -> list[str]:
             if config.user_data is not None
             else ()
         ),
+        *(tpm.qemu_options(config.state, machine.tpm_device) if config.tpm else ()),
         "-device",
         "virtio-rng-pci",
         *(("-device", machine.panic_device) if machine.panic_device else ()),

@@ -17,10 +17,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from osbuilder.errors import ExternalError, UserError
 from osbuilder.runner import run
+from osbuilder.vm import tpm
 from osbuilder.vm.consolewatch import ConsoleWatch
 from osbuilder.vm.control import (
     alive,
@@ -32,6 +34,8 @@ from osbuilder.vm.control import (
 )
 from osbuilder.vm.disks import prepare_disks
 from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
+from osbuilder.vm.secureboot import OPTION as SECURE_BOOT_OPTION
+from osbuilder.vm.secureboot import enrol, refusal
 from osbuilder.vm.timeline import Stage, Timeline, as_table
 from osbuilder.vm.userdata import write_data_iso
 
@@ -55,7 +59,10 @@ def prepare_state(config: VmConfig) -> None:
         for firmware in (code, variables):
             if not firmware.is_file():
                 raise UserError(f"{firmware}: not found; install it (apt-get install {package})")
-        shutil.copyfile(variables, config.efi_vars)  # every boot starts from the defaults
+        if config.secure_boot is not None:
+            enrol(variables, config.secure_boot, config.efi_vars)
+        else:
+            shutil.copyfile(variables, config.efi_vars)  # every boot starts from the defaults
     prepare_disks(config.disks)
     if config.user_data is not None:
         write_data_iso(config.user_data, config.data_iso)
@@ -76,19 +83,37 @@ def run_foreground(
     to stderr once the services have started (or when the VM ends before)."""
     require_emulator(config)
     prepare_state(config)
-    command = qemu_command(config)
-    log.debug("run: %s", " ".join(command))
-    started = time.monotonic()
-    process = subprocess.Popen(command)
-    register(cache, config.state, _record(config, process.pid))
-    if not timeline:
-        return _wait_foreground(config, process, timeout)
-    with ConsoleWatch(config.console_log, started) as watch:
-        reporter = _TimelineReporter(watch, process)
-        try:
+    with _tpm_while_running(config):
+        command = qemu_command(config)
+        log.debug("run: %s", " ".join(command))
+        started = time.monotonic()
+        process = subprocess.Popen(command)
+        register(cache, config.state, _record(config, process.pid))
+        if not timeline:
             return _wait_foreground(config, process, timeout)
-        finally:
-            reporter.finish()
+        with ConsoleWatch(config.console_log, started) as watch:
+            reporter = _TimelineReporter(watch, process)
+            try:
+                return _wait_foreground(config, process, timeout)
+            finally:
+                reporter.finish()
+
+
+@contextlib.contextmanager
+def _tpm_while_running(config: VmConfig, detached: bool = False) -> Iterator[None]:
+    """With --tpm, swtpm from before QEMU starts; ended after QEMU (in the foreground),
+    or if QEMU failed to start (detached: it ends with QEMU's connection)."""
+    if not config.tpm:
+        yield
+        return
+    tpm.start(config.state)
+    try:
+        yield
+    except BaseException:
+        tpm.stop(config.state)
+        raise
+    if not detached:
+        tpm.stop(config.state)
 
 
 class _TimelineReporter:
@@ -127,7 +152,11 @@ def _wait_foreground(
     config: VmConfig, process: subprocess.Popen[bytes], timeout: float | None
 ) -> int:
     try:
-        code = process.wait(timeout=timeout)
+        code = wait_unrefused(config, process, timeout)
+    except FirmwareRefused:
+        process.terminate()
+        process.wait()
+        raise
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -145,6 +174,48 @@ def _wait_foreground(
             print(f"osbuilder: {hint}", file=sys.stderr, flush=True)
         return code or 1
     return code
+
+
+class FirmwareRefused(UserError):
+    """Secure Boot's firmware would not start the medium's EFI image."""
+
+
+POLL_FIRMWARE = 0.2  # seconds between two looks at the console for a firmware's refusal
+FIRMWARE_CONSOLE = 1 << 16  # the console's start, where the firmware writes (the kernel after)
+
+
+def firmware_refusal(config: VmConfig) -> FirmwareRefused | None:
+    """Under Secure Boot, the error for a boot image the firmware refused, if it did."""
+    if config.secure_boot is None:
+        return None
+    try:
+        with config.console_log.open("rb") as console:
+            refused = refusal(console.read(FIRMWARE_CONSOLE))
+    except OSError:
+        return None
+    if refused is None:
+        return None
+    return FirmwareRefused(
+        f"{SECURE_BOOT_OPTION}: the firmware refused to start {refused} (Access Denied): the "
+        f"image is not signed by the key of {config.secure_boot}"
+    )
+
+
+def wait_unrefused(
+    config: VmConfig, process: subprocess.Popen[bytes], timeout: float | None
+) -> int:
+    """process.wait(timeout), raising FirmwareRefused as soon as the firmware refuses."""
+    if config.secure_boot is None:
+        return process.wait(timeout=timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return process.wait(timeout=POLL_FIRMWARE)
+        except subprocess.TimeoutExpired:
+            if (refused := firmware_refusal(config)) is not None:
+                raise refused from None
+            if deadline is not None and time.monotonic() > deadline:
+                raise
 
 
 def run_detached(
@@ -165,7 +236,8 @@ def run_detached(
     started = time.monotonic()
     watch = ConsoleWatch(config.console_log, started)
     with watch if timeline else contextlib.nullcontext(watch):
-        run(qemu_command(config))  # -daemonize: returns once the VM runs
+        with _tpm_while_running(config, detached=True):
+            run(qemu_command(config))  # -daemonize: returns once the VM runs
         pid = read_pid(config.state)
         register(cache, config.state, _record(config, pid))
         deadline = started + wait_timeout
@@ -200,6 +272,10 @@ def _port_stage(found: Timeline, port: int, answered: float) -> Stage:
 
 
 def _check_alive(config: VmConfig, pid: int | None, waiting_for: str) -> None:
+    if (refused := firmware_refusal(config)) is not None:
+        with contextlib.suppress(UserError):  # (gone already)
+            stop(config.state, timeout=0)
+        raise refused
     hint = panic_hint(config)
     if not alive(pid):
         raise ExternalError(
@@ -308,6 +384,8 @@ def _record(config: VmConfig, pid: int | None) -> dict[str, object]:
         "disks": [str(disk.path) for disk in config.disks],
         "agent": str(config.agent_socket),
         "detached": config.detach,
+        "secure_boot": None if config.secure_boot is None else str(config.secure_boot),
+        "tpm": config.tpm,
         "started": time.time(),
         "user": os.getuid(),
     }

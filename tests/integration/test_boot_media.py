@@ -62,6 +62,7 @@ def test_media_are_reproducible_and_carry_the_kernel_initrd_and_cmdline(
             "spec-efi-initrd.iso",
             "spec-efi.img",
             "spec-efi.qcow2",
+            "spec-efi.pcrs.json",  # (the UKI's PCR 11, once for the four formats)
         ]
     )
     time.sleep(1.1)  # a clock time that slipped into a medium would differ now

@@ -62,6 +62,7 @@ def test_every_recipe_loads() -> None:
         "osbuilder/ca-certificates",
         "osbuilder/dm-crypt",
         "osbuilder/qemu-ga",
+        "osbuilder/tpm2-tools",
         "osbuilder/kernel",
     }
 
