@@ -25,16 +25,17 @@ BIN := $(VENV)/bin
 # with gpg/gpg-agent makes the tests' signed Debian repository; nginx is the TLS front and
 # the blob host (the registry redirects blob reads to it) of the registries-in-the-wild
 # tests and `bench/pull.py --https`. Verified boot (docs/verified-boot.md): cryptsetup-bin
-# (veritysetup) writes and checks dm-verity hash trees, sbsigntool signs and checks UKIs,
-# swtpm and swtpm-tools give `run --tpm` its TPM 2.0, systemd-measure (systemd) predicts
-# PCR 11 for a UKI and tpm2-tools reads PCRs in the tests.
+# (veritysetup) writes and checks dm-verity hash trees, osslsigncode signs UKIs (at a fixed
+# time, so reproducibly) and sbsigntool checks them, swtpm and swtpm-tools give `run --tpm`
+# its TPM 2.0, systemd-measure (systemd) predicts PCR 11 for a UKI and tpm2-tools reads
+# PCRs in the tests.
 APT_PACKAGES := python3 python3-venv mmdebstrap kmod docker-registry skopeo apache2-utils \
 	qemu-system-x86 qemu-utils busybox-static cpio zstd libarchive-tools runc crun \
 	golang-github-opencontainers-specs-dev redis-tools \
 	xorriso isolinux syslinux syslinux-common mtools dosfstools \
 	systemd-boot-efi binutils fdisk ovmf python3-keystone python3-glance openssh-client \
 	qemu-system-arm qemu-efi-aarch64 squashfs-tools-ng erofs-utils apt-utils gpg gpg-agent \
-	nginx cryptsetup-bin sbsigntool swtpm swtpm-tools tpm2-tools systemd
+	nginx cryptsetup-bin sbsigntool osslsigncode swtpm swtpm-tools tpm2-tools systemd
 
 # The content store `make packages` and `make demo` use (the user's default store).
 OSBUILDER := $(BIN)/osbuilder
