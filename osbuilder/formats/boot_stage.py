@@ -13,10 +13,18 @@ The root is `root=/dev/NAME` from the kernel's command line, else the first bloc
 that holds the file system's magic, waited for up to `osbuilder.rootwait=SECONDS` (30;
 disks behind SCSI or USB show up late). Each failure prints one line naming what to do and
 ends the boot stage: the kernel then panics, which `osbuilder run` reports.
+
+Built with --verity (formats/verity.py), the stage also carries dm_verity and the
+system's dmsetup (formats/dmsetup.py) and insists on the command line's
+`osbuilder.verity.FS=` word: it finds the disk by its hash tree's superblock, maps it
+through dm-verity with that word's root hash, reads every block once (a changed one ends
+the boot: "the root failed verification"), then reloads the mapping to panic on a block
+that fails later, and mounts the root from the mapping.
 """
 
 from __future__ import annotations
 
+import lzma
 import posixpath
 import struct
 from collections.abc import Iterator
@@ -24,13 +32,13 @@ from typing import TYPE_CHECKING
 
 from msgspec import Struct
 
-from osbuilder.assemble.entry import Entry, Kind
+from osbuilder.assemble.entry import Content, Entry, Kind
 from osbuilder.errors import UserError
 from osbuilder.formats.dmsetup import DMSETUP_DIRECTORY, dmsetup_files
 from osbuilder.formats.verity import BLOCK, CMDLINE_WORD, FORMAT, HASH
 
 if TYPE_CHECKING:
-    from osbuilder.assemble.tree import Tree
+    from osbuilder.assemble.tree import Spool, Tree
     from osbuilder.formats.job import WriteJob
 
 BUSYBOX = "bin/busybox"
@@ -67,6 +75,7 @@ PANIC_MODULES = ("pvpanic", "pvpanic_mmio", "pvpanic_pci")
 ROOT_WAIT_SECONDS = 30
 
 _ELF_MAGIC = b"\x7fELF"
+_XZ = ".xz"
 _PT_INTERP = 3  # a program header naming the dynamic loader: not a static binary
 
 # --verity: the mapping's parameters from the kernel's command line (the one word
@@ -76,30 +85,35 @@ VERITY_PARAMETERS = """\
 line has no @VERITY_WORD@=BLOCKS,ROOTHASH,SALT; boot it with the cmdline it was built with"
 blocks=${verity%%,*} roothash=${verity#*,}
 salt=${roothash#*,} roothash=${roothash%%,*}
-case "$blocks,$roothash,$salt" in
-*[!0-9a-f,]* | ,* | *,,* | *,) fail "@VERITY_WORD@=$verity is not BLOCKS,ROOTHASH,SALT" ;;
+case "$verity:$blocks:$roothash$salt" in
+*,*,*:[0-9]*:[0-9a-f]*) ;;
+*) fail "@VERITY_WORD@=$verity is not BLOCKS,ROOTHASH,SALT" ;;
+esac
+case "$blocks:$roothash$salt" in
+*[!0-9]*:* | *:*[!0-9a-f]*) fail "@VERITY_WORD@=$verity is not BLOCKS,ROOTHASH,SALT" ;;
 esac
 # ...with a hash tree, its superblock's ("verity", two zero bytes) after the data blocks.
 magic_offset=$((blocks * @BLOCK@)) magic=7665726974790000 magic_bytes=8
 """
 VERITY_OPEN = """\
 # dm-verity over the disk, as the command line's root hash says it must be: dmsetup is the
-# system's own, run by its own dynamic loader (no udev here: `mknodes` makes the node).
+# system's own, run by its own dynamic loader (no udev here: the kernel's devtmpfs makes
+# the node of the first mapping, dm-0).
 dm() { /@DM@/@LOADER@ --library-path /@DM@ /@DM@/dmsetup "$@"; }
 table="0 $((blocks * @SECTORS@)) verity @FORMAT@ $device $device @BLOCK@ @BLOCK@ $blocks \
 $((blocks + 1)) @HASH@ $roothash $salt"
-{ dm --noudevsync create root --readonly --table "$table" && dm mknodes root; } ||
+dm --noudevsync create root --readonly --table "$table" ||
     fail "cannot open $device through dm-verity"
 # Every block read once now, each checked against the root hash: a changed root is refused
 # here, in one line, before anything on it runs.
-$bb dd if=/dev/mapper/root of=/dev/null bs=1M 2>/dev/null ||
+$bb dd if=/dev/dm-0 of=/dev/null bs=1M 2>/dev/null ||
     fail "the root failed verification: $device is not the image the kernel's command \
 line names (changed or damaged since the build); boot it as built"
 # From now on a block that fails (the disk changed under the running system) panics the
 # kernel rather than hand the system changed bytes.
 { dm --noudevsync reload root --readonly --table "$table 1 panic_on_corruption" &&
     dm --noudevsync resume root; } || fail "cannot make dm-verity panic on corruption"
-device=/dev/mapper/root
+device=/dev/dm-0
 """
 
 INIT_SCRIPT = """\
@@ -190,13 +204,13 @@ def boot_stage_entries(
     root in `filesystem`; with `verity`, one that opens it through dm-verity, and only so."""
     busybox = _static_busybox(tree)
     modules = _root_modules(tree, filesystem, verity=verity)
-    required = " ".join(module for module, _, needed in modules if needed)
+    required = " ".join(_stage_name(module) for module, _, needed in modules if needed)
     dmsetup = dmsetup_files(tree) if verity else None
     script = INIT_SCRIPT.replace("@VERITY_PARAMETERS@", VERITY_PARAMETERS if dmsetup else "")
     script = script.replace("@VERITY_OPEN@", VERITY_OPEN if dmsetup else "")
     replacements = {
         "@MODULES@": required,
-        "@DRIVERS@": " ".join(m for m, _, needed in modules if not needed),
+        "@DRIVERS@": " ".join(_stage_name(m) for m, _, needed in modules if not needed),
         "@WAIT@": str(ROOT_WAIT_SECONDS),
         "@FS@": filesystem.name,
         "@OFFSET@": str(filesystem.magic_offset),
@@ -231,17 +245,39 @@ def boot_stage_entries(
             path = f"{DMSETUP_DIRECTORY}/{name}"
             entries.append(Entry(path, Kind.FILE, 0o755, mtime=epoch, content=entry.content))
     directories = set()
-    for module, entry, _ in modules:
+    for module, content in _stage_modules(spool, modules):
         parent = posixpath.dirname(f"lib/modules/{module}")
         for directory in _parents(parent):
             if directory not in directories:
                 directories.add(directory)
                 entries.append(Entry(directory, Kind.DIRECTORY, 0o755, mtime=epoch))
         entries.append(
-            Entry(f"lib/modules/{module}", Kind.FILE, 0o644, mtime=epoch, content=entry.content)
+            Entry(f"lib/modules/{module}", Kind.FILE, 0o644, mtime=epoch, content=content)
         )
     spool.flush()
     return sorted(entries, key=lambda e: e.path.split("/"))
+
+
+def _stage_modules(
+    spool: Spool, modules: list[tuple[str, Entry, bool]]
+) -> Iterator[tuple[str, Content]]:
+    """Each module's name in the stage and its bytes: those the kernel image keeps
+    xz-compressed (to save the system's memory) as Debian shipped them, since busybox's
+    insmod would inflate them at every boot (half a second for dm_mod under TCG) and
+    the stage's cpio is compressed anyway."""
+    for module, entry, _ in modules:
+        assert entry.content is not None
+        if module.endswith(_XZ):
+            yield (
+                _stage_name(module),
+                spool.write_bytes(lzma.decompress(entry.content.read_bytes())),
+            )
+        else:
+            yield module, entry.content
+
+
+def _stage_name(module: str) -> str:
+    return module.removesuffix(_XZ)
 
 
 def _parents(directory: str) -> Iterator[str]:

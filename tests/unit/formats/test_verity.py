@@ -6,6 +6,7 @@ refused in one line before anything is written."""
 
 from __future__ import annotations
 
+import lzma
 import re
 import struct
 import subprocess
@@ -24,11 +25,12 @@ from tests.unit.formats.helpers import read_newc, run_tool
 from tests.unit.formats.test_squashfs import EPOCH, MODULES, MODULES_DEP, VERSION, system
 
 DMSETUP = Path("/sbin/dmsetup")  # the host's (cryptsetup-bin's dependencies bring it)
+# dm_mod xz-compressed, as kernels/cloud keeps it (the stage carries it inflated).
 VERITY_DEP = """\
-kernel/drivers/md/dm-mod.ko:
-kernel/drivers/md/dm-bufio.ko: kernel/drivers/md/dm-mod.ko
+kernel/drivers/md/dm-mod.ko.xz:
+kernel/drivers/md/dm-bufio.ko: kernel/drivers/md/dm-mod.ko.xz
 kernel/lib/reed_solomon/reed_solomon.ko:
-kernel/drivers/md/dm-verity.ko: kernel/drivers/md/dm-bufio.ko kernel/drivers/md/dm-mod.ko \
+kernel/drivers/md/dm-verity.ko: kernel/drivers/md/dm-bufio.ko kernel/drivers/md/dm-mod.ko.xz \
 kernel/lib/reed_solomon/reed_solomon.ko
 kernel/fs/erofs/erofs.ko:
 """
@@ -58,7 +60,8 @@ def verity_system(tmp_path: Path, *, dmsetup: bool = True) -> AssembledSystem:
     tree, spool = assembled.tree, assembled.tree.spool
     for line in VERITY_DEP.splitlines():
         if module := line.partition(":")[0]:
-            content = spool.write_bytes(module.encode())
+            data = module.removesuffix(".xz").encode()
+            content = spool.write_bytes(lzma.compress(data) if module.endswith(".xz") else data)
             tree.put(Entry(f"{MODULES}/{module}", Kind.FILE, 0o644, content=content))
     if dmsetup:
         tree.put(Entry("sbin/dmsetup", Kind.FILE, 0o755, content=spool.copy_file(DMSETUP)))
@@ -177,6 +180,8 @@ def test_the_boot_stage_carries_dmsetup_its_libraries_and_dm_verity(tmp_path: Pa
         )
     ]
     assert f"for module in {' '.join(modules)}; do" in script
+    for module in modules:
+        assert members[f"lib/modules/{module}"].data == module.removeprefix(f"{VERSION}/").encode()
     assert "osbuilder.verity.squashfs=*) verity=" in script
     assert "1 panic_on_corruption" in script
     (tmp_path / "init").write_text(script)
