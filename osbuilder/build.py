@@ -33,9 +33,11 @@ from osbuilder.errors import OsbuilderError, UserError, cannot_write
 from osbuilder.formats.catalog import (
     DEFAULT_FORMAT,
     FORMATS,
+    VERITY_ROOTS,
     names,
     rooted_in,
     squashfs_root_media,
+    verity_formats,
 )
 from osbuilder.formats.job import WriteJob, WriteOptions
 from osbuilder.formats.outputfile import Output, output_directory
@@ -199,8 +201,9 @@ def _snapshots(images: ImageSource, scratch: Path) -> Snapshots:
 
 
 def _check_formats(formats: Sequence[str], options: WriteOptions, architecture: str) -> None:
-    """Refuse at once what could not be written: an unknown format, --root squashfs where it
-    does not apply, a medium for an architecture its boot loader cannot start."""
+    """Refuse at once what could not be written: an unknown format, --root squashfs or
+    --verity where it does not apply, a medium for an architecture its boot loader cannot
+    start."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"unknown format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
@@ -208,6 +211,8 @@ def _check_formats(formats: Sequence[str], options: WriteOptions, architecture: 
         _check_squashfs_root(formats)
     if options.secure_boot is not None:
         _check_signable(formats)
+    if options.verity:
+        _check_verity(formats, options.root)
     for name in formats:
         allowed = FORMATS[name].architectures
         if allowed is not None and architecture not in allowed:
@@ -243,6 +248,24 @@ def _check_signable(formats: Sequence[str]) -> None:
                 f"{KEY_OPTION}: {name} has no unified kernel image to sign; build it without "
                 f"the key (the signed formats: {', '.join(signable)})"
             )
+
+
+def _check_verity(formats: Sequence[str], root: str) -> None:
+    """--verity: only with formats whose root is then an image a hash tree can follow."""
+    for name in formats:
+        record = FORMATS[name]
+        if record.root_with(root) in VERITY_ROOTS:
+            continue
+        if record.carries_verity:  # a disk without --root squashfs
+            raise UserError(
+                f"--verity: {name} keeps the root in its initrd, which dm-verity cannot "
+                "check; add --root squashfs"
+            )
+        where = "has no root image" if record.root == "tar" else "keeps the root in its initrd"
+        raise UserError(
+            f"--verity: {name} {where}, which dm-verity cannot check; build "
+            f"{', '.join(names(verity_formats()))} (the disks with --root squashfs)"
+        )
 
 
 def _write(job: WriteJob) -> list[Output]:

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 
 from osbuilder.commands import common as shared
 from osbuilder.errors import ExitCode, UserError
-from osbuilder.formats.catalog import DEFAULT_FORMAT, FORMATS, names, squashfs_root_media
+from osbuilder.formats.catalog import (
+    DEFAULT_FORMAT,
+    FORMATS,
+    VERITY_ROOTS,
+    names,
+    rooted_in,
+    squashfs_root_media,
+    verity_formats,
+)
 from osbuilder.oci.reference import parse_reference
 
 if TYPE_CHECKING:
@@ -75,6 +83,15 @@ def register(
         default="initrd",
         help=f"where the disk formats ({', '.join(names(squashfs_root_media()))}) keep the "
         "root filesystem: in their initrd (default), or on a squashfs partition read as needed",
+    )
+    build.add_argument(
+        "--verity",
+        action="store_true",
+        help="a dm-verity hash tree after the root's image, its root hash on the kernel's "
+        "command line (in the unified kernel image on UEFI media): the boot stage checks "
+        "every block it reads and refuses a changed root. For "
+        f"{', '.join(names(rooted_in(*VERITY_ROOTS)))} and, with --root squashfs, "
+        f"{', '.join(names(r for r in verity_formats() if r.squashfs_root))}",
     )
     build.add_argument(
         "--dry-run",
@@ -210,6 +227,7 @@ def _build(args: argparse.Namespace) -> int:
             options=WriteOptions(
                 compression=args.compress,
                 root=args.root,
+                verity=args.verity,
                 # Hashing is one more pass over every byte written (~5% of a build):
                 # done for --json, which reports digests.
                 digests=args.json,

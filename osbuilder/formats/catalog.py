@@ -24,6 +24,9 @@ Medium = Literal["none", "BIOS", "UEFI"]
 # Where the running system's root filesystem is: unpacked from the initrd into memory, on
 # a read-only squashfs or EROFS image (under a tmpfs overlay), or nowhere (a tar of it).
 Root = Literal["initrd", "squashfs", "erofs", "tar"]
+# The roots `--verity` can give a dm-verity hash tree: read-only images on a disk. An
+# initrd is unpacked into memory by the kernel before anything could check it.
+VERITY_ROOTS: tuple[Root, ...] = ("squashfs", "erofs")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,15 @@ class Format:
     staged_boot_files: bool = False  # takes the kernel and initrd staged once per build
     squashfs_root: bool = False  # --root squashfs can put its root on a squashfs partition
     notes: str = ""  # what a user of it needs to know beyond the summary (docs/formats.md)
+
+    def root_with(self, root_option: str) -> Root:
+        """Where its root is when built with `--root root_option`."""
+        return "squashfs" if self.squashfs_root and root_option == "squashfs" else self.root
+
+    @property
+    def carries_verity(self) -> bool:
+        """Whether `--verity` can apply to it (the disks: with --root squashfs)."""
+        return self.root in VERITY_ROOTS or self.squashfs_root
 
     @property
     def is_boot_medium(self) -> bool:
@@ -140,7 +152,8 @@ FORMATS: dict[str, Format] = {
             "kernel+initrd, 96 MB as kernel+squashfs). The image is made by `tar2sqfs` "
             "(squashfs-tools-ng), zstd blocks when the kernel's config has "
             "`CONFIG_SQUASHFS_ZSTD=y`, else gzip (`--compress gzip|zstd` chooses). "
-            "`NAME-squashfs-initrd.img` is the boot stage (under 2 MB): the system's own "
+            "`NAME-squashfs-initrd.img` is the boot stage (under 2 MB; about 4 with "
+            "`--verity`, which adds the system's dmsetup and its libraries): the system's own "
             "static `/bin/busybox` (a system without one is refused), the modules that reach "
             "the root, and an `/init` that mounts it from `root=/dev/NAME` or else the first "
             "disk holding a squashfs (waiting up to `osbuilder.rootwait=SECONDS`, 30) under a "
@@ -269,6 +282,11 @@ def boot_media() -> list[Format]:
 def squashfs_root_media() -> list[Format]:
     """The formats --root squashfs applies to: the disks."""
     return [record for record in FORMATS.values() if record.squashfs_root]
+
+
+def verity_formats() -> list[Format]:
+    """The formats --verity applies to: kernel+squashfs, kernel+erofs, the disks."""
+    return [record for record in FORMATS.values() if record.carries_verity]
 
 
 def root_image_formats() -> list[Format]:

@@ -22,6 +22,9 @@ class WriteOptions(Struct, frozen=True):
     # Where the disk formats keep the root: in their initrd, or on a squashfs partition
     # (mounted by kernel+squashfs's boot stage, which is then their initrd).
     root: Literal["initrd", "squashfs"] = "initrd"
+    # A dm-verity hash tree after the root's image, its root hash on the kernel's command
+    # line (formats/verity.py); only for formats whose root is such an image.
+    verity: bool = False
     digests: bool = True  # each output's sha256, computed as it is written (Output.sha256)
     secure_boot: SigningIdentity | None = None  # signs the unified kernel image when given
 

@@ -12,12 +12,15 @@ from pathlib import Path
 from osbuilder.formats.catalog import (
     DEFAULT_FORMAT,
     FORMATS,
+    VERITY_ROOTS,
     Format,
     Medium,
     Root,
     boot_media,
     names,
+    rooted_in,
     squashfs_root_media,
+    verity_formats,
 )
 from osbuilder.oci.platform import SUPPORTED_ARCHES
 
@@ -111,6 +114,17 @@ def render_page() -> str:
         "partition the root's squashfs image. "
         f"{_listed(initrd_only)} keep the root in their initrd: `--root squashfs` with them "
         "is refused.",
+        "",
+        "## `--verity`",
+        "",
+        f"{_listed(rooted_in(*VERITY_ROOTS))} and, with `--root squashfs`, "
+        f"{_listed([r for r in verity_formats() if r.squashfs_root])} take `--verity`: a "
+        "dm-verity hash tree after the root's image (in the same file or partition), its "
+        "root hash on the kernel's command line (inside the unified kernel image on UEFI "
+        "media), and a boot stage that opens the root through dm-verity and refuses one "
+        "that fails ([verified-boot.md](verified-boot.md)). "
+        f"{_listed([r for r in FORMATS.values() if not r.carries_verity])} keep the root in "
+        "an initrd or write no root image: `--verity` with them is refused at once.",
     ]
     noted = [record for record in FORMATS.values() if record.notes]
     lines += ["", "## Notes"]

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from osbuilder.formats.boot_stage import SQUASHFS
 from osbuilder.formats.kernel_root import write_kernel_root
-from osbuilder.formats.squashfs_root import squashfs_root
 from osbuilder.formats.staging import boot_files
 
 if TYPE_CHECKING:
@@ -25,9 +24,4 @@ if TYPE_CHECKING:
 def write_kernel_squashfs(job: WriteJob) -> list[Output]:
     # The disks of --root squashfs staged this very boot stage as their initrd.
     staged = job.options.root == "squashfs" and job.writes_boot_media()
-    return write_kernel_root(
-        job,
-        SQUASHFS,
-        lambda: squashfs_root(job).path,
-        (lambda: boot_files(job).initrd) if staged else None,
-    )
+    return write_kernel_root(job, SQUASHFS, (lambda: boot_files(job).initrd) if staged else None)

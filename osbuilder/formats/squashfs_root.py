@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-from msgspec import Struct
 
 from osbuilder.errors import cannot_write
 from osbuilder.formats.boot_stage import SQUASHFS, boot_stage
 from osbuilder.formats.compression import GZIP_LEVEL, ZSTD_LEVEL
 from osbuilder.formats.initrd import kernel_parts, root_entries
 from osbuilder.formats.outputfile import COPY_CHUNK
+from osbuilder.formats.root_image import RootImage, finish_root_image
 from osbuilder.formats.tarball import write_tar
 from osbuilder.runner import feed_stdin
 
@@ -33,18 +31,14 @@ if TYPE_CHECKING:
     from osbuilder.formats.job import WriteJob
 
 
-class SquashfsRoot(Struct, frozen=True):
-    path: Path
-    sha256: str
-
-
-def squashfs_root(job: WriteJob) -> SquashfsRoot:
-    """The root filesystem as a squashfs image in the scratch directory, made once per
-    build (kernel+squashfs and the disks of --root squashfs share it)."""
+def squashfs_root(job: WriteJob) -> RootImage:
+    """The root filesystem as a squashfs image in the scratch directory (with its hash
+    tree for --verity), made once per build (kernel+squashfs and the disks of --root
+    squashfs share it)."""
     return job.once("squashfs root", lambda: _make_squashfs_root(job))
 
 
-def _make_squashfs_root(job: WriteJob) -> SquashfsRoot:
+def _make_squashfs_root(job: WriteJob) -> RootImage:
     kernel_parts(job.system)  # a spec without a kernel is told so first
     boot_stage(job, SQUASHFS)  # so is a system the boot stage could not mount
     image = job.scratch / "root.squashfs"
@@ -71,7 +65,7 @@ def _make_squashfs_root(job: WriteJob) -> SquashfsRoot:
                 digest.update(chunk)
     except OSError as exc:
         raise cannot_write(image, exc) from None
-    return SquashfsRoot(image, digest.hexdigest())
+    return finish_root_image(job, image, digest.hexdigest())
 
 
 def squashfs_compression(kernel_config: str | None, requested: Compression | None) -> str:

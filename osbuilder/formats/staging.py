@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class BootFiles(Struct, frozen=True):
     kernel: Path
     initrd: Path  # with --root squashfs, kernel+squashfs's boot stage
-    cmdline: str
+    cmdline: str  # with --verity, the root's verity word after the kernel's
     identity: int  # 32 bits from the kernel's, initrd's (and root's) digests and the cmdline
     root: Path | None = None  # --root squashfs: the root's squashfs image
 
@@ -45,19 +45,22 @@ def _stage(job: WriteJob) -> BootFiles:
     kernel_digest = out.sha256()
     compression = initrd_compression(job.system, job.options.compression)
     root = None
+    cmdline = parts.cmdline
     if job.options.root == "squashfs":
         root = squashfs_root(job)
         with scratch_file(initrd) as out:
             write_initrd(job.system, out, compression, boot_stage(job, SQUASHFS))
+        if root.verity is not None:
+            cmdline = " ".join(filter(None, [cmdline, root.verity.cmdline_word(SQUASHFS.name)]))
     else:
         with scratch_file(initrd) as out:
             write_initrd(job.system, out, compression)
     digests = [kernel_digest, out.sha256(), *([root.sha256] if root else [])]
-    identity = hashlib.sha256(" ".join([*digests, parts.cmdline]).encode())
+    identity = hashlib.sha256(" ".join([*digests, cmdline]).encode())
     return BootFiles(
         kernel,
         initrd,
-        parts.cmdline,
+        cmdline,
         int.from_bytes(identity.digest()[:4], "big"),
         root.path if root else None,
     )

@@ -86,6 +86,10 @@ def parse_cmdline(text: str) -> BootOptions:
     rootwait = values.pop("rootwait", "0")
     if not rootwait.isdigit():
         problems.append(f"osbuilder.rootwait={rootwait}: expected whole seconds")
+    # osbuilder.verity.FS: a --verity root's hash tree, read by the boot stage alone
+    # (formats/verity.py).
+    for name in [name for name in values if name.startswith("verity.")]:
+        del values[name]
     modules = tuple(m for m in values.pop("modules", "").split(",") if m)
     skipped = tuple(m for m in values.pop("modules_skip", "").split(",") if m)
     debug = _flag(values.pop("debug", "0") or "1")

@@ -68,7 +68,7 @@ def test_the_outputs_are_the_kernel_cmdline_a_consistent_erofs_root_and_its_boot
     )
     script = members["init"].data.decode()
     assert f"for module in {' '.join(modules)}; do" in script
-    assert "od -A n -t x1 -j 1024 -N 4" in script and "= e2e1f5e0 ]" in script
+    assert "magic_offset=1024 magic=e2e1f5e0 magic_bytes=4" in script
     assert '$bb mount -t erofs -o ro "$device" /root/lower' in script
     assert "attach NAME-erofs.img" in script and "squashfs" not in script
 
