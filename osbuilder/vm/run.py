@@ -45,6 +45,8 @@ PANIC = b"Kernel panic - not syncing"
 # The kernel could not unpack the initrd into memory: its tmpfs root was full (a command
 # line with rootfstype=tmpfs), or memory ran out (the OOM report's trace names the unpacker).
 INITRD_DID_NOT_FIT = (b"Initramfs unpacking failed: write error", b"unpack_to_rootfs+")
+# A --verity root's block read after boot was not the one built (its mapping panics then).
+VERITY_CORRUPTED = b"dm-verity device corrupted"
 TIMEOUT_EXIT = 124
 
 
@@ -283,7 +285,7 @@ def _check_alive(config: VmConfig, pid: int | None, waiting_for: str) -> None:
             + console_tail(config.console_log)
             + (f"\n{hint}" if hint else "")
         )
-    if hint is not None:  # the init runs on a partial root: nothing it starts can be trusted
+    if hint is not None:  # e.g. the init runs on a partial root: nothing it starts is trusted
         stop(config.state, timeout=1.0)  # no clean powerdown to wait for
         raise ExternalError(f"stopped the VM before {waiting_for}: {hint}")
 
@@ -351,6 +353,11 @@ def panic_hint(config: VmConfig) -> str | None:
             f"the initrd did not fit in the VM's {config.memory} MB (the kernel could not "
             "unpack it); give it more memory (--mem), or build kernel+squashfs or "
             "kernel+erofs, whose root stays on a disk"
+        )
+    if VERITY_CORRUPTED in console:
+        return (
+            "the root failed verification while the system ran (dm-verity read a block "
+            "that is not the one built): its disk changed under it; boot the image as built"
         )
     return None
 
