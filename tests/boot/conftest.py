@@ -88,6 +88,21 @@ def run_detached(
     )
 
 
+def answered_ping(target: Path, state: Path, *options: str) -> str:
+    """`target` booted detached (with `options`) until Redis answers PONG, then powered
+    off; its console."""
+    port = free_port()
+    started = run_detached(target, port, *options)
+    try:
+        console = (state / "console.log").read_text(errors="replace")
+        assert started.returncode == 0, started.stderr + console[-3000:]
+        assert redis_cli(port, "ping") == "PONG"
+    finally:
+        stopped = osbuilder("stop", str(state))
+    assert stopped.stdout.strip() == f"{state}: powered off", stopped.stderr
+    return (state / "console.log").read_text(errors="replace")
+
+
 def run_foreground(
     target: Path, state: Path, *options: str
 ) -> tuple[subprocess.CompletedProcess[str], str]:

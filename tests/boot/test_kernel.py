@@ -13,7 +13,7 @@ from osbuilder.oci.platform import host_target
 from osbuilder.oci.pull import Puller
 from osbuilder.oci.reference import parse_reference
 from osbuilder.oci.store import ContentStore
-from tests.boot.conftest import build_system, free_port, osbuilder, redis_cli, run_detached
+from tests.boot.conftest import answered_ping, build_system
 from tests.conftest import REPO, Packages
 from tests.tarfiles import extract_all
 
@@ -123,15 +123,5 @@ def test_the_redis_os_boots_its_decompressed_kernel_as_firecracker_would_take_it
     )
     kernel = Path(f"{prefix}-kernel").read_bytes()
     assert kernel[:4] == b"\x7fELF" and kernel[18] == 62  # e_machine: x86-64
-    port = free_port()
-    state = Path(f"{prefix}-state")
-    started = run_detached(prefix, port)
-    try:
-        console = (state / "console.log").read_text(errors="replace")
-        assert started.returncode == 0, started.stderr + console[-3000:]
-        assert redis_cli(port, "ping") == "PONG"
-    finally:
-        stopped = osbuilder("stop", str(state))
-    assert stopped.stdout.strip() == f"{state}: powered off", stopped.stderr
-    console = (state / "console.log").read_text(errors="replace")
+    console = answered_ping(prefix, Path(f"{prefix}-state"))
     assert "init: osbuilder " in console and "reboot: Power down" in console

@@ -14,11 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.boot.conftest import (
+    answered_ping,
     build_system,
-    free_port,
-    osbuilder,
-    redis_cli,
-    run_detached,
     run_foreground,
 )
 from tests.conftest import REPO, Packages
@@ -37,21 +34,6 @@ def verity_system(packages: Packages, tmp_path_factory: pytest.TempPathFactory) 
     return build_system(packages, SPEC, out, "kernel+squashfs", options=("--verity",))
 
 
-def answered_ping(target: Path, state: Path, memory: str) -> str:
-    """`target` booted with `memory` MB until Redis answers PONG, then powered off; its
-    console."""
-    port = free_port()
-    started = run_detached(target, port, "--mem", memory)
-    try:
-        console = (state / "console.log").read_text(errors="replace")
-        assert started.returncode == 0, started.stderr + console[-3000:]
-        assert redis_cli(port, "ping") == "PONG"
-    finally:
-        stopped = osbuilder("stop", str(state))
-    assert stopped.stdout.strip() == f"{state}: powered off", stopped.stderr
-    return (state / "console.log").read_text(errors="replace")
-
-
 def test_the_root_is_verified_reproducible_and_the_system_answers(
     packages: Packages, verity_system: Path, tmp_path: Path
 ) -> None:
@@ -67,7 +49,7 @@ def test_the_root_is_verified_reproducible_and_the_system_answers(
     )
     for suffix in ("-kernel", "-cmdline", "-squashfs.img", "-squashfs-initrd.img"):
         assert Path(f"{again}{suffix}").read_bytes() == Path(f"{prefix}{suffix}").read_bytes()
-    console = answered_ping(prefix, Path(f"{prefix}-state"), "128")
+    console = answered_ping(prefix, Path(f"{prefix}-state"), "--mem", "128")
     assert "device-mapper: verity: sha256 using implementation" in console
     assert "osbuilder boot stage:" not in console and "corrupted" not in console
     assert "init: osbuilder " in console and "unknown option" not in console
@@ -102,7 +84,7 @@ def test_a_uefi_disk_with_a_verified_squashfs_root_answers(
     out = tmp_path / "out"
     build_system(packages, SPEC, out, "qcow2-efi", options=("--root", "squashfs", "--verity"))
     image = out / "redis-efi.qcow2"
-    console = answered_ping(image, Path(f"{image}-state"), "192")
+    console = answered_ping(image, Path(f"{image}-state"), "--mem", "192")
     assert WORD.search(console)  # the kernel's command line, from the UKI
     assert "device-mapper: verity: sha256 using implementation" in console
     assert "osbuilder boot stage:" not in console
