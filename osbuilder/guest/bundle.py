@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.records import Record
 
 KINDS = ("onboot", "onshutdown", "services")

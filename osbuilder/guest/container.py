@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from pathlib import Path
 
 from osbuilder.guest.bundle import Bundle
 from osbuilder.guest.console import Console
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.prepare import BundlePreparer, PrepareError
 from osbuilder.guest.reaper import Reaper
 from osbuilder.guest.runtime import OciRuntime, reason_from_log

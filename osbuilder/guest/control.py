@@ -4,19 +4,23 @@
     <- {"ok": true, "result": ...}   or   {"ok": false, "error": "no service 'x' ..."}
 
 Commands: ps, logs (name, lines), start, stop, restart (name), poweroff, reboot, halt.
+
+Sockets are _socket's, the C module under socket.py: importing socket.py makes its enums
+of every AF_/SOCK_/MSG_ constant, 8 M instructions (valgrind) and 0.45 MB of PID 1's
+start for a Unix socket that needs none of it.
 """
 
 from __future__ import annotations
 
+import _socket
 import json
 import os
-import socket
 import threading
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 
 from osbuilder.guest.console import Console
+from osbuilder.guest.fspath import Path
 
 MAX_REQUEST_BYTES = 65536
 DEFAULT_LOG_LINES = 100
@@ -37,7 +41,7 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
-def read_line(connection: socket.socket) -> bytes:
+def read_line(connection: _socket.socket) -> bytes:
     data = b""
     while not data.endswith(b"\n"):
         chunk = connection.recv(65536)
@@ -67,12 +71,12 @@ class ControlServer:
         self.path = path
         self._handler = handler
         self._console = console
-        self._socket: socket.socket | None = None
+        self._socket: _socket.socket | None = None
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         listener.bind(str(self.path))
         os.chmod(self.path, 0o600)  # root only: it can power the machine off
         listener.listen(16)
@@ -87,23 +91,26 @@ class ControlServer:
     def _accept(self) -> None:
         while self._socket is not None:
             try:
-                connection, _ = self._socket.accept()
+                # socket.py's accept() is this and a wrapper (typeshed leaves it out)
+                fd, _ = self._socket._accept()  # type: ignore[attr-defined]
             except OSError:
                 if self._socket is None:
                     return
                 continue
+            connection = _socket.socket(fileno=fd)
             threading.Thread(
                 target=self._serve, args=(connection,), name="control client", daemon=True
             ).start()
 
-    def _serve(self, connection: socket.socket) -> None:
-        with connection:
-            try:
-                connection.settimeout(30)
-                response = self._respond(read_line(connection))
-                connection.sendall(encode(response))
-            except Exception as error:  # a bad client must not hurt the init
-                self._console.debug(f"control: {error!r}")
+    def _serve(self, connection: _socket.socket) -> None:
+        try:
+            connection.settimeout(30)
+            response = self._respond(read_line(connection))
+            connection.sendall(encode(response))
+        except Exception as error:  # a bad client must not hurt the init
+            self._console.debug(f"control: {error!r}")
+        finally:
+            connection.close()
 
     def _respond(self, line: bytes) -> dict[str, Any]:
         try:
@@ -122,11 +129,14 @@ class ControlServer:
 
 def request(path: Path, message: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """Send one request and return the decoded response (raises OSError, ValueError)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+    connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
         connection.settimeout(timeout)
         connection.connect(str(path))
         connection.sendall(encode(message))
         answer = json.loads(read_line(connection))
+    finally:
+        connection.close()
     if not isinstance(answer, dict):
         raise ValueError("the init's answer is not an object")
     return answer

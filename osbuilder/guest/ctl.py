@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from osbuilder.guest.control import DEFAULT_LOG_LINES, request
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.paths import CONTROL_SOCKET
 
 

@@ -4,16 +4,16 @@ the hostname and loopback. Every step is guarded: a failure is reported and boot
 
 from __future__ import annotations
 
+import _socket  # socket.py's sethostname, without its enums (see control)
 import errno
 import os
 import resource
-import socket
 from collections.abc import Callable
-from pathlib import Path
 
 from osbuilder.guest import milestones, network, rootmove, syscalls
 from osbuilder.guest.cmdline import BootOptions
 from osbuilder.guest.console import Console
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.modload import ModuleLoader
 
 NODEV, NOSUID, NOEXEC = syscalls.MS_NODEV, syscalls.MS_NOSUID, syscalls.MS_NOEXEC
@@ -170,7 +170,7 @@ def set_hostname(console: Console) -> None:
     except OSError:
         pass
     name = name or network.default_hostname(network.first_mac())
-    socket.sethostname(name)
+    _socket.sethostname(name)
     console.info(f"hostname {name}")
 
 

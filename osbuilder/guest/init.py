@@ -10,16 +10,17 @@ loaded: see modload).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from osbuilder import __version__
 from osbuilder.guest import milestones, signals, syscalls
 from osbuilder.guest.cmdline import BootOptions, parse_cmdline
 from osbuilder.guest.console import Console, seconds_since_boot
 from osbuilder.guest.early import early_setup
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.paths import GuestPaths
 from osbuilder.guest.reaper import Reaper
 from osbuilder.guest.shutdown import (
@@ -95,6 +96,10 @@ class Init:
         signals.SignalLoop(self.reaper, self.switch.request, self.console).start()
         self.reaping = True
         self.guard("boot", self._boot)
+        # What booting made lives on (modules, threads, services): kept out of every
+        # collection from now on, which then looks at new objects only (see __main__).
+        gc.freeze()
+        gc.enable()
         action = None
         while action is None:
             action = self.switch.wait(None)

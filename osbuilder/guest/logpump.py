@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import select
 import threading
-from pathlib import Path
 
 from osbuilder.guest.console import Console
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.records import Record
 
 _QUIET_SECONDS = 0.3

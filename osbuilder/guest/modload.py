@@ -13,16 +13,14 @@ or gzip module the kernel cannot decompress itself is inflated here.
 from __future__ import annotations
 
 import errno
-import gzip
-import lzma
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from osbuilder.guest import syscalls
 from osbuilder.guest.console import Console
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.kmod import ModuleIndex, bus_of, normalize
 
 ALWAYS_LOADED = ("overlay",)
@@ -59,8 +57,12 @@ def load_module_file(path: Path) -> None:
                 raise
         data = file.read()
     if path.suffix == ".xz":
+        import lzma
+
         syscalls.init_module(lzma.decompress(data))
     elif path.suffix == ".gz":
+        import gzip
+
         syscalls.init_module(gzip.decompress(data))
     else:
         raise OSError(errno.EOPNOTSUPP, f"cannot decompress {path.name}")

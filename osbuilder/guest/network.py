@@ -5,10 +5,12 @@ Bringing lo up makes the kernel give it 127.0.0.1/8 and ::1 by itself.
 
 from __future__ import annotations
 
+import _socket  # not socket.py: its enums cost PID 1's start 8 M instructions (see control)
+import contextlib
 import fcntl
-import socket
 import struct
-from pathlib import Path
+
+from osbuilder.guest.fspath import Path
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -17,7 +19,7 @@ _IFREQ = struct.Struct("16sh22x")  # struct ifreq: name, then the flags of the u
 
 
 def interface_up(name: str) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with contextlib.closing(_socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)) as sock:
         request = _IFREQ.pack(name.encode(), 0)
         _, flags = _IFREQ.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
         fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ.pack(name.encode(), flags | _IFF_UP))

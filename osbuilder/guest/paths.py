@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from osbuilder.guest.fspath import Path
 
 CONTROL_SOCKET = Path("/run/osbuilder/control.sock")
 

@@ -9,9 +9,9 @@ import select
 import struct
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from osbuilder.guest.console import Console
+from osbuilder.guest.fspath import Path
 
 EV_KEY = 1
 KEY_POWER = 116

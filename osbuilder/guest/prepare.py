@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from osbuilder.guest import syscalls
 from osbuilder.guest.bundle import Bundle, InterfaceSpec, MountSpec
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.mountopts import PROPAGATION_FLAGS, parse_mount_options
 from osbuilder.guest.spawn import CommandResult
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Protocol
 
 from osbuilder.guest.bundle import Bundle
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.spawn import CommandResult
 
 

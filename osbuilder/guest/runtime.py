@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
+
+from osbuilder.guest.fspath import Path
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at boot
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from osbuilder.guest import milestones
 from osbuilder.guest.bundle import Bundle
 from osbuilder.guest.console import Console
 from osbuilder.guest.container import StartError
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.logpump import DEFAULT_LOG_LIMIT, LogLimit, OutputPump
 from osbuilder.guest.reaper import describe_exit
 from osbuilder.guest.records import Record

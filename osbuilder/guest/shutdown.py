@@ -13,10 +13,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from osbuilder.guest import syscalls
 from osbuilder.guest.console import Console
+from osbuilder.guest.fspath import Path
 
 REBOOT_COMMANDS = {
     "poweroff": syscalls.RB_POWER_OFF,

@@ -8,12 +8,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from osbuilder.guest import milestones
 from osbuilder.guest.bundle import Bundle
 from osbuilder.guest.console import Console
 from osbuilder.guest.container import StartError
+from osbuilder.guest.fspath import Path
 from osbuilder.guest.logpump import DEFAULT_LOG_LIMIT, LogLimit, OutputPump
 from osbuilder.guest.reaper import describe_exit
 from osbuilder.guest.restart import Backoff, RealClock, should_restart

@@ -7,10 +7,9 @@ a tmpfs on tmp/ even then, and fails when tmp/ is absent).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from osbuilder.guest import syscalls
 from osbuilder.guest.console import Console
+from osbuilder.guest.fspath import Path
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at boot
 
