@@ -68,6 +68,22 @@ def load_module_file(path: Path) -> None:
         raise OSError(errno.EOPNOTSUPP, f"cannot decompress {path.name}")
 
 
+def read_attribute(path: str) -> str | None:
+    """A sysfs attribute's text (at most a page), None when there is none. os.open and
+    os.read: a Python file object costs several times as much, and every round reads
+    each device's attributes that are still missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 4096).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 class ModuleLoader:
     def __init__(
         self,
@@ -84,7 +100,8 @@ class ModuleLoader:
         self._console = console
         self._load_file = load_file
         self._on_round = on_round
-        self._read_devices: set[str] = set()  # device directories whose modalias was read
+        self._read_devices: set[str] = set()  # devices done with: modalias read, or none coming
+        self._missing_once: set[str] = set()  # those found once without one
 
     def new_device_modaliases(self) -> set[str]:
         """The modaliases of the devices that appeared since the last call.
@@ -104,15 +121,27 @@ class ModuleLoader:
                 device = os.path.join(devices, name)
                 if device in self._read_devices:
                     continue
-                try:
-                    with open(os.path.join(device, "modalias")) as file:
-                        alias = file.read().strip()
-                except OSError:
-                    continue  # none (yet): looked at again next round
+                modalias = read_attribute(os.path.join(device, "modalias"))
+                if modalias is None:
+                    self._without_modalias(device)
+                    continue
                 self._read_devices.add(device)
+                alias = modalias.strip()
                 if alias and bus_of(alias) not in SKIPPED_BUSES:
                     found.add(alias)
         return found
+
+    def _without_modalias(self, device: str) -> None:
+        """A device without a modalias is looked at again next round, as its attribute
+        may be on its way. Most are devices of buses that never have one (memory, node,
+        workqueue ...): the second time, its uevent says so (it has a MODALIAS line when
+        the attribute is only late), and it is not read again."""
+        if device not in self._missing_once:
+            self._missing_once.add(device)
+            return
+        uevent = read_attribute(os.path.join(device, "uevent"))
+        if uevent is not None and "MODALIAS=" not in uevent:
+            self._read_devices.add(device)
 
     def _device_directories(self) -> list[str]:
         sysfs = str(self._sysfs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import _socket  # not socket.py: its enums cost PID 1's start 8 M instructions (see control)
 import contextlib
 import fcntl
+import os
 import struct
 
 from osbuilder.guest.fspath import Path
@@ -25,16 +26,24 @@ def interface_up(name: str) -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ.pack(name.encode(), flags | _IFF_UP))
 
 
+def links(sysfs: Path = Path("/sys")) -> list[str]:
+    """The network links but lo, sorted. (os.listdir: a pathlib glob costs twenty times
+    as much, milliseconds on an emulated CPU.)"""
+    try:
+        names = os.listdir(sysfs / "class/net")
+    except OSError:
+        return []
+    return sorted(name for name in names if name != "lo")
+
+
 def links_up(sysfs: Path = Path("/sys")) -> list[str]:
     """Set every network link up, so that their carrier is there by the time a DHCP
     client asks (a virtio link takes about a second); configuring them is not ours."""
     raised = []
-    for interface in sorted((sysfs / "class/net").glob("*")):
-        if interface.name == "lo":
-            continue
+    for name in links(sysfs):
         try:
-            interface_up(interface.name)
-            raised.append(interface.name)
+            interface_up(name)
+            raised.append(name)
         except OSError:
             continue  # a link that will not come up is the DHCP client's to report
     return raised
@@ -42,11 +51,10 @@ def links_up(sysfs: Path = Path("/sys")) -> list[str]:
 
 def first_mac(sysfs: Path = Path("/sys")) -> str | None:
     """The address of the first network interface that has one (not lo), as aa:bb:..."""
-    for interface in sorted((sysfs / "class/net").glob("*")):
-        if interface.name == "lo":
-            continue
+    for name in links(sysfs):
         try:
-            address = (interface / "address").read_text().strip()
+            with open(sysfs / "class/net" / name / "address") as file:
+                address = file.read().strip()
         except OSError:
             continue
         if address and address.strip("0:"):

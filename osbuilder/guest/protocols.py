@@ -41,7 +41,12 @@ class Mounter(Protocol):
 
 class CommandRunnerLike(Protocol):
     def run(
-        self, argv: Sequence[str], *, timeout: float = 60.0, output_fd: int | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        output_fd: int | None = None,
+        executable: str | None = None,
     ) -> CommandResult: ...
 
 

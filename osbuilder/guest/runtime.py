@@ -5,10 +5,18 @@ between the two (each start of the runtime costs about 0.15 s under emulation).
 
 Its own error messages also go to a --log file per container, so a failure to start is
 reported with the runtime's reason even though its stderr belongs to the container.
+
+Every command runs the runtime from one sealed in-memory copy of its binary, made at its
+first command: crun (and runc up to 1.1) copies itself into a sealed memfd and executes
+that copy again at each start unless it already runs from one, so that a container can
+never write the runtime's binary through /proc/PID/exe (CVE-2019-5736). The copy made
+once protects the same way and spares every command a second exec and dynamic linking
+(about 0.1 s each under emulation).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -27,6 +35,8 @@ CANDIDATES = {
 }
 _RUNC_MESSAGE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 _REASON_LINES = 3
+# The seals crun and runc look for on /proc/self/exe: no writing, resizing or unsealing.
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 
 def choose_runtime(preference: str, exists: Callable[[str], bool] = os.path.exists) -> str | None:
@@ -53,6 +63,31 @@ def reason_from_log(text: str) -> str:
     return " | ".join(messages[-_REASON_LINES:])
 
 
+def sealed_copy(binary: str) -> str:
+    """The path of a sealed in-memory copy of `binary`, executable by this process and its
+    children for this process's life (its descriptor is kept open on purpose); `binary`
+    itself when the copy cannot be made (its runtime then copies itself, as without)."""
+    try:
+        copy = os.memfd_create(Path(binary).name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    except OSError:
+        return binary
+    try:
+        with open(binary, "rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            copied = 0
+            while copied < size:
+                sent = os.sendfile(copy, source.fileno(), copied, size - copied)
+                if sent == 0:
+                    raise OSError(f"{binary} shrank while it was copied")
+                copied += sent
+        fcntl.fcntl(copy, fcntl.F_ADD_SEALS, _SEALS)
+    except OSError:
+        os.close(copy)
+        return binary
+    # close-on-exec: a child reaches it by this path while the kernel opens it for exec.
+    return f"/proc/{os.getpid()}/fd/{copy}"
+
+
 class OciRuntime:
     def __init__(
         self,
@@ -68,6 +103,7 @@ class OciRuntime:
         self._global_args = tuple(global_args)
         self.no_pivot = no_pivot
         self._timeout = timeout
+        self._executable: str | None = None  # the sealed copy, made at the first command
 
     @property
     def name(self) -> str:
@@ -79,7 +115,14 @@ class OciRuntime:
         argv = [self.binary, *self._global_args]
         if log_file is not None:
             argv.append(f"--log={log_file}")
-        return self._runner.run([*argv, *args], timeout=self._timeout, output_fd=output_fd)
+        if self._executable is None:
+            self._executable = sealed_copy(self.binary)
+        return self._runner.run(
+            [*argv, *args],
+            timeout=self._timeout,
+            output_fd=output_fd,
+            executable=self._executable,
+        )
 
     def create(
         self, container_id: str, bundle: Path, pid_file: Path, log_file: Path, output_fd: int

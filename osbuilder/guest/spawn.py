@@ -24,8 +24,10 @@ def spawn(
     stdout: int | None = None,
     stderr: int | None = None,
     env: Mapping[str, str] | None = None,
+    executable: str | None = None,
 ) -> int:
-    """Start argv[0] (an absolute path) with stdin on /dev/null; returns its pid."""
+    """Start `executable`, by default argv[0] (an absolute path), with stdin on /dev/null;
+    returns its pid."""
     actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
         (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)
     ]
@@ -34,7 +36,7 @@ def spawn(
     if stderr is not None:
         actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
     return os.posix_spawn(
-        argv[0],
+        executable or argv[0],
         list(argv),
         dict(DEFAULT_ENV if env is None else env),
         file_actions=actions,
@@ -68,10 +70,16 @@ class CommandRunner:
         self._env = env
 
     def run(
-        self, argv: Sequence[str], *, timeout: float = 60.0, output_fd: int | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        output_fd: int | None = None,
+        executable: str | None = None,
     ) -> CommandResult:
         """With output_fd, the program's stdout and stderr go there instead of being captured
-        (an OCI runtime's `create` hands them on to the container)."""
+        (an OCI runtime's `create` hands them on to the container); with executable, that
+        file runs instead of argv[0]."""
         out = os.memfd_create("stdout")
         err = os.memfd_create("stderr")
         try:
@@ -80,6 +88,7 @@ class CommandRunner:
                 stdout=out if output_fd is None else output_fd,
                 stderr=err if output_fd is None else output_fd,
                 env=self._env,
+                executable=executable,
             )
             self._reaper.watch(pid)
             code = self._reaper.wait(pid, timeout)

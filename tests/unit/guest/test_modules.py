@@ -218,3 +218,19 @@ def test_each_scan_reads_only_the_devices_that_appeared_since(tmp_path: Path) ->
     assert loader.new_device_modaliases() == {"virtio:d00000001v00001AF4"}
     (late / "modalias").write_text("input:b0019v0000p0001e0000-e0,1,k74\n")
     assert loader.new_device_modaliases() == {"input:b0019v0000p0001e0000-e0,1,k74"}
+
+
+def test_a_device_whose_uevent_has_no_modalias_is_left_after_twice(tmp_path: Path) -> None:
+    machine = FakeMachine(tmp_path)
+    loader = ModuleLoader(machine.modules_dir, machine.sysfs, RecordingConsole(), machine.load_file)
+    never = machine.sysfs / "bus/memory/devices/memory0"
+    never.mkdir(parents=True)
+    (never / "uevent").write_text("DEVNAME=memory0\n")
+    coming = machine.sysfs / "bus/virtio/devices/virtio1"
+    coming.mkdir(parents=True)
+    (coming / "uevent").write_text("DRIVER=x\nMODALIAS=virtio:d00000004v00001AF4\n")
+    loader.new_device_modaliases()
+    loader.new_device_modaliases()
+    (never / "modalias").write_text("memory:not-a-real-one\n")  # to see whether it is read
+    (coming / "modalias").write_text("virtio:d00000004v00001AF4\n")
+    assert loader.new_device_modaliases() == {"virtio:d00000004v00001AF4"}

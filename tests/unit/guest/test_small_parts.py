@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import struct
 import time
@@ -17,7 +19,7 @@ from osbuilder.guest.logpump import LogLimit, OutputPump
 from osbuilder.guest.network import default_hostname, first_mac
 from osbuilder.guest.power import KEY_POWER, has_bit, power_button_devices, power_presses
 from osbuilder.guest.reaper import Reaper, ReaperThread, describe_exit
-from osbuilder.guest.runtime import OciRuntime, choose_runtime, reason_from_log
+from osbuilder.guest.runtime import OciRuntime, choose_runtime, reason_from_log, sealed_copy
 from osbuilder.guest.spawn import CommandResult, CommandRunner
 
 from .fakes import RecordingConsole
@@ -100,7 +102,12 @@ class RecordingRunner:
         self.argvs: list[list[str]] = []
 
     def run(
-        self, argv: Sequence[str], *, timeout: float = 60.0, output_fd: int | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        output_fd: int | None = None,
+        executable: str | None = None,
     ) -> CommandResult:
         self.argvs.append(list(argv))
         return CommandResult(tuple(argv), 0, "", "")
@@ -181,6 +188,26 @@ def test_command_runner_captures_output_and_exit_code(reaper: Reaper) -> None:
     started = time.monotonic()
     slow = runner.run(["/bin/sleep", "5"], timeout=0.1)
     assert slow.exit_code is None and time.monotonic() - started < 2
+
+
+def test_a_sealed_copy_runs_and_cannot_be_changed(reaper: Reaper) -> None:
+    """The runtime's commands run from such a copy: crun then does not copy itself again."""
+    true = shutil.which("true")
+    assert true is not None
+    copy = sealed_copy(true)
+    assert copy != true
+    with open(copy, "rb") as file:
+        seals = fcntl.fcntl(file.fileno(), fcntl.F_GET_SEALS)
+    assert seals == fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+    writable = os.open(copy, os.O_WRONLY)
+    try:
+        with pytest.raises(PermissionError):
+            os.write(writable, b"\0")
+    finally:
+        os.close(writable)
+    assert CommandRunner(reaper).run(["true"], executable=copy).exit_code == 0
+    # Without a file to copy, the runtime runs as it is (and copies itself).
+    assert sealed_copy("/nonexistent/crun") == "/nonexistent/crun"
 
 
 def test_children_start_with_default_signals(reaper: Reaper) -> None:
