@@ -6,12 +6,12 @@ between the two (each start of the runtime costs about 0.15 s under emulation).
 Its own error messages also go to a --log file per container, so a failure to start is
 reported with the runtime's reason even though its stderr belongs to the container.
 
-Every command runs the runtime from one sealed in-memory copy of its binary, made at its
-first command: crun (and runc up to 1.1) copies itself into a sealed memfd and executes
-that copy again at each start unless it already runs from one, so that a container can
-never write the runtime's binary through /proc/PID/exe (CVE-2019-5736). The copy made
-once protects the same way and spares every command a second exec and dynamic linking
-(about 0.1 s each under emulation).
+Every crun command runs from one sealed in-memory copy of its binary, made at its first
+command: crun (and runc up to 1.1) copies itself into a sealed memfd and executes that
+copy again at each start unless it already runs from one, so that a container can never
+write the runtime's binary through /proc/PID/exe (CVE-2019-5736). The copy made once
+protects the same way and spares every command a second exec and dynamic linking (about
+0.1 s each under emulation). runc, 18 times crun's size, is left to copy itself.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ CANDIDATES = {
 }
 _RUNC_MESSAGE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 _REASON_LINES = 3
+# The runtimes whose sealed copy is kept: crun's costs 0.5 MB for the system's life; runc
+# 1.1's would cost 9 MB, more than its saving (0.1 s a command) is worth in a small VM, so
+# runc keeps copying itself at each command, as it does without us.
+_COPIED_ONCE = frozenset({"crun"})
 # The seals crun and runc look for on /proc/self/exe: no writing, resizing or unsealing.
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
@@ -116,7 +120,8 @@ class OciRuntime:
         if log_file is not None:
             argv.append(f"--log={log_file}")
         if self._executable is None:
-            self._executable = sealed_copy(self.binary)
+            copied = self.name in _COPIED_ONCE
+            self._executable = sealed_copy(self.binary) if copied else self.binary
         return self._runner.run(
             [*argv, *args],
             timeout=self._timeout,
