@@ -18,12 +18,11 @@ from msgspec import Struct
 
 from osbuilder.assemble.entry import Kind
 from osbuilder.errors import UserError
-from osbuilder.pkg.closure import DEFAULT_DIRECTORIES
-from osbuilder.pkg.elf import ElfObject, read_elf
 
 if TYPE_CHECKING:
     from osbuilder.assemble.entry import Entry
     from osbuilder.assemble.tree import Tree
+    from osbuilder.pkg.elf import ElfObject
 
 DMSETUP = "sbin/dmsetup"
 DMSETUP_DIRECTORY = "dm"  # in the boot stage: dmsetup, its loader and libraries
@@ -72,6 +71,9 @@ def dmsetup_files(tree: Tree) -> DmsetupFiles:
 def _locate(tree: Tree, name: str, loader: ElfObject) -> tuple[str, Entry] | None:
     """Where ld.so finds the library `name` (a path, or a name in the default directories)
     for `loader`: one of its own class and machine."""
+    from osbuilder.pkg.closure import DEFAULT_DIRECTORIES
+    from osbuilder.pkg.elf import read_elf
+
     if "/" in name:
         candidates = [name.lstrip("/")]
     else:
@@ -96,6 +98,8 @@ def _file(tree: Tree, path: str) -> Entry | None:
 
 
 def _elf(entry: Entry, path: str) -> ElfObject:
+    from osbuilder.pkg.elf import read_elf
+
     assert entry.content is not None
     with entry.content.open() as stream:
         found = read_elf(stream)

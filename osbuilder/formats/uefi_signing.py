@@ -13,19 +13,17 @@ The key's bytes never reach a log or an error: only its path does.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    PublicFormat,
-    load_pem_private_key,
-)
 from msgspec import Struct
 
 from osbuilder.errors import UserError
 from osbuilder.formats.catalog import FORMATS, Format
 from osbuilder.runner import run
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 KEY_OPTION = "--secure-boot-key"
 CERT_OPTION = "--secure-boot-cert"
@@ -86,6 +84,8 @@ def _read(path: Path, option: str) -> bytes:
 
 def read_certificate(path: Path, option: str) -> x509.Certificate:
     """The PEM certificate `path` given as `option`, or a UserError saying why not."""
+    from cryptography import x509
+
     try:
         return x509.load_pem_x509_certificate(_read(path, option))
     except ValueError:
@@ -97,6 +97,9 @@ def read_certificate(path: Path, option: str) -> x509.Certificate:
 
 def _private_key(path: Path) -> rsa.RSAPrivateKey:
     # (cryptography's errors name no bytes of the key; ours name its path only)
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     data = _read(path, KEY_OPTION)
     try:
         key = load_pem_private_key(data, password=None)
@@ -119,6 +122,9 @@ def _private_key(path: Path) -> rsa.RSAPrivateKey:
 
 
 def _public_bytes(key: object) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     if not isinstance(key, rsa.RSAPublicKey):
         return b""  # (a certificate of another kind of key matches no RSA key)
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
