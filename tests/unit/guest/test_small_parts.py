@@ -100,6 +100,7 @@ def test_runtime_reasons_from_logs() -> None:
 class RecordingRunner:
     def __init__(self) -> None:
         self.argvs: list[list[str]] = []
+        self.executables: list[str | None] = []
 
     def run(
         self,
@@ -110,6 +111,7 @@ class RecordingRunner:
         executable: str | None = None,
     ) -> CommandResult:
         self.argvs.append(list(argv))
+        self.executables.append(executable)
         return CommandResult(tuple(argv), 0, "", "")
 
 
@@ -316,29 +318,12 @@ def test_a_log_without_old_files_or_without_a_limit(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.log", "25.log"]
 
 
-class ExecutableRecorder(RecordingRunner):
-    def __init__(self) -> None:
-        super().__init__()
-        self.executables: list[str | None] = []
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float = 60.0,
-        output_fd: int | None = None,
-        executable: str | None = None,
-    ) -> CommandResult:
-        self.executables.append(executable)
-        return super().run(argv, timeout=timeout, output_fd=output_fd, executable=executable)
-
-
 def test_crun_runs_from_one_sealed_copy_and_runc_from_its_own_binary(tmp_path: Path) -> None:
     binaries = {}
     for name in ("crun", "runc"):
         binaries[name] = tmp_path / name
         shutil.copyfile("/bin/true", binaries[name])
-    crun_runner, runc_runner = ExecutableRecorder(), ExecutableRecorder()
+    crun_runner, runc_runner = RecordingRunner(), RecordingRunner()
     crun = OciRuntime(str(binaries["crun"]), crun_runner)
     runc = OciRuntime(str(binaries["runc"]), runc_runner)
     for runtime in (crun, runc):
