@@ -35,7 +35,7 @@ from osbuilder.vm.control import (
 from osbuilder.vm.disks import prepare_disks
 from osbuilder.vm.qemu import KernelBoot, VmConfig, qemu_command
 from osbuilder.vm.secureboot import OPTION as SECURE_BOOT_OPTION
-from osbuilder.vm.secureboot import enrol, refusal
+from osbuilder.vm.secureboot import STARTED, enrol, refusal
 from osbuilder.vm.timeline import Stage, Timeline, as_table
 from osbuilder.vm.userdata import write_data_iso
 
@@ -246,6 +246,8 @@ def run_detached(
         answered = None
         if wait_tcp is not None:
             answered = _wait_port(config, pid, published[0].host, wait_tcp, wait_timeout) - started
+        elif config.secure_boot is not None:
+            wait_firmware_verdict(config, pid, wait_timeout)
         if not timeline:
             return None
         while not watch.boot_complete():
@@ -271,6 +273,22 @@ def _port_stage(found: Timeline, port: int, answered: float) -> Stage:
     last = max(stage.end for stage in services or found.stages or [Stage("", 0.0, 0.0)])
     last = min(last, answered)
     return Stage(f"port {port} answers", last, answered - last)
+
+
+def wait_firmware_verdict(config: VmConfig, pid: int | None, timeout: float) -> None:
+    """Under Secure Boot: return once the firmware started the image, raise if it refused."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _check_alive(config, pid, "the firmware started the image")
+        with contextlib.suppress(OSError):
+            if STARTED in config.console_log.read_bytes():
+                return
+        if time.monotonic() > deadline:
+            raise ExternalError(
+                f"the firmware had not started the image within {timeout:g} s (the VM "
+                f"runs on; see {config.console_log})"
+            )
+        time.sleep(POLL_FIRMWARE)
 
 
 def _check_alive(config: VmConfig, pid: int | None, waiting_for: str) -> None:

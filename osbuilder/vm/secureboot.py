@@ -6,7 +6,8 @@ in: a platform key generated for this VM (as PK and KEK: nothing else may change
 CERT as the one certificate in db, the dbx OVMF wants, and Secure Boot on. The firmware then
 starts only EFI images signed by CERT's key. One it refuses, OVMF reports on the console
 and passes over; `run` watches for that (REFUSED) and stops the VM with one line instead of
-waiting for a boot that cannot come.
+waiting for a boot that cannot come. `run --detach` without a port to wait for returns
+once the verdict is in: the refusal, or the kernel's stub saying it started (STARTED).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ OVMF_SECURE_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
 # OVMF's BDS on an image whose signature it rejects: "BdsDxe: failed to load Boot0001 "UEFI
 # Misc Device" from PciRoot(...): Access Denied".
 REFUSED = re.compile(rb"BdsDxe: failed to load (Boot\w+ .*?): Access Denied")
+# The kernel's EFI stub, once the firmware has started the image: the verdict was yes.
+STARTED = b"EFI stub: UEFI Secure Boot is enabled."
 PLATFORM_NAME = "osbuilder run: platform key"
 
 

@@ -3,6 +3,7 @@ firmware's refusal read from its console."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -13,11 +14,17 @@ from cryptography import x509
 from virt.firmware.efi import guids
 from virt.firmware.varstore.edk2 import Edk2VarStore
 
-from osbuilder.errors import UserError
+from osbuilder.errors import ExternalError, UserError
 from osbuilder.media import MediaBoot
 from osbuilder.vm.qemu import OVMF_VARS, KernelBoot, VmConfig, qemu_command
-from osbuilder.vm.run import FirmwareRefused, firmware_refusal, prepare_state, wait_unrefused
-from osbuilder.vm.secureboot import OVMF_SECURE_CODE, PLATFORM_NAME, refusal
+from osbuilder.vm.run import (
+    FirmwareRefused,
+    firmware_refusal,
+    prepare_state,
+    wait_firmware_verdict,
+    wait_unrefused,
+)
+from osbuilder.vm.secureboot import OVMF_SECURE_CODE, PLATFORM_NAME, STARTED, refusal
 from tests.uefi_keys import KeyPair, make_key_pair
 from tests.unit.vm.test_vm import GPT, MBR, image
 
@@ -127,3 +134,16 @@ def test_waiting_for_the_vm_ends_at_the_refusal_not_the_timeout(
         process.kill()
         process.wait()
     assert time.monotonic() - started < 10
+
+
+def test_a_detached_run_returns_once_the_kernel_started_and_not_before(
+    tmp_path: Path, db: KeyPair
+) -> None:
+    config = VmConfig(efi_disk(tmp_path), tmp_path / "state", secure_boot=db.cert)
+    prepare_state(config)
+    alive = os.getpid()  # (a process that runs, standing for QEMU's)
+    config.console_log.write_bytes(b"BdsDxe: loading Boot0002 ...\r\n")
+    with pytest.raises(ExternalError, match="the firmware had not started the image within"):
+        wait_firmware_verdict(config, alive, 0.3)
+    config.console_log.write_bytes(b"BdsDxe: loading Boot0002\r\n" + STARTED + b"\r\n")
+    wait_firmware_verdict(config, alive, 0.3)  # returns
