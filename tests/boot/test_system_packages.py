@@ -143,7 +143,7 @@ def test_sysctl_swap_and_poweroff(packages: Packages, tmp_path: Path) -> None:
     assert "onboot swap-unmet: exit code 0" in console
     assert "less than 1G (a required condition): no swap file" in console
     assert "*** onboot swap-too-small FAILED: exit code 1 ***" in console
-    assert "swap: /var/swap is on tmpfs, which cannot hold swap" in console
+    assert "swap: /var/swap is on ramfs, which cannot hold swap" in console  # (the root)
 
     # A log past 8 KiB is rotated; one old file is kept.
     logs = dict(line.split()[-2:] for line in console.splitlines() if "log: " in line)
