@@ -1,5 +1,5 @@
-"""--verity: the Redis OS as kernel+squashfs and as a UEFI disk with --root squashfs, its
-root opened through dm-verity by the boot stage, answers a real redis client; the
+"""--verity: the Redis OS as kernel+squashfs, as kernel+erofs and as a UEFI disk with
+--root squashfs, its root opened through dm-verity by the boot stage, answers a real redis client; the
 kernel+squashfs outputs are bit-identical across two builds and `veritysetup verify`
 accepts the root with the hash of the command line; one byte changed in the root ends
 the boot with the stage's line and makes `osbuilder run` fail, within its timeout."""
@@ -87,4 +87,19 @@ def test_a_uefi_disk_with_a_verified_squashfs_root_answers(
     console = answered_ping(image, Path(f"{image}-state"), "--mem", "192")
     assert WORD.search(console)  # the kernel's command line, from the UKI
     assert "device-mapper: verity: sha256 using implementation" in console
+    assert "osbuilder boot stage:" not in console
+
+
+def test_a_verified_erofs_root_answers(packages: Packages, tmp_path: Path) -> None:
+    prefix = build_system(packages, SPEC, tmp_path / "out", "kernel+erofs", options=("--verity",))
+    erofs_word = re.compile(r"osbuilder\.verity\.erofs=(\d+),([0-9a-f]{64}),([0-9a-f]{64})")
+    [(blocks, root_hash, _)] = erofs_word.findall(Path(f"{prefix}-cmdline").read_text())
+    image = Path(f"{prefix}-erofs.img")
+    offset = f"--hash-offset={int(blocks) * 4096}"
+    verify = ["veritysetup", "verify", offset, str(image), str(image), root_hash]
+    verified = subprocess.run(verify, capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stderr
+    console = answered_ping(prefix, Path(f"{prefix}-state"), "--mem", "128")
+    assert "device-mapper: verity: sha256 using implementation" in console
+    assert "erofs: (device dm-0): mounted with root inode" in console
     assert "osbuilder boot stage:" not in console
