@@ -1,8 +1,9 @@
 """--verity: the Redis OS as kernel+squashfs, as kernel+erofs and as a UEFI disk with
---root squashfs, its root opened through dm-verity by the boot stage, answers a real redis client; the
-kernel+squashfs outputs are bit-identical across two builds and `veritysetup verify`
-accepts the root with the hash of the command line; one byte changed in the root ends
-the boot with the stage's line and makes `osbuilder run` fail, within its timeout."""
+--root squashfs, its root opened through dm-verity by the boot stage, answers a real
+redis client; the kernel+squashfs outputs are bit-identical across two builds and
+`veritysetup verify` accepts the root with the hash of the command line; one byte
+changed in the root ends the boot with the stage's line and makes `osbuilder run` fail,
+within its timeout."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ pytestmark = pytest.mark.boot
 
 SPEC = REPO / "examples/redis.yml"
 WORD = re.compile(r"osbuilder\.verity\.squashfs=(\d+),([0-9a-f]{64}),([0-9a-f]{64})")
+
+
+def assert_veritysetup_verifies(prefix: Path, filesystem: str) -> None:
+    """`veritysetup verify` accepts PREFIX-FILESYSTEM.img with the root hash of PREFIX-cmdline."""
+    word = re.compile(rf"osbuilder\.verity\.{filesystem}=(\d+),([0-9a-f]{{64}}),[0-9a-f]{{64}}")
+    [(blocks, root_hash)] = word.findall(Path(f"{prefix}-cmdline").read_text())
+    image = Path(f"{prefix}-{filesystem}.img")
+    offset = f"--hash-offset={int(blocks) * 4096}"
+    verify = ["veritysetup", "verify", offset, str(image), str(image), root_hash]
+    verified = subprocess.run(verify, capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stderr
 REFUSED = "osbuilder boot stage: the root failed verification: /dev/vda is not the image"
 
 
@@ -38,12 +50,7 @@ def test_the_root_is_verified_reproducible_and_the_system_answers(
     packages: Packages, verity_system: Path, tmp_path: Path
 ) -> None:
     prefix = verity_system
-    [(blocks, root_hash, _)] = WORD.findall(Path(f"{prefix}-cmdline").read_text())
-    image = Path(f"{prefix}-squashfs.img")
-    offset = f"--hash-offset={int(blocks) * 4096}"
-    verify = ["veritysetup", "verify", offset, str(image), str(image), root_hash]
-    verified = subprocess.run(verify, capture_output=True, text=True, check=False)
-    assert verified.returncode == 0, verified.stderr
+    assert_veritysetup_verifies(prefix, "squashfs")
     again = build_system(
         packages, SPEC, tmp_path / "again", "kernel+squashfs", options=("--verity",)
     )
@@ -92,13 +99,7 @@ def test_a_uefi_disk_with_a_verified_squashfs_root_answers(
 
 def test_a_verified_erofs_root_answers(packages: Packages, tmp_path: Path) -> None:
     prefix = build_system(packages, SPEC, tmp_path / "out", "kernel+erofs", options=("--verity",))
-    erofs_word = re.compile(r"osbuilder\.verity\.erofs=(\d+),([0-9a-f]{64}),([0-9a-f]{64})")
-    [(blocks, root_hash, _)] = erofs_word.findall(Path(f"{prefix}-cmdline").read_text())
-    image = Path(f"{prefix}-erofs.img")
-    offset = f"--hash-offset={int(blocks) * 4096}"
-    verify = ["veritysetup", "verify", offset, str(image), str(image), root_hash]
-    verified = subprocess.run(verify, capture_output=True, text=True, check=False)
-    assert verified.returncode == 0, verified.stderr
+    assert_veritysetup_verifies(prefix, "erofs")
     console = answered_ping(prefix, Path(f"{prefix}-state"), "--mem", "128")
     assert "device-mapper: verity: sha256 using implementation" in console
     assert "erofs: (device dm-0): mounted with root inode" in console
