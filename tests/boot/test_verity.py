@@ -36,6 +36,8 @@ def assert_veritysetup_verifies(prefix: Path, filesystem: str) -> None:
     verify = ["veritysetup", "verify", offset, str(image), str(image), root_hash]
     verified = subprocess.run(verify, capture_output=True, text=True, check=False)
     assert verified.returncode == 0, verified.stderr
+
+
 REFUSED = "osbuilder boot stage: the root failed verification: /dev/vda is not the image"
 
 
