@@ -27,4 +27,4 @@ class RootImage(Struct, frozen=True):
 def finish_root_image(job: WriteJob, path: Path, sha256: str) -> RootImage:
     """The root's image `path` (whose digest is `sha256`), with its hash tree if the
     build asks for one."""
-    return RootImage(path, sha256, add_hash_tree(path) if job.options.verity else None)
+    return RootImage(path, sha256, add_hash_tree(path, sha256) if job.options.verity else None)

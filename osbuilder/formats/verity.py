@@ -4,8 +4,9 @@ The image (squashfs or EROFS) is padded to whole 4 KiB blocks and `veritysetup f
 appends a hash tree to the same file: format 1, sha256, 4 KiB data and hash blocks, its
 superblock first, at the data's end (`--hash-offset`). One file, one partition: `run`
 attaches it as before, and the data part is still the plain image. The salt is the
-sha256 of the padded image and the superblock's UUID is taken from it too, so the same
-image always gets the same tree: the outputs stay reproducible.
+image's sha256 (which its writer computed as it wrote it) and the superblock's UUID is
+taken from it too, so the same image always gets the same tree: the outputs stay
+reproducible.
 
 The boot stage needs the root hash, the salt and the number of data blocks to set up
 the mapping (formats/boot_stage.py): they go on the kernel's command line as one word,
@@ -16,7 +17,6 @@ a changed superblock does not change the table the stage builds.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from pathlib import Path
@@ -24,7 +24,6 @@ from pathlib import Path
 from msgspec import Struct
 
 from osbuilder.errors import cannot_write
-from osbuilder.formats.outputfile import COPY_CHUNK
 from osbuilder.runner import run
 
 BLOCK = 4096  # data and hash block size
@@ -52,20 +51,17 @@ class VerityTree(Struct, frozen=True):
         return f"{key}={self.data_blocks},{self.root_hash},{self.salt}"
 
 
-def add_hash_tree(image: Path) -> VerityTree:
-    """Pad `image` to whole blocks and append its dm-verity hash tree (veritysetup)."""
-    digest = hashlib.sha256()
+def add_hash_tree(image: Path, sha256: str) -> VerityTree:
+    """Pad `image` (whose content's digest is `sha256`, which salts the tree) to whole
+    blocks and append its dm-verity hash tree (veritysetup)."""
     try:
         with image.open("r+b") as file:
             size = file.seek(0, 2)
             padded = -(-size // BLOCK) * BLOCK
             file.truncate(padded)
-            file.seek(0)
-            while chunk := file.read(COPY_CHUNK):
-                digest.update(chunk)
     except OSError as exc:
         raise cannot_write(image, exc) from None
-    salt = digest.hexdigest()
+    salt = sha256
     data_blocks = padded // BLOCK
     root_hash_file = image.with_name(image.name + ".roothash")
     run(
@@ -80,7 +76,7 @@ def add_hash_tree(image: Path) -> VerityTree:
             f"--hash-offset={padded}",
             f"--salt={salt}",
             # A UUID the same image always gets (version 4's layout, as EROFS's).
-            f"--uuid={uuid.UUID(bytes=digest.digest()[:16], version=4)}",
+            f"--uuid={uuid.UUID(bytes=bytes.fromhex(sha256)[:16], version=4)}",
             f"--root-hash-file={root_hash_file}",
             image,
             image,
