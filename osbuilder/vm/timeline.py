@@ -17,7 +17,9 @@ import re
 from msgspec import Struct
 
 STAMP = r"^\[\s*(?P<stamp>\d+\.\d+)\] "
-INIT = STAMP + r"init: "
+# Not anchored at the line's start: a shell on the same console (getty's) may have left its
+# prompt there, without a newline, just before the init wrote the line.
+INIT = r"\[\s*(?P<stamp>\d+\.\d+)\] init: "
 ERROR = INIT + r"\*\*\* "
 # The kernel's (Linux 6.1's init/initramfs.c and init/main.c).
 UNPACK_START = re.compile(STAMP + r"Trying to unpack rootfs image as initramfs", re.M)

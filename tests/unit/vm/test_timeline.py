@@ -138,6 +138,20 @@ def test_a_boot_whose_services_have_not_all_started_is_not_complete(tmp_path: Pa
     assert boot_complete(cut + (tmp_path / "more.log").read_text())  # settled: it failed
 
 
+def test_a_milestone_after_a_shells_prompt_on_the_same_line_is_read(tmp_path: Path) -> None:
+    # getty's shell shares the console: its prompt (and a terminal query) may come just
+    # before the init's line, with no newline between them (seen in a CI boot).
+    console_log = tmp_path / "console.log"
+    write_boot(console_log)
+    text = console_log.read_text()
+    getty = text.index("[", text.rindex("\n", 0, text.index("service getty")))
+    prompted = text[:getty] + "/ # \x1b[6n" + text[getty:]
+    assert boot_complete(prompted)
+    found = read_timeline(prompted)
+    assert found.complete
+    assert "service getty started" in [stage.name for stage in found.stages]
+
+
 def test_a_quiet_kernel_leaves_the_init_stages(tmp_path: Path) -> None:
     console_log = tmp_path / "console.log"
     write_boot(console_log)
